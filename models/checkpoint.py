@@ -1,0 +1,97 @@
+"""Loading LoFTR weights: official Lightning checkpoints, kornia state dicts, and our own."""
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Official / kornia backbone names -> ours (the FPN layers are named by role here).
+_RENAMES = [
+    (r"^backbone\.layer3_outconv\.", "backbone.lateral3."),
+    (r"^backbone\.layer2_outconv\.", "backbone.lateral2."),
+    (r"^backbone\.layer1_outconv\.", "backbone.lateral1."),
+    (r"^backbone\.layer(\d)_outconv2\.0\.", r"backbone.merge\1.conv1."),
+    (r"^backbone\.layer(\d)_outconv2\.1\.", r"backbone.merge\1.norm."),
+    (r"^backbone\.layer(\d)_outconv2\.3\.", r"backbone.merge\1.conv2."),
+]
+# Prefixes of the wrapping LightningModule: official PL_LoFTR stores the model as `matcher`.
+_WRAPPER_PREFIXES = ("matcher.", "model.", "module.")
+# Buffers some releases saved that are recomputed here.
+_DERIVED = ("pos_encoding.pe",)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of an official LoFTR / kornia / our checkpoint -> this project's module names."""
+    converted = {}
+    for key, value in state_dict.items():
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        if key in _DERIVED:
+            continue
+        for pattern, replacement in _RENAMES:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    return converted
+
+
+def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The model state dict of a checkpoint file (a Lightning checkpoint or a plain state dict).
+
+    Files from elsewhere are untrusted: they are read with `weights_only=True`, which refuses pickled code.
+    `trusted=True` lifts that for files you made yourself with arbitrary objects inside.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} holds objects that are not plain tensors, so it was not loaded with weights_only=True. "
+            f"If you trust the file, load it with trusted=True (match.py: --trust-checkpoint). Cause: {error}"
+        ) from error
+    except Exception as error:  # truncated or not a torch file at all
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise CheckpointError(f"{path} is neither a Lightning checkpoint nor a state dict of tensors")
+    return checkpoint
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Copy a (converted) state dict into `model`, failing with the full list of missing, unexpected and
+    wrongly shaped keys rather than loading part of it."""
+    state_dict = convert_state_dict(state_dict)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if state_dict[k].shape != own[k].shape
+    )
+    if missing or unexpected or mismatched:
+        lines = []
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                lines.append(f"{title} ({len(keys)}): " + ", ".join(keys))
+        raise CheckpointError("checkpoint does not fit the model:\n  " + "\n  ".join(lines))
+    model.load_state_dict(state_dict)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, trusted: bool = False) -> nn.Module:
+    """Load an official LoFTR checkpoint (`matcher.*` keys), a kornia state dict or one of ours into `model`."""
+    try:
+        load_weights(model, read_state_dict(path, trusted))
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    return model

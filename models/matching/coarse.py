@@ -1,0 +1,183 @@
+"""Coarse matching: a confidence matrix between the coarse cells of two images, and matches read off it."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .optimal_transport import log_optimal_transport
+
+_MASKED_LOGIT = -1e9  # similarity of a padded cell (official INF); clamped to the dtype's range below
+
+
+@dataclass
+class CoarseMatchingConfig:
+    match_type: str = "dual_softmax"  # "dual_softmax" or "sinkhorn" (LoFTR sec. 3.3)
+    threshold: float = 0.2  # confidence threshold theta_c (LoFTR official config)
+    border_removal: int = 2  # cells dropped at each image border (official BORDER_RM)
+    dual_softmax_temperature: float = 0.1  # LoFTR sec. 3.3
+    sinkhorn_iterations: int = 3  # official SKH_ITERS
+    sinkhorn_init_bin_score: float = 1.0  # official SKH_INIT_BIN_SCORE
+    sinkhorn_prefilter: bool = False  # drop cells whose best entry is the dustbin (official default off)
+    train_coarse_percent: float = 0.2  # share of cells sent to the fine level in training (official default)
+    train_pad_num_gt_min: int = 200  # ground-truth matches always added in training (official default)
+
+
+@dataclass
+class CoarseMatches:
+    """Coarse matches of a batch; in training they also hold the ground-truth pads the fine loss needs.
+
+    Cells are indexed row-major on each image's coarse grid: index = row * grid_width + column.
+    """
+
+    confidence_matrix: torch.Tensor  # (B, L, S) in [0, 1]
+    log_assignment: torch.Tensor | None  # (B, L+1, S+1) with dustbins, Sinkhorn only
+    batch_index: torch.Tensor  # (M,) long
+    index0: torch.Tensor  # (M,) cell of image 0
+    index1: torch.Tensor  # (M,) cell of image 1
+    confidence: torch.Tensor  # (M,) coarse confidence; 0 for ground-truth pads
+    is_ground_truth_pad: torch.Tensor  # (M,) bool
+
+
+def valid_extent(mask: torch.Tensor | None, batch: int, height: int, width: int, device) -> torch.Tensor:
+    """(B, 2) long: the number of valid (rows, columns) per sample of a top-left-aligned padding mask (B, h, w)."""
+    if mask is None:
+        return torch.tensor([[height, width]], device=device).expand(batch, 2)
+    return torch.stack([mask.any(2).sum(1), mask.any(1).sum(1)], 1)
+
+
+def off_border(extent: torch.Tensor, height: int, width: int, border: int) -> torch.Tensor:
+    """(B, height * width) bool: cells at least `border` cells inside the valid extent (B, 2) of each sample."""
+    rows = torch.arange(height, device=extent.device)[None, :, None]
+    cols = torch.arange(width, device=extent.device)[None, None, :]
+    keep = (rows >= border) & (cols >= border)
+    keep = keep & (rows < extent[:, 0, None, None] - border) & (cols < extent[:, 1, None, None] - border)
+    return keep.reshape(-1, height * width)
+
+
+@torch.no_grad()
+def mutual_nearest_matches(
+    confidence: torch.Tensor, threshold: float, keep0: torch.Tensor, keep1: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Matches (b, i, j, confidence) where entry (i, j) is the maximum of its row and of its column, above
+    `threshold`, with both cells allowed by `keep0` (B, L) / `keep1` (B, S).
+
+    Reads one row and one column maximum instead of materialising (B, L, S) boolean masks.
+    """
+    row_max, best_j = confidence.max(dim=2)  # (B, L)
+    col_max = confidence.amax(dim=1)  # (B, S)
+    match = (
+        (row_max > threshold)
+        & (torch.gather(col_max, 1, best_j) == row_max)
+        & keep0
+        & torch.gather(keep1, 1, best_j)
+    )
+    b, i = torch.nonzero(match, as_tuple=True)
+    return b, i, best_j[b, i], row_max[b, i]
+
+
+def dual_softmax(similarity: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """softmax over rows times softmax over columns of (B, L, S) logits; padded pairs get 0."""
+    if valid is not None:
+        similarity = similarity.masked_fill(~valid, max(_MASKED_LOGIT, torch.finfo(similarity.dtype).min))
+    if similarity.requires_grad or similarity.dtype in (torch.float16, torch.bfloat16):
+        confidence = F.softmax(similarity, 1) * F.softmax(similarity, 2)
+    else:
+        # Inference in float32: the column softmax as exp(x - column max) / column sum, in place. PyTorch's
+        # softmax over dim 1 of a (L, S) matrix is several times slower than these contiguous passes, and
+        # working in place keeps two (B, L, S) matrices alive instead of four.
+        confidence = F.softmax(similarity, 2)
+        column = similarity.sub_(similarity.amax(dim=1, keepdim=True)).exp_()
+        confidence.mul_(column.div_(column.sum(dim=1, keepdim=True)))
+    if valid is not None:
+        confidence = confidence.masked_fill(~valid, 0.0)
+    return confidence
+
+
+class CoarseMatching(nn.Module):
+    def __init__(self, config: CoarseMatchingConfig = CoarseMatchingConfig()):
+        super().__init__()
+        if config.match_type not in ("dual_softmax", "sinkhorn"):
+            raise ValueError(f"match_type must be 'dual_softmax' or 'sinkhorn', got {config.match_type!r}")
+        self.config = config
+        if config.match_type == "sinkhorn":
+            self.bin_score = nn.Parameter(torch.tensor(config.sinkhorn_init_bin_score))
+
+    def forward(
+        self,
+        feat0: torch.Tensor,
+        feat1: torch.Tensor,
+        grid0: tuple[int, int],
+        grid1: tuple[int, int],
+        mask0: torch.Tensor | None = None,
+        mask1: torch.Tensor | None = None,
+        ground_truth: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> CoarseMatches:
+        """Match transformed coarse tokens.
+
+        Args:
+            feat0, feat1: (B, L, C) and (B, S, C) tokens of grids `grid0` = (h0, w0), `grid1` = (h1, w1).
+            mask0, mask1: optional (B, L) / (B, S) bool, True for cells of the real image (padding is False).
+            ground_truth: in training, the ground-truth matches (b, i, j) used to pad the fine-level samples.
+        """
+        cfg = self.config
+        batch, channels = feat0.shape[0], feat0.shape[-1]
+        similarity = torch.einsum("blc,bsc->bls", feat0, feat1) / channels  # = <f0/sqrt(C), f1/sqrt(C)>
+        valid = None
+        if mask0 is not None or mask1 is not None:
+            valid0 = mask0 if mask0 is not None else feat0.new_ones(feat0.shape[:2], dtype=torch.bool)
+            valid1 = mask1 if mask1 is not None else feat1.new_ones(feat1.shape[:2], dtype=torch.bool)
+            valid = valid0[:, :, None] & valid1[:, None, :]
+
+        log_assignment = None
+        if cfg.match_type == "dual_softmax":
+            confidence = dual_softmax(similarity.div_(cfg.dual_softmax_temperature), valid)
+        else:
+            log_assignment = log_optimal_transport(
+                similarity, self.bin_score, cfg.sinkhorn_iterations, mask0, mask1
+            )
+            confidence = log_assignment[:, :-1, :-1].exp()
+            if cfg.sinkhorn_prefilter and not self.training:
+                best = log_assignment.argmax(dim=2)[:, :-1] == similarity.shape[2]  # row prefers its dustbin
+                best_col = log_assignment.argmax(dim=1)[:, :-1] == similarity.shape[1]
+                confidence = confidence.masked_fill(best[:, :, None] | best_col[:, None, :], 0.0)
+
+        keep0 = off_border(valid_extent(_grid_mask(mask0, grid0), batch, *grid0, feat0.device), *grid0, cfg.border_removal)
+        keep1 = off_border(valid_extent(_grid_mask(mask1, grid1), batch, *grid1, feat1.device), *grid1, cfg.border_removal)
+        b, i, j, conf = mutual_nearest_matches(confidence.detach(), max(cfg.threshold, 0.0), keep0, keep1)
+        is_pad = torch.zeros_like(b, dtype=torch.bool)
+        if self.training and ground_truth is not None:
+            b, i, j, conf, is_pad = self._pad_with_ground_truth(b, i, j, conf, ground_truth, mask0, mask1, feat0, feat1)
+        return CoarseMatches(confidence, log_assignment, b, i, j, conf, is_pad)
+
+    def _pad_with_ground_truth(self, b, i, j, conf, ground_truth, mask0, mask1, feat0, feat1):
+        """Sub-sample predictions and add random ground-truth matches, so the fine level always trains on
+        true correspondences (LoFTR's training trick; the cap bounds fine-level memory)."""
+        cfg = self.config
+        count0 = mask0.sum(1) if mask0 is not None else torch.full((feat0.shape[0],), feat0.shape[1], device=b.device)
+        count1 = mask1.sum(1) if mask1 is not None else torch.full((feat1.shape[0],), feat1.shape[1], device=b.device)
+        budget = int(torch.minimum(count0, count1).sum().item() * cfg.train_coarse_percent)
+        if cfg.train_pad_num_gt_min >= budget:
+            raise ValueError(
+                f"train_pad_num_gt_min ({cfg.train_pad_num_gt_min}) must be below the fine-level training budget "
+                f"({budget} = train_coarse_percent x cells); lower it for small images"
+            )
+        gt_b, gt_i, gt_j = ground_truth
+        if len(b) > budget - cfg.train_pad_num_gt_min:
+            pick = torch.randint(len(b), (budget - cfg.train_pad_num_gt_min,), device=b.device)
+            b, i, j, conf = b[pick], i[pick], j[pick], conf[pick]
+        num_pad = max(budget - len(b), cfg.train_pad_num_gt_min) if len(gt_b) else 0
+        pad = torch.randint(max(len(gt_b), 1), (num_pad,), device=b.device)
+        is_pad = torch.cat([torch.zeros_like(b, dtype=torch.bool), torch.ones_like(pad, dtype=torch.bool)])
+        return (
+            torch.cat([b, gt_b[pad]]),
+            torch.cat([i, gt_i[pad]]),
+            torch.cat([j, gt_j[pad]]),
+            torch.cat([conf, conf.new_zeros(num_pad)]),
+            is_pad,
+        )
+
+
+def _grid_mask(mask: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
+    return None if mask is None else mask.view(-1, *grid)

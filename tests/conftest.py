@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+import torch
+
+from data.synthetic.texture import make_texture, warp_homography
+
+# A mild perspective warp: every cell moves by a few pixels, not by whole cells.
+WARP = np.array([[1.0, 0.03, 6.0], [-0.02, 1.0, 4.0], [0.0, 0.0, 1.0]])
+
+
+def image_pair(height: int, width: int, seed: int = 1, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A textured image and its warp by `WARP`, as (1, 1, H, W) tensors in [0, 1]."""
+    image0 = make_texture(height, width, seed=seed)
+    image1 = warp_homography(image0, WARP)
+    as_tensor = lambda image: torch.from_numpy(image)[None, None].to(dtype) / 255  # noqa: E731
+    return as_tensor(image0), as_tensor(image1)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
