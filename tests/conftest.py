@@ -16,6 +16,21 @@ def image_pair(height: int, width: int, seed: int = 1, dtype=torch.float32) -> t
     return as_tensor(image0), as_tensor(image1)
 
 
+def sharpen_(model: torch.nn.Module) -> torch.nn.Module:
+    """Make a randomly initialised LoFTR (ours or kornia's: same transformer names) match decisively.
+
+    Random weights give near-uniform confidences. Quieten the global messages of all but the last coarse
+    layer, make the last one a local function of each token (no attention message) and scale its LayerNorm:
+    tokens become equal-norm local descriptors and the dual-softmax becomes peaked.
+    """
+    with torch.no_grad():
+        for layer in model.loftr_coarse.layers[:-1]:
+            layer.norm2.weight.mul_(0.1)
+        model.loftr_coarse.layers[-1].merge.weight.zero_()
+        model.loftr_coarse.layers[-1].norm2.weight.mul_(10.0)
+    return model
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import torch
 
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
-from tests.conftest import image_pair
+from tests.conftest import image_pair, sharpen_
 
 kornia_loftr = pytest.importorskip("kornia.feature.loftr.loftr")
 
@@ -19,14 +19,7 @@ def make_pair_of_models(temp_bug_fix: bool, sharpen: bool, dtype=torch.float32):
     config["coarse"]["temp_bug_fix"] = temp_bug_fix
     reference = kornia_loftr.LoFTR(pretrained=None, config=config).eval()
     if sharpen:
-        # Random weights give near-uniform confidences. Quieten the global messages of all but the last
-        # coarse layer, make the last one a local function of each token (no attention message), and scale
-        # its LayerNorm: tokens become equal-norm local descriptors and the dual-softmax becomes peaked.
-        with torch.no_grad():
-            for layer in reference.loftr_coarse.layers[:-1]:
-                layer.norm2.weight.mul_(0.1)
-            reference.loftr_coarse.layers[-1].merge.weight.zero_()
-            reference.loftr_coarse.layers[-1].norm2.weight.mul_(10.0)
+        sharpen_(reference)
     ours = LoFTR(LoFTRConfig(temp_bug_fix=temp_bug_fix)).eval()
     load_weights(ours, {f"matcher.{k}": v for k, v in reference.state_dict().items()})
     return reference.to(dtype), ours.to(dtype)

@@ -1,0 +1,77 @@
+"""The composed model: Sinkhorn variant, training mode with ground-truth pads, input checks."""
+
+import pytest
+import torch
+
+from models.loftr import LoFTR, LoFTRConfig
+from tests.conftest import image_pair, sharpen_
+
+
+def small_config(match_type="dual_softmax") -> LoFTRConfig:
+    config = LoFTRConfig()
+    config.match_coarse.match_type = match_type
+    config.match_coarse.train_pad_num_gt_min = 20  # a 96 x 128 pair has 192 cells
+    return config
+
+
+@pytest.mark.parametrize("match_type", ["dual_softmax", "sinkhorn"])
+def test_training_forward_pads_with_ground_truth_and_backpropagates(match_type):
+    model = LoFTR(small_config(match_type)).train()
+    image0, image1 = image_pair(96, 128)
+    cells = torch.arange(40)
+    ground_truth = (torch.zeros(40, dtype=torch.long), cells + 30, cells + 31)
+    result = model({"image0": image0, "image1": image1}, ground_truth=ground_truth)
+
+    coarse = result.coarse
+    budget = int(192 * model.config.match_coarse.train_coarse_percent)
+    assert len(coarse.batch_index) >= budget  # predictions + pads fill the fine-level budget
+    assert coarse.is_ground_truth_pad.sum() >= 20
+    padded = coarse.is_ground_truth_pad
+    assert (coarse.confidence[padded] == 0).all()
+    # every pad is one of the ground-truth matches
+    pairs = set(zip(coarse.index0[padded].tolist(), coarse.index1[padded].tolist()))
+    assert pairs <= set(zip(ground_truth[1].tolist(), ground_truth[2].tolist()))
+    # pads are not reported as matches
+    assert len(result.keypoints0) == int((~padded).sum())
+
+    loss = coarse.confidence_matrix.sum() + result.fine.expectation.sum() + result.fine.std.sum()
+    if coarse.log_assignment is not None:
+        loss = loss + coarse.log_assignment.logsumexp(dim=(1, 2)).sum()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(grads) > 0 and all(torch.isfinite(g).all() for g in grads)
+    if match_type == "sinkhorn":
+        assert model.coarse_matching.bin_score.grad is not None
+
+
+def test_sinkhorn_model_matches_a_warped_copy():
+    model = sharpen_(LoFTR(small_config("sinkhorn")).eval())
+    with torch.no_grad():
+        # Sinkhorn reads logits without the dual-softmax temperature: scale the descriptors up instead
+        model.loftr_coarse.layers[-1].norm2.weight.mul_(3.0)
+    image0, image1 = image_pair(176, 240)
+    with torch.inference_mode():
+        result = model({"image0": image0, "image1": image1})
+    conf = result.coarse.confidence_matrix
+    assert conf.shape == (1, 22 * 30, 22 * 30)
+    # columns are normalised last, so each cell of image 1 holds at most its unit mass outside the dustbin
+    assert conf.sum(1).max() <= 1 + 1e-5
+    assert len(result.keypoints0) >= 20
+
+
+def test_input_errors_name_the_input():
+    model = LoFTR().eval()
+    with pytest.raises(ValueError, match="image1"):
+        model({"image0": torch.rand(1, 1, 64, 64), "image1": torch.rand(1, 3, 64, 64)})
+    with pytest.raises(ValueError, match="smaller than one coarse cell"):
+        model({"image0": torch.rand(1, 1, 64, 64), "image1": torch.rand(1, 1, 6, 64)})
+    with pytest.raises(ValueError, match="batch sizes"):
+        model({"image0": torch.rand(2, 1, 64, 64), "image1": torch.rand(1, 1, 64, 64)})
+
+
+def test_images_of_different_sizes_match_in_one_call():
+    model = LoFTR().eval()
+    with torch.inference_mode():
+        result = model({"image0": torch.rand(1, 1, 96, 128), "image1": torch.rand(1, 1, 120, 88)})
+    assert result.coarse_grid0 == (12, 16) and result.coarse_grid1 == (15, 11)
+    assert result.coarse.confidence_matrix.shape == (1, 192, 165)
