@@ -1,0 +1,252 @@
+"""match.py end to end on small generated images: outputs, coordinates after resizing, checkpoints, errors."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import match
+from data.synthetic.texture import make_texture, warp_homography
+from models.checkpoint import load_weights
+from models.loftr import LoFTR, LoFTRConfig
+from tests.conftest import WARP
+
+REPO = Path(__file__).resolve().parents[1]
+# Threshold 0 keeps every mutual nearest neighbour, so that random weights still give matches to check.
+FAST = ["--coarse-threshold", "0", "--device", "cpu"]
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path) -> tuple[Path, Path]:
+    """A 160x120 texture and its warp, as PNGs."""
+    image = make_texture(120, 160, seed=3)
+    return write_image(tmp_path / "a.png", image), write_image(tmp_path / "b.png", warp_homography(image, WARP))
+
+
+@pytest.fixture(scope="module")
+def official_state_dict() -> dict[str, torch.Tensor]:
+    """Random weights named as in an official LoFTR Lightning checkpoint (kornia's names, `matcher.` prefix)."""
+    kornia_loftr = pytest.importorskip("kornia.feature.loftr.loftr")
+    torch.manual_seed(0)
+    return {f"matcher.{k}": v for k, v in kornia_loftr.LoFTR(pretrained=None).state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def official_checkpoint(tmp_path_factory, official_state_dict) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "official.ckpt"
+    torch.save({"epoch": 29, "state_dict": official_state_dict}, path)
+    return path
+
+
+def run(capfd, *argv) -> tuple[int, str, str]:
+    code = match.main([str(a) for a in argv])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def read_matches(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return dict(data)
+
+
+def reference_matches(state_dict, temp_bug_fix: bool, image0: Path, image1: Path) -> dict[str, np.ndarray]:
+    """What our LoFTR with these weights finds on the two image files at their original size."""
+    config = LoFTRConfig(temp_bug_fix=temp_bug_fix)
+    config.match_coarse.threshold = 0.0
+    model = LoFTR(config).eval()
+    load_weights(model, state_dict)
+    image0, image1 = (torch.from_numpy(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))[None, None] / 255.0
+                      for p in (image0, image1))
+    with torch.inference_mode():
+        result = model({"image0": image0, "image1": image1})
+    return {"keypoints0": result.keypoints0.numpy(), "keypoints1": result.keypoints1.numpy(),
+            "confidence": result.confidence.numpy()}
+
+
+def test_random_weights_write_float32_matches_inside_the_images(capfd, pair, tmp_path):
+    out = tmp_path / "out" / "deeper" / "matches.npz"
+    code, stdout, stderr = run(capfd, *pair, "--random-weights", "--resize", "0", *FAST, "--out", out)
+    assert code == 0
+    assert "meaningless" in stderr
+    matches = read_matches(out)
+    assert set(matches) == {"keypoints0", "keypoints1", "confidence"}
+    assert all(value.dtype == np.float32 for value in matches.values())
+    n = len(matches["confidence"])
+    assert n > 0 and matches["keypoints0"].shape == matches["keypoints1"].shape == (n, 2)
+    assert f"{n} matches" in stdout
+    for kpts in (matches["keypoints0"], matches["keypoints1"]):
+        assert (kpts >= 0).all() and (kpts[:, 0] <= 159).all() and (kpts[:, 1] <= 119).all()
+    assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+
+
+def test_random_weights_are_the_same_on_every_run(capfd, pair, tmp_path):
+    for name in ("first.npz", "second.npz"):
+        assert run(capfd, *pair, "--random-weights", "--resize", "0", *FAST, "--out", tmp_path / name)[0] == 0
+    first, second = read_matches(tmp_path / "first.npz"), read_matches(tmp_path / "second.npz")
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+@pytest.mark.parametrize(("size", "resize"), [((120, 160), 80), ((100, 150), 64)])
+def test_keypoints_after_resizing_are_in_original_pixels(capfd, tmp_path, official_checkpoint, size, resize):
+    """A run with --resize equals a run on the pre-resized images with its keypoints scaled by original/resized
+    per axis (150x100 -> 64x43 scales x and y differently)."""
+    height, width = size
+    original = make_texture(height, width, seed=5)
+    originals = (write_image(tmp_path / "a.png", original),
+                 write_image(tmp_path / "b.png", warp_homography(original, WARP)))
+    resized, scale = [], None
+    for path in originals:
+        small, scale = match.resize_longer_side(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), resize)
+        resized.append(write_image(tmp_path / f"small_{path.name}", small))
+    assert max(small.shape) == resize
+    assert scale == (width / small.shape[1], height / small.shape[0])
+
+    common = ["--checkpoint", official_checkpoint, *FAST]
+    assert run(capfd, *originals, "--resize", resize, *common, "--out", tmp_path / "scaled.npz")[0] == 0
+    assert run(capfd, *resized, "--resize", 0, *common, "--out", tmp_path / "direct.npz")[0] == 0
+    scaled, direct = read_matches(tmp_path / "scaled.npz"), read_matches(tmp_path / "direct.npz")
+
+    assert len(direct["confidence"]) > 0
+    factor = np.array(scale, np.float32)
+    for key in ("keypoints0", "keypoints1"):
+        np.testing.assert_allclose(scaled[key], direct[key] * factor, rtol=1e-6, atol=0)
+        assert (scaled[key] >= 0).all() and (scaled[key] <= [width - 1, height - 1]).all()
+    np.testing.assert_array_equal(scaled["confidence"], direct["confidence"])
+    assert (scaled["keypoints0"][:, 0] > small.shape[1]).any()  # beyond the network input: really rescaled
+
+
+@pytest.mark.parametrize(("layout", "legacy"), [("official", True), ("ours", False)])
+def test_checkpoint_round_trip_picks_the_positional_encoding(
+    capfd, pair, tmp_path, official_state_dict, official_checkpoint, layout, legacy
+):
+    """auto: official checkpoints (`matcher.*`) run with the legacy encoding, ours with the corrected one;
+    the output is exactly that of our LoFTR loaded with the same weights."""
+    if layout == "official":
+        checkpoint = official_checkpoint
+    else:
+        ours = LoFTR(LoFTRConfig()).eval()
+        load_weights(ours, official_state_dict)
+        checkpoint = tmp_path / "ours.ckpt"
+        torch.save(ours.state_dict(), checkpoint)
+    out = tmp_path / "matches.npz"
+    code, _, stderr = run(capfd, *pair, "--checkpoint", checkpoint, "--resize", "0", *FAST, "--out", out)
+    assert code == 0
+    assert ("legacy positional encoding" in stderr) == legacy
+
+    matches = read_matches(out)
+    expected = reference_matches(official_state_dict, not legacy, *pair)
+    other = reference_matches(official_state_dict, legacy, *pair)
+    assert len(expected["confidence"]) > 0
+    for key in expected:
+        np.testing.assert_array_equal(matches[key], expected[key])
+    assert len(other["confidence"]) != len(expected["confidence"]) or not np.array_equal(
+        other["confidence"], expected["confidence"]
+    ), "the two encodings should give different matches, else this test cannot tell them apart"
+
+
+def test_pos_encoding_flag_overrides_auto(capfd, pair, tmp_path, official_state_dict, official_checkpoint):
+    out = tmp_path / "matches.npz"
+    code, _, stderr = run(capfd, *pair, "--checkpoint", official_checkpoint, "--pos-encoding", "fixed",
+                          "--resize", "0", *FAST, "--out", out)
+    assert code == 0 and "legacy" not in stderr
+    np.testing.assert_array_equal(read_matches(out)["confidence"],
+                                  reference_matches(official_state_dict, True, *pair)["confidence"])
+
+
+def test_checkpoint_with_pickled_objects_needs_trust(capfd, pair, tmp_path, official_state_dict):
+    checkpoint = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": official_state_dict, "hparams": argparse.Namespace(lr=1e-3)}, checkpoint)
+    out = tmp_path / "matches.npz"
+    code, _, stderr = run(capfd, *pair, "--checkpoint", checkpoint, "--resize", "0", *FAST, "--out", out)
+    assert code == 2 and "--trust-checkpoint" in stderr and not out.exists()
+    code, _, _ = run(capfd, *pair, "--checkpoint", checkpoint, "--trust-checkpoint", "--resize", "0", *FAST,
+                     "--out", out)
+    assert code == 0 and out.exists()
+
+
+def bad_inputs(tmp_path: Path, pair: tuple[Path, Path], state_dict) -> dict[str, tuple[list, str]]:
+    """Command lines that must fail, each with the file name its error message must contain."""
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG not really" + bytes(range(256)))
+    truncated = tmp_path / "truncated.png"  # a real PNG cut short: OpenCV must not add its own warning
+    truncated.write_bytes(pair[0].read_bytes()[:3000])
+    tiny = write_image(tmp_path / "tiny.png", make_texture(5, 5))
+    thin = write_image(tmp_path / "thin.png", make_texture(4, 200))  # 2x80 px once resized to 80
+    not_a_torch_file = tmp_path / "junk.ckpt"
+    not_a_torch_file.write_bytes(b"definitely not a checkpoint")
+    incomplete = tmp_path / "incomplete.ckpt"
+    torch.save({"state_dict": {k: v for k, v in state_dict.items() if "loftr_fine" not in k}}, incomplete)
+    random = ["--random-weights"]
+    return {
+        "missing image": ([pair[0], tmp_path / "nowhere.png", *random], "nowhere.png"),
+        "corrupt image": ([garbage, pair[1], *random], "garbage.png"),
+        "truncated image": ([truncated, pair[1], *random], "truncated.png"),
+        "tiny image": ([pair[0], tiny, *random, "--resize", "0"], "tiny.png"),
+        "too thin once resized": ([thin, pair[1], *random, "--resize", "80"], "thin.png"),
+        "missing checkpoint": ([*pair, "--checkpoint", tmp_path / "absent.ckpt"], "absent.ckpt"),
+        "not a checkpoint": ([*pair, "--checkpoint", not_a_torch_file], "junk.ckpt"),
+        "checkpoint missing keys": ([*pair, "--checkpoint", incomplete], "incomplete.ckpt"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing image", "corrupt image", "truncated image", "tiny image", "too thin once resized",
+                                  "missing checkpoint", "not a checkpoint", "checkpoint missing keys"])
+def test_bad_input_is_one_line_naming_it_and_writes_nothing(capfd, pair, tmp_path, official_state_dict, case):
+    argv, name = bad_inputs(tmp_path, pair, official_state_dict)[case]
+    out_dir = tmp_path / "out"
+    code, stdout, stderr = run(capfd, *argv, *FAST, "--out", out_dir / "matches.npz", "--plot", out_dir / "m.png")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("match.py: error:") and name in lines[0], stderr
+    assert stdout == ""
+    assert not out_dir.exists()
+
+
+def test_needs_a_checkpoint_or_random_weights(capfd, pair, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        match.main([*map(str, pair), "--out", str(tmp_path / "m.npz")])
+    assert exit_info.value.code == 2
+    assert "--random-weights" in capfd.readouterr().err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_plot_writes_a_picture(capfd, pair, tmp_path):
+    plot = tmp_path / "pictures" / "matches.png"
+    code, stdout, _ = run(capfd, *pair, "--random-weights", "--resize", "0", *FAST,
+                          "--out", tmp_path / "matches.npz", "--plot", plot)
+    assert code == 0 and str(plot) in stdout
+    picture = cv2.imread(str(plot))
+    assert picture is not None and picture.shape[1] >= 2 * 160
+
+
+def test_demo_writes_its_images_and_matches(capfd, tmp_path):
+    out = tmp_path / "demo" / "matches.npz"
+    code, _, _ = run(capfd, "--demo", "--random-weights", "--resize", "160", *FAST, "--out", out)
+    assert code == 0
+    for name in ("demo_image0.png", "demo_image1.png"):
+        assert cv2.imread(str(out.parent / name), cv2.IMREAD_GRAYSCALE).shape == match.DEMO_SIZE
+    matches = read_matches(out)
+    assert len(matches["confidence"]) > 0
+    assert (matches["keypoints0"].max(0) > [160, 120]).any()  # reported at the demo's 640x480, not 160x120
+
+
+def test_command_line_exit_code(tmp_path, pair):
+    """The script itself, as a user runs it: a missing checkpoint exits with 2 and says which file."""
+    result = subprocess.run(
+        [sys.executable, "match.py", *map(str, pair), "--checkpoint", str(tmp_path / "absent.ckpt"),
+         "--out", str(tmp_path / "m.npz")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "absent.ckpt" in result.stderr and not (tmp_path / "m.npz").exists()
