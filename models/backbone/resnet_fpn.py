@@ -114,6 +114,9 @@ class ResNetFPN(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        # Channels-last weights as well as activations: with only the activations in that layout oneDNN
+        # reorders the weights at every call and the convolutions run ~1.5x slower on CPU.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = image.contiguous(memory_format=torch.channels_last)

@@ -40,10 +40,11 @@ class CoarseMatches:
     is_ground_truth_pad: torch.Tensor  # (M,) bool
 
 
-def valid_extent(mask: torch.Tensor | None, batch: int, height: int, width: int, device) -> torch.Tensor:
-    """(B, 2) long: the number of valid (rows, columns) per sample of a top-left-aligned padding mask (B, h, w)."""
+def valid_extent(mask: torch.Tensor | None, grid: tuple[int, int], batch: int, device) -> torch.Tensor:
+    """(B, 2) long: valid (rows, columns) of each sample's grid, from a top-left-aligned cell mask (B, h*w)."""
     if mask is None:
-        return torch.tensor([[height, width]], device=device).expand(batch, 2)
+        return torch.tensor([grid], device=device).expand(batch, 2)
+    mask = mask.view(-1, *grid)
     return torch.stack([mask.any(2).sum(1), mask.any(1).sum(1)], 1)
 
 
@@ -143,8 +144,8 @@ class CoarseMatching(nn.Module):
                 best_col = log_assignment.argmax(dim=1)[:, :-1] == similarity.shape[1]
                 confidence = confidence.masked_fill(best[:, :, None] | best_col[:, None, :], 0.0)
 
-        keep0 = off_border(valid_extent(_grid_mask(mask0, grid0), batch, *grid0, feat0.device), *grid0, cfg.border_removal)
-        keep1 = off_border(valid_extent(_grid_mask(mask1, grid1), batch, *grid1, feat1.device), *grid1, cfg.border_removal)
+        keep0 = off_border(valid_extent(mask0, grid0, batch, feat0.device), *grid0, cfg.border_removal)
+        keep1 = off_border(valid_extent(mask1, grid1, batch, feat1.device), *grid1, cfg.border_removal)
         b, i, j, conf = mutual_nearest_matches(confidence.detach(), max(cfg.threshold, 0.0), keep0, keep1)
         is_pad = torch.zeros_like(b, dtype=torch.bool)
         if self.training and ground_truth is not None:
@@ -177,7 +178,3 @@ class CoarseMatching(nn.Module):
             torch.cat([conf, conf.new_zeros(num_pad)]),
             is_pad,
         )
-
-
-def _grid_mask(mask: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor | None:
-    return None if mask is None else mask.view(-1, *grid)

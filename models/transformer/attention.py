@@ -21,18 +21,20 @@ class LinearAttention(nn.Module):
         self.eps = eps
 
     def forward(self, query, key, value, query_mask=None, key_mask=None):
-        q = F.elu(query) + 1
-        k = F.elu(key) + 1
+        q = F.elu(query).add_(1)
+        k = F.elu(key).add_(1)
         if query_mask is not None:
             q = q * query_mask[:, :, None, None]
         if key_mask is not None:
             k = k * key_mask[:, :, None, None]
             value = value * key_mask[:, :, None, None]
-        length = value.shape[1]
-        value = value / length  # keeps the sums below in fp16 range, as the official code does
+        source = value.shape[1]
+        if value.dtype == torch.float16:
+            value = value / source  # the sum over S may pass fp16's 65504 (the official safeguard), undone below
         kv = torch.einsum("nshd,nshv->nhdv", k, value)  # (N, H, D, D)
         normaliser = 1 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + self.eps)  # (N, L, H)
-        return torch.einsum("nlhd,nhdv->nlhv", q, kv) * (normaliser[..., None] * length)
+        out = torch.einsum("nlhd,nhdv->nlhv", q, kv) * normaliser[..., None]
+        return out * source if value.dtype == torch.float16 else out
 
 
 class FullAttention(nn.Module):

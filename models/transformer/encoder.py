@@ -4,6 +4,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import build_attention
@@ -47,7 +48,10 @@ class EncoderLayer(nn.Module):
         value = self.v_proj(source).unflatten(-1, (heads, -1))
         message = self.attention(query, key, value, x_mask, source_mask).flatten(-2)
         message = self.norm1(self.merge(message))
-        message = self.norm2(self.mlp(torch.cat([x, message], dim=-1)))
+        # mlp([x, message]) with the first weight split in two: no concatenated copy of every token
+        w_x, w_message = self.mlp[0].weight.split(x.shape[-1], dim=1)
+        hidden = torch.relu_(F.linear(x, w_x).add_(F.linear(message, w_message)))
+        message = self.norm2(self.mlp[2](hidden))
         return x + message
 
 

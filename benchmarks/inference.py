@@ -1,0 +1,154 @@
+"""Inference speed and memory: our LoFTR against kornia's on the same weights and the same pair.
+
+    python benchmarks/inference.py [--sizes 480x640 240x320] [--runs 5] [--device cpu|cuda]
+                                   [--autocast bf16] [--attention linear|full]
+
+Both models get the same seeded random weights, sharpened as in the parity tests so that the pair (a
+textured image and a warped copy) yields a realistic number of matches and the fine level does real work.
+Times are medians of interleaved runs (kornia, ours, kornia, ...), so drift on a shared machine hits both;
+the speed-up is the ratio measured in this run. Peak memory is the growth of the peak resident set over one forward
+in a fresh process on CPU (Linux), and `torch.cuda.max_memory_allocated` on CUDA.
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kornia.feature.loftr.loftr import LoFTR as KorniaLoFTR, default_cfg  # noqa: E402
+
+from models.checkpoint import load_weights  # noqa: E402
+from models.loftr import LoFTR, LoFTRConfig  # noqa: E402
+from tests.conftest import image_pair, sharpen_  # noqa: E402
+
+
+def build(which: str, attention: str, device: str):
+    torch.manual_seed(0)
+    reference = sharpen_(KorniaLoFTR(pretrained=None, config=copy.deepcopy(default_cfg)).eval())
+    if which == "kornia":
+        return reference.to(device)
+    config = LoFTRConfig(temp_bug_fix=False)
+    config.coarse.attention = attention
+    ours = LoFTR(config).eval()
+    load_weights(ours, reference.state_dict())
+    return ours.to(device)
+
+
+def run(model, image0, image1, autocast: str | None):
+    with torch.inference_mode(), torch.autocast(image0.device.type, torch.bfloat16, enabled=autocast == "bf16"):
+        out = model({"image0": image0, "image1": image1})
+    if image0.device.type == "cuda":
+        torch.cuda.synchronize()
+    if isinstance(out, dict):
+        return out["keypoints0"], out["keypoints1"]
+    return out.keypoints0, out.keypoints1
+
+
+def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
+    """Peak memory of one forward, measured in a fresh process so earlier runs do not hide it."""
+    if args.device == "cuda":
+        model = build(which, args.attention, "cuda")
+        image0, image1 = (x.cuda() for x in image_pair(*size))
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run(model, image0, image1, args.autocast)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    command = [sys.executable, __file__, "--memory-probe", which, f"{size[0]}x{size[1]}", "--attention", args.attention]
+    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+
+def memory_probe(which: str, size: tuple[int, int], attention: str) -> None:
+    model = build(which, attention, "cpu")
+    image0, image1 = image_pair(*size)
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
+    before = _status_kib("VmRSS")
+    run(model, image0, image1, None)
+    print((_status_kib("VmHWM") - before) / 1024)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status (peak memory on CPU needs Linux)")
+
+
+def compare(size: tuple[int, int], args) -> dict:
+    models = {name: build(name, args.attention, args.device) for name in ("kornia", "ours")}
+    image0, image1 = (x.to(args.device) for x in image_pair(*size))
+    outputs = {name: run(model, image0, image1, args.autocast) for name, model in models.items()}  # warm-up
+    times = {name: [] for name in models}
+    for _ in range(args.runs):
+        for name, model in models.items():
+            start = time.perf_counter()
+            run(model, image0, image1, args.autocast)
+            times[name].append(time.perf_counter() - start)
+
+    (k0, k1), (o0, o1) = outputs["kornia"], outputs["ours"]
+    key = lambda kpts: {tuple(p) for p in kpts.round().long().tolist()}  # noqa: E731  coarse cells
+    same_set = key(k0) == key(o0) and len(k0) == len(o0)
+    kp_diff = float("nan")
+    if same_set and len(k0):
+        order_k, order_o = (torch.argsort(k[:, 1] * 1e5 + k[:, 0]) for k in (k0, o0))
+        kp_diff = (k1[order_k].float() - o1[order_o].float()).abs().max().item()
+    row = {
+        "size": f"{size[0]}x{size[1]}",
+        "kornia_ms": 1e3 * statistics.median(times["kornia"]),
+        "ours_ms": 1e3 * statistics.median(times["ours"]),
+        "matches_kornia": len(k0),
+        "matches_ours": len(o0),
+        "same_matches": same_set,
+        "max_kpt_diff_px": kp_diff,
+    }
+    row["speedup"] = row["kornia_ms"] / row["ours_ms"]
+    if not args.no_memory:
+        row["kornia_peak_mb"] = peak_memory_mb("kornia", size, args)
+        row["ours_peak_mb"] = peak_memory_mb("ours", size, args)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["480x640", "240x320"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--autocast", choices=["bf16"], default=None)
+    parser.add_argument("--attention", choices=["linear", "full"], default="linear", help="ours only")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        which, size = args.memory_probe
+        memory_probe(which, tuple(int(v) for v in size.split("x")), args.attention)
+        return
+
+    print(f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
+          f"autocast {args.autocast or 'off (fp32)'}, our attention {args.attention}, median of {args.runs}")
+    rows = [compare(tuple(int(v) for v in s.split("x")), args) for s in args.sizes]
+    header = f"{'size':>9} | {'kornia ms':>9} | {'ours ms':>8} | {'speed-up':>8} | {'matches':>11} | same | {'max dkpt px':>11}"
+    if not args.no_memory:
+        header += f" | {'peak MB kornia':>14} | {'ours':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = (f"{r['size']:>9} | {r['kornia_ms']:9.0f} | {r['ours_ms']:8.0f} | {r['speedup']:7.2f}x | "
+                f"{r['matches_kornia']:>5}/{r['matches_ours']:<5} | {'yes' if r['same_matches'] else 'NO ':>4} | "
+                f"{r['max_kpt_diff_px']:11.1e}")
+        if not args.no_memory:
+            line += f" | {r['kornia_peak_mb']:14.0f} | {r['ours_peak_mb']:6.0f}"
+        print(line)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
