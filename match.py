@@ -148,6 +148,8 @@ def build_model(args: argparse.Namespace) -> LoFTR:
         legacy = args.pos_encoding == "legacy"
     config = LoFTRConfig(temp_bug_fix=not legacy)
     config.match_coarse.threshold = args.coarse_threshold
+    if state_dict is not None and any(key.endswith("coarse_matching.bin_score") for key in state_dict):
+        config.match_coarse.match_type = "sinkhorn"  # a LoFTR-OT checkpoint: its dustbin score says so
 
     if state_dict is None:
         with torch.random.fork_rng(devices=[]):

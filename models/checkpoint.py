@@ -2,6 +2,7 @@
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -54,12 +55,15 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:
+        if not zipfile.is_zipfile(path):  # torch >= 1.6 writes zip archives; this is no checkpoint at all
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (corrupt or another format)") from None
+        first_line = str(error).strip().splitlines()[-1]
         raise CheckpointError(
-            f"{path} holds objects that are not plain tensors, so it was not loaded with weights_only=True. "
-            f"If you trust the file, load it with trusted=True (match.py: --trust-checkpoint). Cause: {error}"
-        ) from error
-    except Exception as error:  # truncated or not a torch file at all
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+            f"{path} holds objects that are not plain tensors, so weights_only=True refused it ({first_line}). "
+            f"If you trust the file, load it with trusted=True (match.py: --trust-checkpoint)"
+        ) from None
+    except Exception as error:  # a truncated archive, an unreadable file, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):

@@ -41,9 +41,9 @@ class MatchResult:
 
 
 class LoFTR(nn.Module):
-    def __init__(self, config: LoFTRConfig = LoFTRConfig()):
+    def __init__(self, config: LoFTRConfig | None = None):
         super().__init__()
-        self.config = config
+        self.config = config = config if config is not None else LoFTRConfig()
         self.backbone = ResNetFPN(config.backbone)
         if self.backbone.coarse_dim != config.coarse.d_model or self.backbone.fine_dim != config.fine.transformer.d_model:
             raise ValueError(

@@ -175,6 +175,26 @@ def test_checkpoint_with_pickled_objects_needs_trust(capfd, pair, tmp_path, offi
     assert code == 0 and out.exists()
 
 
+def test_optimal_transport_checkpoint_runs_the_sinkhorn_matcher(capfd, pair, tmp_path, official_state_dict):
+    """An official `*_ot.ckpt` carries the dustbin score; match.py switches to Sinkhorn for it."""
+    checkpoint = tmp_path / "outdoor_ot.ckpt"
+    torch.save({"state_dict": {**official_state_dict, "matcher.coarse_matching.bin_score": torch.tensor(0.7)}},
+               checkpoint)
+    out = tmp_path / "matches.npz"
+    code, _, stderr = run(capfd, *pair, "--checkpoint", checkpoint, "--resize", "0", *FAST, "--out", out)
+    assert code == 0, stderr
+    config = LoFTRConfig(temp_bug_fix=False)
+    config.match_coarse.match_type = "sinkhorn"
+    config.match_coarse.threshold = 0.0
+    model = LoFTR(config).eval()
+    load_weights(model, torch.load(checkpoint, weights_only=True)["state_dict"])
+    assert model.coarse_matching.bin_score.item() == pytest.approx(0.7)
+    image0, image1 = (torch.from_numpy(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))[None, None] / 255.0 for p in pair)
+    with torch.inference_mode():
+        expected = model({"image0": image0, "image1": image1}).confidence.numpy()
+    np.testing.assert_array_equal(read_matches(out)["confidence"], expected)
+
+
 def bad_inputs(tmp_path: Path, pair: tuple[Path, Path], state_dict) -> dict[str, tuple[list, str]]:
     """Command lines that must fail, each with the file name its error message must contain."""
     garbage = tmp_path / "garbage.png"
@@ -209,6 +229,7 @@ def test_bad_input_is_one_line_naming_it_and_writes_nothing(capfd, pair, tmp_pat
     assert code == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("match.py: error:") and name in lines[0], stderr
+    assert "--trust-checkpoint" not in lines[0]  # trusting a file helps only with pickled objects
     assert stdout == ""
     assert not out_dir.exists()
 

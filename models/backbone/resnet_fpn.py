@@ -91,8 +91,9 @@ class ResNetFPN(nn.Module):
     coarse_stride = 8
     fine_stride = 2
 
-    def __init__(self, config: ResNetFPNConfig = ResNetFPNConfig()):
+    def __init__(self, config: ResNetFPNConfig | None = None):
         super().__init__()
+        config = config if config is not None else ResNetFPNConfig()
         initial_dim, (dim1, dim2, dim3) = config.initial_dim, config.block_dims
         self.coarse_dim, self.fine_dim = dim3, dim1
 

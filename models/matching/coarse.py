@@ -97,8 +97,9 @@ def dual_softmax(similarity: torch.Tensor, valid: torch.Tensor | None) -> torch.
 
 
 class CoarseMatching(nn.Module):
-    def __init__(self, config: CoarseMatchingConfig = CoarseMatchingConfig()):
+    def __init__(self, config: CoarseMatchingConfig | None = None):
         super().__init__()
+        config = config if config is not None else CoarseMatchingConfig()
         if config.match_type not in ("dual_softmax", "sinkhorn"):
             raise ValueError(f"match_type must be 'dual_softmax' or 'sinkhorn', got {config.match_type!r}")
         self.config = config
