@@ -92,17 +92,27 @@ class LoFTR(nn.Module):
 
         return self._keypoints(coarse, fine, grid0, grid1, size0, size1, batch)
 
+    def _fine_margin(self) -> int:
+        """Fine cells along each border that no fine window reads at inference: border removal keeps matches
+        `border_removal` coarse cells inside, and a window reaches `radius` fine cells beyond its centre. In
+        training the ground-truth pads may lie anywhere."""
+        if self.training:
+            return 0
+        step = self.coarse_stride // self.backbone.fine_stride
+        return max(step * self.config.match_coarse.border_removal - self.fine_preprocess.window // 2, 0)
+
     def _features(self, images, sizes):
         """Backbone maps of both images, each image computed on its own valid region and zero-padded to the
         batch's grid, so padding cannot leak into the features. Images of one size share one backbone pass."""
+        margin = self._fine_margin()
         full = all(
             bool((size == torch.tensor(image.shape[2:], device=size.device)).all()) for image, size in zip(images, sizes)
         )
         if full:
             if images[0].shape == images[1].shape:
-                coarse, fine = self.backbone(torch.cat(images))
+                coarse, fine = self.backbone(torch.cat(images), margin)
                 return list(zip(coarse.chunk(2), fine.chunk(2)))
-            return [self.backbone(image) for image in images]
+            return [self.backbone(image, margin) for image in images]
 
         out = []
         for image, size in zip(images, sizes):
@@ -112,7 +122,7 @@ class LoFTR(nn.Module):
             fine = image.new_zeros(image.shape[0], self.backbone.fine_dim, -(-h // s_f), -(-w // s_f))
             for (vh, vw) in {tuple(s.tolist()) for s in size}:
                 same = (size == torch.tensor([vh, vw], device=size.device)).all(1).nonzero().flatten()
-                c, f = self.backbone(image[same, :, :vh, :vw])
+                c, f = self.backbone(image[same, :, :vh, :vw], margin)
                 coarse[same, :, : c.shape[2], : c.shape[3]] = c.to(coarse.dtype)
                 fine[same, :, : f.shape[2], : f.shape[3]] = f.to(fine.dtype)
             out.append((coarse, fine))

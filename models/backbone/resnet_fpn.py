@@ -119,7 +119,10 @@ class ResNetFPN(nn.Module):
         # reorders the weights at every call and the convolutions run ~1.5x slower on CPU.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, fine_margin: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """`fine_margin`: fine cells along each side of the fine map that the caller will not read. They are
+        left zero and the last FPN merge, the costliest layer (two 3x3 convolutions at 1/2 resolution), skips
+        them. Inference with border removal needs no fine features near the border."""
         x = image.contiguous(memory_format=torch.channels_last)
         x0 = F.relu(conv_bn(x, self.conv1, self.bn1), inplace=True)
         x1 = self.layer1(x0)  # 1/2
@@ -130,5 +133,22 @@ class ResNetFPN(nn.Module):
         mid = self.lateral2(x2)
         mid = self.merge2(mid.add_(upsample2x_to(coarse, mid)))
         fine = self.lateral1(x1)
-        fine = self.merge1(fine.add_(upsample2x_to(mid, fine)))
-        return coarse, fine
+        fine = fine.add_(upsample2x_to(mid, fine))
+        return coarse, self._merge_inside(fine, fine_margin)
+
+    def _merge_inside(self, fine: torch.Tensor, margin: int) -> torch.Tensor:
+        """`merge1(fine)` on all but `margin` cells along each side, which are left zero."""
+        height, width = fine.shape[2:]
+        if margin <= 0 or 2 * margin >= min(height, width):
+            return self.merge1(fine)
+        halo = 2  # the two 3x3 convolutions read 2 cells beyond each output cell
+        top, left = margin - min(halo, margin), margin - min(halo, margin)
+        bottom, right = min(height - margin + halo, height), min(width - margin + halo, width)
+        inner = self.merge1(fine[:, :, top:bottom, left:right])
+        out = inner.new_zeros(inner.shape[0], inner.shape[1], height, width).contiguous(
+            memory_format=torch.channels_last
+        )
+        out[:, :, margin : height - margin, margin : width - margin] = inner[
+            :, :, margin - top : height - margin - top, margin - left : width - margin - left
+        ]
+        return out

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..transformer.encoder import LocalFeatureTransformer, TransformerConfig
+from ..transformer.encoder import TransformerConfig
+from ..transformer.linear import linear
 
 
 @dataclass
@@ -69,9 +70,9 @@ class FinePreprocess(nn.Module):
         # merge_feat([window, coarse]) = window W_a^T + (coarse W_b^T + bias): the coarse half once per match
         # rather than once per window pixel.
         w_window, w_coarse = self.merge_feat.weight.split(fine_dim, dim=1)
-        context = self.down_proj(torch.cat([coarse0[b, i], coarse1[b, j]]))  # (2M, Cf)
-        context = F.linear(context, w_coarse, self.merge_feat.bias)
-        merged = F.linear(torch.cat([win0, win1]), w_window) + context[:, None]
+        context = linear(torch.cat([coarse0[b, i], coarse1[b, j]]), self.down_proj.weight, self.down_proj.bias)
+        context = linear(context, w_coarse, self.merge_feat.bias)  # (2M, Cf)
+        merged = linear(torch.cat([win0, win1]), w_window) + context[:, None]
         return merged.chunk(2)
 
 

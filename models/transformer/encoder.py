@@ -4,10 +4,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import build_attention
+from .linear import linear
 
 
 @dataclass
@@ -42,16 +42,16 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x, source, x_mask=None, source_mask=None):
         """x: (N, L, C), source: (N, S, C), masks (N, L) / (N, S) bool, True = valid -> (N, L, C)."""
-        n, heads = x.shape[0], self.num_heads
-        query = self.q_proj(x).unflatten(-1, (heads, -1))
-        key = self.k_proj(source).unflatten(-1, (heads, -1))
-        value = self.v_proj(source).unflatten(-1, (heads, -1))
+        heads = self.num_heads
+        query = linear(x, self.q_proj.weight).unflatten(-1, (heads, -1))
+        key = linear(source, self.k_proj.weight).unflatten(-1, (heads, -1))
+        value = linear(source, self.v_proj.weight).unflatten(-1, (heads, -1))
         message = self.attention(query, key, value, x_mask, source_mask).flatten(-2)
-        message = self.norm1(self.merge(message))
+        message = self.norm1(linear(message, self.merge.weight))
         # mlp([x, message]) with the first weight split in two: no concatenated copy of every token
         w_x, w_message = self.mlp[0].weight.split(x.shape[-1], dim=1)
-        hidden = torch.relu_(F.linear(x, w_x).add_(F.linear(message, w_message)))
-        message = self.norm2(self.mlp[2](hidden))
+        hidden = torch.relu_(linear(x, w_x).add_(linear(message, w_message)))
+        message = self.norm2(linear(hidden, self.mlp[2].weight))
         return x + message
 
 
