@@ -7,7 +7,7 @@ Both models get the same seeded random weights, sharpened as in the parity tests
 textured image and a warped copy) yields a realistic number of matches and the fine level does real work.
 Times are medians of interleaved runs (kornia, ours, kornia, ...), so drift on a shared machine hits both;
 the speed-up is the ratio measured in this run. Peak memory is the growth of the peak resident set over one forward
-in a fresh process on CPU (Linux), and `torch.cuda.max_memory_allocated` on CUDA.
+in a fresh process on CPU (Linux; median of 3 processes), and `torch.cuda.max_memory_allocated` on CUDA.
 """
 
 import argparse
@@ -62,7 +62,8 @@ def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
         run(model, image0, image1, args.autocast)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     command = [sys.executable, __file__, "--memory-probe", which, f"{size[0]}x{size[1]}", "--attention", args.attention]
-    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    probes = [subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1] for _ in range(3)]
+    return statistics.median(float(p) for p in probes)  # the resident set varies by ~10% from run to run
 
 
 def memory_probe(which: str, size: tuple[int, int], attention: str) -> None:

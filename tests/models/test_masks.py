@@ -1,5 +1,6 @@
 """Padding: a padded batch gives the matches of the unpadded images, and none in the padding."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -15,12 +16,15 @@ def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, 
     return F.pad(image, (0, width - w, 0, height - h)), mask
 
 
-def sharp_model() -> LoFTR:
-    return sharpen_(LoFTR(LoFTRConfig()).eval()).double()
+def sharp_model(attention: str = "linear") -> LoFTR:
+    config = LoFTRConfig()
+    config.coarse.attention = config.fine.transformer.attention = attention
+    return sharpen_(LoFTR(config).eval()).double()
 
 
-def test_padded_batch_gives_unpadded_matches():
-    model = sharp_model()
+@pytest.mark.parametrize("attention", ["linear", "full"])
+def test_padded_batch_gives_unpadded_matches(attention):
+    model = sharp_model(attention)
     a0, a1 = image_pair(172, 236, seed=1, dtype=torch.float64)  # sides not multiples of 8
     b0, b1 = image_pair(200, 264, seed=2, dtype=torch.float64)
     with torch.inference_mode():
