@@ -7,7 +7,7 @@ from einops import rearrange
 from torch import nn
 
 from .backbone.resnet_fpn import ResNetFPN, ResNetFPNConfig
-from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
+from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig, valid_extent
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
@@ -161,11 +161,11 @@ def _valid_sizes(mask: torch.Tensor | None, image: torch.Tensor, name: str) -> t
     """(B, 2) valid (height, width) per sample, checking the mask pads only at the bottom/right."""
     b, _, h, w = image.shape
     if mask is None:
-        return torch.tensor([[h, w]], device=image.device).expand(b, 2)
+        return valid_extent(None, (h, w), b, image.device)
     if mask.shape != (b, h, w):
         raise ValueError(f"{name} must have shape {(b, h, w)} like its image, got {tuple(mask.shape)}")
     mask = mask.bool()
-    sizes = torch.stack([mask.any(2).sum(1), mask.any(1).sum(1)], 1)
+    sizes = valid_extent(mask, (h, w), b, image.device)
     rows = torch.arange(h, device=mask.device)[None, :, None] < sizes[:, 0, None, None]
     cols = torch.arange(w, device=mask.device)[None, None, :] < sizes[:, 1, None, None]
     if not torch.equal(mask, rows & cols) or bool((sizes == 0).any()):

@@ -41,7 +41,8 @@ class CoarseMatches:
 
 
 def valid_extent(mask: torch.Tensor | None, grid: tuple[int, int], batch: int, device) -> torch.Tensor:
-    """(B, 2) long: valid (rows, columns) of each sample's grid, from a top-left-aligned cell mask (B, h*w)."""
+    """(B, 2) long: the valid (rows, columns) of each sample, from a mask that is True on a top-left rectangle,
+    given as (B, h, w) or flattened (B, h*w) over a `grid` = (h, w); the whole grid without a mask."""
     if mask is None:
         return torch.tensor([grid], device=device).expand(batch, 2)
     mask = mask.view(-1, *grid)
