@@ -27,7 +27,7 @@ from kornia.feature.loftr.loftr import LoFTR as KorniaLoFTR, default_cfg  # noqa
 
 from models.checkpoint import load_weights  # noqa: E402
 from models.loftr import LoFTR, LoFTRConfig  # noqa: E402
-from tests.conftest import image_pair, sharpen_  # noqa: E402
+from tests.helpers import image_pair, sharpen_  # noqa: E402
 
 
 def build(which: str, attention: str, device: str):

@@ -2,34 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from data.synthetic.texture import make_texture, warp_homography
-
-# A mild perspective warp: every cell moves by a few pixels, not by whole cells.
-WARP = np.array([[1.0, 0.03, 6.0], [-0.02, 1.0, 4.0], [0.0, 0.0, 1.0]])
-
-
-def image_pair(height: int, width: int, seed: int = 1, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """A textured image and its warp by `WARP`, as (1, 1, H, W) tensors in [0, 1]."""
-    image0 = make_texture(height, width, seed=seed)
-    image1 = warp_homography(image0, WARP)
-    as_tensor = lambda image: torch.from_numpy(image)[None, None].to(dtype) / 255  # noqa: E731
-    return as_tensor(image0), as_tensor(image1)
-
-
-def sharpen_(model: torch.nn.Module) -> torch.nn.Module:
-    """Make a randomly initialised LoFTR (ours or kornia's: same transformer names) match decisively.
-
-    Random weights give near-uniform confidences. Quieten the global messages of all but the last coarse
-    layer, make the last one a local function of each token (no attention message) and scale its LayerNorm:
-    tokens become equal-norm local descriptors and the dual-softmax becomes peaked.
-    """
-    with torch.no_grad():
-        for layer in model.loftr_coarse.layers[:-1]:
-            layer.norm2.weight.mul_(0.1)
-        model.loftr_coarse.layers[-1].merge.weight.zero_()
-        model.loftr_coarse.layers[-1].norm2.weight.mul_(10.0)
-    return model
-
 
 @pytest.fixture(autouse=True)
 def _seed():

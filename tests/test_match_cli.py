@@ -14,7 +14,7 @@ import match
 from data.synthetic.texture import make_texture, warp_homography
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
-from tests.conftest import WARP
+from tests.helpers import WARP
 
 REPO = Path(__file__).resolve().parents[1]
 # Threshold 0 keeps every mutual nearest neighbour, so that random weights still give matches to check.

@@ -5,7 +5,7 @@ import torch
 
 from models.backbone.resnet_fpn import ResNetFPN
 from models.loftr import LoFTR
-from tests.conftest import image_pair, sharpen_
+from tests.helpers import image_pair, sharpen_
 
 
 @pytest.mark.parametrize("size", [(64, 96), (61, 90)])

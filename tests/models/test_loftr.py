@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.loftr import LoFTR, LoFTRConfig
-from tests.conftest import image_pair, sharpen_
+from tests.helpers import image_pair, sharpen_
 
 
 def small_config(match_type="dual_softmax") -> LoFTRConfig:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from models.loftr import LoFTR, LoFTRConfig
-from tests.conftest import image_pair, sharpen_
+from tests.helpers import image_pair, sharpen_
 
 
 def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

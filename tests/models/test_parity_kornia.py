@@ -7,7 +7,7 @@ import torch
 
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
-from tests.conftest import image_pair, sharpen_
+from tests.helpers import image_pair, sharpen_
 
 kornia_loftr = pytest.importorskip("kornia.feature.loftr.loftr")
 
