@@ -8,7 +8,7 @@ from torch import nn
 
 from .optimal_transport import log_optimal_transport
 
-_MASKED_LOGIT = -1e9  # similarity of a padded cell (official INF); clamped to the dtype's range below
+_MASKED_LOGIT = -1e9  # similarity of a padded cell (official INF)
 
 
 @dataclass
@@ -80,13 +80,18 @@ def mutual_nearest_matches(
 
 
 def dual_softmax(similarity: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """softmax over rows times softmax over columns of (B, L, S) logits; padded pairs get 0."""
+    """softmax over rows times softmax over columns of (B, L, S) logits; padded pairs get 0.
+
+    Computed in float32 at least: under fp16/bf16 autocast the logits arrive in half precision, and the
+    confidences feed the threshold and the focal loss, where bf16's 3 significant digits are too few.
+    """
+    similarity = similarity.to(torch.promote_types(similarity.dtype, torch.float32))
     if valid is not None:
-        similarity = similarity.masked_fill(~valid, max(_MASKED_LOGIT, torch.finfo(similarity.dtype).min))
-    if similarity.requires_grad or similarity.dtype in (torch.float16, torch.bfloat16):
+        similarity = similarity.masked_fill(~valid, _MASKED_LOGIT)
+    if similarity.requires_grad:
         confidence = F.softmax(similarity, 1) * F.softmax(similarity, 2)
     else:
-        # Inference in float32: the column softmax as exp(x - column max) / column sum, in place. PyTorch's
+        # Inference: the column softmax as exp(x - column max) / column sum, in place. PyTorch's
         # softmax over dim 1 of a (L, S) matrix is several times slower than these contiguous passes, and
         # working in place keeps two (B, L, S) matrices alive instead of four.
         confidence = F.softmax(similarity, 2)

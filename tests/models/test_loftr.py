@@ -75,3 +75,19 @@ def test_images_of_different_sizes_match_in_one_call():
         result = model({"image0": torch.rand(1, 1, 96, 128), "image1": torch.rand(1, 1, 120, 88)})
     assert result.coarse_grid0 == (12, 16) and result.coarse_grid1 == (15, 11)
     assert result.coarse.confidence_matrix.shape == (1, 192, 165)
+
+
+def test_bf16_autocast_finds_the_float32_matches():
+    """Mixed precision (what GPU users run) keeps most matches: the precision-sensitive parts (dual-softmax
+    statistics, the fine heatmap, Sinkhorn) stay in float32 or are formulated to survive bf16."""
+    model = sharpen_(LoFTR().eval())
+    image0, image1 = image_pair(96, 128)
+    with torch.inference_mode():
+        reference = model({"image0": image0, "image1": image1})
+        with torch.autocast("cpu", torch.bfloat16):
+            mixed = model({"image0": image0, "image1": image1})
+    assert len(reference.keypoints0) >= 30
+    cells = lambda result: {tuple(p) for p in result.keypoints0.round().long().tolist()}  # noqa: E731
+    shared = cells(reference) & cells(mixed)
+    assert len(shared) >= 0.8 * len(reference.keypoints0)
+    assert mixed.keypoints1.dtype == torch.float32
