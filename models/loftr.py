@@ -13,6 +13,9 @@ from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
 
 
+CPU_FINE_CHUNK = 256  # matches per fine-level pass on CPU (64-512 measured on a 2-core machine)
+
+
 @dataclass
 class LoFTRConfig:
     """Every hyper-parameter of the model; the defaults are the official outdoor model."""
@@ -84,13 +87,26 @@ class LoFTR(nn.Module):
 
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, mask0, mask1, ground_truth)
 
-        step = self.coarse_stride // self.backbone.fine_stride
-        win0, win1 = self.fine_preprocess(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1, step)
-        if len(win0):
-            win0, win1 = self.loftr_fine(win0, win1)
-        fine = fine_expectation(win0, win1)
-
+        fine = self._refine(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1)
         return self._keypoints(coarse, fine, grid0, grid1, size0, size1, batch)
+
+    def _refine(self, fine0, fine1, tokens0, tokens1, coarse: CoarseMatches, grid0, grid1) -> FineMatches:
+        """The fine level for every coarse match. Matches are refined independently of each other, so on CPU
+        they go through in chunks whose activations stay in cache (the fine level runs ~25% faster than in one
+        pass); a GPU takes them all at once."""
+        step = self.coarse_stride // self.backbone.fine_stride
+        b, i, j = coarse.batch_index, coarse.index0, coarse.index1
+        chunk = CPU_FINE_CHUNK if fine0.device.type == "cpu" else max(len(b), 1)
+        parts = []
+        for start in range(0, max(len(b), 1), chunk):
+            part = slice(start, start + chunk)
+            win0, win1 = self.fine_preprocess(fine0, fine1, tokens0, tokens1, b[part], i[part], j[part], grid0, grid1, step)
+            if len(win0):
+                win0, win1 = self.loftr_fine(win0, win1)
+            parts.append(fine_expectation(win0, win1))
+        if len(parts) == 1:
+            return parts[0]
+        return FineMatches(torch.cat([p.expectation for p in parts]), torch.cat([p.std for p in parts]))
 
     def _fine_margin(self) -> int:
         """Fine cells along each border that no fine window reads at inference: border removal keeps matches

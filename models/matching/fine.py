@@ -33,14 +33,17 @@ def crop_windows(feat: torch.Tensor, batch_index: torch.Tensor, cell: torch.Tens
     """The (window x window) patches of `feat` (B, C, H, W) centred on fine cell `step * (row, col)` of each
     coarse `cell` (row-major on a grid `grid_width` wide), zero outside the map: (M, window**2, C).
 
-    Only the requested windows are gathered (the official unfold of the whole map is window**2 times larger).
+    Only the requested windows are gathered (the official unfold of the whole map is window**2 times larger),
+    and without a padded copy of the map: outside positions read the border and are zeroed.
     """
-    radius = window // 2
-    padded = F.pad(feat, (radius, radius, radius, radius)).permute(0, 2, 3, 1)  # (B, H+2r, W+2r, C)
-    offsets = torch.arange(window, device=cell.device)
-    rows = (cell // grid_width * step)[:, None] + offsets
+    height, width = feat.shape[2:]
+    offsets = torch.arange(window, device=cell.device) - window // 2
+    rows = (cell // grid_width * step)[:, None] + offsets  # (M, w)
     cols = (cell % grid_width * step)[:, None] + offsets
-    patches = padded[batch_index[:, None, None], rows[:, :, None], cols[:, None, :]]  # (M, w, w, C)
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
+    rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
+    patches = feat.permute(0, 2, 3, 1)[batch_index[:, None, None], rows[:, :, None], cols[:, None, :]]
+    patches = patches.masked_fill_(~inside[..., None], 0)  # (M, w, w, C)
     return patches.reshape(len(cell), window * window, feat.shape[1])
 
 
@@ -59,9 +62,9 @@ class FinePreprocess(nn.Module):
             if p.dim() > 1:
                 nn.init.kaiming_normal_(p, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, fine0, fine1, coarse0, coarse1, matches, grid0, grid1, step):
-        """fine0/1: (B, Cf, Hf, Wf); coarse0/1: (B, L, Cc) tokens -> windows (M, w*w, Cf) for each image."""
-        b, i, j = matches.batch_index, matches.index0, matches.index1
+    def forward(self, fine0, fine1, coarse0, coarse1, b, i, j, grid0, grid1, step):
+        """Windows (M, w*w, Cf) of matches (b, i, j) in each image. fine0/1: (B, Cf, Hf, Wf) maps; coarse0/1:
+        (B, L, Cc) transformed tokens on grids `grid0`/`grid1`; `step`: fine cells per coarse cell."""
         win0 = crop_windows(fine0, b, i, grid0[1], self.window, step)
         win1 = crop_windows(fine1, b, j, grid1[1], self.window, step)
         if not self.concat_coarse_feat or len(b) == 0:

@@ -91,3 +91,19 @@ def test_bf16_autocast_finds_the_float32_matches():
     shared = cells(reference) & cells(mixed)
     assert len(shared) >= 0.8 * len(reference.keypoints0)
     assert mixed.keypoints1.dtype == torch.float32
+
+
+def test_fine_level_in_chunks_equals_one_pass(monkeypatch):
+    import models.loftr
+
+    # float64: in float32 the GEMMs of a 7-row and a 60-row chunk round differently (~1e-4 px here)
+    model = sharpen_(LoFTR().eval()).double()
+    image0, image1 = image_pair(96, 128, dtype=torch.float64)
+    with torch.inference_mode():
+        whole = model({"image0": image0, "image1": image1})
+        monkeypatch.setattr(models.loftr, "CPU_FINE_CHUNK", 7)
+        chunked = model({"image0": image0, "image1": image1})
+    assert len(whole.keypoints0) > 3 * 7
+    assert torch.equal(chunked.keypoints0, whole.keypoints0)
+    assert torch.allclose(chunked.keypoints1, whole.keypoints1, atol=1e-9)
+    assert torch.allclose(chunked.fine.std, whole.fine.std, atol=1e-12)
