@@ -57,9 +57,10 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     except pickle.UnpicklingError as error:
         if not zipfile.is_zipfile(path):  # torch >= 1.6 writes zip archives; this is no checkpoint at all
             raise CheckpointError(f"{path} is not a PyTorch checkpoint (corrupt or another format)") from None
-        first_line = str(error).strip().splitlines()[-1]
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
-            f"{path} holds objects that are not plain tensors, so weights_only=True refused it ({first_line}). "
+            f"{path} holds objects that are not plain tensors{what}, so weights_only=True refused it. "
             f"If you trust the file, load it with trusted=True (match.py: --trust-checkpoint)"
         ) from None
     except Exception as error:  # a truncated archive, an unreadable file, ...
@@ -94,8 +95,9 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
 
 def load_checkpoint(model: nn.Module, path: str | Path, trusted: bool = False) -> nn.Module:
     """Load an official LoFTR checkpoint (`matcher.*` keys), a kornia state dict or one of ours into `model`."""
+    state_dict = read_state_dict(path, trusted)  # its errors name the file already
     try:
-        load_weights(model, read_state_dict(path, trusted))
+        load_weights(model, state_dict)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return model
