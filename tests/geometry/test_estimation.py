@@ -1,0 +1,48 @@
+"""Pose and homography estimation on noise-free synthetic matches, and the error measures on exact cases."""
+
+import cv2
+import numpy as np
+
+from geometry.estimation import estimate_homography, estimate_pose, homography_corner_error, pose_errors
+
+
+def rotation(axis, degrees) -> np.ndarray:
+    return cv2.Rodrigues(np.asarray(axis, float) / np.linalg.norm(axis) * np.radians(degrees))[0]
+
+
+def test_pose_from_noise_free_matches():
+    rng = np.random.default_rng(0)
+    K0 = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    K1 = np.array([[500.0, 0, 300], [0, 510, 250], [0, 0, 1]])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = rotation([0.2, 1.0, 0.1], 12.0), [0.5, 0.05, 0.1]
+    X0 = rng.uniform([-2, -1.5, 4], [2, 1.5, 9], (300, 3))
+    X1 = X0 @ T[:3, :3].T + T[:3, 3]
+    kpts0 = (X0 / X0[:, 2:]) @ K0.T
+    kpts1 = (X1 / X1[:, 2:]) @ K1.T
+    R, t, inliers = estimate_pose(kpts0[:, :2], kpts1[:, :2], K0, K1)
+    t_err, R_err = pose_errors(T, R, t)
+    assert t_err < 0.1 and R_err < 0.05
+    assert inliers.mean() > 0.95
+    assert estimate_pose(kpts0[:4, :2], kpts1[:4, :2], K0, K1) is None  # fewer than five matches
+
+
+def test_pose_errors_exact_cases():
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = rotation([0, 0, 1], 30.0), [1.0, 2.0, 0.5]
+    R_off = T[:3, :3] @ rotation([1, 0, 0], 5.0)
+    assert np.allclose(pose_errors(T, T[:3, :3], -3 * T[:3, 3]), (0.0, 0.0), atol=1e-6)  # scale and sign free
+    t_err, R_err = pose_errors(T, R_off, np.cross(T[:3, 3], [0, 0, 1]))
+    assert abs(t_err - 90.0) < 1e-6 and abs(R_err - 5.0) < 1e-6
+
+
+def test_homography_estimate_and_corner_error():
+    rng = np.random.default_rng(1)
+    H = np.array([[1.1, 0.05, 10.0], [-0.03, 0.95, -5.0], [2e-4, 1e-4, 1.0]])
+    kpts0 = rng.uniform(0, 400, (100, 2))
+    kpts1 = cv2.perspectiveTransform(kpts0[None], H)[0]
+    estimate = estimate_homography(kpts0, kpts1)
+    assert homography_corner_error(H, estimate, 300, 400) < 1e-4  # OpenCV refines in float precision
+    shifted = np.array([[1.0, 0, 3.0], [0, 1.0, 4.0], [0, 0, 1.0]])
+    assert abs(homography_corner_error(np.eye(3), shifted, 300, 400) - 5.0) < 1e-12
+    assert estimate_homography(kpts0[:3], kpts1[:3]) is None
