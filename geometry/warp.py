@@ -41,9 +41,10 @@ def project(points: torch.Tensor, K: torch.Tensor, eps: float = 1e-8) -> tuple[t
 
 
 def inside_image(points: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
-    """(B, N) bool: points (B, N, 2) within the valid image (B, 2) = (height, width), pixel centres 0..W-1."""
+    """(B, N) bool: points (B, N, 2) on a pixel of the valid image (B, 2) = (height, width), i.e. whose
+    nearest pixel exists: -0.5 <= x < width - 0.5 (a point computed at exactly 0 may come out as -1e-15)."""
     x, y = points[..., 0], points[..., 1]
-    return (x >= 0) & (y >= 0) & (x <= size[:, None, 1] - 1) & (y <= size[:, None, 0] - 1)
+    return (x >= -0.5) & (y >= -0.5) & (x < size[:, None, 1] - 0.5) & (y < size[:, None, 0] - 0.5)
 
 
 def warp_depth(

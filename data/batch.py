@@ -1,0 +1,30 @@
+"""The batch contract between datasets, the model, supervision and evaluation (one place for the shapes).
+
+A batch is a dict with LoFTR's conventional keys, B pairs:
+
+    image0, image1   (B, 1, H, W) float in [0, 1]: grayscale network inputs, resized and padded
+    mask0, mask1     (B, H, W) bool, optional: True on the image, False on the bottom/right padding
+    scale0, scale1   (B, 2) float, optional: (x, y) factors from network-input pixels to original pixels
+    depth0, depth1   (B, H', W') float: depth in the ORIGINAL image frame, 0 (or NaN) where unknown
+    K0, K1           (B, 3, 3): intrinsics of the original image frame
+    T_0to1, T_1to0   (B, 4, 4): relative poses, camera 0 coordinates -> camera 1 coordinates and back
+    H_0to1           (B, 3, 3): for image-only pairs instead of depth/pose, in original pixel frames
+    pair_names       list of (name0, name1); dataset_name: list of str
+
+Pixel coordinates are (x, y) with pixel (c, r) at (c, r); coarse cell (c, r) sits on network-input pixel
+(8c, 8r). Geometry runs in the original frames: network-input pixels times `scale` (LoFTR's convention).
+"""
+
+import torch
+
+
+def original_frame(points: torch.Tensor, batch: dict, side: int) -> torch.Tensor:
+    """Network-input pixels (B, N, 2) of image `side` -> pixels of its original frame."""
+    scale = batch.get(f"scale{side}")
+    return points if scale is None else points * scale[:, None, :].to(points.dtype)
+
+
+def network_frame(points: torch.Tensor, batch: dict, side: int) -> torch.Tensor:
+    """Pixels (B, N, 2) of the original frame of image `side` -> its network-input pixels."""
+    scale = batch.get(f"scale{side}")
+    return points if scale is None else points / scale[:, None, :].to(points.dtype)
