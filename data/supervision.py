@@ -24,6 +24,8 @@ class Supervision:
     index1: torch.Tensor  # (K,)
     warped0: torch.Tensor  # (B, L, 2) image-0 cell centres warped into image 1, its network-input pixels
     warped0_valid: torch.Tensor  # (B, L) bool: where that warp is valid
+    valid_cells0: torch.Tensor  # (B, L) bool: cells on the image, not on its padding
+    valid_cells1: torch.Tensor  # (B, S) bool
     grid0: tuple[int, int]
     grid1: tuple[int, int]
 
@@ -107,7 +109,7 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
         valid01 & on_grid1 & torch.gather(cells1, 1, nearest1) & torch.gather(valid10, 1, nearest1) & (back == cells)
     )
     batch_index, index0 = torch.nonzero(mutual, as_tuple=True)
-    return Supervision(batch_index, index0, nearest1[batch_index, index0], warped0, valid01, grid0, grid1)
+    return Supervision(batch_index, index0, nearest1[batch_index, index0], warped0, valid01, cells0, cells1, grid0, grid1)
 
 
 @torch.no_grad()

@@ -1,0 +1,73 @@
+"""The LoFTR training loss: coarse (focal or optimal-transport NLL) plus fine (std-weighted L2)."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from data.supervision import Supervision, fine_supervision
+from models.loftr import MatchResult
+
+from .coarse import focal_loss, optimal_transport_nll
+from .fine import fine_l2_with_std
+
+
+@dataclass
+class LossConfig:
+    coarse_weight: float = 1.0  # official LOSS.COARSE_WEIGHT
+    fine_weight: float = 1.0  # official LOSS.FINE_WEIGHT
+    focal_alpha: float = 0.25  # official LOSS.FOCAL_ALPHA
+    focal_gamma: float = 2.0  # official LOSS.FOCAL_GAMMA
+    pos_weight: float = 1.0  # official LOSS.POS_WEIGHT
+    neg_weight: float = 1.0  # official LOSS.NEG_WEIGHT
+    sparse_supervision: bool = False  # dual-softmax: positives only (official MATCH_COARSE.SPARSE_SPVS)
+    fine_correct_threshold: float = 1.0  # official LOSS.FINE_CORRECT_THR, in window units
+
+
+@dataclass
+class LossParts:
+    """The loss and its parts, for the optimiser and the logs."""
+
+    total: torch.Tensor
+    coarse: torch.Tensor
+    fine: torch.Tensor
+    num_ground_truth: int  # coarse ground-truth matches in the batch
+    num_fine_supervised: int  # fine samples whose true position lies in the window
+
+
+class LoFTRLoss(nn.Module):
+    def __init__(self, config: LossConfig | None = None, coarse_stride: int = 8, fine_stride: int = 2,
+                 window: int = 5):
+        super().__init__()
+        self.config = config if config is not None else LossConfig()
+        self.coarse_stride, self.fine_stride, self.window = coarse_stride, fine_stride, window
+
+    def forward(self, result: MatchResult, supervision: Supervision) -> LossParts:
+        cfg = self.config
+        coarse = result.coarse
+        if coarse.log_assignment is not None:
+            coarse_loss = optimal_transport_nll(
+                coarse.log_assignment, supervision.batch_index, supervision.index0, supervision.index1,
+                supervision.valid_cells0, supervision.valid_cells1, cfg.pos_weight, cfg.neg_weight,
+            )
+        else:
+            valid = supervision.valid_cells0[:, :, None] & supervision.valid_cells1[:, None, :]
+            coarse_loss = focal_loss(
+                coarse.confidence_matrix, supervision.labels(), valid, cfg.focal_alpha, cfg.focal_gamma,
+                cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision,
+            )
+
+        target, known = fine_supervision(
+            supervision, coarse.batch_index, coarse.index0, coarse.index1,
+            self.coarse_stride, self.fine_stride, self.window,
+        )
+        target = target.to(result.fine.expectation.dtype)
+        fine_loss = fine_l2_with_std(result.fine.expectation, result.fine.std, target, known, cfg.fine_correct_threshold)
+        supervised = known & (target.abs().amax(dim=-1) < cfg.fine_correct_threshold)
+        return LossParts(
+            total=cfg.coarse_weight * coarse_loss + cfg.fine_weight * fine_loss,
+            coarse=coarse_loss.detach(),
+            fine=fine_loss.detach(),
+            num_ground_truth=len(supervision.index0),
+            num_fine_supervised=int(supervised.sum()),
+        )

@@ -1,0 +1,82 @@
+"""Losses: hand-computed values, empty ground truth, and finite gradients through the model."""
+
+import math
+
+import pytest
+import torch
+
+from data.supervision import coarse_supervision
+from losses.coarse import focal_loss, optimal_transport_nll
+from losses.fine import fine_l2_with_std
+from losses.loftr_loss import LoFTRLoss
+from models.loftr import LoFTR, LoFTRConfig
+from tests.data.test_supervision import FOCAL, Z, plane_batch, translation
+
+
+def test_focal_loss_by_hand():
+    conf = torch.tensor([[[0.5, 0.2], [0.1, 0.9]]])
+    labels = torch.tensor([[[True, False], [False, False]]])
+    valid = torch.tensor([[[True, True], [True, False]]])  # the last cell is padding
+    alpha, gamma = 0.25, 2.0
+    positive = -alpha * 0.5**2 * math.log(0.5)
+    negative = [-alpha * p**2 * math.log(1 - p) for p in (0.2, 0.1)]
+    expected = positive + sum(negative) / 2
+    assert focal_loss(conf, labels, valid, alpha, gamma).item() == pytest.approx(expected, rel=1e-5)
+    assert focal_loss(conf, labels, valid, alpha, gamma, sparse=True).item() == pytest.approx(positive, rel=1e-5)
+
+
+def test_optimal_transport_nll_by_hand():
+    log_p = torch.log(torch.tensor([[[0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.2, 0.4, 0.4]]]))  # 2 x 2 + dustbins
+    b, i, j = torch.tensor([0]), torch.tensor([0]), torch.tensor([0])  # one match, (0, 0)
+    valid = torch.tensor([[True, True]])
+    expected = -math.log(0.6) + (-math.log(0.3) - math.log(0.4)) / 2  # row 1 and column 1 are unmatched
+    assert optimal_transport_nll(log_p, b, i, j, valid, valid).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_fine_loss_weights_by_inverse_std_and_drops_outside_targets():
+    expectation = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    std = torch.tensor([1.0, 2.0, 4.0])
+    target = torch.tensor([[0.5, 0.0], [0.0, 0.5], [1.5, 0.0]])  # the last lies outside the window
+    known = torch.tensor([True, True, True])
+    weights = torch.tensor([1.0, 0.5, 0.25]) / (1.75 / 3)
+    expected = (0.25 * weights[0] + 0.25 * weights[1]) / 2
+    assert fine_l2_with_std(expectation, std, target, known).item() == pytest.approx(expected.item(), rel=1e-6)
+    nothing = fine_l2_with_std(expectation, std, target, torch.zeros(3, dtype=torch.bool))
+    assert nothing.item() == 0.0
+
+
+def training_step(batch: dict, match_type: str):
+    config = LoFTRConfig()
+    config.match_coarse.match_type = match_type
+    config.match_coarse.train_pad_num_gt_min = 20
+    model = LoFTR(config).train()
+    batch = {k: (v.float() if torch.is_tensor(v) else v) for k, v in batch.items()}
+    batch["image0"] = torch.rand_like(batch["image0"])
+    batch["image1"] = torch.rand_like(batch["image1"])
+    grid = tuple(-(-s // 8) for s in batch["image0"].shape[2:])
+    supervision = coarse_supervision(batch, grid, grid)
+    result = model(batch, ground_truth=(supervision.batch_index, supervision.index0, supervision.index1))
+    parts = LoFTRLoss()(result, supervision)
+    parts.total.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return parts, grads
+
+
+@pytest.mark.parametrize("match_type", ["dual_softmax", "sinkhorn"])
+@pytest.mark.parametrize("case", ["overlap", "no overlap", "depth holes"])
+def test_gradients_are_finite(match_type, case):
+    if case == "no overlap":  # the plane moves out of view: no ground truth at all
+        batch = plane_batch(96, 128, translation(1000 * Z / FOCAL, 0.0))
+    else:
+        batch = plane_batch(96, 128, translation(3 * Z / FOCAL, 2 * Z / FOCAL))
+    if case == "depth holes":
+        batch["depth0"][0, :16] = float("nan")
+        batch["depth1"][0, 80:] = 0.0
+    parts, grads = training_step(batch, match_type)
+    assert torch.isfinite(parts.total)
+    assert all(torch.isfinite(g).all() for g in grads) and len(grads) > 0
+    if case == "no overlap":
+        assert parts.num_ground_truth == 0 and parts.num_fine_supervised == 0
+    else:
+        assert parts.num_ground_truth > 50 and parts.num_fine_supervised > 0
+        assert parts.coarse > 0 and parts.fine > 0
