@@ -28,3 +28,20 @@ def network_frame(points: torch.Tensor, batch: dict, side: int) -> torch.Tensor:
     """Pixels (B, N, 2) of the original frame of image `side` -> its network-input pixels."""
     scale = batch.get(f"scale{side}")
     return points if scale is None else points / scale[:, None, :].to(points.dtype)
+
+
+def cells_on_image(size: torch.Tensor, grid: tuple[int, int], stride: int) -> torch.Tensor:
+    """(B, h*w) bool, row-major: coarse cells whose pixel (stride c, stride r) lies on the image of valid
+    size (B, 2) = (height, width), not on its padding."""
+    rows = torch.arange(grid[0], device=size.device)[None, :, None] * stride < size[:, 0, None, None]
+    cols = torch.arange(grid[1], device=size.device)[None, None, :] * stride < size[:, 1, None, None]
+    return (rows & cols).flatten(1)
+
+
+def valid_extent(mask: torch.Tensor | None, grid: tuple[int, int], batch: int, device) -> torch.Tensor:
+    """(B, 2) long: the valid (rows, columns) of each sample, from a mask that is True on a top-left rectangle,
+    given as (B, h, w) or flattened (B, h*w) over a `grid` = (h, w); the whole grid without a mask."""
+    if mask is None:
+        return torch.tensor([grid], device=device).expand(batch, 2)
+    mask = mask.view(-1, *grid)
+    return torch.stack([mask.any(2).sum(1), mask.any(1).sum(1)], 1)

@@ -12,7 +12,7 @@ import torch
 
 from geometry.warp import inside_image, warp_depth, warp_homography
 
-from .batch import network_frame, original_frame
+from .batch import cells_on_image, network_frame, original_frame, valid_extent
 
 
 @dataclass
@@ -46,13 +46,10 @@ def cell_centres(grid: tuple[int, int], stride: int, batch: int, device, dtype) 
     return centres.expand(batch, -1, -1)
 
 
-def _valid_cells(batch: dict, side: int, grid: tuple[int, int], stride: int) -> torch.Tensor:
-    """(B, h*w) bool: cells whose pixel lies on the image rather than the padding."""
-    mask = batch.get(f"mask{side}")
-    image = batch[f"image{side}"]
-    if mask is None:
-        return torch.ones(image.shape[0], grid[0] * grid[1], dtype=torch.bool, device=image.device)
-    return mask[:, ::stride, ::stride][:, : grid[0], : grid[1]].reshape(image.shape[0], -1).bool()
+def _valid_size(batch: dict, side: int) -> torch.Tensor:
+    """(B, 2) valid (height, width) of image `side` in network-input pixels: the padding mask's rectangle."""
+    image, mask = batch[f"image{side}"], batch.get(f"mask{side}")
+    return valid_extent(None if mask is None else mask.bool(), tuple(image.shape[2:]), image.shape[0], image.device)
 
 
 def _warp(batch: dict, points: torch.Tensor, source: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,13 +86,9 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     image0 = batch["image0"]
     b, device = image0.shape[0], image0.device
     dtype = torch.float64 if image0.dtype == torch.float64 else torch.float32
-    size1 = torch.tensor([batch["image1"].shape[2:]], device=device).expand(b, 2)
-    if batch.get("mask1") is not None:
-        mask1 = batch["mask1"]
-        size1 = torch.stack([mask1.any(2).sum(1), mask1.any(1).sum(1)], 1)
-
-    cells0 = _valid_cells(batch, 0, grid0, stride)
-    cells1 = _valid_cells(batch, 1, grid1, stride)
+    size1 = _valid_size(batch, 1)
+    cells0 = cells_on_image(_valid_size(batch, 0), grid0, stride)
+    cells1 = cells_on_image(size1, grid1, stride)
     valid01, warped0 = _warp(batch, cell_centres(grid0, stride, b, device, dtype), source=0)
     valid10, warped1 = _warp(batch, cell_centres(grid1, stride, b, device, dtype), source=1)
     valid01 &= cells0 & inside_image(warped0, size1)

@@ -6,8 +6,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from data.batch import cells_on_image, valid_extent
+
 from .backbone.resnet_fpn import ResNetFPN, ResNetFPNConfig
-from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig, valid_extent
+from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
@@ -190,12 +192,10 @@ def _valid_sizes(mask: torch.Tensor | None, image: torch.Tensor, name: str) -> t
 
 
 def _grid_mask(size: torch.Tensor, grid: tuple[int, int], stride: int, image_hw) -> torch.Tensor | None:
-    """(B, h*w) bool: coarse cells whose pixel (stride*c, stride*r) lies in the image; None without padding."""
+    """(B, h*w) bool: coarse cells on the image rather than the padding; None without padding."""
     if bool((size == torch.tensor(list(image_hw), device=size.device)).all()):
         return None
-    rows = torch.arange(grid[0], device=size.device)[None, :, None] * stride < size[:, 0, None, None]
-    cols = torch.arange(grid[1], device=size.device)[None, None, :] * stride < size[:, 1, None, None]
-    return (rows & cols).flatten(1)
+    return cells_on_image(size, grid, stride)
 
 
 def _inside(points: torch.Tensor, size: torch.Tensor) -> torch.Tensor:

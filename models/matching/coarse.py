@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.batch import valid_extent
+
 from .optimal_transport import log_optimal_transport
 
 _MASKED_LOGIT = -1e9  # similarity of a padded cell (official INF)
@@ -38,15 +40,6 @@ class CoarseMatches:
     index1: torch.Tensor  # (M,) cell of image 1
     confidence: torch.Tensor  # (M,) coarse confidence; 0 for ground-truth pads
     is_ground_truth_pad: torch.Tensor  # (M,) bool
-
-
-def valid_extent(mask: torch.Tensor | None, grid: tuple[int, int], batch: int, device) -> torch.Tensor:
-    """(B, 2) long: the valid (rows, columns) of each sample, from a mask that is True on a top-left rectangle,
-    given as (B, h, w) or flattened (B, h*w) over a `grid` = (h, w); the whole grid without a mask."""
-    if mask is None:
-        return torch.tensor([grid], device=device).expand(batch, 2)
-    mask = mask.view(-1, *grid)
-    return torch.stack([mask.any(2).sum(1), mask.any(1).sum(1)], 1)
 
 
 def off_border(extent: torch.Tensor, height: int, width: int, border: int) -> torch.Tensor:
