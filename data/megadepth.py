@@ -1,0 +1,127 @@
+"""MegaDepth pairs in the layout of LoFTR's preprocessed scene-info files.
+
+A scene-info file is a pickled dict (read by `np.load(..., allow_pickle=True)`) with `image_paths` and
+`depth_paths` (relative to a root folder; None for images without a pair), `intrinsics` (3x3), `poses`
+(4x4 world-to-camera) and `pair_infos`: ((i0, i1), overlap score, central matches).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .io import read_depth_h5, read_grayscale
+
+
+@dataclass
+class MegaDepthConfig:
+    root: str  # folder the scene-info image and depth paths are relative to
+    scene_info: tuple[str, ...]  # scene-info .npz files
+    min_overlap: float = 0.0  # LoFTR trains on overlap in [0.1, 0.7] (its MIN/MAX_OVERLAP_SCORE)
+    max_overlap: float = 1.0
+    longer_side: int = 840  # LoFTR: 840 for training, 840 or 1152 for testing
+    divisible_by: int = 8  # the coarse stride: network inputs are multiples of it
+    pad_to_square: bool = True  # pad to longer_side x longer_side with a mask, so pairs batch together
+    depth_pad_size: int = 2000  # depth maps (original resolution) are zero-padded to this square to batch
+
+
+SCENE_INFO_KEYS = ("image_paths", "depth_paths", "intrinsics", "poses", "pair_infos")
+
+
+def load_scene_info(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"scene-info file not found: {path}")
+    try:
+        info = np.load(path, allow_pickle=True)  # LoFTR's files are pickled dicts; np.savez archives work too
+        if isinstance(info, np.ndarray) and info.dtype == object and info.ndim == 0:
+            info = info.item()  # a dict saved with np.save
+        info = dict(info.items())
+    except Exception as error:
+        raise ValueError(f"cannot read scene-info file {path} as a dict: {error}") from None
+    missing = [key for key in SCENE_INFO_KEYS if key not in info]
+    if missing:
+        raise ValueError(f"scene-info file {path} lacks {', '.join(missing)} (has {', '.join(sorted(info))})")
+    return info
+
+
+def resized_size(width: int, height: int, longer_side: int, divisible_by: int) -> tuple[int, int]:
+    """(width, height) with the longer side `longer_side`, aspect kept, each floored to a multiple of
+    `divisible_by` (LoFTR's resize rule)."""
+    factor = longer_side / max(width, height)
+    new_w, new_h = int(round(width * factor)), int(round(height * factor))
+    return max(new_w // divisible_by * divisible_by, divisible_by), max(new_h // divisible_by * divisible_by, divisible_by)
+
+
+def prepare_image(image: np.ndarray, config: MegaDepthConfig) -> dict[str, torch.Tensor]:
+    """A uint8 (H, W) image as the network input: resized, padded, with its mask and scale."""
+    height, width = image.shape
+    new_w, new_h = resized_size(width, height, config.longer_side, config.divisible_by)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    out_h, out_w = (config.longer_side, config.longer_side) if config.pad_to_square else (new_h, new_w)
+    out_h, out_w = -(-out_h // config.divisible_by) * config.divisible_by, -(-out_w // config.divisible_by) * config.divisible_by
+    canvas = np.zeros((out_h, out_w), np.float32)
+    canvas[:new_h, :new_w] = resized / 255.0
+    mask = np.zeros((out_h, out_w), bool)
+    mask[:new_h, :new_w] = True
+    return {
+        "image": torch.from_numpy(canvas)[None],
+        "mask": torch.from_numpy(mask),
+        "scale": torch.tensor([width / new_w, height / new_h], dtype=torch.float32),
+    }
+
+
+def pad_depth(depth: np.ndarray, size: int, path: str) -> torch.Tensor:
+    if depth.shape[0] > size or depth.shape[1] > size:
+        raise ValueError(f"depth map {path} of shape {depth.shape} exceeds depth_pad_size {size}")
+    padded = np.zeros((size, size), np.float32)
+    padded[: depth.shape[0], : depth.shape[1]] = depth
+    return torch.from_numpy(padded)
+
+
+class MegaDepthPairs(Dataset):
+    """Pairs of one or more MegaDepth scenes, filtered by overlap; items follow data/batch.py."""
+
+    def __init__(self, config: MegaDepthConfig):
+        self.config = config
+        self.root = Path(config.root)
+        self.scenes = [load_scene_info(path) for path in config.scene_info]
+        self.scene_names = [Path(path).stem for path in config.scene_info]
+        self.pairs: list[tuple[int, int, int, float]] = []  # (scene, i0, i1, overlap)
+        for scene, info in enumerate(self.scenes):
+            for (i0, i1), overlap, *_ in info["pair_infos"]:
+                if config.min_overlap <= overlap <= config.max_overlap:
+                    self.pairs.append((scene, int(i0), int(i1), float(overlap)))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        scene, i0, i1, _ = self.pairs[index]
+        info = self.scenes[scene]
+        item = {}
+        for side, i in enumerate((i0, i1)):
+            image_path = self.root / info["image_paths"][i]
+            depth_path = self.root / info["depth_paths"][i]
+            original = read_grayscale(image_path)
+            depth = read_depth_h5(depth_path)
+            if depth.shape != original.shape:
+                raise ValueError(
+                    f"depth map {depth_path} is {depth.shape[1]}x{depth.shape[0]} but its image {image_path} is "
+                    f"{original.shape[1]}x{original.shape[0]}: the geometry needs them aligned"
+                )
+            image = prepare_image(original, self.config)
+            item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
+            item[f"depth{side}"] = pad_depth(depth, self.config.depth_pad_size, str(depth_path))
+            item[f"K{side}"] = torch.as_tensor(np.asarray(info["intrinsics"][i], np.float32).reshape(3, 3))
+        pose0, pose1 = (np.asarray(info["poses"][i], np.float64).reshape(4, 4) for i in (i0, i1))  # world -> camera
+        T_0to1 = pose1 @ np.linalg.inv(pose0)
+        item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))
+        item["T_1to0"] = torch.from_numpy(np.linalg.inv(T_0to1).astype(np.float32))
+        item["pair_names"] = (str(info["image_paths"][i0]), str(info["image_paths"][i1]))
+        item["dataset_name"] = "MegaDepth"
+        item["scene_name"] = self.scene_names[scene]
+        return item

@@ -1,0 +1,92 @@
+"""MegaDepth in LoFTR's scene-info layout: the official test indices, the real sample pair, bad files."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from data.megadepth import MegaDepthConfig, MegaDepthPairs, load_scene_info, resized_size
+from data.supervision import coarse_supervision
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+INDICES = SHARED / "loftr_test_indices" / "megadepth_test_1500_scene_info"
+SAMPLE = SHARED / "megadepth_sample"
+
+
+def needs(path: Path):
+    if not path.exists():
+        pytest.skip(f"{path} is not here")
+
+
+def test_megadepth_1500_indices_load():
+    needs(INDICES)
+    files = sorted(str(p) for p in INDICES.glob("*.npz"))
+    assert len(files) == 5
+    dataset = MegaDepthPairs(MegaDepthConfig(root="unused", scene_info=tuple(files)))
+    assert len(dataset) == 1500  # 300 pairs per file: MegaDepth-1500
+    scene, i0, i1, overlap = dataset.pairs[0]
+    assert dataset.scenes[scene]["image_paths"][i0].startswith("Undistorted_SfM/")
+    narrow = MegaDepthPairs(MegaDepthConfig(root="unused", scene_info=tuple(files), min_overlap=0.3, max_overlap=0.5))
+    assert 0 < len(narrow) < 1500 and all(0.3 <= p[3] <= 0.5 for p in narrow.pairs)
+
+
+def sample_dataset(**overrides) -> MegaDepthPairs:
+    needs(SAMPLE)
+    config = MegaDepthConfig(root=str(SAMPLE), scene_info=(str(SAMPLE / "sample.npz"),), min_overlap=0.6,
+                             max_overlap=0.65, **overrides)
+    return MegaDepthPairs(config)
+
+
+def test_real_pair_loads_in_the_batch_contract():
+    dataset = sample_dataset()
+    assert len(dataset) >= 1
+    item = dataset[0]
+    assert item["image0"].shape == (1, 840, 840) and item["mask0"].shape == (840, 840)
+    # 1194 x 1600 (portrait) -> 624 x 840 on an 840 square; 1242 x 827 (landscape) -> 840 x 560
+    assert item["mask0"].any(0).sum() == 624 and item["mask0"].any(1).sum() == 840
+    assert item["mask1"].any(0).sum() == 840 and item["mask1"].any(1).sum() == 552
+    assert torch.allclose(item["scale0"], torch.tensor([1194 / 624, 1600 / 840]))
+    assert item["depth0"].shape == (2000, 2000) and item["depth0"][:1600, :1194].gt(0).any()
+    assert torch.allclose(item["T_0to1"] @ item["T_1to0"], torch.eye(4), atol=1e-5)
+
+    batch = default_collate([item])
+    grid0 = tuple(s // 8 for s in batch["image0"].shape[2:])
+    supervision = coarse_supervision(batch, grid0, grid0)
+    assert len(supervision.index0) > 500
+
+
+def test_resize_rule():
+    assert resized_size(1600, 1200, 840, 8) == (840, 630 // 8 * 8)
+    assert resized_size(100, 1000, 840, 8) == (80, 840)
+
+
+def test_bad_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
+        load_scene_info(tmp_path / "nowhere.npz")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, image_paths=np.array(["a.jpg"]))
+    with pytest.raises(ValueError, match="bad.npz lacks depth_paths"):
+        load_scene_info(bad)
+    needs(SAMPLE)
+    info = load_scene_info(SAMPLE / "sample.npz")
+    info["image_paths"] = np.array(info["image_paths"], dtype=object)
+    (i0, i1), *_ = info["pair_infos"][0]
+    info["image_paths"][i0] = "missing.jpg"
+    scene = tmp_path / "scene.npz"
+    with open(scene, "wb") as file:
+        pickle.dump(info, file)  # how LoFTR's scene-info files are written
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6,
+                                             max_overlap=0.65))
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        dataset[0]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    info["image_paths"][i0] = str(corrupt)
+    with open(scene, "wb") as file:
+        pickle.dump(info, file)  # how LoFTR's scene-info files are written
+    with pytest.raises(ValueError, match="corrupt.jpg"):
+        MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6,
+                                       max_overlap=0.65))[0]
