@@ -1,0 +1,116 @@
+"""ScanNet pairs in the layout of LoFTR's preprocessed data.
+
+An index `.npz` holds `name` rows [scene, sub-scene, frame0, frame1] and, for training indices, an overlap
+`score`; the ScanNet-1500 test index holds `rel_pose` (the top 3x4 of T_0to1) instead. An `intrinsics.npz`
+maps 'sceneXXXX_YY' to K (3x3 or 9 values) of the exported 640x480 frames. Under the root, each scene has
+color/{frame}.jpg, depth/{frame}.png (millimetres, 0 = unknown) and pose/{frame}.txt (4x4 camera-to-world).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .io import read_grayscale
+
+
+@dataclass
+class ScanNetConfig:
+    root: str  # folder holding the scene folders
+    index: tuple[str, ...]  # index .npz files (one per training scene, or ScanNet-1500's test.npz)
+    intrinsics: str  # intrinsics.npz
+    min_overlap: float = 0.0  # LoFTR trains on score in [0.4, 0.8]; the test index has no score
+    max_overlap: float = 1.0
+    image_size: tuple[int, int] = (640, 480)  # (width, height) of the network input (LoFTR)
+
+
+def read_depth_png(path: Path) -> np.ndarray:
+    """(H, W) float32 depth in metres from a 16-bit PNG in millimetres; 0 where unknown."""
+    if not path.is_file():
+        raise FileNotFoundError(f"depth map not found: {path}")
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if depth is None or depth.ndim != 2:
+        raise ValueError(f"cannot read depth map {path} as a single-channel 16-bit PNG")
+    return depth.astype(np.float32) / 1000.0
+
+
+def read_pose(path: Path) -> np.ndarray:
+    """4x4 camera-to-world pose from a text file; ScanNet marks failed tracking with inf/nan."""
+    if not path.is_file():
+        raise FileNotFoundError(f"pose not found: {path}")
+    try:
+        pose = np.loadtxt(path).reshape(4, 4)
+    except ValueError as error:
+        raise ValueError(f"cannot read a 4x4 pose from {path}: {error}") from None
+    if not np.isfinite(pose).all():
+        raise ValueError(f"pose {path} is not finite (ScanNet marks lost tracking so); drop the pair from the index")
+    return pose
+
+
+def _load_npz(path: str | Path, keys: tuple[str, ...]) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"index file not found: {path}")
+    with np.load(path, allow_pickle=True) as data:
+        content = {key: data[key] for key in data.files}
+    missing = [key for key in keys if key not in content]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)} (has {', '.join(sorted(content))})")
+    return content
+
+
+class ScanNetPairs(Dataset):
+    """ScanNet pairs; items follow data/batch.py (no padding: every frame has the same size)."""
+
+    def __init__(self, config: ScanNetConfig):
+        self.config = config
+        self.root = Path(config.root)
+        self.intrinsics = _load_npz(config.intrinsics, ())
+        self.pairs: list[tuple[str, int, int, np.ndarray | None]] = []  # (scene, frame0, frame1, rel_pose)
+        for path in config.index:
+            index = _load_npz(path, ("name",))
+            scores = index.get("score")
+            rel_poses = index.get("rel_pose")
+            for row, (scene, sub, frame0, frame1) in enumerate(index["name"]):
+                if scores is not None and not config.min_overlap <= scores[row] <= config.max_overlap:
+                    continue
+                name = f"scene{int(scene):04d}_{int(sub):02d}"
+                if name not in self.intrinsics:
+                    raise ValueError(f"{config.intrinsics} has no intrinsics for {name} (from {path})")
+                rel_pose = None if rel_poses is None else rel_poses[row]
+                self.pairs.append((name, int(frame0), int(frame1), rel_pose))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        scene, frame0, frame1, rel_pose = self.pairs[index]
+        width, height = self.config.image_size
+        K = torch.as_tensor(np.asarray(self.intrinsics[scene], np.float32).reshape(3, 3))
+        item = {}
+        for side, frame in enumerate((frame0, frame1)):
+            folder = self.root / scene
+            image = read_grayscale(folder / "color" / f"{frame}.jpg")
+            depth = read_depth_png(folder / "depth" / f"{frame}.png")
+            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            item[f"image{side}"] = torch.from_numpy(resized.astype(np.float32) / 255.0)[None]
+            item[f"mask{side}"] = torch.ones(height, width, dtype=torch.bool)
+            # geometry lives in the frame of the depth map and of K (640x480 in LoFTR's export)
+            item[f"scale{side}"] = torch.tensor([depth.shape[1] / width, depth.shape[0] / height])
+            item[f"depth{side}"] = torch.from_numpy(depth)
+            item[f"K{side}"] = K.clone()
+        if rel_pose is not None:
+            T_0to1 = np.eye(4)
+            T_0to1[:3] = np.asarray(rel_pose, np.float64).reshape(3, 4)
+        else:
+            pose0, pose1 = (read_pose(self.root / scene / "pose" / f"{f}.txt") for f in (frame0, frame1))
+            T_0to1 = np.linalg.inv(pose1) @ pose0  # camera 0 -> world -> camera 1
+        item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))
+        item["T_1to0"] = torch.from_numpy(np.linalg.inv(T_0to1).astype(np.float32))
+        item["pair_names"] = (f"{scene}/color/{frame0}.jpg", f"{scene}/color/{frame1}.jpg")
+        item["dataset_name"] = "ScanNet"
+        item["scene_name"] = scene
+        return item
