@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .augment import PhotometricAugmentation
 from .io import read_grayscale
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -53,8 +54,9 @@ def sample_homography(rng: np.random.Generator, config: HomographyConfig) -> np.
 
 
 class HomographyPairs(Dataset):
-    def __init__(self, config: HomographyConfig):
+    def __init__(self, config: HomographyConfig, augment: PhotometricAugmentation | None = None):
         self.config = config
+        self.augment = augment
         root = Path(config.root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
@@ -72,6 +74,8 @@ class HomographyPairs(Dataset):
         image0 = cv2.resize(read_grayscale(path), (width, height), interpolation=cv2.INTER_AREA)
         H = sample_homography(rng, self.config)
         image1 = cv2.warpPerspective(image0, H, (width, height), flags=cv2.INTER_LINEAR)
+        if self.augment is not None:  # after warping, so that the two images differ photometrically
+            image0, image1 = self.augment(image0, index, 0), self.augment(image1, index, 1)
         item = {f"image{side}": torch.from_numpy(image.astype(np.float32) / 255.0)[None]
                 for side, image in enumerate((image0, image1))}
         item["H_0to1"] = torch.from_numpy(H.astype(np.float32))

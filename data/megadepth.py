@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .augment import PhotometricAugmentation
 from .io import read_depth_h5, read_grayscale
 
 
@@ -85,8 +86,9 @@ def pad_depth(depth: np.ndarray, size: int, path: str) -> torch.Tensor:
 class MegaDepthPairs(Dataset):
     """Pairs of one or more MegaDepth scenes, filtered by overlap; items follow data/batch.py."""
 
-    def __init__(self, config: MegaDepthConfig):
+    def __init__(self, config: MegaDepthConfig, augment: PhotometricAugmentation | None = None):
         self.config = config
+        self.augment = augment
         self.root = Path(config.root)
         self.scenes = [load_scene_info(path) for path in config.scene_info]
         self.scene_names = [Path(path).stem for path in config.scene_info]
@@ -113,6 +115,8 @@ class MegaDepthPairs(Dataset):
                     f"depth map {depth_path} is {depth.shape[1]}x{depth.shape[0]} but its image {image_path} is "
                     f"{original.shape[1]}x{original.shape[0]}: the geometry needs them aligned"
                 )
+            if self.augment is not None:
+                original = self.augment(original, index, side)
             image = prepare_image(original, self.config)
             item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
             item[f"depth{side}"] = pad_depth(depth, self.config.depth_pad_size, str(depth_path))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .augment import PhotometricAugmentation
 from .io import read_grayscale
 
 
@@ -65,8 +66,9 @@ def _load_npz(path: str | Path, keys: tuple[str, ...]) -> dict:
 class ScanNetPairs(Dataset):
     """ScanNet pairs; items follow data/batch.py (no padding: every frame has the same size)."""
 
-    def __init__(self, config: ScanNetConfig):
+    def __init__(self, config: ScanNetConfig, augment: PhotometricAugmentation | None = None):
         self.config = config
+        self.augment = augment
         self.root = Path(config.root)
         self.intrinsics = _load_npz(config.intrinsics, ())
         self.pairs: list[tuple[str, int, int, np.ndarray | None]] = []  # (scene, frame0, frame1, rel_pose)
@@ -95,6 +97,8 @@ class ScanNetPairs(Dataset):
             folder = self.root / scene
             image = read_grayscale(folder / "color" / f"{frame}.jpg")
             depth = read_depth_png(folder / "depth" / f"{frame}.png")
+            if self.augment is not None:
+                image = self.augment(image, index, side)
             resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
             item[f"image{side}"] = torch.from_numpy(resized.astype(np.float32) / 255.0)[None]
             item[f"mask{side}"] = torch.ones(height, width, dtype=torch.bool)

@@ -90,3 +90,14 @@ def test_bad_files_are_named(tmp_path):
     with pytest.raises(ValueError, match="corrupt.jpg"):
         MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6,
                                        max_overlap=0.65))[0]
+
+
+def test_augmentation_changes_images_not_depth_nor_geometry():
+    from data.augment import PhotometricAugmentation, PhotometricConfig
+
+    plain = sample_dataset()[0]
+    strong = PhotometricConfig(brightness_contrast_p=1.0, color_jitter_p=1.0, noise_p=1.0)
+    augmented = MegaDepthPairs(sample_dataset().config, augment=PhotometricAugmentation(strong))[0]
+    assert not torch.equal(plain["image0"], augmented["image0"])
+    for key in ("depth0", "depth1", "K0", "K1", "T_0to1", "scale0", "mask1"):
+        assert torch.equal(plain[key], augmented[key])
