@@ -101,6 +101,13 @@ class MegaDepthPairs(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def scene_indices(self) -> list[list[int]]:
+        """Dataset indices grouped by scene-info file, for `SceneBalancedSampler`."""
+        groups: list[list[int]] = [[] for _ in self.scenes]
+        for index, (scene, *_rest) in enumerate(self.pairs):
+            groups[scene].append(index)
+        return groups
+
     def __getitem__(self, index: int) -> dict:
         scene, i0, i1, _ = self.pairs[index]
         info = self.scenes[scene]
