@@ -1,0 +1,173 @@
+"""A synthetic world written in MegaDepth's on-disk format: exact depth and poses, no download needed.
+
+Each scene is a textured box-shaped room with textured pillars in it (occlusions), ray-cast from cameras
+placed inside the room, so every image comes with its exact depth map, intrinsics and world-to-camera pose.
+Pairs are chosen by their true overlap. The output is what LoFTR's MegaDepth preprocessing leaves:
+
+    ROOT/scene_info/SCENE.npz                     pickled dict: image_paths, depth_paths, intrinsics, poses,
+                                                  pair_infos ((i0, i1), overlap, central_matches)
+    ROOT/SCENE/images/K.jpg, ROOT/SCENE/depths/K.h5   (dataset `depth`, metres, 0 = unknown)
+
+so `data.megadepth.MegaDepthPairs` reads it like the real dataset.
+"""
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import torch
+
+from geometry.warp import warp_depth
+
+from .texture import make_texture
+
+
+@dataclass
+class WorldConfig:
+    num_scenes: int = 2
+    cameras_per_scene: int = 12
+    image_size: tuple[int, int] = (640, 480)  # (width, height)
+    focal: float = 0.8  # focal length as a share of the image width (a ~64 degree horizontal field of view)
+    room_size: tuple[float, float, float] = (8.0, 3.0, 8.0)  # x, y (down), z in metres
+    num_pillars: int = 3
+    texture_px_per_m: float = 96.0  # texture resolution on the walls
+    max_roll_deg: float = 20.0  # camera roll: in-plane rotations between the views
+    min_overlap: float = 0.1  # pairs kept by true overlap (LoFTR trains on [0.1, 0.7])
+    max_overlap: float = 0.9
+    seed: int = 0
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Camera-to-world rotation: roll about z (optical axis), then pitch about x, then yaw about y."""
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return Ry @ Rx @ Rz
+
+
+class Scene:
+    """Axis-aligned boxes: the room (seen from inside) and pillars (seen from outside), each face textured."""
+
+    def __init__(self, config: WorldConfig, rng: np.random.Generator):
+        self.config = config
+        half = np.array(config.room_size) / 2
+        self.room = (-half, half)
+        self.pillars = []
+        for _ in range(config.num_pillars):
+            centre = rng.uniform(-half * 0.6, half * 0.6)
+            size = rng.uniform([0.3, 0, 0.3], [1.0, 0, 1.0])
+            lo, hi = centre - size / 2, centre + size / 2
+            lo[1], hi[1] = -half[1], half[1]  # floor to ceiling
+            self.pillars.append((lo, hi))
+        self.textures = {}
+        for box in range(1 + config.num_pillars):
+            for axis in range(3):
+                for side in range(2):
+                    self.textures[box, axis, side] = make_texture(256, 256, seed=int(rng.integers(1 << 30)))
+
+    def render(self, K: np.ndarray, cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ray-cast the image (H, W) uint8 and its depth (H, W) float32 (z in the camera frame, metres)."""
+        width, height = self.config.image_size
+        u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+        rays_cam = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T  # z = 1: t is the depth
+        direction = rays_cam @ cam_to_world[:3, :3].T
+        origin = cam_to_world[:3, 3]
+        safe = np.where(np.abs(direction) < 1e-12, 1e-12, direction)
+
+        lo, hi = self.room  # leaving the room: the nearest exit plane along each axis
+        exit_t = np.maximum((lo - origin) / safe, (hi - origin) / safe)
+        depth = exit_t.min(-1)
+        face_axis = exit_t.argmin(-1)
+        face_box = np.zeros(depth.shape, int)
+        for box, (plo, phi) in enumerate(self.pillars, start=1):  # entering a pillar (slab test)
+            t0, t1 = (plo - origin) / safe, (phi - origin) / safe
+            enter, leave = np.minimum(t0, t1).max(-1), np.maximum(t0, t1).min(-1)
+            hit = (enter <= leave) & (enter > 1e-6) & (enter < depth)
+            depth = np.where(hit, enter, depth)
+            face_axis = np.where(hit, np.minimum(t0, t1).argmax(-1), face_axis)
+            face_box = np.where(hit, box, face_box)
+
+        points = origin + direction * depth[..., None]
+        side = (np.take_along_axis(direction, face_axis[..., None], -1)[..., 0] > 0).astype(int)
+        image = np.zeros(depth.shape, np.float32)
+        scale = self.config.texture_px_per_m
+        for (box, axis, face_side), texture in self.textures.items():
+            on_face = (face_box == box) & (face_axis == axis) & (side == face_side)
+            if not on_face.any():
+                continue
+            a, b = [k for k in range(3) if k != axis]
+            map_x = (points[..., a] * scale).astype(np.float32)
+            map_y = (points[..., b] * scale).astype(np.float32)
+            sampled = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            image[on_face] = sampled[on_face]
+        return np.clip(image, 0, 255).astype(np.uint8), depth.astype(np.float32)
+
+
+def _camera(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """A camera-to-world pose inside the room, outside the pillars, looking roughly horizontally."""
+    half = np.array(scene.config.room_size) / 2
+    while True:
+        position = rng.uniform(-half * 0.8, half * 0.8)
+        position[1] = rng.uniform(-0.3, 0.3) * half[1]
+        if not any(np.all(position > lo - 0.3) and np.all(position < hi + 0.3) for lo, hi in scene.pillars):
+            break
+    pose = np.eye(4)
+    pose[:3, :3] = _rotation(rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(-10, 10)),
+                             np.radians(rng.uniform(-1, 1) * scene.config.max_roll_deg))
+    pose[:3, 3] = position
+    return pose
+
+
+def true_overlap(depth0, depth1, K, w2c0, w2c1, step: int = 8) -> float:
+    """Share of image-0 pixels (on a grid) visible and unoccluded in image 1."""
+    height, width = depth0.shape
+    y, x = np.mgrid[0:height:step, 0:width:step]
+    points = torch.from_numpy(np.stack([x.ravel(), y.ravel()], -1)[None].astype(np.float64))
+    as_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))[None]  # noqa: E731
+    valid, _ = warp_depth(points, as_t(depth0), as_t(depth1), as_t(K), as_t(K), as_t(w2c1 @ np.linalg.inv(w2c0)))
+    return float(valid.double().mean())
+
+
+def generate_world(root: str | Path, config: WorldConfig | None = None) -> list[Path]:
+    """Render the world into `root`; returns the scene-info files. Existing files are overwritten."""
+    config = config if config is not None else WorldConfig()
+    root = Path(root)
+    (root / "scene_info").mkdir(parents=True, exist_ok=True)
+    width, height = config.image_size
+    f = config.focal * width
+    K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
+    infos = []
+    for index in range(config.num_scenes):
+        rng = np.random.default_rng([config.seed, index])
+        scene, name = Scene(config, rng), f"scene{index:04d}"
+        (root / name / "images").mkdir(parents=True, exist_ok=True)
+        (root / name / "depths").mkdir(parents=True, exist_ok=True)
+        image_paths, depth_paths, poses, depths = [], [], [], []
+        for k in range(config.cameras_per_scene):
+            cam_to_world = _camera(scene, rng)
+            image, depth = scene.render(K, cam_to_world)
+            image_paths.append(f"{name}/images/{k}.jpg")
+            depth_paths.append(f"{name}/depths/{k}.h5")
+            cv2.imwrite(str(root / image_paths[-1]), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            with h5py.File(root / depth_paths[-1], "w") as file:
+                file.create_dataset("depth", data=depth, compression="gzip")
+            poses.append(np.linalg.inv(cam_to_world))  # world-to-camera, as MegaDepth stores them
+            depths.append(depth)
+        pairs = []
+        for i0 in range(len(poses)):
+            for i1 in range(i0 + 1, len(poses)):
+                overlap = true_overlap(depths[i0], depths[i1], K, poses[i0], poses[i1])
+                if config.min_overlap <= overlap <= config.max_overlap:
+                    pairs.append((np.array([i0, i1]), overlap, np.zeros(4)))
+        info = {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
+                "intrinsics": np.array([K] * len(poses), dtype=object), "poses": np.array(poses, dtype=object),
+                "pair_infos": pairs}
+        path = root / "scene_info" / f"{name}.npz"
+        with open(path, "wb") as file:
+            pickle.dump(info, file)  # LoFTR's scene-info files are pickles named .npz
+        infos.append(path)
+    return infos
