@@ -4,7 +4,6 @@ transformer, and locate the match in image 1 by the expectation of a correlation
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..transformer.encoder import TransformerConfig

@@ -1,7 +1,5 @@
 """Coarse and fine ground truth against exact answers, padding, and the real MegaDepth pair."""
 
-import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
