@@ -88,6 +88,13 @@ class ScanNetPairs(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def scene_indices(self) -> list[list[int]]:
+        """Dataset indices grouped by scene, for `SceneBalancedSampler`."""
+        groups: dict[str, list[int]] = {}
+        for index, (scene, *_rest) in enumerate(self.pairs):
+            groups.setdefault(scene, []).append(index)
+        return list(groups.values())
+
     def __getitem__(self, index: int) -> dict:
         scene, frame0, frame1, rel_pose = self.pairs[index]
         width, height = self.config.image_size

@@ -1,0 +1,121 @@
+"""A LightningDataModule that combines any of the datasets for train / val / test from plain config.
+
+Each split is a list of dataset entries, `{"type": NAME, **fields of that dataset's config}`; training draws
+scene-balanced pairs (a fixed number per scene per epoch, sharded across DDP ranks), evaluation reads every
+pair once, in order, sharded by Lightning's distributed sampler.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from .augment import PhotometricAugmentation, PhotometricConfig
+from .homography import HomographyConfig, HomographyPairs
+from .megadepth import MegaDepthConfig, MegaDepthPairs
+from .sampling import SceneBalancedSampler
+from .scannet import ScanNetConfig, ScanNetPairs
+
+DATASETS = {
+    "megadepth": (MegaDepthConfig, MegaDepthPairs),
+    "scannet": (ScanNetConfig, ScanNetPairs),
+    "homography": (HomographyConfig, HomographyPairs),
+}
+
+
+@dataclass
+class DataConfig:
+    train: list[dict] = field(default_factory=list)
+    val: list[dict] = field(default_factory=list)
+    test: list[dict] = field(default_factory=list)
+    batch_size: int = 1  # pairs per GPU (LoFTR: 1 per GPU, 64 GPUs)
+    num_workers: int = 4
+    samples_per_scene: int = 100  # pairs drawn per scene per epoch (LoFTR: N_SAMPLES_PER_SUBSET = 100)
+    augment: PhotometricConfig | None = None  # training only
+    seed: int = 66  # LoFTR's default seed
+
+
+def build_dataset(entry: dict, augment: PhotometricAugmentation | None = None) -> Dataset:
+    """A dataset from `{"type": ..., **fields}`, with errors that list the valid choices."""
+    entry = dict(entry)
+    kind = entry.pop("type", None)
+    if kind not in DATASETS:
+        raise ValueError(f"dataset type {kind!r} is not one of {sorted(DATASETS)}")
+    config_class, dataset_class = DATASETS[kind]
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(entry) - names)
+    if unknown:
+        raise ValueError(f"{kind} dataset: unknown field(s) {unknown}; valid fields are {sorted(names)}")
+    for key, value in entry.items():  # lists from YAML where the config holds tuples
+        if isinstance(value, list):
+            entry[key] = tuple(value)
+    return dataset_class(config_class(**entry), augment=augment)
+
+
+def _scene_indices(datasets: list[Dataset]) -> list[list[int]]:
+    """Scenes of the concatenation: each dataset's own scenes, or the dataset as one scene."""
+    groups, offset = [], 0
+    for dataset in datasets:
+        own = dataset.scene_indices() if hasattr(dataset, "scene_indices") else [list(range(len(dataset)))]
+        groups.extend([[offset + i for i in scene] for scene in own if scene])
+        offset += len(dataset)
+    return groups
+
+
+class PairDataModule(pl.LightningDataModule):
+    def __init__(self, config: DataConfig):
+        super().__init__()
+        self.config = config
+        self.augment = PhotometricAugmentation(config.augment) if config.augment is not None else None
+        self.datasets: dict[str, list[Dataset]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "val", "test"):
+            entries = getattr(self.config, split)
+            augment = self.augment if split == "train" else None
+            self.datasets[split] = [build_dataset(entry, augment) for entry in entries]
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> DataLoader:
+        datasets = self.datasets.get("train") or []
+        if not datasets:
+            raise ValueError("no training dataset configured (data.train is empty)")
+        replicas, rank = self._world()
+        sampler = EpochAwareSampler(
+            _scene_indices(datasets), self.config.samples_per_scene, self.config.seed, replicas, rank,
+            augment=self.augment,
+        )
+        return DataLoader(ConcatDataset(datasets), batch_size=self.config.batch_size, sampler=sampler,
+                          num_workers=self.config.num_workers, pin_memory=torch.cuda.is_available(), drop_last=True)
+
+    def _ordered(self, split: str) -> list[DataLoader] | DataLoader:
+        loaders = [DataLoader(d, batch_size=1, num_workers=self.config.num_workers) for d in self.datasets.get(split, [])]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def val_dataloader(self):
+        return self._ordered("val")
+
+    def test_dataloader(self):
+        return self._ordered("test")
+
+
+class EpochAwareSampler(SceneBalancedSampler):
+    """The scene-balanced sampler that also moves the augmentation to the new epoch when Lightning calls
+    `set_epoch`, before the epoch's workers are started."""
+
+    def __init__(self, *args: Any, augment: PhotometricAugmentation | None = None):
+        super().__init__(*args)
+        self.augment = augment
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if self.augment is not None:
+            self.augment.set_epoch(epoch)
