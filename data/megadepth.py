@@ -49,6 +49,14 @@ def load_scene_info(path: str | Path) -> dict:
     return info
 
 
+def matrix_array(matrices: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array of matrices, the form of `intrinsics` and `poses` in scene-info files."""
+    out = np.empty(len(matrices), dtype=object)
+    for index, matrix in enumerate(matrices):
+        out[index] = matrix
+    return out
+
+
 def resized_size(width: int, height: int, longer_side: int, divisible_by: int) -> tuple[int, int]:
     """(width, height) with the longer side `longer_side`, aspect kept, each floored to a multiple of
     `divisible_by` (LoFTR's resize rule)."""

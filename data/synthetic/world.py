@@ -22,6 +22,8 @@ import torch
 
 from geometry.warp import warp_depth
 
+from ..megadepth import matrix_array
+
 from .texture import make_texture
 
 
@@ -164,7 +166,7 @@ def generate_world(root: str | Path, config: WorldConfig | None = None) -> list[
                 if config.min_overlap <= overlap <= config.max_overlap:
                     pairs.append((np.array([i0, i1]), overlap, np.zeros(4)))
         info = {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
-                "intrinsics": np.array([K] * len(poses), dtype=object), "poses": np.array(poses, dtype=object),
+                "intrinsics": matrix_array([K] * len(poses)), "poses": matrix_array(poses),
                 "pair_infos": pairs}
         path = root / "scene_info" / f"{name}.npz"
         with open(path, "wb") as file:
