@@ -98,16 +98,34 @@ class MegaDepthPairs(Dataset):
         self.config = config
         self.augment = augment
         self.root = Path(config.root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"MegaDepth root {self.root} does not exist: set `root` of the megadepth dataset "
+                                    f"to the folder that the scene-info image and depth paths are relative to")
         self.scenes = [load_scene_info(path) for path in config.scene_info]
         self.scene_names = [Path(path).stem for path in config.scene_info]
         self.pairs: list[tuple[int, int, int, float]] = []  # (scene, i0, i1, overlap)
-        for scene, info in enumerate(self.scenes):
+        for scene, (path, info) in enumerate(zip(config.scene_info, self.scenes)):
+            count = len(info["image_paths"])
             for (i0, i1), overlap, *_ in info["pair_infos"]:
-                if config.min_overlap <= overlap <= config.max_overlap:
-                    self.pairs.append((scene, int(i0), int(i1), float(overlap)))
+                if not config.min_overlap <= overlap <= config.max_overlap:
+                    continue
+                for i in (i0, i1):
+                    if not 0 <= i < count or info["image_paths"][i] is None:
+                        raise ValueError(f"{path}: pair ({i0}, {i1}) points to image {i}, which the scene lacks "
+                                         f"({count} image slots)")
+                self.pairs.append((scene, int(i0), int(i1), float(overlap)))
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def _pose(self, info: dict, i: int, scene: int, pair: tuple[int, int]) -> np.ndarray:
+        pose = np.asarray(info["poses"][i], np.float64).reshape(4, 4)
+        R = pose[:3, :3]
+        rigid = np.allclose(R @ R.T, np.eye(3), atol=1e-3) and np.linalg.det(R) > 0 and np.allclose(pose[3], [0, 0, 0, 1])
+        if not rigid:
+            raise ValueError(f"{self.config.scene_info[scene]}: pose of image {i} ({info['image_paths'][i]}) in pair "
+                             f"{pair} is not a rigid transform")
+        return pose
 
     def scene_indices(self) -> list[list[int]]:
         """Dataset indices grouped by scene-info file, for `SceneBalancedSampler`."""
@@ -136,7 +154,7 @@ class MegaDepthPairs(Dataset):
             item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
             item[f"depth{side}"] = pad_depth(depth, self.config.depth_pad_size, str(depth_path))
             item[f"K{side}"] = torch.as_tensor(np.asarray(info["intrinsics"][i], np.float32).reshape(3, 3))
-        pose0, pose1 = (np.asarray(info["poses"][i], np.float64).reshape(4, 4) for i in (i0, i1))  # world -> camera
+        pose0, pose1 = (self._pose(info, i, scene, (i0, i1)) for i in (i0, i1))  # world -> camera
         T_0to1 = pose1 @ np.linalg.inv(pose0)
         item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))
         item["T_1to0"] = torch.from_numpy(np.linalg.inv(T_0to1).astype(np.float32))

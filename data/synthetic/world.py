@@ -33,6 +33,7 @@ class WorldConfig:
     cameras_per_scene: int = 12
     image_size: tuple[int, int] = (640, 480)  # (width, height)
     focal: float = 0.8  # focal length as a share of the image width (a ~64 degree horizontal field of view)
+    focal_range: tuple[float, float] = (0.8, 1.25)  # per-camera factor on the focal length (zoom variety)
     room_size: tuple[float, float, float] = (8.0, 3.0, 8.0)  # x, y (down), z in metres
     num_pillars: int = 3
     texture_px_per_m: float = 96.0  # texture resolution on the walls
@@ -124,13 +125,13 @@ def _camera(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     return pose
 
 
-def true_overlap(depth0, depth1, K, w2c0, w2c1, step: int = 8) -> float:
+def true_overlap(depth0, depth1, K0, K1, w2c0, w2c1, step: int = 8) -> float:
     """Share of image-0 pixels (on a grid) visible and unoccluded in image 1."""
     height, width = depth0.shape
     y, x = np.mgrid[0:height:step, 0:width:step]
     points = torch.from_numpy(np.stack([x.ravel(), y.ravel()], -1)[None].astype(np.float64))
     as_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))[None]  # noqa: E731
-    valid, _ = warp_depth(points, as_t(depth0), as_t(depth1), as_t(K), as_t(K), as_t(w2c1 @ np.linalg.inv(w2c0)))
+    valid, _ = warp_depth(points, as_t(depth0), as_t(depth1), as_t(K0), as_t(K1), as_t(w2c1 @ np.linalg.inv(w2c0)))
     return float(valid.double().mean())
 
 
@@ -140,18 +141,19 @@ def generate_world(root: str | Path, config: WorldConfig | None = None) -> list[
     root = Path(root)
     (root / "scene_info").mkdir(parents=True, exist_ok=True)
     width, height = config.image_size
-    f = config.focal * width
-    K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
     infos = []
     for index in range(config.num_scenes):
         rng = np.random.default_rng([config.seed, index])
         scene, name = Scene(config, rng), f"scene{index:04d}"
         (root / name / "images").mkdir(parents=True, exist_ok=True)
         (root / name / "depths").mkdir(parents=True, exist_ok=True)
-        image_paths, depth_paths, poses, depths = [], [], [], []
+        image_paths, depth_paths, poses, depths, intrinsics = [], [], [], [], []
         for k in range(config.cameras_per_scene):
             cam_to_world = _camera(scene, rng)
+            f = config.focal * width * rng.uniform(*config.focal_range)
+            K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
             image, depth = scene.render(K, cam_to_world)
+            intrinsics.append(K)
             image_paths.append(f"{name}/images/{k}.jpg")
             depth_paths.append(f"{name}/depths/{k}.h5")
             cv2.imwrite(str(root / image_paths[-1]), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -162,11 +164,11 @@ def generate_world(root: str | Path, config: WorldConfig | None = None) -> list[
         pairs = []
         for i0 in range(len(poses)):
             for i1 in range(i0 + 1, len(poses)):
-                overlap = true_overlap(depths[i0], depths[i1], K, poses[i0], poses[i1])
+                overlap = true_overlap(depths[i0], depths[i1], intrinsics[i0], intrinsics[i1], poses[i0], poses[i1])
                 if config.min_overlap <= overlap <= config.max_overlap:
                     pairs.append((np.array([i0, i1]), overlap, np.zeros(4)))
         info = {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
-                "intrinsics": matrix_array([K] * len(poses)), "poses": matrix_array(poses),
+                "intrinsics": matrix_array(intrinsics), "poses": matrix_array(poses),
                 "pair_infos": pairs}
         path = root / "scene_info" / f"{name}.npz"
         with open(path, "wb") as file:

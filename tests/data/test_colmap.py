@@ -31,29 +31,30 @@ def colmap_scene(tmp_path_factory):
     exact depth says they are visible, the images, and dense depth maps."""
     root = tmp_path_factory.mktemp("colmap")
     world = root / "world"
-    info = pickle.loads(generate_world(world, WorldConfig(num_scenes=1, cameras_per_scene=6, image_size=(160, 120),
+    info = pickle.loads(generate_world(world, WorldConfig(num_scenes=1, cameras_per_scene=10, image_size=(160, 120),
                                                           seed=5))[0].read_bytes())
-    K = info["intrinsics"][0]
+    Ks = list(info["intrinsics"])  # cameras differ in focal length
     depths = [h5py.File(world / p, "r")["depth"][()] for p in info["depth_paths"]]
     poses = list(info["poses"])  # world -> camera
     (root / "images").mkdir()
     (root / "depth_maps").mkdir()
     (root / "sparse").mkdir()
     reconstruction = pycolmap.Reconstruction()
-    reconstruction.add_camera_with_trivial_rig(pycolmap.Camera(
-        model="PINHOLE", width=160, height=120, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]], camera_id=1))
+    for j, K in enumerate(Ks):
+        reconstruction.add_camera_with_trivial_rig(pycolmap.Camera(
+            model="PINHOLE", width=160, height=120, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]], camera_id=j + 1))
     keypoints = [[] for _ in poses]
     tracks = []
-    for k, (depth, pose) in enumerate(zip(depths, poses)):  # points seen from each camera on a grid
+    for depth, pose, K in zip(depths, poses, Ks):  # points seen from each camera on a grid
         y, x = np.mgrid[4:120:12, 4:160:12]
         z = depth[y, x]
         cam = np.stack([(x - K[0, 2]) / K[0, 0] * z, (y - K[1, 2]) / K[1, 1] * z, z], -1).reshape(-1, 3)
         world_points = (cam - pose[:3, 3]) @ pose[:3, :3]
         for point in world_points:
             track = []
-            for j, (depth_j, pose_j) in enumerate(zip(depths, poses)):
+            for j, (depth_j, pose_j, K_j) in enumerate(zip(depths, poses, Ks)):
                 p = pose_j[:3, :3] @ point + pose_j[:3, 3]
-                u, v = K[0, 0] * p[0] / p[2] + K[0, 2], K[1, 1] * p[1] / p[2] + K[1, 2]
+                u, v = K_j[0, 0] * p[0] / p[2] + K_j[0, 2], K_j[1, 1] * p[1] / p[2] + K_j[1, 2]
                 if p[2] > 0 and 0 <= u < 159.5 and 0 <= v < 119.5 and abs(depth_j[round(v), round(u)] - p[2]) < 0.01 * p[2]:
                     track.append((j, len(keypoints[j])))
                     keypoints[j].append((u, v))
@@ -62,7 +63,7 @@ def colmap_scene(tmp_path_factory):
         name = info["image_paths"][j].split("/")[-1]
         (root / "images" / name).write_bytes((world / info["image_paths"][j]).read_bytes())
         write_colmap_array(root / "depth_maps" / f"{name}.geometric.bin", depths[j])
-        image = pycolmap.Image(name=name, keypoints=np.array(keypoints[j]), camera_id=1, image_id=j + 1)
+        image = pycolmap.Image(name=name, keypoints=np.array(keypoints[j]), camera_id=j + 1, image_id=j + 1)
         reconstruction.add_image_with_trivial_frame(
             image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3]))
     for point, track in tracks:
@@ -81,7 +82,7 @@ def test_converted_reconstruction_reads_like_megadepth(colmap_scene, tmp_path):
                           min_overlap=0.05, min_shared_points=5)
     scene_info = convert_to_megadepth(config, tmp_path / "out", "house")
     converted = pickle.loads(scene_info.read_bytes())
-    assert len(converted["pair_infos"]) >= 3
+    assert len(converted["pair_infos"]) >= 2
     for k in range(len(depths)):  # poses, intrinsics and depth survive the round trip exactly
         assert np.allclose(converted["poses"][k], info["poses"][k], atol=1e-6)
         assert np.allclose(converted["intrinsics"][k], info["intrinsics"][k])
@@ -99,9 +100,10 @@ def test_distorted_cameras_and_missing_files_are_refused(colmap_scene, tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         convert_to_megadepth(config, tmp_path / "out", "house")
     reconstruction = pycolmap.Reconstruction(str(root / "sparse"))
-    camera = reconstruction.cameras[1]
-    camera.model = "SIMPLE_RADIAL"
-    camera.params = [camera.params[0], camera.params[2], camera.params[3], 0.1]
+    for camera in reconstruction.cameras.values():
+        params = camera.params
+        camera.model = "SIMPLE_RADIAL"
+        camera.params = [params[0], params[2], params[3], 0.1]
     (tmp_path / "radial").mkdir()
     reconstruction.write(str(tmp_path / "radial"))
     config = ColmapConfig(model=str(tmp_path / "radial"), images=str(root / "images"), depth_maps=str(root / "depth_maps"))

@@ -21,15 +21,15 @@ def needs(path: Path):
         pytest.skip(f"{path} is not here")
 
 
-def test_megadepth_1500_indices_load():
+def test_megadepth_1500_indices_load(tmp_path):
     needs(INDICES)
     files = sorted(str(p) for p in INDICES.glob("*.npz"))
     assert len(files) == 5
-    dataset = MegaDepthPairs(MegaDepthConfig(root="unused", scene_info=tuple(files)))
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path), scene_info=tuple(files)))
     assert len(dataset) == 1500  # 300 pairs per file: MegaDepth-1500
     scene, i0, i1, overlap = dataset.pairs[0]
     assert dataset.scenes[scene]["image_paths"][i0].startswith("Undistorted_SfM/")
-    narrow = MegaDepthPairs(MegaDepthConfig(root="unused", scene_info=tuple(files), min_overlap=0.3, max_overlap=0.5))
+    narrow = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path), scene_info=tuple(files), min_overlap=0.3, max_overlap=0.5))
     assert 0 < len(narrow) < 1500 and all(0.3 <= p[3] <= 0.5 for p in narrow.pairs)
 
 
@@ -101,3 +101,21 @@ def test_augmentation_changes_images_not_depth_nor_geometry():
     assert not torch.equal(plain["image0"], augmented["image0"])
     for key in ("depth0", "depth1", "K0", "K1", "T_0to1", "scale0", "mask1"):
         assert torch.equal(plain[key], augmented[key])
+
+
+def test_bad_root_index_and_pose_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="set `root` of the megadepth dataset"):
+        MegaDepthPairs(MegaDepthConfig(root=str(tmp_path / "nowhere"), scene_info=()))
+    needs(SAMPLE)
+    info = load_scene_info(SAMPLE / "sample.npz")
+    (i0, i1), overlap, central = info["pair_infos"][0]
+    outside = dict(info, pair_infos=[((i0, 99999), overlap, central)])
+    (tmp_path / "outside.npz").write_bytes(pickle.dumps(outside))
+    with pytest.raises(ValueError, match=r"outside.npz: pair \(1474, 99999\) points to image 99999"):
+        MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(tmp_path / "outside.npz"),)))
+    poses = np.array(info["poses"], dtype=object)
+    poses[i0] = poses[i0] * 2.0  # a scaled rotation is no rigid transform
+    (tmp_path / "scaled.npz").write_bytes(pickle.dumps(dict(info, poses=poses, pair_infos=[info["pair_infos"][0]])))
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(tmp_path / "scaled.npz"),)))
+    with pytest.raises(ValueError, match=r"scaled.npz: pose of image 1474 .* pair \(1474, 1462\) is not a rigid"):
+        dataset[0]

@@ -50,11 +50,11 @@ def test_bad_arguments():
         SceneBalancedSampler(SCENES, 2, num_replicas=2, rank=2)
 
 
-def test_megadepth_scenes_feed_the_sampler():
+def test_megadepth_scenes_feed_the_sampler(tmp_path):
     folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "loftr_test_indices" / "megadepth_test_1500_scene_info"
     if not folder.exists():
         pytest.skip("MegaDepth-1500 indices not here")
-    dataset = MegaDepthPairs(MegaDepthConfig(root="unused", scene_info=tuple(sorted(map(str, folder.glob("*.npz"))))))
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path), scene_info=tuple(sorted(map(str, folder.glob("*.npz"))))))
     groups = dataset.scene_indices()
     assert [len(g) for g in groups] == [300] * 5
     drawn = list(SceneBalancedSampler(groups, samples_per_scene=20))
