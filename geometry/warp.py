@@ -21,6 +21,26 @@ def sample_depth(depth: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return torch.where(inside & torch.isfinite(values) & (values > 0), values, torch.zeros_like(values))
 
 
+def interpolate_depth(depth: torch.Tensor, points: torch.Tensor, max_spread: float = 0.1) -> torch.Tensor:
+    """Depth (B, H, W) at sub-pixel points (B, N, 2): bilinear where the four neighbouring pixels are known
+    and within `max_spread` relative of each other (one surface), the nearest pixel elsewhere (depth edges,
+    holes). Reading the nearest pixel everywhere would move points on slanted surfaces by a pixel or more
+    once they are reprojected; interpolating across a depth edge would invent a surface in between."""
+    b, height, width = depth.shape
+    nearest = sample_depth(depth, points)
+    x0, y0 = points[..., 0].floor(), points[..., 1].floor()
+    corners, weights = [], []
+    for dy in (0, 1):
+        for dx in (0, 1):
+            corner = torch.stack([x0 + dx, y0 + dy], -1)
+            corners.append(sample_depth(depth, corner))
+            weights.append((1 - (points[..., 0] - x0 - dx).abs()) * (1 - (points[..., 1] - y0 - dy).abs()))
+    corners = torch.stack(corners, -1)  # (B, N, 4)
+    smooth = (corners > 0).all(-1) & (corners.amax(-1) <= (1 + max_spread) * corners.amin(-1))
+    bilinear = (corners * torch.stack(weights, -1)).sum(-1)
+    return torch.where(smooth, bilinear, nearest)
+
+
 def unproject(points: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Pixels (B, N, 2) at depths (B, N) -> camera coordinates (B, N, 3)."""
     homogeneous = torch.cat([points, torch.ones_like(points[..., :1])], -1)
@@ -73,7 +93,7 @@ def warp_depth(
     """
     if size1 is None:
         size1 = torch.tensor([depth1.shape[1:]], device=depth1.device).expand(depth1.shape[0], 2)
-    z0 = sample_depth(depth0, points0)
+    z0 = interpolate_depth(depth0, points0)
     points1, z1 = project(transform(T_0to1, unproject(points0, z0, K0)), K1)
     d1 = sample_depth(depth1, points1)
     consistent = (d1 - z1).abs() < depth_consistency_thr * d1

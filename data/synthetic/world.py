@@ -72,15 +72,10 @@ class Scene:
                 for side in range(2):
                     self.textures[box, axis, side] = make_texture(256, 256, seed=int(rng.integers(1 << 30)))
 
-    def render(self, K: np.ndarray, cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ray-cast the image (H, W) uint8 and its depth (H, W) float32 (z in the camera frame, metres)."""
-        width, height = self.config.image_size
-        u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-        rays_cam = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T  # z = 1: t is the depth
-        direction = rays_cam @ cam_to_world[:3, :3].T
-        origin = cam_to_world[:3, 3]
+    def intersect(self, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """First surface along rays origin + t direction (direction (..., 3), world frame): the distance t in
+        units of `direction`, and the axis and box of the face hit."""
         safe = np.where(np.abs(direction) < 1e-12, 1e-12, direction)
-
         lo, hi = self.room  # leaving the room: the nearest exit plane along each axis
         exit_t = np.maximum((lo - origin) / safe, (hi - origin) / safe)
         depth = exit_t.min(-1)
@@ -93,6 +88,16 @@ class Scene:
             depth = np.where(hit, enter, depth)
             face_axis = np.where(hit, np.minimum(t0, t1).argmax(-1), face_axis)
             face_box = np.where(hit, box, face_box)
+        return depth, face_axis, face_box
+
+    def render(self, K: np.ndarray, cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ray-cast the image (H, W) uint8 and its depth (H, W) float32 (z in the camera frame, metres)."""
+        width, height = self.config.image_size
+        u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+        rays_cam = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T  # z = 1: t is the depth
+        direction = rays_cam @ cam_to_world[:3, :3].T
+        origin = cam_to_world[:3, 3]
+        depth, face_axis, face_box = self.intersect(origin, direction)
 
         points = origin + direction * depth[..., None]
         side = (np.take_along_axis(direction, face_axis[..., None], -1)[..., 0] > 0).astype(int)

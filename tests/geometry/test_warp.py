@@ -124,3 +124,15 @@ def test_real_megadepth_pair_warps_back_to_itself():
     # nearest-pixel depth reads move a point by about a pixel on depth edges; most come back to < 1 px
     assert (error < 1.0).float().mean() >= 0.97
     assert math.isfinite(error.max().item())
+
+
+def test_depth_is_interpolated_on_surfaces_and_not_across_edges():
+    from geometry.warp import interpolate_depth
+
+    ramp = torch.arange(10.0)[None, None, :].expand(1, 4, 10) + 10.0  # depth 10..19 along x
+    step = ramp.clone()
+    step[..., 5:] = 50.0  # a depth edge between x = 4 and x = 5
+    points = torch.tensor([[[2.25, 1.5], [4.5, 1.0], [7.0, 2.0]]])
+    assert torch.allclose(interpolate_depth(ramp, points)[0], torch.tensor([12.25, 14.5, 17.0]))
+    edge = interpolate_depth(step, points)[0]
+    assert edge[0] == 12.25 and edge[1] in (14.0, 50.0) and edge[2] == 50.0  # nearest pixel at the edge
