@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from data.io import read_grayscale as read_image
 from data.synthetic.texture import make_texture, warp_homography
 from evaluation.plots import plot_matches
 from models.checkpoint import CheckpointError, load_weights, read_state_dict
@@ -101,22 +102,10 @@ def _unit_float(text: str) -> float:
 
 def read_grayscale(path: Path, name: str) -> np.ndarray:
     """The (H, W) uint8 grayscale image at `path`; `name` says which input it is in error messages."""
-    if not path.exists():
-        raise InputError(f"{name} not found: {path}")
-    if not path.is_file():
-        raise InputError(f"{name} is not a file: {path}")
-    # OpenCV logs its own warning for a truncated file; the error below says it on the one line the user reads
-    log_level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        data = np.fromfile(path, np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    except (OSError, cv2.error) as error:
-        raise InputError(f"{name} {path}: cannot be read ({error})") from None
-    finally:
-        cv2.utils.logging.setLogLevel(log_level)
-    if image is None:
-        raise InputError(f"{name} {path}: not an image OpenCV can decode (corrupt, empty or unsupported format)")
-    return image
+        return read_image(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"{name}: {error}") from None
 
 
 def resize_longer_side(image: np.ndarray, longer: int) -> tuple[np.ndarray, tuple[float, float]]:

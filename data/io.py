@@ -7,13 +7,23 @@ import numpy as np
 
 
 def read_grayscale(path: str | Path) -> np.ndarray:
-    """(H, W) uint8 grayscale image at `path`."""
+    """(H, W) uint8 grayscale image at `path`; FileNotFoundError or ValueError naming it otherwise."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} is not a file")
+    # OpenCV logs its own warning for a truncated file; the error below says it on the one line users read
+    log_level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        data = np.fromfile(path, np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    except (OSError, cv2.error) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+    finally:
+        cv2.utils.logging.setLogLevel(log_level)
     if image is None:
-        raise ValueError(f"cannot decode image {path} (corrupt, empty or not an image)")
+        raise ValueError(f"cannot decode image {path} (corrupt, empty or not an image OpenCV reads)")
     return image
 
 
