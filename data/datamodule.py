@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from .augment import PhotometricAugmentation, PhotometricConfig
+from .errors import SkipBadPairs
 from .homography import HomographyConfig, HomographyPairs
 from .megadepth import MegaDepthConfig, MegaDepthPairs
 from .sampling import SceneBalancedSampler
@@ -35,6 +36,7 @@ class DataConfig:
     num_workers: int = 4
     samples_per_scene: int = 100  # pairs drawn per scene per epoch (LoFTR: N_SAMPLES_PER_SUBSET = 100)
     augment: PhotometricConfig | None = None  # training only
+    skip_bad_pairs: bool = False  # training only: replace an unloadable pair and count it in a warning
     seed: int = 66  # LoFTR's default seed
 
 
@@ -76,7 +78,10 @@ class PairDataModule(pl.LightningDataModule):
         for split in ("train", "val", "test"):
             entries = getattr(self.config, split)
             augment = self.augment if split == "train" else None
-            self.datasets[split] = [build_dataset(entry, augment) for entry in entries]
+            datasets = [build_dataset(entry, augment) for entry in entries]
+            if split == "train" and self.config.skip_bad_pairs:  # evaluation must see every pair, or fail
+                datasets = [SkipBadPairs(dataset) for dataset in datasets]
+            self.datasets[split] = datasets
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
+from .errors import loading_pair
 from .io import read_grayscale
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -71,7 +72,8 @@ class HomographyPairs(Dataset):
         path = self.images[index // self.config.pairs_per_image]
         rng = np.random.default_rng([self.config.seed, index])
         width, height = self.config.image_size
-        image0 = cv2.resize(read_grayscale(path), (width, height), interpolation=cv2.INTER_AREA)
+        with loading_pair(f"homography pair {index}"):
+            image0 = cv2.resize(read_grayscale(path), (width, height), interpolation=cv2.INTER_AREA)
         H = sample_homography(rng, self.config)
         image1 = cv2.warpPerspective(image0, H, (width, height), flags=cv2.INTER_LINEAR)
         if self.augment is not None:  # after warping, so that the two images differ photometrically

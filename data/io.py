@@ -28,8 +28,8 @@ def read_grayscale(path: str | Path) -> np.ndarray:
 
 
 def read_depth_h5(path: str | Path) -> np.ndarray:
-    """(H, W) float32 depth of a MegaDepth `.h5` file (dataset `depth`); unknown depth, 0 in MegaDepth, is 0
-    here too, and NaN or negative values, which no valid map holds, are read as unknown as well."""
+    """(H, W) float32 depth in metres of a MegaDepth `.h5` file (dataset `depth`), 0 where unknown as MegaDepth
+    writes it. NaN, infinite or negative values mean a broken export: ValueError naming the file."""
     import h5py
 
     path = Path(path)
@@ -42,5 +42,13 @@ def read_depth_h5(path: str | Path) -> np.ndarray:
         raise ValueError(f"cannot read depth map {path}: {error}") from None
     if depth.ndim != 2:
         raise ValueError(f"depth map {path} has shape {depth.shape}, expected (H, W)")
-    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+    check_depth(depth, path)
     return depth
+
+
+def check_depth(depth: np.ndarray, path: str | Path) -> None:
+    """ValueError naming `path` when the depth map holds NaN, infinite or negative values."""
+    bad = ~np.isfinite(depth) | (depth < 0)
+    if bad.any():
+        raise ValueError(f"depth map {path} has {int(bad.sum())} NaN, infinite or negative values: "
+                         f"write 0 where depth is unknown")

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
+from .errors import loading_pair
 from .io import read_depth_h5, read_grayscale
 
 
@@ -118,13 +119,12 @@ class MegaDepthPairs(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _pose(self, info: dict, i: int, scene: int, pair: tuple[int, int]) -> np.ndarray:
+    def _pose(self, info: dict, i: int) -> np.ndarray:
         pose = np.asarray(info["poses"][i], np.float64).reshape(4, 4)
         R = pose[:3, :3]
         rigid = np.allclose(R @ R.T, np.eye(3), atol=1e-3) and np.linalg.det(R) > 0 and np.allclose(pose[3], [0, 0, 0, 1])
         if not rigid:
-            raise ValueError(f"{self.config.scene_info[scene]}: pose of image {i} ({info['image_paths'][i]}) in pair "
-                             f"{pair} is not a rigid transform")
+            raise ValueError(f"pose of image {i} ({info['image_paths'][i]}) is not a rigid transform")
         return pose
 
     def scene_indices(self) -> list[list[int]]:
@@ -137,6 +137,10 @@ class MegaDepthPairs(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene, i0, i1, _ = self.pairs[index]
         info = self.scenes[scene]
+        with loading_pair(f"{self.config.scene_info[scene]}: pair {index} (images {i0}, {i1})"):
+            return self._load(index, scene, i0, i1, info)
+
+    def _load(self, index: int, scene: int, i0: int, i1: int, info: dict) -> dict:
         item = {}
         for side, i in enumerate((i0, i1)):
             image_path = self.root / info["image_paths"][i]
@@ -154,7 +158,7 @@ class MegaDepthPairs(Dataset):
             item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
             item[f"depth{side}"] = pad_depth(depth, self.config.depth_pad_size, str(depth_path))
             item[f"K{side}"] = torch.as_tensor(np.asarray(info["intrinsics"][i], np.float32).reshape(3, 3))
-        pose0, pose1 = (self._pose(info, i, scene, (i0, i1)) for i in (i0, i1))  # world -> camera
+        pose0, pose1 = (self._pose(info, i) for i in (i0, i1))  # world -> camera
         T_0to1 = pose1 @ np.linalg.inv(pose0)
         item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))
         item["T_1to0"] = torch.from_numpy(np.linalg.inv(T_0to1).astype(np.float32))

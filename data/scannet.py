@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
+from .errors import loading_pair
 from .io import read_grayscale
 
 
@@ -97,6 +98,10 @@ class ScanNetPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         scene, frame0, frame1, rel_pose = self.pairs[index]
+        with loading_pair(f"ScanNet pair {index} ({scene}, frames {frame0}, {frame1})"):
+            return self._load(index, scene, frame0, frame1, rel_pose)
+
+    def _load(self, index: int, scene: str, frame0: int, frame1: int, rel_pose: np.ndarray | None) -> dict:
         width, height = self.config.image_size
         K = torch.as_tensor(np.asarray(self.intrinsics[scene], np.float32).reshape(3, 3))
         item = {}

@@ -6,6 +6,7 @@ import torch
 
 from data.augment import PhotometricConfig
 from data.datamodule import DataConfig, PairDataModule, build_dataset
+from data.errors import BadPairError
 from data.supervision import coarse_supervision
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, generate_world
@@ -65,3 +66,19 @@ def test_mixed_sources_and_config_errors(sources):
         build_dataset({**world, "longest_side": 840})
     with pytest.raises(ValueError, match="data.train is empty"):
         PairDataModule(DataConfig()).train_dataloader()
+
+
+def test_skip_bad_pairs_keeps_training_batches_full_and_evaluation_strict(tmp_path):
+    for seed in range(2):
+        cv2.imwrite(str(tmp_path / f"{seed}.png"), make_texture(120, 160, seed=seed))
+    (tmp_path / "2.png").write_bytes(b"truncated")
+    photos = {"type": "homography", "root": str(tmp_path), "image_size": [160, 160]}
+    config = DataConfig(train=[photos], val=[photos], batch_size=3, num_workers=0, samples_per_scene=3,
+                        skip_bad_pairs=True)
+    module = PairDataModule(config)
+    module.setup("fit")
+    with pytest.warns(RuntimeWarning, match=r"skipped a bad pair \(1 so far.*homography pair 2: cannot decode image .*2.png"):
+        batch = next(iter(module.train_dataloader()))
+    assert batch["image0"].shape[0] == 3 and all("2.png" not in name for name in batch["pair_names"][0])
+    with pytest.raises(BadPairError, match="homography pair 2"):
+        list(module.val_dataloader())

@@ -3,13 +3,17 @@
 import pickle
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
 
+from data.errors import BadPairError, SkipBadPairs
+from data.io import read_depth_h5
 from data.megadepth import MegaDepthConfig, MegaDepthPairs, load_scene_info, resized_size
 from data.supervision import coarse_supervision
+from data.synthetic.world import WorldConfig, generate_world
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 INDICES = SHARED / "loftr_test_indices" / "megadepth_test_1500_scene_info"
@@ -80,7 +84,7 @@ def test_bad_files_are_named(tmp_path):
         pickle.dump(info, file)  # how LoFTR's scene-info files are written
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6,
                                              max_overlap=0.65))
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+    with pytest.raises(BadPairError, match=r"scene.npz: pair 0 .*image not found: .*missing.jpg"):
         dataset[0]
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"not a jpeg")
@@ -117,5 +121,54 @@ def test_bad_root_index_and_pose_are_named(tmp_path):
     poses[i0] = poses[i0] * 2.0  # a scaled rotation is no rigid transform
     (tmp_path / "scaled.npz").write_bytes(pickle.dumps(dict(info, poses=poses, pair_infos=[info["pair_infos"][0]])))
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(tmp_path / "scaled.npz"),)))
-    with pytest.raises(ValueError, match=r"scaled.npz: pose of image 1474 .* pair \(1474, 1462\) is not a rigid"):
+    with pytest.raises(ValueError, match=r"scaled.npz: pair 0 \(images 1474, 1462\): pose of image 1474 .* not a rigid"):
         dataset[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    infos = generate_world(root, WorldConfig(num_scenes=1, cameras_per_scene=5, image_size=(160, 120)))
+    return root, infos[0]
+
+
+def test_nan_depth_names_the_file_and_the_pair(tiny_world, tmp_path):
+    root, info_path = tiny_world
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=(str(info_path),), longer_side=160))
+    _, i0, i1, _ = dataset.pairs[1]
+    broken = tmp_path / "nan.h5"
+    depth = read_depth_h5(root / dataset.scenes[0]["depth_paths"][i0])
+    depth[10:20, 10:20] = np.nan
+    with h5py.File(broken, "w") as file:
+        file.create_dataset("depth", data=depth)
+    info = dict(dataset.scenes[0])
+    info["depth_paths"] = np.array(info["depth_paths"], dtype=object)
+    info["depth_paths"][i0] = str(broken)  # an absolute path wins over the root
+    (tmp_path / "scene.npz").write_bytes(pickle.dumps(info))
+    broken_set = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=(str(tmp_path / "scene.npz"),),
+                                                longer_side=160))
+    with pytest.raises(BadPairError, match=rf"scene.npz: pair 1 \(images {i0}, {i1}\): depth map .*nan.h5 has 100 NaN"):
+        broken_set[1]
+
+
+def test_bad_pairs_are_skipped_and_counted_when_configured(tiny_world, tmp_path):
+    root, info_path = tiny_world
+    info = load_scene_info(info_path)
+    info["image_paths"] = np.array(info["image_paths"], dtype=object)
+    (i0, _), *_ = info["pair_infos"][0]
+    info["image_paths"][i0] = "gone.jpg"
+    (tmp_path / "scene.npz").write_bytes(pickle.dumps(info))
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=(str(tmp_path / "scene.npz"),), longer_side=160))
+    bad = [index for index, (_, a, b, _) in enumerate(dataset.pairs) if i0 in (a, b)]
+    good = [index for index in range(len(dataset)) if index not in bad]
+    assert bad and good
+    skipping = SkipBadPairs(dataset)
+    with pytest.warns(RuntimeWarning, match=r"skipped a bad pair \(1 so far in this process\): .*gone.jpg"):
+        item = skipping[bad[0]]
+    replacement = next(index for index in range(bad[0], bad[0] + len(dataset)) if index % len(dataset) in good)
+    assert item["pair_names"] == dataset[replacement % len(dataset)]["pair_names"]
+    with pytest.warns(RuntimeWarning):
+        for index in range(len(dataset)):
+            skipping[index]
+    assert skipping.skipped == set(bad)
+    assert skipping.scene_indices() == dataset.scene_indices()
