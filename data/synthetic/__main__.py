@@ -1,9 +1,11 @@
-"""Render a synthetic world in MegaDepth's layout, split into train / val / test scenes.
+"""Render a synthetic world in MegaDepth's (or ScanNet's) layout, split into train / val / test scenes.
 
     python -m data.synthetic --out data/world [--scenes 6] [--cameras 20] [--size 640x480] [--seed 0]
+                             [--layout megadepth|scannet] [--textures mixed|photos|procedural]
 
-Writes OUT/scene_info/sceneXXXX.npz, OUT/sceneXXXX/{images,depths}/ and OUT/{train,val,test}.txt, each
-listing the scene-info files of its split (one scene each for val and test, the rest for training).
+Writes the scenes (see data/synthetic/world.py for both layouts) and OUT/{train,val,test}.txt, each listing
+the scene-info (or ScanNet index) files of its split, relative to OUT: one scene each for val and test, the
+rest for training.
 """
 
 import argparse
@@ -11,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .world import WorldConfig, generate_world
+from .world import LAYOUTS, TEXTURES, WorldConfig, generate_world
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=20, help="cameras per scene")
     parser.add_argument("--size", default="640x480", help="image WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=LAYOUTS, default="megadepth", help="on-disk format to write")
+    parser.add_argument("--textures", choices=TEXTURES, default="mixed",
+                        help="surface textures: scikit-image's sample photos, procedural noise, or both")
     args = parser.parse_args(argv)
     if args.scenes < 3:
         parser.error(f"--scenes {args.scenes}: at least 3 are needed (train, val and test scenes)")
@@ -30,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x480")
     start = time.perf_counter()
     config = WorldConfig(num_scenes=args.scenes, cameras_per_scene=args.cameras, image_size=(width, height),
-                         seed=args.seed)
-    infos = generate_world(args.out, config)
+                         textures=args.textures, seed=args.seed)
+    infos = generate_world(args.out, config, layout=args.layout)
     splits = {"train": infos[:-2], "val": infos[-2:-1], "test": infos[-1:]}
     for split, paths in splits.items():
         (args.out / f"{split}.txt").write_text("".join(f"{p.relative_to(args.out)}\n" for p in paths))

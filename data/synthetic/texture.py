@@ -1,7 +1,8 @@
-"""Procedural photo-like textures: the image source for demos and tests that need no dataset.
+"""Textures for the synthetic world, demos and tests that need no dataset: procedural or photographic.
 
-Multi-scale smooth noise (shading), random filled shapes (edges, corners, blobs) and a few lines give
-the mix of flat, textured and structured regions that matchers meet in real photos.
+Procedural: multi-scale smooth noise (shading), random filled shapes (edges, corners, blobs) and a few lines
+give the mix of flat, textured and structured regions that matchers meet in real photos. Photographic: random
+crops of the sample photographs that scikit-image ships (no download), for real image statistics.
 """
 
 import cv2
@@ -35,6 +36,28 @@ def make_texture(height: int, width: int, seed: int = 0, num_shapes: int = 60) -
     image = cv2.GaussianBlur(image, (0, 0), 0.8)
     image += rng.normal(0, 2.0, image.shape).astype(np.float32)  # sensor noise
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+# scikit-image sample photographs that ship with the package (the others need a download)
+PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel", "moon",
+          "page", "rocket", "text", "hubble_deep_field", "immunohistochemistry", "cell")
+
+
+def photo_texture(size: int, seed: int = 0) -> np.ndarray:
+    """A (size, size) uint8 grayscale crop of a random scikit-image sample photo at a random scale and
+    orientation (multiples of 90 degrees), the same for the same seed."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    photo = getattr(skimage.data, PHOTOS[rng.integers(len(PHOTOS))])()
+    if photo.ndim == 3:
+        photo = cv2.cvtColor(photo[..., :3], cv2.COLOR_RGB2GRAY)
+    height, width = photo.shape
+    crop = int(rng.uniform(0.5, 1.0) * min(height, width))
+    top, left = rng.integers(0, height - crop + 1), rng.integers(0, width - crop + 1)
+    patch = np.rot90(photo[top:top + crop, left:left + crop], int(rng.integers(4)))
+    interpolation = cv2.INTER_AREA if crop > size else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=interpolation)
 
 
 def warp_homography(image: np.ndarray, homography: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

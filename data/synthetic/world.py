@@ -1,14 +1,18 @@
-"""A synthetic world written in MegaDepth's on-disk format: exact depth and poses, no download needed.
+"""A synthetic world written in MegaDepth's (or ScanNet's) on-disk format: exact depth and poses, no download.
 
 Each scene is a textured box-shaped room with textured pillars in it (occlusions), ray-cast from cameras
-placed inside the room, so every image comes with its exact depth map, intrinsics and world-to-camera pose.
-Pairs are chosen by their true overlap. The output is what LoFTR's MegaDepth preprocessing leaves:
+placed inside the room, so every image comes with its exact depth map, intrinsics and pose. Pairs are
+chosen by their true overlap. The output is what LoFTR's preprocessing leaves, so the real loaders read it:
 
-    ROOT/scene_info/SCENE.npz                     pickled dict: image_paths, depth_paths, intrinsics, poses,
-                                                  pair_infos ((i0, i1), overlap, central_matches)
+MegaDepth layout (`data.megadepth.MegaDepthPairs`):
+    ROOT/scene_info/SCENE.npz                     pickled dict: image_paths, depth_paths, intrinsics, poses
+                                                  (world-to-camera), pair_infos ((i0, i1), overlap, central_matches)
     ROOT/SCENE/images/K.jpg, ROOT/SCENE/depths/K.h5   (dataset `depth`, metres, 0 = unknown)
 
-so `data.megadepth.MegaDepthPairs` reads it like the real dataset.
+ScanNet layout (`data.scannet.ScanNetPairs`), one camera (intrinsics) per scene as in ScanNet:
+    ROOT/index/sceneXXXX_00.npz                   name rows [scene, 0, frame0, frame1], overlap `score`
+    ROOT/intrinsics.npz                           sceneXXXX_00 -> K (3, 3)
+    ROOT/scans/sceneXXXX_00/color/K.jpg, depth/K.png (uint16 millimetres), pose/K.txt (camera-to-world 4x4)
 """
 
 import pickle
@@ -24,7 +28,10 @@ from geometry.warp import warp_depth
 
 from ..megadepth import matrix_array
 
-from .texture import make_texture
+from .texture import make_texture, photo_texture
+
+LAYOUTS = ("megadepth", "scannet")
+TEXTURES = ("procedural", "photos", "mixed")
 
 
 @dataclass
@@ -39,6 +46,7 @@ class WorldConfig:
     texture_px_per_m: float = 96.0  # texture resolution on the walls
     max_roll_deg: float = 20.0  # camera roll: in-plane rotations between the views
     min_overlap: float = 0.1  # pairs kept by true overlap (LoFTR trains on [0.1, 0.7])
+    textures: str = "mixed"  # "procedural", "photos" (scikit-image's samples) or "mixed": each face draws one
     max_overlap: float = 0.9
     seed: int = 0
 
@@ -66,11 +74,16 @@ class Scene:
             lo, hi = centre - size / 2, centre + size / 2
             lo[1], hi[1] = -half[1], half[1]  # floor to ceiling
             self.pillars.append((lo, hi))
+        if config.textures not in TEXTURES:
+            raise ValueError(f"textures={config.textures!r} is not one of {TEXTURES}")
         self.textures = {}
         for box in range(1 + config.num_pillars):
             for axis in range(3):
                 for side in range(2):
-                    self.textures[box, axis, side] = make_texture(256, 256, seed=int(rng.integers(1 << 30)))
+                    seed = int(rng.integers(1 << 30))
+                    photo = config.textures == "photos" or (config.textures == "mixed" and rng.random() < 0.5)
+                    # photos at 512 px (5.3 m of wall) repeat less often than the cheaper 256 px noise
+                    self.textures[box, axis, side] = photo_texture(512, seed) if photo else make_texture(256, 256, seed)
 
     def intersect(self, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """First surface along rays origin + t direction (direction (..., 3), world frame): the distance t in
@@ -140,43 +153,106 @@ def true_overlap(depth0, depth1, K0, K1, w2c0, w2c1, step: int = 8) -> float:
     return float(valid.double().mean())
 
 
-def generate_world(root: str | Path, config: WorldConfig | None = None) -> list[Path]:
-    """Render the world into `root`; returns the scene-info files. Existing files are overwritten."""
-    config = config if config is not None else WorldConfig()
-    root = Path(root)
-    (root / "scene_info").mkdir(parents=True, exist_ok=True)
+@dataclass
+class RenderedScene:
+    """A scene's views: images (H, W) uint8, depths (H, W) float32 metres, intrinsics (3, 3), world-to-camera
+    poses (4, 4), and the pairs (i0, i1, true overlap) within the configured overlap range."""
+
+    name: str
+    images: list[np.ndarray]
+    depths: list[np.ndarray]
+    intrinsics: list[np.ndarray]
+    poses: list[np.ndarray]
+    pairs: list[tuple[int, int, float]]
+
+
+def render_scene(config: WorldConfig, index: int, shared_focal: bool = False) -> RenderedScene:
+    """Scene `index` of the world, seeded by (config.seed, index); `shared_focal`: one focal length for all
+    cameras of the scene (ScanNet's single-camera layout) instead of one per camera."""
+    rng = np.random.default_rng([config.seed, index])
+    scene = Scene(config, rng)  # drawn first from the rng, so the scene is known from the seed alone
     width, height = config.image_size
-    infos = []
+    focal_factor = rng.uniform(*config.focal_range) if shared_focal else None
+    rendered = RenderedScene(f"scene{index:04d}", [], [], [], [], [])
+    for _ in range(config.cameras_per_scene):
+        cam_to_world = _camera(scene, rng)
+        f = config.focal * width * (focal_factor if shared_focal else rng.uniform(*config.focal_range))
+        K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
+        image, depth = scene.render(K, cam_to_world)
+        rendered.images.append(image)
+        rendered.depths.append(depth)
+        rendered.intrinsics.append(K)
+        rendered.poses.append(np.linalg.inv(cam_to_world))
+    depths, Ks, poses = rendered.depths, rendered.intrinsics, rendered.poses
+    for i0 in range(len(poses)):
+        for i1 in range(i0 + 1, len(poses)):
+            overlap = true_overlap(depths[i0], depths[i1], Ks[i0], Ks[i1], poses[i0], poses[i1])
+            if config.min_overlap <= overlap <= config.max_overlap:
+                rendered.pairs.append((i0, i1, overlap))
+    return rendered
+
+
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        raise OSError(f"cannot write {path}")
+
+
+def write_megadepth(root: Path, scene: RenderedScene) -> Path:
+    """Write `scene` in MegaDepth's layout under `root`; returns its scene-info file."""
+    (root / scene.name / "images").mkdir(parents=True, exist_ok=True)
+    (root / scene.name / "depths").mkdir(parents=True, exist_ok=True)
+    (root / "scene_info").mkdir(parents=True, exist_ok=True)
+    image_paths = [f"{scene.name}/images/{k}.jpg" for k in range(len(scene.images))]
+    depth_paths = [f"{scene.name}/depths/{k}.h5" for k in range(len(scene.images))]
+    for image, depth, image_path, depth_path in zip(scene.images, scene.depths, image_paths, depth_paths):
+        _write_jpeg(root / image_path, image)
+        with h5py.File(root / depth_path, "w") as file:
+            file.create_dataset("depth", data=depth, compression="gzip")
+    info = {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
+            "intrinsics": matrix_array(scene.intrinsics), "poses": matrix_array(scene.poses),
+            "pair_infos": [(np.array([i0, i1]), overlap, np.zeros(4)) for i0, i1, overlap in scene.pairs]}
+    path = root / "scene_info" / f"{scene.name}.npz"
+    with open(path, "wb") as file:
+        pickle.dump(info, file)  # LoFTR's scene-info files are pickles named .npz
+    return path
+
+
+def write_scannet(root: Path, scene: RenderedScene, index: int) -> Path:
+    """Write `scene` in ScanNet's exported layout under `root` as sceneINDEX_00 and add its intrinsics to
+    ROOT/intrinsics.npz; returns its index file."""
+    name = f"scene{index:04d}_00"
+    folder = root / "scans" / name
+    for sub in ("color", "depth", "pose"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for k, (image, depth, pose) in enumerate(zip(scene.images, scene.depths, scene.poses)):
+        _write_jpeg(folder / "color" / f"{k}.jpg", image)
+        millimetres = np.round(depth * 1000).astype(np.uint16)  # depth below 65.5 m: the rooms are smaller
+        if not cv2.imwrite(str(folder / "depth" / f"{k}.png"), millimetres):
+            raise OSError(f"cannot write {folder / 'depth' / f'{k}.png'}")
+        np.savetxt(folder / "pose" / f"{k}.txt", np.linalg.inv(pose))  # ScanNet stores camera-to-world
+    intrinsics_path = root / "intrinsics.npz"
+    intrinsics = dict(np.load(intrinsics_path)) if intrinsics_path.is_file() else {}
+    intrinsics[name] = scene.intrinsics[0]
+    np.savez(intrinsics_path, **intrinsics)
+    (root / "index").mkdir(parents=True, exist_ok=True)
+    path = root / "index" / f"{name}.npz"
+    names = np.array([[index, 0, i0, i1] for i0, i1, _ in scene.pairs], dtype=np.int64).reshape(-1, 4)
+    np.savez(path, name=names, score=np.array([overlap for *_, overlap in scene.pairs], dtype=np.float32))
+    return path
+
+
+def generate_world(root: str | Path, config: WorldConfig | None = None, layout: str = "megadepth") -> list[Path]:
+    """Render the world into `root` in `layout` ("megadepth" or "scannet"); returns the scene-info files (or the
+    ScanNet index files), one per scene. Existing files are overwritten."""
+    config = config if config is not None else WorldConfig()
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if layout == "scannet":
+        (root / "intrinsics.npz").unlink(missing_ok=True)  # rebuilt scene by scene
+    written = []
     for index in range(config.num_scenes):
-        rng = np.random.default_rng([config.seed, index])
-        scene, name = Scene(config, rng), f"scene{index:04d}"
-        (root / name / "images").mkdir(parents=True, exist_ok=True)
-        (root / name / "depths").mkdir(parents=True, exist_ok=True)
-        image_paths, depth_paths, poses, depths, intrinsics = [], [], [], [], []
-        for k in range(config.cameras_per_scene):
-            cam_to_world = _camera(scene, rng)
-            f = config.focal * width * rng.uniform(*config.focal_range)
-            K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
-            image, depth = scene.render(K, cam_to_world)
-            intrinsics.append(K)
-            image_paths.append(f"{name}/images/{k}.jpg")
-            depth_paths.append(f"{name}/depths/{k}.h5")
-            cv2.imwrite(str(root / image_paths[-1]), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            with h5py.File(root / depth_paths[-1], "w") as file:
-                file.create_dataset("depth", data=depth, compression="gzip")
-            poses.append(np.linalg.inv(cam_to_world))  # world-to-camera, as MegaDepth stores them
-            depths.append(depth)
-        pairs = []
-        for i0 in range(len(poses)):
-            for i1 in range(i0 + 1, len(poses)):
-                overlap = true_overlap(depths[i0], depths[i1], intrinsics[i0], intrinsics[i1], poses[i0], poses[i1])
-                if config.min_overlap <= overlap <= config.max_overlap:
-                    pairs.append((np.array([i0, i1]), overlap, np.zeros(4)))
-        info = {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
-                "intrinsics": matrix_array(intrinsics), "poses": matrix_array(poses),
-                "pair_infos": pairs}
-        path = root / "scene_info" / f"{name}.npz"
-        with open(path, "wb") as file:
-            pickle.dump(info, file)  # LoFTR's scene-info files are pickles named .npz
-        infos.append(path)
-    return infos
+        scene = render_scene(config, index, shared_focal=layout == "scannet")
+        written.append(write_scannet(root, scene, index) if layout == "scannet" else write_megadepth(root, scene))
+    return written

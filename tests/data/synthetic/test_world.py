@@ -2,6 +2,8 @@
 
 import pickle
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,8 @@ from torch.utils.data import default_collate
 
 from data.megadepth import MegaDepthConfig, MegaDepthPairs
 from data.supervision import coarse_supervision
-from data.synthetic.world import WorldConfig, generate_world
+from data.scannet import ScanNetConfig, ScanNetPairs
+from data.synthetic.world import Scene, WorldConfig, generate_world, render_scene
 
 
 @pytest.fixture(scope="module")
@@ -72,35 +75,79 @@ def test_command_line_writes_splits_deterministically(tmp_path):
     focals = {round(float(K[0, 0]), 3) for K in info["intrinsics"]}
     assert len(focals) > 1  # cameras vary in focal length
 
+    assert main(["--out", str(tmp_path / "s"), "--scenes", "3", "--cameras", "4", "--size", "96x72",
+                 "--layout", "scannet"]) == 0
+    listed = (tmp_path / "s" / "test.txt").read_text().split()
+    assert listed == ["index/scene0002_00.npz"]
+    dataset = ScanNetPairs(ScanNetConfig(root=str(tmp_path / "s" / "scans"), index=(str(tmp_path / "s" / listed[0]),),
+                                         intrinsics=str(tmp_path / "s" / "intrinsics.npz"), image_size=(96, 72)))
+    assert len(dataset) > 0 and dataset[0]["depth0"].shape == (72, 96)
 
-def test_ground_truth_matches_the_renderer_exactly(tmp_path):
-    """Resized and padded as in training (320x240 originals -> 224 px), the ground truth of every match agrees
-    with the renderer's own correspondence, cast through the exact (sub-pixel) position, to 0.5 px."""
-    import numpy as np
 
-    from data.synthetic.world import Scene
+def world_dataset(root, infos, layout: str):
+    """The generated world read by the real loader of its layout: 320x240 originals -> 224 px (MegaDepth,
+    padded to a square) or 256x192 (ScanNet), so the ground truth also goes through a resize."""
+    if layout == "megadepth":
+        config = MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=224, depth_pad_size=320)
+        dataset = MegaDepthPairs(config)
+        return dataset, [(i0, i1) for _, i0, i1, _ in dataset.pairs]
+    config = ScanNetConfig(root=str(root / "scans"), index=tuple(map(str, infos)), intrinsics=str(root / "intrinsics.npz"),
+                           image_size=(256, 192))
+    dataset = ScanNetPairs(config)
+    return dataset, [(f0, f1) for _, f0, f1, _ in dataset.pairs]
 
+
+@pytest.mark.parametrize("layout", ["megadepth", "scannet"])
+def test_ground_truth_matches_the_renderer_exactly(tmp_path, layout):
+    """The ground truth of every match, built by the real loader from the written files, agrees with the
+    renderer's own correspondence, cast through the exact (sub-pixel) position, to 0.5 px."""
     config = WorldConfig(num_scenes=1, cameras_per_scene=6, image_size=(320, 240), seed=7)
-    infos = generate_world(tmp_path, config)
-    info = pickle.loads(infos[0].read_bytes())
+    infos = generate_world(tmp_path, config, layout=layout)
+    truth = render_scene(config, 0, shared_focal=layout == "scannet")
     scene = Scene(config, np.random.default_rng([config.seed, 0]))  # the scene is drawn first from its rng
-    dataset = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path), scene_info=(str(infos[0]),), longer_side=224,
-                                             depth_pad_size=320))
+    dataset, views = world_dataset(tmp_path, infos, layout)
     checked = 0
-    for index, (_, i0, i1, _) in enumerate(dataset.pairs):
+    for index, (i0, i1) in enumerate(views):
         batch = default_collate([dataset[index]])
-        supervision = coarse_supervision(batch, (28, 28), (28, 28))
+        grid = tuple(size // 8 for size in batch["image0"].shape[2:])
+        supervision = coarse_supervision(batch, grid, grid)
         i = supervision.index0
-        pixels = torch.stack([i % 28, i // 28], -1).double() * 8 * batch["scale0"][0].double()
-        K0, K1 = info["intrinsics"][i0], info["intrinsics"][i1]
-        cam_to_world = np.linalg.inv(info["poses"][i0])
+        pixels = torch.stack([i % grid[1], i // grid[1]], -1).double() * 8 * batch["scale0"][0].double()
+        K0, K1 = truth.intrinsics[i0], truth.intrinsics[i1]
+        cam_to_world = np.linalg.inv(truth.poses[i0])
         rays = np.c_[pixels.numpy(), np.ones(len(i))] @ np.linalg.inv(K0).T @ cam_to_world[:3, :3].T
         depth, _, _ = scene.intersect(cam_to_world[:3, 3], rays)
         points = cam_to_world[:3, 3] + rays * depth[:, None]
-        in1 = points @ info["poses"][i1][:3, :3].T + info["poses"][i1][:3, 3]
+        in1 = points @ truth.poses[i1][:3, :3].T + truth.poses[i1][:3, 3]
         projected = (in1 @ K1.T)[:, :2] / in1[:, 2:]
         expected = projected / batch["scale1"][0].double().numpy()  # original -> network pixels
         error = np.abs(supervision.warped0[0, i].double().numpy() - expected).max(-1)
         assert error.max() < 0.5, (index, error.max())
         checked += len(i)
     assert checked > 100
+
+
+def test_scannet_layout_is_the_export_format(tmp_path):
+    config = WorldConfig(num_scenes=2, cameras_per_scene=5, image_size=(160, 120), seed=1)
+    indices = generate_world(tmp_path, config, layout="scannet")
+    assert [p.name for p in indices] == ["scene0000_00.npz", "scene0001_00.npz"]
+    intrinsics = np.load(tmp_path / "intrinsics.npz")
+    assert sorted(intrinsics.files) == ["scene0000_00", "scene0001_00"]
+    index = np.load(indices[1])
+    assert index["name"].shape[1] == 4 and (index["name"][:, :2] == [1, 0]).all()
+    assert len(index["score"]) == len(index["name"]) and ((index["score"] >= 0.1) & (index["score"] <= 0.9)).all()
+    depth = cv2.imread(str(tmp_path / "scans" / "scene0001_00" / "depth" / "0.png"), cv2.IMREAD_UNCHANGED)
+    assert depth.dtype == np.uint16 and depth.shape == (120, 160) and depth.min() > 0  # millimetres, all known
+    pose = np.loadtxt(tmp_path / "scans" / "scene0001_00" / "pose" / "0.txt")
+    assert np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-9)
+
+
+@pytest.mark.parametrize("textures", ["photos", "procedural"])
+def test_textures_come_from_photos_or_noise(textures):
+    config = WorldConfig(num_pillars=0, textures=textures)
+    scene = Scene(config, np.random.default_rng(0))
+    sizes = {texture.shape for texture in scene.textures.values()}
+    assert sizes == ({(512, 512)} if textures == "photos" else {(256, 256)})
+    assert all(texture.std() > 10 for texture in scene.textures.values())  # textured, not flat
+    with pytest.raises(ValueError, match=r"textures='paint' is not one of \('procedural', 'photos', 'mixed'\)"):
+        Scene(WorldConfig(textures="paint"), np.random.default_rng(0))
