@@ -1,0 +1,159 @@
+"""Rotation and affine-tilt stress tests: any benchmark pair with its image 1 rotated or tilted.
+
+Only the image shown to the matcher changes. `EvalPair.warp1` records the map from original image-1 pixels
+to the shown pixels, so the ground truth stays in the original frames and the harness maps the matches back
+before scoring. The shown image is placed on the smallest canvas that holds all of it (nothing is cropped;
+the new area is black), with the centre of the image at the centre of the canvas.
+
+Angles are counter-clockwise as the image is displayed (x right, y down), like np.rot90 and
+cv2.getRotationMatrix2D.
+"""
+
+import zlib
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator, Literal
+
+import cv2
+import numpy as np
+
+from evaluation.pairs import EvalPair
+
+# Anti-aliasing before a t-fold subsampling: a Gaussian of standard deviation c * sqrt(t^2 - 1) along the
+# subsampled direction, with c = 0.8 (Morel & Yu, "ASIFT: A new framework for fully affine invariant image
+# comparison", SIAM J. Imaging Sciences 2009, tilt simulation).
+ASIFT_BLUR_C = 0.8
+BLUR_TRUNCATE_SIGMAS = 4.0  # the Gaussian is cut where it is below 4e-4 of its peak
+
+
+@dataclass(frozen=True)
+class StressConfig:
+    """angles: rotations in degrees; every 45: the multiples of 90 are lossless, the others also resample.
+    tilts: t = 1 / cos(latitude) of the simulated view, latitudes 0, 60, 75.5, 80.4 and 82.8 degrees.
+    seed: draws each pair's tilt direction."""
+
+    angles: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
+    tilts: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
+    seed: int = 0
+
+
+def rotate_pair(pair: EvalPair, angle_deg: float) -> EvalPair:
+    """The pair with image1 rotated by angle_deg (counter-clockwise as displayed) about its centre.
+
+    The canvas grows to hold the whole rotated image; multiples of 90 degrees are exact (np.rot90), other
+    angles are resampled bilinearly. warp1 becomes rotation @ pair.warp1 (original -> shown pixels).
+    The group becomes f"rot {angle_deg:g}", which the name gains too.
+    """
+    quarter_turns = angle_deg / 90.0
+    exact = quarter_turns == round(quarter_turns)
+    if exact:
+        k = int(round(quarter_turns)) % 4
+        cos, sin = (1.0, 0.0, -1.0, 0.0)[k], (0.0, 1.0, 0.0, -1.0)[k]  # exact values, so an exact canvas
+    else:
+        cos, sin = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+    linear = np.array([[cos, sin], [-sin, cos]])  # counter-clockwise on screen, with y pointing down
+    warp, shape = _centred_map(linear, pair.image1.shape[:2])
+    image1 = np.ascontiguousarray(np.rot90(pair.image1, k)) if exact else _resample(pair.image1, warp, shape)
+    return _shown(pair, image1, warp, f"rot {angle_deg:g}")
+
+
+def tilt_pair(pair: EvalPair, tilt: float, direction_deg: float) -> EvalPair:
+    """The pair with image1 compressed by the factor `tilt` (>= 1) along the direction direction_deg
+    (counter-clockwise from +x as displayed), the view of the image plane from latitude arccos(1 / tilt).
+
+    As ASIFT simulates a tilt: a Gaussian blur of sigma = 0.8 sqrt(tilt^2 - 1) original pixels along the
+    direction, then subsampling by `tilt` along it (bilinear). Unlike ASIFT there is no in-plane rotation:
+    the image keeps its orientation, so rotation and tilt are stressed separately. tilt 1 is the original.
+    warp1 becomes compression @ pair.warp1. The group becomes f"tilt {tilt:g}", which the name gains with
+    the direction.
+    """
+    if not tilt >= 1:
+        raise ValueError(f"tilt must be >= 1, got {tilt}")
+    direction = np.array([np.cos(np.radians(direction_deg)), -np.sin(np.radians(direction_deg))])
+    linear = np.eye(2) - (1 - 1 / tilt) * np.outer(direction, direction)
+    warp, shape = _centred_map(linear, pair.image1.shape[:2])
+    if tilt == 1:
+        image1 = pair.image1.copy()
+    else:
+        image1 = _resample(pair.image1, warp, shape, direction, ASIFT_BLUR_C * np.sqrt(tilt**2 - 1))
+    shown = _shown(pair, image1, warp, f"tilt {tilt:g}")
+    return replace(shown, name=f"{shown.name} dir {direction_deg:.1f}")
+
+
+def stress_pairs(
+    pairs: Iterable[EvalPair], kind: Literal["rotation", "tilt"], config: StressConfig | None = None
+) -> Iterator[EvalPair]:
+    """Every pair at every angle of config.angles (kind "rotation") or every tilt of config.tilts (kind
+    "tilt"), pair by pair. A pair's tilt direction, uniform in [0, 180) degrees, is the same for all its
+    tilts (so a tilt curve compares like with like) and depends only on config.seed, the pair's index and
+    its name: the same run repeats exactly."""
+    config = config or StressConfig()
+    if kind not in ("rotation", "tilt"):
+        raise ValueError(f"kind must be 'rotation' or 'tilt', got {kind!r}")
+    for index, pair in enumerate(pairs):
+        if kind == "rotation":
+            yield from (rotate_pair(pair, angle) for angle in config.angles)
+        else:
+            direction = tilt_direction(config.seed, index, pair.name)
+            yield from (tilt_pair(pair, tilt, direction) for tilt in config.tilts)
+
+
+def tilt_direction(seed: int, index: int, name: str) -> float:
+    """A direction in [0, 180) degrees drawn from (seed, index, name), stable across runs and machines
+    (crc32, not Python's salted hash)."""
+    return float(np.random.default_rng([seed, index, zlib.crc32(name.encode())]).uniform(0.0, 180.0))
+
+
+def _centred_map(linear: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The (3, 3) pixel map x -> linear (x - c) + c' of an image of `shape` (H, W) with centre c, and the
+    smallest canvas (H', W') holding its whole extent (pixel squares, [-0.5, W - 0.5] x [-0.5, H - 0.5]),
+    whose centre is c'."""
+    height, width = shape
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    extent = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]])
+    corners = (extent - centre) @ linear.T
+    new_width, new_height = np.ceil(corners.max(0) - corners.min(0) - 1e-9).astype(int)
+    warp = np.eye(3)
+    warp[:2, :2] = linear
+    warp[:2, 2] = np.array([(new_width - 1) / 2, (new_height - 1) / 2]) - linear @ centre
+    return warp, (int(new_height), int(new_width))
+
+
+def _resample(
+    image: np.ndarray,
+    warp: np.ndarray,
+    shape: tuple[int, int],
+    blur_direction: np.ndarray | None = None,
+    blur_sigma: float = 0.0,
+) -> np.ndarray:
+    """image (H, W) or (H, W, C) seen through `warp` (3, 3, source -> output pixels) on a canvas `shape`
+    (H', W'), bilinear, black outside. With blur_sigma > 0 (source pixels) each output pixel is the Gaussian
+    average of the source along blur_direction (2,) (a unit vector), sampled every source pixel: the blur and
+    the subsampling of a tilt in one resampling."""
+    inverse = np.linalg.inv(warp)
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    if blur_sigma > 0:
+        radius = int(np.ceil(BLUR_TRUNCATE_SIGMAS * blur_sigma))
+        offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+        weights = np.exp(-0.5 * (offsets / blur_sigma) ** 2)
+        weights /= weights.sum()
+    else:
+        blur_direction, offsets, weights = np.zeros(2), np.zeros(1), np.ones(1)
+    source = image.astype(np.float32)
+    output = np.zeros(shape + image.shape[2:], np.float32)
+    for offset, weight in zip(offsets, weights):
+        map_x = (source_x + offset * blur_direction[0]).astype(np.float32)
+        map_y = (source_y + offset * blur_direction[1]).astype(np.float32)
+        sampled = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        output += weight * sampled.reshape(output.shape)
+    if np.issubdtype(image.dtype, np.integer):
+        limits = np.iinfo(image.dtype)
+        output = np.clip(np.rint(output), limits.min, limits.max)
+    return output.astype(image.dtype)
+
+
+def _shown(pair: EvalPair, image1: np.ndarray, warp: np.ndarray, label: str) -> EvalPair:
+    """The pair showing image1, with warp (3, 3, current shown image1 -> new) composed onto warp1."""
+    previous = np.eye(3) if pair.warp1 is None else np.asarray(pair.warp1, np.float64)
+    return replace(pair, name=f"{pair.name} {label}", image1=image1, warp1=warp @ previous, group=label)
