@@ -1,7 +1,8 @@
 """Match two images with LoFTR: matched keypoints (original-image pixels) and confidences to an .npz,
-optionally a picture of the matches.
+optionally a picture of the matches and, through a homography fitted to them, an overlay and a panorama.
 
     python match.py a.jpg b.jpg --checkpoint outdoor_ds.ckpt --out outputs/ab/matches.npz --plot outputs/ab/matches.png
+    python match.py a.jpg b.jpg --checkpoint outdoor_ds.ckpt --out outputs/ab/m.npz --overlay outputs/ab/overlay.png
     python match.py --demo --random-weights --out outputs/demo/matches.npz
 
 Bad input (a missing or undecodable image, an image too small, a checkpoint that does not fit) is reported
@@ -21,11 +22,14 @@ from matplotlib.figure import Figure
 
 from data.io import read_grayscale as read_image
 from data.synthetic.texture import make_texture, warp_homography
-from evaluation.plots import plot_matches
-from models.checkpoint import CheckpointError, load_weights, read_state_dict
-from models.loftr import LoFTR, LoFTRConfig
+from evaluation.matchers import ImageTooSmallError, LoFTRMatcher, resize_longer_side  # noqa: F401 (re-exported)
+from evaluation.pairs import Matches
+from evaluation.plots import panorama, plot_matches, warp_overlay, write_rgb
+from geometry.estimation import estimate_homography
+from models.checkpoint import CheckpointError
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
+HOMOGRAPHY_THRESHOLD_PX = 3.0  # RANSAC inlier threshold of --overlay / --panorama's homography (OpenCV's default)
 
 
 class InputError(Exception):
@@ -58,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True,
                         help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,)")
     parser.add_argument("--plot", type=Path, help="also draw the matches to this picture (.png, .pdf, .svg, ...)")
+    parser.add_argument("--overlay", type=Path,
+                        help="fit a homography to the matches (RANSAC) and write image0 warped onto image1 "
+                             "(magenta: image0, green: image1, gray where they agree) to this picture (.png, .jpg)")
+    parser.add_argument("--panorama", type=Path,
+                        help="fit a homography to the matches and write both images on one canvas to this "
+                             "picture (.png, .jpg)")
     args = parser.parse_args(argv)
 
     if args.demo and (args.image0 or args.image1):
@@ -73,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.plot.suffix.lstrip(".").lower() not in formats:
             parser.error(f"--plot {args.plot}: unknown picture format; name it with one of "
                          f"{', '.join('.' + f for f in sorted(formats))}")
+    for flag, path in (("--overlay", args.overlay), ("--panorama", args.panorama)):
+        if path is not None and not cv2.haveImageWriter(str(path)):
+            parser.error(f"{flag} {path}: OpenCV cannot write this format; name it .png or .jpg")
     return args
 
 
@@ -108,83 +121,62 @@ def read_grayscale(path: Path, name: str) -> np.ndarray:
         raise InputError(f"{name}: {error}") from None
 
 
-def resize_longer_side(image: np.ndarray, longer: int) -> tuple[np.ndarray, tuple[float, float]]:
-    """`image` (H, W) resized so that its longer side is `longer` pixels, aspect ratio kept (0: unchanged),
-    and the factors (x, y) = (original width / new width, original height / new height) that take
-    network-input pixels back to original pixels (the model's `scale`)."""
-    height, width = image.shape
-    if longer == 0 or longer == max(height, width):
-        return image, (1.0, 1.0)
-    factor = longer / max(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))  # (w, h), as OpenCV wants it
-    # area averaging avoids aliasing when shrinking; bilinear when enlarging, where area acts like nearest
-    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interpolation), (width / size[0], height / size[1])
-
-
-def build_model(args: argparse.Namespace) -> LoFTR:
+def build_matcher(args: argparse.Namespace) -> LoFTRMatcher:
     """The LoFTR of the command line: checkpoint read, positional encoding chosen, weights loaded."""
-    state_dict = None
-    if args.checkpoint is not None:
-        try:
-            state_dict = read_state_dict(args.checkpoint, trusted=args.trust_checkpoint)
-        except (FileNotFoundError, CheckpointError) as error:
-            raise InputError(_one_line(str(error))) from None
-
-    if args.pos_encoding == "auto":
-        legacy = state_dict is not None and any(key.startswith("matcher.") for key in state_dict)
-    else:
-        legacy = args.pos_encoding == "legacy"
-    config = LoFTRConfig(temp_bug_fix=not legacy)
-    config.match_coarse.threshold = args.coarse_threshold
-    if state_dict is not None and any(key.endswith("coarse_matching.bin_score") for key in state_dict):
-        config.match_coarse.match_type = "sinkhorn"  # a LoFTR-OT checkpoint: its dustbin score says so
-
-    if state_dict is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # the same random model on every run, so runs can be compared
-            return LoFTR(config).eval()
-
-    model = LoFTR(config)
     try:
-        load_weights(model, state_dict)
-    except CheckpointError as error:
-        raise InputError(f"checkpoint {args.checkpoint}: {_one_line(str(error))}") from None
-    return model.eval()
+        return LoFTRMatcher.from_checkpoint(
+            args.checkpoint, trusted=args.trust_checkpoint, pos_encoding=args.pos_encoding,
+            coarse_threshold=args.coarse_threshold, resize=args.resize, device=args.device,
+        )
+    except (FileNotFoundError, CheckpointError) as error:
+        raise InputError(_one_line(str(error))) from None
+
+
+def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, names: tuple[str, str]) -> Matches:
+    """The matcher's matches between two (H, W) uint8 images, in their original pixels; an image too small
+    for the network is an InputError that names it."""
+    try:
+        return matcher.match(image0, image1)
+    except ImageTooSmallError as error:
+        after = f" after --resize {matcher.resize}" if matcher.resize else ""
+        raise InputError(
+            f"{names[error.index]}: {error.size[0]}x{error.size[1]} px{after} is smaller than one coarse cell "
+            f"({error.stride} px on each side)"
+        ) from None
+
+
+def fit_homography(matches: Matches, wanted_by: str) -> tuple[np.ndarray, int]:
+    """Homography (3, 3) image0 -> image1 pixels fitted to the matches with RANSAC, and its inlier count;
+    an InputError that names the flags `wanted_by` when there are too few matches or no model fits."""
+    if len(matches) < 4:
+        raise InputError(f"{wanted_by}: a homography needs at least 4 matches, found {len(matches)}")
+    H = estimate_homography(matches.kpts0.astype(np.float64), matches.kpts1.astype(np.float64),
+                            HOMOGRAPHY_THRESHOLD_PX)
+    if H is None or not np.isfinite(H).all():
+        raise InputError(f"{wanted_by}: no homography fits the {len(matches)} matches")
+    mapped = np.c_[matches.kpts0, np.ones(len(matches))] @ H.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        errors = np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - matches.kpts1, axis=1)
+    return H, int((errors < HOMOGRAPHY_THRESHOLD_PX).sum())
+
+
+def homography_pictures(args: argparse.Namespace, image0: np.ndarray, image1: np.ndarray, H: np.ndarray) -> dict:
+    """{output path: RGB uint8 picture} for the --overlay and --panorama asked for."""
+    pictures = {}
+    if args.overlay is not None:
+        pictures[args.overlay] = warp_overlay(image0, image1, H)
+    if args.panorama is not None:
+        try:
+            pictures[args.panorama] = panorama(image0, image1, H)
+        except ValueError as error:
+            raise InputError(f"--panorama: {error}") from None
+    return pictures
 
 
 def _one_line(text: str) -> str:
     """A multi-line message (load_weights lists missing, unexpected and mismatched keys) as one line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
-
-
-def match_images(
-    model: LoFTR, image0: np.ndarray, image1: np.ndarray, resize: int, names: tuple[str, str]
-) -> dict[str, np.ndarray]:
-    """Matches between two (H, W) uint8 images, resized to `resize` (longer side; 0 keeps them) for the network.
-
-    Returns float32 arrays: keypoints0, keypoints1 (N, 2) (x, y) in each image's original pixels, confidence (N,).
-    """
-    device = next(model.parameters()).device
-    batch = {}
-    for index, (image, name) in enumerate(zip((image0, image1), names)):
-        resized, scale = resize_longer_side(image, resize)
-        if min(resized.shape) < model.coarse_stride:
-            after = f" after --resize {resize}" if resize else ""
-            raise InputError(
-                f"{name}: {resized.shape[1]}x{resized.shape[0]} px{after} is smaller than one coarse cell "
-                f"({model.coarse_stride} px on each side)"
-            )
-        batch[f"image{index}"] = torch.from_numpy(resized).to(device, torch.float32)[None, None] / 255
-        batch[f"scale{index}"] = torch.tensor([scale], dtype=torch.float32, device=device)
-    with torch.inference_mode():
-        result = model(batch)
-    return {
-        "keypoints0": result.keypoints0.float().cpu().numpy(),
-        "keypoints1": result.keypoints1.float().cpu().numpy(),
-        "confidence": result.confidence.float().cpu().numpy(),
-    }
 
 
 def write_demo_images(folder: Path) -> tuple[Path, Path]:
@@ -231,18 +223,26 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError(f"--out {args.out}: cannot write the demo images there ({error})") from None
         names = (f"image0 {args.image0}", f"image1 {args.image1}")
         image0, image1 = read_grayscale(args.image0, "image0"), read_grayscale(args.image1, "image1")
-        model = build_model(args).to(args.device)
-        matches = match_images(model, image0, image1, args.resize, names)
+        matcher = build_matcher(args)
+        matches = match_images(matcher, image0, image1, names)
+        pictures, homography_note = {}, None
+        wanted_by = " and ".join(f"--{flag}" for flag in ("overlay", "panorama") if getattr(args, flag) is not None)
+        if wanted_by:
+            H, inliers = fit_homography(matches, wanted_by)
+            pictures = homography_pictures(args, image0, image1, H)
+            homography_note = f"homography: {inliers} of {len(matches)} matches within {HOMOGRAPHY_THRESHOLD_PX:g} px"
 
-        title = f"{len(matches['confidence'])} matches" + (" (untrained model)" if args.random_weights else "")
+        title = f"{len(matches)} matches" + (" (untrained model)" if args.random_weights else "")
         try:
-            # both outputs are complete before either replaces a file, so a failure leaves neither
+            # all outputs are complete before any replaces a file, so a failure leaves none
             with ExitStack() as outputs:
                 with open(outputs.enter_context(written_atomically(args.out)), "wb") as file:
-                    np.savez(file, **matches)
+                    np.savez(file, keypoints0=matches.kpts0, keypoints1=matches.kpts1, confidence=matches.confidence)
                 if args.plot is not None:
-                    plot_matches(image0, image1, matches["keypoints0"], matches["keypoints1"], matches["confidence"],
+                    plot_matches(image0, image1, matches.kpts0, matches.kpts1, matches.confidence,
                                  outputs.enter_context(written_atomically(args.plot)), title, value_range=(0.0, 1.0))
+                for path, picture in pictures.items():
+                    write_rgb(outputs.enter_context(written_atomically(path)), picture)
         except OSError as error:
             raise InputError(f"cannot write output: {error}") from None
     except InputError as error:
@@ -252,12 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_weights:
         print("warning: --random-weights: the model is untrained, its matches are meaningless "
               "(use this to check the pipeline only)", file=sys.stderr)
-    elif args.pos_encoding == "auto" and not model.config.temp_bug_fix:
+    elif args.pos_encoding == "auto" and not matcher.model.config.temp_bug_fix:
         print("note: official checkpoint (matcher.* keys), so the legacy positional encoding that the released "
               "outdoor_ds/indoor_ds weights need; pass --pos-encoding fixed for weights trained with the corrected "
               "one (e.g. indoor_ds_new)", file=sys.stderr)
-    written = f"{args.out}" + (f" and {args.plot}" if args.plot is not None else "")
-    print(f"{len(matches['confidence'])} matches -> {written}")
+    if homography_note is not None:
+        print(homography_note)
+    written = [str(path) for path in (args.out, args.plot, *pictures) if path is not None]
+    listed = written[0] if len(written) == 1 else f"{', '.join(written[:-1])} and {written[-1]}"
+    print(f"{len(matches)} matches -> {listed}")
     return 0
 
 

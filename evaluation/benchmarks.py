@@ -252,14 +252,14 @@ class HPatches(Benchmark):
 @dataclass
 class Synthetic(Benchmark):
     """The test split of a synthetic world (`python -m data.synthetic --out ROOT`): `split_file` lists
-    scene-info files relative to root, in MegaDepth's layout; pairs grouped by scene. Scored like MegaDepth and
-    matched at its training resolution (MegaDepthConfig.longer_side)."""
+    scene-info files relative to root, in MegaDepth's layout; pairs grouped by scene. Scored like MegaDepth,
+    matched at the generator's default size (640 px on the longer side)."""
 
     name: ClassVar[str] = "synthetic"
     kind: ClassVar[str] = "pose"
     root: str | None = None  # the world folder: scene_info/, sceneXXXX/, test.txt
     split_file: str = "test.txt"  # relative to root
-    resize: Resize = field(default_factory=lambda: Resize(longer_side=840))
+    resize: Resize = field(default_factory=lambda: Resize(longer_side=640))  # the generator's default width
     epipolar_threshold: float = 1e-4  # as MegaDepth
 
     def check(self) -> None:

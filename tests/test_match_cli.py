@@ -1,4 +1,5 @@
-"""match.py end to end on small generated images: outputs, coordinates after resizing, checkpoints, errors."""
+"""match.py end to end on small generated images: outputs, coordinates after resizing, checkpoints, errors,
+the homography pictures."""
 
 import argparse
 import subprocess
@@ -12,9 +13,12 @@ import torch
 
 import match
 from data.synthetic.texture import make_texture, warp_homography
+from evaluation.matchers import build_loftr
+from evaluation.plots import panorama, warp_overlay
+from geometry.estimation import estimate_homography
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
-from tests.helpers import WARP
+from tests.helpers import WARP, sharpen_
 
 REPO = Path(__file__).resolve().parents[1]
 # Threshold 0 keeps every mutual nearest neighbour, so that random weights still give matches to check.
@@ -271,3 +275,71 @@ def test_command_line_exit_code(tmp_path, pair):
     )
     assert result.returncode == 2
     assert "absent.ckpt" in result.stderr and not (tmp_path / "m.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def decisive_checkpoint(tmp_path_factory) -> Path:
+    """Our layout, random weights made decisive (tests.helpers.sharpen_): on the mild `pair` warp its matches
+    give a sensible homography, so the panorama canvas stays small."""
+    path = tmp_path_factory.mktemp("ckpt") / "decisive.ckpt"
+    torch.save(sharpen_(build_loftr(None)).state_dict(), path)
+    return path
+
+
+def test_overlay_and_panorama_are_the_pictures_of_the_fitted_homography(capfd, pair, tmp_path, decisive_checkpoint):
+    out, overlay, pano = tmp_path / "out" / "m.npz", tmp_path / "out" / "overlay.png", tmp_path / "out" / "pano.png"
+    code, stdout, stderr = run(capfd, *pair, "--checkpoint", decisive_checkpoint, "--resize", "0", *FAST,
+                               "--out", out, "--overlay", overlay, "--panorama", pano)
+    assert code == 0, stderr
+    assert "homography:" in stdout and str(overlay) in stdout and str(pano) in stdout
+    assert sorted(out.parent.iterdir()) == sorted([out, overlay, pano])  # no temporary file left behind
+
+    matches = read_matches(out)
+    H = estimate_homography(matches["keypoints0"].astype(np.float64), matches["keypoints1"].astype(np.float64))
+    image0, image1 = (cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pair)
+    for path, expected in ((overlay, warp_overlay(image0, image1, H)), (pano, panorama(image0, image1, H))):
+        np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), expected)
+    assert cv2.imread(str(overlay)).shape == (120, 160, 3)
+    assert min(cv2.imread(str(pano)).shape[:2]) >= 120
+
+
+def test_demo_writes_overlay_and_panorama(capfd, tmp_path):
+    folder = tmp_path / "demo"
+    code, stdout, stderr = run(capfd, "--demo", "--random-weights", "--resize", "160", *FAST, "--out", folder / "m.npz",
+                               "--overlay", folder / "overlay.png", "--panorama", folder / "pano.png")
+    assert code == 0, stderr
+    assert cv2.imread(str(folder / "overlay.png")).shape == (*match.DEMO_SIZE, 3)
+    assert cv2.imread(str(folder / "pano.png")) is not None
+
+
+def test_too_few_matches_for_a_homography_is_a_clean_error(capfd, tmp_path):
+    """Threshold 1 keeps no match of the random model: no homography, one line naming the flags, no output."""
+    folder = tmp_path / "demo"
+    outputs = [folder / "m.npz", folder / "overlay.png", folder / "pano.png"]
+    code, stdout, stderr = run(capfd, "--demo", "--random-weights", "--resize", "160", "--coarse-threshold", "1",
+                               "--device", "cpu", "--out", outputs[0], "--overlay", outputs[1],
+                               "--panorama", outputs[2])
+    assert code == 2 and stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == (
+        "match.py: error: --overlay and --panorama: a homography needs at least 4 matches, found 0"
+    )
+    assert not any(path.exists() for path in outputs)
+
+
+def test_panorama_of_a_wild_homography_is_a_clean_error(capfd, pair, tmp_path, monkeypatch):
+    monkeypatch.setattr(match, "estimate_homography", lambda *args: np.diag([20.0, 20.0, 1.0]))
+    out, pano = tmp_path / "m.npz", tmp_path / "pano.png"
+    code, _, stderr = run(capfd, *pair, "--random-weights", "--resize", "0", *FAST, "--out", out, "--panorama", pano)
+    assert code == 2
+    assert stderr.startswith("match.py: error: --panorama: the panorama would be") and len(stderr.splitlines()) == 1
+    assert not out.exists() and not pano.exists()
+
+
+@pytest.mark.parametrize("flag", ["--overlay", "--panorama"])
+def test_homography_pictures_need_a_format_opencv_writes(capfd, pair, tmp_path, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        match.main([*map(str, pair), "--random-weights", "--out", str(tmp_path / "m.npz"),
+                    flag, str(tmp_path / "x.svg")])
+    assert exit_info.value.code == 2
+    assert f"{flag} {tmp_path / 'x.svg'}: OpenCV cannot write this format" in capfd.readouterr().err

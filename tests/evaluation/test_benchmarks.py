@@ -34,7 +34,7 @@ def test_registry_and_defaults():
         "megadepth1500": ("pose", 1e-4, Resize(longer_side=840)),
         "scannet1500": ("pose", 5e-4, Resize(size=(640, 480))),
         "hpatches": ("homography", None, Resize(shorter_side=480)),
-        "synthetic": ("pose", 1e-4, Resize(longer_side=840)),
+        "synthetic": ("pose", 1e-4, Resize(longer_side=640)),
         "pairs": ("pose", 1e-4, Resize(longer_side=840)),
     }
     for name, (kind, threshold, resize) in expected.items():
