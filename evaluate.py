@@ -95,7 +95,8 @@ def picture_writer(out_dir: Path, count: int, threshold: float | None):
 
 def evaluate(config: DictConfig) -> dict:
     """Run the configured evaluation; returns the summary (see evaluation/report.py)."""
-    benchmark, matcher = make_benchmark(config), make_matcher(config)
+    matcher = make_matcher(config)  # first: a wrong matcher option fails before any data is read
+    benchmark = make_benchmark(config)
     stress = StressConfig(angles=tuple(config.stress_config.angles), tilts=tuple(config.stress_config.tilts),
                           seed=config.stress_config.seed)
     try:

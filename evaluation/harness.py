@@ -114,14 +114,15 @@ def stressed(pair: EvalPair, index: int, config: HarnessConfig) -> Iterator[Eval
 def run(benchmark: Benchmark, matcher: Matcher, config: HarnessConfig | None = None,
         on_pair: Callable[[ScoredPair], None] | None = None) -> list[PairResult]:
     """Score `matcher` on every pair of `benchmark` (and every stress setting); `on_pair` sees each scored pair
-    as it is done (progress, pictures). A stressed image 1 is resized by the factors of its original, so only
-    the rotation or tilt changes, not the scale."""
+    as it is done (progress, pictures). A stressed image 1 is resized by the factors of its original (their
+    geometric mean, the same in x and y), so only the rotation or tilt changes, not the scale."""
     config = config if config is not None else HarnessConfig()
     results = []
     for index, pair in enumerate(islice(benchmark.pairs(), config.max_pairs)):
-        factors = (resize_factors(benchmark, pair.image0), resize_factors(benchmark, pair.image1))
+        factors0, factors1 = resize_factors(benchmark, pair.image0), resize_factors(benchmark, pair.image1)
+        uniform1 = (float(np.sqrt(factors1[0] * factors1[1])),) * 2  # a turned canvas is scaled alike in x and y
         for variant in stressed(pair, index, config):
-            matches, runtime = match_pair(variant, matcher, factors)
+            matches, runtime = match_pair(variant, matcher, (factors0, factors1 if variant.warp1 is None else uniform1))
             scored = score_pair(variant, matches, runtime, benchmark, config.ransac_seed)
             results.append(scored.result)
             if on_pair is not None:

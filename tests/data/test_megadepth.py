@@ -163,8 +163,9 @@ def test_bad_pairs_are_skipped_and_counted_when_configured(tiny_world, tmp_path)
     good = [index for index in range(len(dataset)) if index not in bad]
     assert bad and good
     skipping = SkipBadPairs(dataset)
-    with pytest.warns(RuntimeWarning, match=r"skipped a bad pair \(1 so far in this process\): .*gone.jpg"):
+    with pytest.warns(RuntimeWarning, match=r"skipped a bad pair \(\d so far in this process\): .*gone.jpg") as caught:
         item = skipping[bad[0]]
+    assert "(1 so far" in str(caught[0].message)
     replacement = next(index for index in range(bad[0], bad[0] + len(dataset)) if index % len(dataset) in good)
     assert item["pair_names"] == dataset[replacement % len(dataset)]["pair_names"]
     with pytest.warns(RuntimeWarning):
