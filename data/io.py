@@ -52,3 +52,15 @@ def check_depth(depth: np.ndarray, path: str | Path) -> None:
     if bad.any():
         raise ValueError(f"depth map {path} has {int(bad.sum())} NaN, infinite or negative values: "
                          f"write 0 where depth is unknown")
+
+
+def listed_files(list_file: str | Path, folder: str | Path | None = None, suffix: str = ".npz") -> list[str]:
+    """The files named in `list_file`, one per line (blank lines and # comments skipped), as LoFTR's
+    TRAIN_LIST_PATH files name scene-info or index files: relative to `folder` (default: the list file's
+    own folder), `suffix` added where a name lacks it."""
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"list file not found: {list_file}")
+    folder = Path(folder) if folder is not None else list_file.parent
+    names = [line.split("#")[0].strip() for line in list_file.read_text().splitlines()]
+    return [str(folder / (name if name.endswith(suffix) else name + suffix)) for name in names if name]

@@ -15,13 +15,15 @@ from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import read_depth_h5, read_grayscale
+from .io import listed_files, read_depth_h5, read_grayscale
 
 
 @dataclass
 class MegaDepthConfig:
     root: str  # folder the scene-info image and depth paths are relative to
-    scene_info: tuple[str, ...]  # scene-info .npz files
+    scene_info: tuple[str, ...] = ()  # scene-info .npz files
+    scene_list: str | None = None  # and/or a text file naming them, one per line (LoFTR's TRAIN_LIST_PATH)
+    scene_info_dir: str | None = None  # where the listed names are (LoFTR's TRAIN_NPZ_ROOT); default: the list's folder
     min_overlap: float = 0.0  # LoFTR trains on overlap in [0.1, 0.7] (its MIN/MAX_OVERLAP_SCORE)
     max_overlap: float = 1.0
     longer_side: int = 840  # LoFTR: 840 for training, 840 or 1152 for testing
@@ -102,10 +104,15 @@ class MegaDepthPairs(Dataset):
         if not self.root.is_dir():
             raise FileNotFoundError(f"MegaDepth root {self.root} does not exist: set `root` of the megadepth dataset "
                                     f"to the folder that the scene-info image and depth paths are relative to")
-        self.scenes = [load_scene_info(path) for path in config.scene_info]
-        self.scene_names = [Path(path).stem for path in config.scene_info]
+        self.scene_files = list(config.scene_info)
+        if config.scene_list is not None:
+            self.scene_files += listed_files(config.scene_list, config.scene_info_dir)
+        if not self.scene_files:
+            raise ValueError("megadepth dataset: no scene-info files; set `scene_info` or `scene_list`")
+        self.scenes = [load_scene_info(path) for path in self.scene_files]
+        self.scene_names = [Path(path).stem for path in self.scene_files]
         self.pairs: list[tuple[int, int, int, float]] = []  # (scene, i0, i1, overlap)
-        for scene, (path, info) in enumerate(zip(config.scene_info, self.scenes)):
+        for scene, (path, info) in enumerate(zip(self.scene_files, self.scenes)):
             count = len(info["image_paths"])
             for (i0, i1), overlap, *_ in info["pair_infos"]:
                 if not config.min_overlap <= overlap <= config.max_overlap:
@@ -137,7 +144,7 @@ class MegaDepthPairs(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene, i0, i1, _ = self.pairs[index]
         info = self.scenes[scene]
-        with loading_pair(f"{self.config.scene_info[scene]}: pair {index} (images {i0}, {i1})"):
+        with loading_pair(f"{self.scene_files[scene]}: pair {index} (images {i0}, {i1})"):
             return self._load(index, scene, i0, i1, info)
 
     def _load(self, index: int, scene: int, i0: int, i1: int, info: dict) -> dict:

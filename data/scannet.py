@@ -16,14 +16,16 @@ from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import read_grayscale
+from .io import listed_files, read_grayscale
 
 
 @dataclass
 class ScanNetConfig:
     root: str  # folder holding the scene folders
-    index: tuple[str, ...]  # index .npz files (one per training scene, or ScanNet-1500's test.npz)
     intrinsics: str  # intrinsics.npz
+    index: tuple[str, ...] = ()  # index .npz files (one per training scene, or ScanNet-1500's test.npz)
+    index_list: str | None = None  # and/or a text file naming them, one per line (LoFTR's TRAIN_LIST_PATH)
+    index_dir: str | None = None  # where the listed names are (LoFTR's TRAIN_NPZ_ROOT); default: the list's folder
     min_overlap: float = 0.0  # LoFTR trains on score in [0.4, 0.8]; the test index has no score
     max_overlap: float = 1.0
     image_size: tuple[int, int] = (640, 480)  # (width, height) of the network input (LoFTR)
@@ -73,7 +75,12 @@ class ScanNetPairs(Dataset):
         self.root = Path(config.root)
         self.intrinsics = _load_npz(config.intrinsics, ())
         self.pairs: list[tuple[str, int, int, np.ndarray | None]] = []  # (scene, frame0, frame1, rel_pose)
-        for path in config.index:
+        self.index_files = list(config.index)
+        if config.index_list is not None:
+            self.index_files += listed_files(config.index_list, config.index_dir)
+        if not self.index_files:
+            raise ValueError("scannet dataset: no index files; set `index` or `index_list`")
+        for path in self.index_files:
             index = _load_npz(path, ("name",))
             scores = index.get("score")
             rel_poses = index.get("rel_pose")

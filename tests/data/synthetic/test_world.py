@@ -79,9 +79,13 @@ def test_command_line_writes_splits_deterministically(tmp_path):
                  "--layout", "scannet"]) == 0
     listed = (tmp_path / "s" / "test.txt").read_text().split()
     assert listed == ["index/scene0002_00.npz"]
-    dataset = ScanNetPairs(ScanNetConfig(root=str(tmp_path / "s" / "scans"), index=(str(tmp_path / "s" / listed[0]),),
+    dataset = ScanNetPairs(ScanNetConfig(root=str(tmp_path / "s" / "scans"), index_list=str(tmp_path / "s" / "test.txt"),
                                          intrinsics=str(tmp_path / "s" / "intrinsics.npz"), image_size=(96, 72)))
     assert len(dataset) > 0 and dataset[0]["depth0"].shape == (72, 96)
+    assert dataset.index_files == [str(tmp_path / "s" / listed[0])]  # listed names are relative to the list
+    training = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path / "a"), scene_list=str(tmp_path / "a" / "train.txt"),
+                                              longer_side=96))
+    assert training.scene_names == ["scene0000"] and len(training) > 0
 
 
 def world_dataset(root, infos, layout: str):
