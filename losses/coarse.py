@@ -8,6 +8,16 @@ def _mean_or_zero(values: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
     return values.mean() if values.numel() else anchor.sum() * 0.0
 
 
+def dual_softmax_log_confidence(logits: torch.Tensor, valid: torch.Tensor, b: torch.Tensor, i: torch.Tensor,
+                                j: torch.Tensor) -> torch.Tensor:
+    """log p(i, j) of the dual softmax at the entries (b, i, j), from its (B, L, S) logits: the row and
+    column log-softmax, each over the valid entries of `valid` (B, L, S). Exact where p itself underflows."""
+    logits = logits.float().masked_fill(~valid, float("-inf"))
+    rows = torch.logsumexp(logits, dim=2)  # (B, L)
+    columns = torch.logsumexp(logits, dim=1)  # (B, S)
+    return 2 * logits[b, i, j] - rows[b, i] - columns[b, j]
+
+
 def focal_loss(
     confidence: torch.Tensor,
     labels: torch.Tensor,
@@ -17,6 +27,7 @@ def focal_loss(
     pos_weight: float = 1.0,
     neg_weight: float = 1.0,
     sparse: bool = False,
+    log_positive: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss (Lin et al., ICCV 2017) on a dual-softmax confidence matrix, as LoFTR trains it.
 
@@ -24,10 +35,19 @@ def focal_loss(
     padded cells, which take no part. Positives: -alpha (1 - p)^gamma log p; negatives: -alpha p^gamma
     log(1 - p) (LoFTR applies alpha to both). Each part is averaged over its own entries; `sparse` drops the
     negatives. A batch without ground truth gives a finite loss.
+
+    LoFTR clamps p to [1e-6, 1 - 1e-6], which stops the gradient of every true match below 1e-6: at the
+    start of training that can be all of them, and the coarse loss then stalls. `log_positive` (the
+    log-confidences of the positives, in the order of `labels & valid`, from `dual_softmax_log_confidence`)
+    scores them unclamped instead; within the clamp range the value is LoFTR's.
     """
     p = confidence.clamp(1e-6, 1 - 1e-6)
-    positive = p[labels & valid]
-    loss = pos_weight * _mean_or_zero(-alpha * (1 - positive) ** gamma * positive.log(), confidence)
+    if log_positive is None:
+        positive = p[labels & valid]
+        log_positive = positive.log()
+    else:
+        positive = log_positive.exp()
+    loss = pos_weight * _mean_or_zero(-alpha * (1 - positive) ** gamma * log_positive, confidence)
     if not sparse:
         negative = p[~labels & valid]
         loss = loss + neg_weight * _mean_or_zero(-alpha * negative**gamma * (1 - negative).log(), confidence)

@@ -8,7 +8,7 @@ from torch import nn
 from data.supervision import Supervision, fine_supervision
 from models.loftr import MatchResult
 
-from .coarse import focal_loss, optimal_transport_nll
+from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
 from .fine import fine_l2_with_std
 
 
@@ -52,9 +52,14 @@ class LoFTRLoss(nn.Module):
             )
         else:
             valid = supervision.valid_cells0[:, :, None] & supervision.valid_cells1[:, None, :]
+            labels = supervision.labels()
+            log_positive = None
+            if coarse.logits is not None:
+                b, i, j = torch.nonzero(labels & valid, as_tuple=True)  # the order focal_loss reads them in
+                log_positive = dual_softmax_log_confidence(coarse.logits, valid, b, i, j)
             coarse_loss = focal_loss(
-                coarse.confidence_matrix, supervision.labels(), valid, cfg.focal_alpha, cfg.focal_gamma,
-                cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision,
+                coarse.confidence_matrix, labels, valid, cfg.focal_alpha, cfg.focal_gamma,
+                cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision, log_positive,
             )
 
         target, known = fine_supervision(

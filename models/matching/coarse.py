@@ -35,6 +35,7 @@ class CoarseMatches:
 
     confidence_matrix: torch.Tensor  # (B, L, S) in [0, 1]
     log_assignment: torch.Tensor | None  # (B, L+1, S+1) with dustbins, Sinkhorn only
+    logits: torch.Tensor | None  # (B, L, S) similarity / temperature, dual-softmax training only (the loss's log p)
     batch_index: torch.Tensor  # (M,) long
     index0: torch.Tensor  # (M,) cell of image 0
     index1: torch.Tensor  # (M,) cell of image 1
@@ -131,9 +132,13 @@ class CoarseMatching(nn.Module):
             valid1 = mask1 if mask1 is not None else feat1.new_ones(feat1.shape[:2], dtype=torch.bool)
             valid = valid0[:, :, None] & valid1[:, None, :]
 
-        log_assignment = None
+        log_assignment = logits = None
         if cfg.match_type == "dual_softmax":
-            confidence = dual_softmax(similarity.div_(cfg.dual_softmax_temperature), valid)
+            similarity = similarity.div_(cfg.dual_softmax_temperature)
+            # training keeps the logits: a true match's confidence can underflow (1e-30 and below at the
+            # start of training), its log-confidence from the logits cannot
+            logits = similarity if similarity.requires_grad else None
+            confidence = dual_softmax(similarity, valid)
         else:
             log_assignment = log_optimal_transport(
                 similarity, self.bin_score, cfg.sinkhorn_iterations, mask0, mask1
@@ -150,7 +155,7 @@ class CoarseMatching(nn.Module):
         is_pad = torch.zeros_like(b, dtype=torch.bool)
         if self.training and ground_truth is not None:
             b, i, j, conf, is_pad = self._pad_with_ground_truth(b, i, j, conf, ground_truth, mask0, mask1, feat0, feat1)
-        return CoarseMatches(confidence, log_assignment, b, i, j, conf, is_pad)
+        return CoarseMatches(confidence, log_assignment, logits, b, i, j, conf, is_pad)
 
     def _pad_with_ground_truth(self, b, i, j, conf, ground_truth, mask0, mask1, feat0, feat1):
         """Sub-sample predictions and add random ground-truth matches, so the fine level always trains on

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from data.supervision import coarse_supervision
-from losses.coarse import focal_loss, optimal_transport_nll
+from losses.coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
 from losses.fine import fine_l2_with_std
 from losses.loftr_loss import LoFTRLoss
 from models.loftr import LoFTR, LoFTRConfig
@@ -23,6 +23,33 @@ def test_focal_loss_by_hand():
     expected = positive + sum(negative) / 2
     assert focal_loss(conf, labels, valid, alpha, gamma).item() == pytest.approx(expected, rel=1e-5)
     assert focal_loss(conf, labels, valid, alpha, gamma, sparse=True).item() == pytest.approx(positive, rel=1e-5)
+
+
+def test_log_confidence_of_the_dual_softmax_trains_true_matches_below_the_clamp():
+    """The positives' log-confidence from the logits equals log(dual softmax) where that is representable, and
+    keeps a gradient where the confidence underflows: LoFTR's clamp at 1e-6 gives none there."""
+    torch.manual_seed(0)
+    logits = (torch.randn(1, 5, 6) * 3).requires_grad_()
+    valid = torch.ones(1, 5, 6, dtype=torch.bool)
+    valid[0, -1, :] = False  # a padded cell of image 0
+    b, i, j = torch.tensor([0, 0]), torch.tensor([1, 3]), torch.tensor([2, 0])
+    masked = logits.masked_fill(~valid, float("-inf"))
+    expected = (masked.softmax(1) * masked.softmax(2))[b, i, j].log()
+    assert torch.allclose(dual_softmax_log_confidence(logits, valid, b, i, j), expected, atol=1e-5)
+
+    far = torch.zeros(1, 4, 4)
+    far[0, 0, 0] = -40.0  # a true match the model finds very unlikely: p = e^-80 / ..., far below 1e-6
+    far = far.requires_grad_()
+    labels = torch.zeros(1, 4, 4, dtype=torch.bool)
+    labels[0, 0, 0] = True
+    every = torch.ones_like(labels)
+    confidence = far.softmax(1) * far.softmax(2)
+    clamped = focal_loss(confidence, labels, every, 0.25, 2.0, sparse=True)
+    assert torch.autograd.grad(clamped, far)[0][0, 0, 0] == 0  # LoFTR's clamp: no signal
+    log_p = dual_softmax_log_confidence(far, every, *torch.nonzero(labels, as_tuple=True))
+    unclamped = focal_loss(confidence, labels, every, 0.25, 2.0, sparse=True, log_positive=log_p)
+    assert torch.autograd.grad(unclamped, far)[0][0, 0, 0] < -0.1  # pushes the true match's logit up
+    assert unclamped.item() == pytest.approx(-0.25 * log_p.item(), rel=1e-5)
 
 
 def test_optimal_transport_nll_by_hand():
