@@ -1,0 +1,262 @@
+"""The LightningModule that trains and validates a LoFTR-family matcher: wiring only.
+
+Ground truth (data/supervision.py), the model (models/), the losses (losses/) and the metrics
+(evaluation/metrics.py) live elsewhere; this module runs them in Lightning's loop, schedules the learning
+rate as LoFTR does, skips non-finite steps, aggregates validation metrics over all pairs of all ranks and
+logs a few match figures.
+"""
+
+import bisect
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+
+from data.supervision import coarse_supervision
+from evaluation.metrics import (PairResult, epipolar_errors, homography_error, match_precision, pose_error,
+                                summarize)
+from evaluation.plots import ERROR_CMAP, figure_to_rgb, matches_figure
+from losses.loftr_loss import LoFTRLoss, LossConfig
+from models.checkpoint import load_checkpoint
+from models.loftr import LoFTR, LoFTRConfig, MatchResult
+
+from .figures import log_image
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with LoFTR's schedule: linear warm-up over `warmup_steps` optimizer steps from
+    `warmup_ratio` x lr, then x `gamma` at each epoch in `milestones`."""
+
+    lr: float = 6e-3  # LoFTR's TRAINER.CANONICAL_LR (its outdoor config raises it to 8e-3) ...
+    reference_batch_size: int = 64  # ... for this true batch size (CANONICAL_BS); scaled linearly to ours
+    scale_lr: bool = True  # False: `lr` as given, whatever the batch size
+    weight_decay: float = 0.1  # TRAINER.ADAMW_DECAY
+    warmup_steps: int = 1875  # TRAINER.WARMUP_STEP (outdoor: 3 epochs at 64 pairs a step)
+    warmup_ratio: float = 0.1  # TRAINER.WARMUP_RATIO
+    milestones: tuple[int, ...] = (8, 12, 16, 20, 24)  # TRAINER.MSLR_MILESTONES (outdoor; indoor 3, 6, 9, 12)
+    gamma: float = 0.5  # TRAINER.MSLR_GAMMA
+
+    def factor(self, step: int, epoch: int) -> float:
+        """The learning-rate multiplier after `step` optimizer steps, in epoch `epoch`."""
+        warmup = 1.0
+        if step < self.warmup_steps:
+            warmup = self.warmup_ratio + (1 - self.warmup_ratio) * step / self.warmup_steps
+        return warmup * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+
+
+@dataclass
+class ValidationConfig:
+    epipolar_threshold: float = 1e-4  # a match is correct below it (LoFTR: 1e-4 MegaDepth, 5e-4 ScanNet)
+    num_figures: int = 4  # match figures logged per validation (rank 0, first batches)
+    ransac_seed: int = 0
+
+
+@dataclass
+class TrainingConfig:
+    model: LoFTRConfig = field(default_factory=LoFTRConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    init_checkpoint: str | None = None  # fine-tune from these weights (official LoFTR, kornia or ours)
+    trust_init_checkpoint: bool = False  # allow pickled objects in it (only for files you trust)
+    freeze_backbone: bool = False  # fine-tuning: train the transformers and matching only
+    max_nonfinite_steps: int = 20  # consecutive NaN/inf losses tolerated (skipped) before training stops
+
+
+# validation metrics are computed from every rank's pairs on every rank (all_gather), so they need no
+# sync_dist reduction; Lightning's advice to add one does not apply
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class LoFTRModule(pl.LightningModule):
+    def __init__(self, config: TrainingConfig):
+        super().__init__()
+        self.config = config
+        # plain containers only, so our checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters({"training": asdict(config)})
+        self.model = LoFTR(config.model)
+        self.loss = LoFTRLoss(config.loss, coarse_stride=self.model.coarse_stride,
+                              window=config.model.fine.window_size)
+        if config.init_checkpoint is not None:
+            load_checkpoint(self.model, config.init_checkpoint, trusted=config.trust_init_checkpoint)
+        if config.freeze_backbone:
+            self.model.backbone.requires_grad_(False)
+        self.nonfinite_steps = 0  # skipped in a row
+        self.skipped_steps = 0  # skipped in all
+        self._val_results: list[PairResult] = []
+        self._val_kind = "pose"
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.model.backbone.eval()  # frozen batch-norm statistics too
+        return self
+
+    # ------------------------------------------------------------------------------------------- training
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor | None:
+        grid0 = tuple(s // self.model.coarse_stride for s in batch["image0"].shape[2:])
+        grid1 = tuple(s // self.model.coarse_stride for s in batch["image1"].shape[2:])
+        supervision = coarse_supervision(batch, grid0, grid1, self.model.coarse_stride)
+        ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
+        result = self.model(batch, ground_truth=ground_truth)
+        parts = self.loss(result, supervision)
+        if not self._all_ranks_finite(parts.total):
+            return self._skip_step()
+        self.nonfinite_steps = 0
+        size = batch["image0"].shape[0]
+        self.log("train/loss", parts.total.detach(), prog_bar=True, batch_size=size)
+        self.log_dict({"train/coarse_loss": parts.coarse, "train/fine_loss": parts.fine,
+                       "train/ground_truth_matches": float(parts.num_ground_truth),
+                       "train/fine_supervised": float(parts.num_fine_supervised)}, batch_size=size)
+        return parts.total
+
+    def _all_ranks_finite(self, loss: torch.Tensor) -> bool:
+        """True when the loss is finite on every rank: all ranks then skip or step together (DDP)."""
+        finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def _skip_step(self) -> None:
+        self.nonfinite_steps += 1
+        self.skipped_steps += 1
+        self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
+        if self.nonfinite_steps > self.config.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"the loss was NaN or inf for {self.nonfinite_steps} steps in a row (step {self.global_step}); "
+                f"{self.skipped_steps} steps skipped in all. Lower the learning rate, check the data (NaN "
+                f"images or depth) or use 32-bit precision")
+        return None  # Lightning skips the backward pass and the optimizer step
+
+    def configure_optimizers(self):
+        settings = self.config.optimizer
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate(), weight_decay=settings.weight_decay)
+        # stateless in the step and epoch counters, which checkpoints restore: a resumed run gets the same rates
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda _: settings.factor(self.global_step, self.current_epoch))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def learning_rate(self) -> float:
+        """`lr`, scaled linearly from the reference batch size to the true one (per device x devices x
+        accumulated batches), as LoFTR scales it."""
+        settings = self.config.optimizer
+        if not settings.scale_lr or self._trainer is None:
+            return settings.lr
+        per_device = self.trainer.datamodule.config.batch_size if self.trainer.datamodule is not None else 1
+        true_batch = per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        return settings.lr * true_batch / settings.reference_batch_size
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the random ground-truth padding draws from torch's generator: restoring it makes a resumed run
+        # repeat the uninterrupted one exactly (the data order is seeded by epoch already)
+        checkpoint["rng_state"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rng_state")
+        if state is not None:
+            torch.set_rng_state(state["cpu"])
+            if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
+    # ----------------------------------------------------------------------------------------- validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_results = []
+
+    def validation_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
+        result = self.model(batch)
+        self._val_kind = "pose" if "T_0to1" in batch else "homography"
+        for sample in range(batch["image0"].shape[0]):
+            scored, errors = self._score(batch, result, sample)
+            self._val_results.append(scored)
+            if self.global_rank == 0 and batch_index < self.config.validation.num_figures and sample == 0:
+                self._log_figure(batch, result, errors, batch_index)
+
+    def _matches(self, result: MatchResult, sample: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = result.batch_index == sample
+        return (result.keypoints0[chosen].double().cpu().numpy(), result.keypoints1[chosen].double().cpu().numpy())
+
+    def _score(self, batch: dict, result: MatchResult, sample: int) -> tuple[PairResult, np.ndarray | None]:
+        kpts0, kpts1 = self._matches(result, sample)
+        names = batch.get("pair_names")
+        name = " ".join(str(n[sample]) for n in names) if names is not None else f"{self.global_rank}:{sample}"
+        scored = PairResult(name=name, group=str(batch.get("scene_name", [""])[sample]), num_matches=len(kpts0),
+                            runtime_s=0.0)
+        seed = self.config.validation.ransac_seed
+        errors = None
+        if "T_0to1" in batch:
+            K0, K1, T = (batch[key][sample].double().cpu().numpy() for key in ("K0", "K1", "T_0to1"))
+            scored.pose = pose_error(T, kpts0, kpts1, K0, K1, seed=seed)
+            errors = epipolar_errors(kpts0, kpts1, K0, K1, T)
+            scored.precision = match_precision(errors, self.config.validation.epipolar_threshold)
+        else:
+            height, width = batch["image0"].shape[2:]
+            H = batch["H_0to1"][sample].double().cpu().numpy()
+            scored.homography_error_px = homography_error(H, kpts0, kpts1, height, width, seed=seed)
+        return scored, errors
+
+    def _log_figure(self, batch: dict, result: MatchResult, errors: np.ndarray | None, index: int) -> None:
+        if self.logger is None:
+            return
+        kpts0, kpts1 = self._matches(result, 0)
+        images = [batch[f"image{side}"][0, 0].float().cpu().numpy() for side in (0, 1)]
+        # keypoints are in original pixels; the images shown are the network inputs
+        scales = [batch[f"scale{side}"][0].double().cpu().numpy() if f"scale{side}" in batch else np.ones(2)
+                  for side in (0, 1)]
+        kpts0, kpts1 = kpts0 / scales[0], kpts1 / scales[1]
+        threshold = self.config.validation.epipolar_threshold
+        if errors is not None:
+            figure = matches_figure(images[0], images[1], kpts0, kpts1, errors,
+                                    f"step {self.global_step}: {int((errors < threshold).sum())}/{len(errors)} correct",
+                                    color_label="symmetric epipolar error", value_range=(0.0, 2 * threshold),
+                                    cmap=ERROR_CMAP, threshold=threshold)
+        else:
+            confidence = result.confidence[result.batch_index == 0].float().cpu().numpy()
+            figure = matches_figure(images[0], images[1], kpts0, kpts1, confidence, f"step {self.global_step}",
+                                    value_range=(0.0, 1.0))
+        log_image(self.logger, f"val/matches_{index}", figure_to_rgb(figure), self.global_step)
+
+    def on_validation_epoch_end(self) -> None:
+        results = self._gather(self._val_results)
+        if not results:
+            return
+        summary = summarize(results, self._val_kind)
+        metrics = {f"val/{key}": value for key, value in summary.items() if key not in ("runtime_ms",)}
+        # every rank holds every pair now: the same numbers on each, no further reduction
+        self.log_dict(metrics, batch_size=1, rank_zero_only=False, sync_dist=False)
+
+    def _gather(self, results: list[PairResult]) -> list[PairResult]:
+        """All ranks' results, each pair once: the distributed sampler pads ranks to equal length by
+        repeating pairs, which would count twice."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list[list[PairResult]] = [[] for _ in range(dist.get_world_size())]
+            dist.all_gather_object(gathered, results)
+            results = [result for part in gathered for result in part]
+        unique = {}
+        for result in results:
+            unique.setdefault(result.name, result)
+        return sorted(unique.values(), key=lambda r: r.name)
+
+    def test_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
+        self.validation_step(batch, batch_index, dataloader_idx)
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def on_test_epoch_end(self) -> None:
+        results = self._gather(self._val_results)
+        if results:
+            summary = summarize(results, self._val_kind)
+            self.log_dict({f"test/{k}": v for k, v in summary.items() if k != "runtime_ms"}, batch_size=1)

@@ -1,0 +1,144 @@
+"""train.py: a short run writes checkpoints and a summary, resuming continues the same run exactly,
+non-finite losses are skipped and counted, DDP validation equals single-process validation, a sweep runs each
+value in its own folder and the collector tabulates them, and configuration errors say what is wrong."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import train as train_script
+from data.synthetic.__main__ import main as generate_world
+from losses.loftr_loss import LoFTRLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    assert generate_world(["--out", str(root), "--scenes", "3", "--cameras", "5", "--size", "160x120"]) == 0
+    return root
+
+
+def small(world: Path, run_dir: Path | None, *overrides: str) -> list[str]:
+    """Overrides for a seconds-long run of the synthetic experiment on `world` (160x120 images)."""
+    return [
+        f"world.root={world}", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
+        "final_evaluation.benchmark=null",
+        "data.num_workers=0", "data.samples_per_scene=4",
+        *(f"data.{split}.0.{key}=160" for split in ("train", "val") for key in ("longer_side", "depth_pad_size")),
+        "trainer.log_every_n_steps=1", "optimizer.warmup_steps=3", *overrides,
+    ]
+
+
+def config_of(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_object(compose("train", overrides=overrides))
+
+
+def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / name, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_short_run_writes_checkpoints_and_summary(world, tmp_path):
+    summary = train_script.train(config_of(small(world, tmp_path, "trainer.max_epochs=2")))
+    assert summary["global_step"] == 8  # 1 training scene x 4 pairs, 2 epochs
+    assert {"val/auc@20", "val/precision", "val/matches"} <= set(summary["validation"])
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text())["global_step"] == 8
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    # our checkpoints are plain: they load with weights_only=True, in evaluate.py and match.py too
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["training"]["model"]["coarse"]["d_model"] == 64
+
+
+def test_resume_continues_the_same_run(world, tmp_path):
+    """4 steps, stop, resume to 8 == 8 steps straight: same weights, same learning rate."""
+    straight = train_script.train(config_of(small(world, tmp_path / "straight", "trainer.max_epochs=2")))
+    train_script.train(config_of(small(world, tmp_path / "split", "trainer.max_epochs=1")))
+    resumed = train_script.train(config_of(small(world, tmp_path / "split", "trainer.max_epochs=2",
+                                                 f"ckpt_path={tmp_path / 'split' / 'checkpoints' / 'last.ckpt'}")))
+    assert resumed["global_step"] == straight["global_step"] == 8
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    lr = lambda run: torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"][0]["_last_lr"]  # noqa: E731
+    assert lr(tmp_path / "straight") == lr(tmp_path / "split")
+
+
+def test_nonfinite_losses_are_skipped_then_stop_training(world, tmp_path, monkeypatch):
+    original = LoFTRLoss.forward
+    calls = []
+
+    def sometimes_nan(self, result, supervision):
+        parts = original(self, result, supervision)
+        calls.append(1)
+        if len(calls) in (2, 3):
+            parts.total = parts.total * float("nan")
+        return parts
+
+    monkeypatch.setattr(LoFTRLoss, "forward", sometimes_nan)
+    summary = train_script.train(config_of(small(world, tmp_path / "a", "trainer.max_epochs=1")))
+    assert summary["skipped_steps"] == 2 and summary["global_step"] == 4  # skipped steps still count as steps
+
+    monkeypatch.setattr(LoFTRLoss, "forward", lambda self, r, s: (p := original(self, r, s)).__class__(
+        p.total * float("nan"), p.coarse, p.fine, p.num_ground_truth, p.num_fine_supervised))
+    with pytest.raises(train_script.NonFiniteLossError, match=r"NaN or inf for 3 steps in a row"):
+        train_script.train(config_of(small(world, tmp_path / "b", "trainer.max_epochs=1", "max_nonfinite_steps=2")))
+
+
+def run_script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_ddp_validation_equals_single_process(world, tmp_path):
+    """The same weights validated by 2 CPU processes under DDP and by one: the same metrics, every pair once."""
+    train_script.train(config_of(small(world, tmp_path / "trained", "trainer.max_epochs=1")))
+    checkpoint = tmp_path / "trained" / "checkpoints" / "last.ckpt"
+    results = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])):
+        run = run_script("train.py", *small(world, tmp_path / name, "validate_only=true", f"init_checkpoint={checkpoint}",
+                                            "model.match_coarse.threshold=0", *extra))  # matches from a young model
+        assert run.returncode == 0, run.stderr[-3000:]
+        results[name] = json.loads((tmp_path / name / "summary.json").read_text())["validation"]
+    assert results["single"]["val/pairs"] > 2 and results["single"]["val/matches"] > 10
+    assert results["single"]["val/precision"] > 0
+    assert results["ddp"] == pytest.approx(results["single"])
+    assert "Starting with 2 processes" in run.stderr + run.stdout
+
+
+def test_sweep_runs_each_value_and_collects_a_table(world, tmp_path):
+    sweep = tmp_path / "sweep"
+    run = run_script("train.py", "-m", *small(world, None, "trainer.max_epochs=1", "model.coarse.attention=linear,full",
+                                             f"hydra.sweep.dir={sweep}"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    runs = sorted(path.parent for path in sweep.glob("*/summary.json"))
+    assert [p.name for p in runs] == ["0", "1"]
+    table = run_script("scripts/collect_runs.py", str(sweep))
+    assert table.returncode == 0, table.stderr
+    assert "model.coarse.attention=linear" in table.stdout and "model.coarse.attention=full" in table.stdout
+    assert "val/auc@20" in table.stdout
+
+
+def test_configuration_errors_name_the_key(world, tmp_path):
+    typo = run_script("train.py", *small(world, tmp_path, "model.coarse.dmodel=64"))
+    assert typo.returncode != 0 and "dmodel" in typo.stderr
+    group = run_script("train.py", *small(world, tmp_path, "experiment=loftr_megadepht"))
+    assert group.returncode != 0 and "loftr_megadepth" in group.stderr and "synthetic" in group.stderr
+    se2 = run_script("train.py", *small(world, tmp_path, "architecture=se2_loftr"))
+    assert se2.returncode == 2 and "SE(2)-steerable backbone" in se2.stderr
+    with pytest.raises(train_script.ConfigError, match=r"trainer: unknown option\(s\) \['max_step'\]"):
+        train_script.train(config_of(small(world, tmp_path, "+trainer.max_step=3")))
+    with pytest.raises(train_script.ConfigError, match=r"ckpt_path=.*nowhere.ckpt: no such checkpoint"):
+        train_script.train(config_of(small(world, tmp_path, f"ckpt_path={tmp_path / 'nowhere.ckpt'}")))
+    with pytest.raises(train_script.ConfigError, match=r"init_checkpoint: checkpoint not found: .*missing.ckpt"):
+        train_script.train(config_of(small(world, tmp_path, f"init_checkpoint={tmp_path / 'missing.ckpt'}")))
+    with pytest.raises(train_script.ConfigError, match=r"set `root` of the megadepth dataset"):
+        train_script.train(config_of(small(world, tmp_path, f"data.train.0.root={tmp_path / 'nowhere'}")))

@@ -1,0 +1,197 @@
+"""Train a LoFTR-family matcher: `python train.py [experiment=NAME] [KEY=VALUE ...]`.
+
+Without arguments: experiment `synthetic`, a tiny LoFTR on the generated world (made on the first run),
+trained on the CPU, then evaluated on the held-out scene next to OpenCV SIFT. Configs: configs/train.yaml and
+its groups; the schema and its defaults: lightning_modules/config.py. Each run writes to its `run_dir`:
+checkpoints/ (best and last), logs, summary.json (final metrics) and the Hydra config it ran with.
+
+    python train.py experiment=loftr_megadepth data.train.0.root=... trainer.devices=8
+    python train.py -m experiment=synthetic model.coarse.attention=linear,full    # a sweep
+    python train.py experiment=synthetic ckpt_path=outputs/train/synthetic/RUN/checkpoints/last.ckpt  # resume
+"""
+
+import inspect
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from data.datamodule import DATASETS, DataConfig, PairDataModule
+from lightning_modules.callbacks import PairsPerSecond
+from lightning_modules.config import FinalEvaluation, TrainConfig, WorldSettings, register_configs, training_config
+from lightning_modules.loftr_module import LoFTRModule, NonFiniteLossError
+from models.checkpoint import CheckpointError
+
+register_configs()
+
+
+class ConfigError(Exception):
+    """A wrong configuration or a missing input: reported in one line, exit code 2."""
+
+
+def ensure_world(world: WorldSettings) -> None:
+    """Generate the synthetic world at `world.root` unless its split files are there. Under torchrun every
+    rank runs this: rank 0 generates, the others wait for its last file."""
+    root = Path(world.root)
+    if not world.generate or (root / "test.txt").is_file():
+        return
+    if int(os.environ.get("RANK", "0")) != 0:
+        while not (root / "test.txt").is_file():
+            time.sleep(1)
+        return
+    from data.synthetic.__main__ import main as generate
+
+    print(f"generating the synthetic world in {root} (once) ...")
+    width, height = world.size
+    arguments = ["--out", str(root), "--scenes", str(world.scenes), "--cameras", str(world.cameras),
+                 "--size", f"{width}x{height}", "--textures", world.textures, "--seed", str(world.seed)]
+    if generate(arguments) != 0:
+        raise ConfigError(f"could not generate the synthetic world in {root}")
+
+
+def build_logger(settings: dict, run_dir: Path, name: str):
+    options = dict(settings)
+    kind = options.pop("name", "none")
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return pl.loggers.CSVLogger(save_dir=run_dir, name="csv", version="")
+    if kind == "tensorboard":
+        return pl.loggers.TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="")
+    if kind == "wandb":
+        offline = options.pop("offline", "auto")
+        if offline == "auto":
+            offline = not _wandb_logged_in()
+        if offline:
+            os.environ.setdefault("WANDB_MODE", "offline")
+            print(f"wandb runs offline (no login found); to upload later: wandb sync {run_dir}/wandb/offline-run-*")
+        return pl.loggers.WandbLogger(save_dir=str(run_dir), name=name, offline=bool(offline), **options)
+    raise ConfigError(f"logger={kind!r} is not one of wandb, csv, tensorboard, none")
+
+
+def _wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "online":
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def build_callbacks(settings: dict, run_dir: Path, data: DataConfig) -> list[pl.Callback]:
+    options = dict(settings)
+    checkpoint = dict(options.pop("checkpoint", {}))
+    monitor = checkpoint.pop("monitor", "auto")
+    if monitor == "auto":
+        homography = any(entry.get("type") == "homography" for entry in data.val)
+        monitor = "val/auc@10" if homography else "val/auc@20"
+    every_n_train_steps = checkpoint.pop("every_n_train_steps", None)
+    if checkpoint:
+        raise ConfigError(f"callbacks.checkpoint: unknown option(s) {sorted(checkpoint)}; valid: monitor, "
+                          f"every_n_train_steps")
+    folder = run_dir / "checkpoints"
+    # last.ckpt on its own callback: Lightning 2.6 refreshes save_last only when a best checkpoint is saved
+    callbacks: list[pl.Callback] = [pl.callbacks.ModelCheckpoint(
+        dirpath=folder, filename="last", monitor=None, save_top_k=1, every_n_train_steps=every_n_train_steps,
+        enable_version_counter=False)]
+    if data.val:
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
+                                                      save_top_k=1, auto_insert_metric_name=False,
+                                                      enable_version_counter=False))
+    if options.pop("learning_rate_monitor", True):
+        callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
+    if options.pop("progress_bar", True):
+        callbacks.append(PairsPerSecond())
+    if options:
+        raise ConfigError(f"callbacks: unknown option(s) {sorted(options)}; valid: checkpoint, learning_rate_monitor, "
+                          f"progress_bar")
+    return callbacks
+
+
+def build_trainer(settings: dict, logger, callbacks: list[pl.Callback]) -> pl.Trainer:
+    valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        raise ConfigError(f"trainer: unknown option(s) {unknown}; valid Trainer arguments: {', '.join(sorted(valid))}")
+    return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=True)
+
+
+def check_data(data: DataConfig) -> None:
+    """Fail before training when a dataset entry names no known type or a path is still `???`."""
+    for split in ("train", "val", "test"):
+        for position, entry in enumerate(getattr(data, split)):
+            if entry.get("type") not in DATASETS:
+                raise ConfigError(f"data.{split}.{position}.type={entry.get('type')!r}: choose one of {sorted(DATASETS)}")
+
+
+def final_evaluation(settings: FinalEvaluation, module: LoFTRModule, run_dir: Path) -> dict:
+    """The trained model and the baselines on one benchmark; the table is printed and returned."""
+    from evaluation.benchmarks import build_benchmark
+    from evaluation.harness import HarnessConfig, run
+    from evaluation.matchers import LoFTRMatcher, build_matcher
+    from evaluation.metrics import summarize
+    from evaluation.report import format_table
+
+    options = dict(settings.benchmark)
+    benchmark = build_benchmark(options.pop("name"), **options)
+    harness = HarnessConfig(max_pairs=settings.max_pairs)
+    matchers = {"loftr (trained)": LoFTRMatcher(module.model.cpu().eval())}
+    matchers.update({name: build_matcher(name) for name in settings.baselines})
+    rows = {label: summarize(run(benchmark, matcher, harness), benchmark.kind) for label, matcher in matchers.items()}
+    print(format_table(rows, f"{benchmark.name}: held-out pairs"))
+    return rows
+
+
+def train(config: TrainConfig) -> dict:
+    """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json)."""
+    if config.architecture != "loftr":
+        raise ConfigError(f"architecture={config.architecture!r}: the SE(2)-steerable backbone of SE2-LoFTR is not "
+                          f"in this version yet; train architecture=loftr meanwhile")
+    pl.seed_everything(config.seed, workers=True)
+    ensure_world(config.world)
+    check_data(config.data)
+    run_dir = Path(config.run_dir)
+    try:
+        module = LoFTRModule(training_config(config))
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(f"init_checkpoint: {error}") from None
+    datamodule = PairDataModule(config.data)
+    logger = build_logger(config.logger, run_dir, config.experiment_name)
+    trainer = build_trainer(config.trainer, logger, build_callbacks(config.callbacks, run_dir, config.data))
+    if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={config.ckpt_path}: no such checkpoint to resume from")
+    try:
+        if config.validate_only:
+            trainer.validate(module, datamodule=datamodule)
+        else:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=config.ckpt_path)
+    except (FileNotFoundError, ValueError) as error:  # data roots, files, dataset options
+        raise ConfigError(str(error)) from None
+
+    summary = {"experiment": config.experiment_name, "global_step": trainer.global_step,
+               "skipped_steps": module.skipped_steps,
+               "validation": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}}
+    if trainer.is_global_zero and config.final_evaluation.benchmark is not None:
+        summary["final_evaluation"] = final_evaluation(config.final_evaluation, module, run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=clean) + "\n")
+    return summary
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(config: DictConfig) -> None:
+    try:
+        train(OmegaConf.to_object(config))
+    except (ConfigError, NonFiniteLossError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
