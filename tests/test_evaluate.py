@@ -35,9 +35,9 @@ def world(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("matcher", ["sift", "asift"])
 def test_classical_matchers_on_the_synthetic_benchmark(world, tmp_path, matcher, capsys):
     summary = evaluate(config_of("benchmark=synthetic", f"benchmark.root={world}", f"matcher={matcher}",
-                                 "max_pairs=3", "plot_pairs=1", f"out_dir={tmp_path}"))
+                                 "max_pairs=3", "plot_pairs=1", f"out_dir={tmp_path}"))  # ASIFT: ~2 s a pair
     overall = summary["overall"]
-    assert overall["pairs"] == 3 and overall["matches"] > 20
+    assert overall["pairs"] == 3 and overall["matches"] > 10
     assert overall["precision"] > 20  # random matches: ~1% (a 3.6 px band about the epipolar line of 640 px)
     assert 0 <= overall["auc@5"] <= overall["auc@10"] <= overall["auc@20"] <= 100
     table = capsys.readouterr().out

@@ -44,8 +44,9 @@ PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins",
 
 
 def photo_texture(size: int, seed: int = 0) -> np.ndarray:
-    """A (size, size) uint8 grayscale crop of a random scikit-image sample photo at a random scale and
-    orientation (multiples of 90 degrees), the same for the same seed."""
+    """A (size, size) uint8 grayscale crop of a random scikit-image sample photo at a random scale (enlarged
+    where the photo is smaller than `size`) and orientation (multiples of 90 degrees), the same for the same
+    seed."""
     import skimage.data
 
     rng = np.random.default_rng(seed)

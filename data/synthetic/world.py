@@ -76,14 +76,18 @@ class Scene:
             self.pillars.append((lo, hi))
         if config.textures not in TEXTURES:
             raise ValueError(f"textures={config.textures!r} is not one of {TEXTURES}")
+        # one texture spans the whole room, so no surface repeats a pattern that would match as itself
+        self.texture_size = int(np.ceil(max(config.room_size) * config.texture_px_per_m))
         self.textures = {}
         for box in range(1 + config.num_pillars):
             for axis in range(3):
                 for side in range(2):
                     seed = int(rng.integers(1 << 30))
                     photo = config.textures == "photos" or (config.textures == "mixed" and rng.random() < 0.5)
-                    # photos at 512 px (5.3 m of wall) repeat less often than the cheaper 256 px noise
-                    self.textures[box, axis, side] = photo_texture(512, seed) if photo else make_texture(256, 256, seed)
+                    self.textures[box, axis, side] = (
+                        photo_texture(self.texture_size, seed) if photo
+                        else make_texture(self.texture_size, self.texture_size, seed,
+                                          num_shapes=60 * (self.texture_size // 256) ** 2))  # 60 per 256 px square
 
     def intersect(self, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """First surface along rays origin + t direction (direction (..., 3), world frame): the distance t in
@@ -121,9 +125,9 @@ class Scene:
             if not on_face.any():
                 continue
             a, b = [k for k in range(3) if k != axis]
-            map_x = (points[..., a] * scale).astype(np.float32)
-            map_y = (points[..., b] * scale).astype(np.float32)
-            sampled = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            map_x = ((points[..., a] - self.room[0][a]) * scale).astype(np.float32)  # room corner at texel 0
+            map_y = ((points[..., b] - self.room[0][b]) * scale).astype(np.float32)
+            sampled = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
             image[on_face] = sampled[on_face]
         return np.clip(image, 0, 255).astype(np.uint8), depth.astype(np.float32)
 
@@ -184,12 +188,23 @@ def render_scene(config: WorldConfig, index: int, shared_focal: bool = False) ->
         rendered.intrinsics.append(K)
         rendered.poses.append(np.linalg.inv(cam_to_world))
     depths, Ks, poses = rendered.depths, rendered.intrinsics, rendered.poses
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of points per pair: threads only spin, and stall a busy machine
+    try:
+        rendered.pairs = _overlapping_pairs(config, depths, Ks, poses)
+    finally:
+        torch.set_num_threads(threads)
+    return rendered
+
+
+def _overlapping_pairs(config: WorldConfig, depths, Ks, poses) -> list[tuple[int, int, float]]:
+    pairs = []
     for i0 in range(len(poses)):
         for i1 in range(i0 + 1, len(poses)):
             overlap = true_overlap(depths[i0], depths[i1], Ks[i0], Ks[i1], poses[i0], poses[i1])
             if config.min_overlap <= overlap <= config.max_overlap:
-                rendered.pairs.append((i0, i1, overlap))
-    return rendered
+                pairs.append((i0, i1, overlap))
+    return pairs
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:

@@ -151,7 +151,7 @@ def test_textures_come_from_photos_or_noise(textures):
     config = WorldConfig(num_pillars=0, textures=textures)
     scene = Scene(config, np.random.default_rng(0))
     sizes = {texture.shape for texture in scene.textures.values()}
-    assert sizes == ({(512, 512)} if textures == "photos" else {(256, 256)})
+    assert sizes == {(768, 768)}  # the 8 m room at 96 px per metre: one texture per face, no repeat
     assert all(texture.std() > 10 for texture in scene.textures.values())  # textured, not flat
     with pytest.raises(ValueError, match=r"textures='paint' is not one of \('procedural', 'photos', 'mixed'\)"):
         Scene(WorldConfig(textures="paint"), np.random.default_rng(0))
