@@ -1,0 +1,92 @@
+"""Training throughput: pairs per second and peak memory of full training steps (ground truth, forward, loss,
+backward, AdamW), on generated pairs in the real loader's format.
+
+    python benchmarks/training.py                         # the tiny model on the CPU, 320 and 640 px
+    python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --precision bf16-mixed
+
+Prints one row per (model, size): pairs/s and peak memory (CUDA: allocator peak; CPU: the process's peak RSS
+so far, so give sizes in increasing order).
+"""
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import default_collate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.megadepth import MegaDepthConfig, MegaDepthPairs  # noqa: E402
+from data.synthetic.world import WorldConfig, generate_world  # noqa: E402
+from lightning_modules.loftr_module import LoFTRModule, TrainingConfig  # noqa: E402
+from models.loftr import LoFTRConfig  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
+
+
+def model_config(name: str) -> LoFTRConfig:
+    overrides = OmegaConf.load(CONFIGS / f"{name}.yaml") or {}
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoFTRConfig), overrides))
+
+
+def measure(name: str, size: tuple[int, int], root: Path, infos: list[Path], device: str, precision: str,
+            steps: int, warmup: int) -> tuple[float, float]:
+    module = LoFTRModule(TrainingConfig(model=model_config(name))).to(device).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    longer = max(size)
+    dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=longer,
+                                             depth_pad_size=max(size)))
+    batches = [default_collate([dataset[i % len(dataset)]]) for i in range(steps + warmup)]
+    batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
+    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                              enabled=precision == "bf16-mixed")
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = None
+    for index, batch in enumerate(batches):
+        if index == warmup:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with autocast:
+            loss = module.training_step(batch, index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return steps / (time.perf_counter() - start), peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="loftr_tiny", help="a file of configs/model/")
+    parser.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="original image WxH; trained "
+                        "at the longer side, padded to a square as MegaDepth training does")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.precision}")
+    print(f"{'model':<12}{'size':>10}{'pairs/s':>10}{'peak MiB':>10}")
+    for text in args.sizes:
+        size = tuple(int(v) for v in text.split("x"))
+        with tempfile.TemporaryDirectory() as folder:
+            infos = generate_world(folder, WorldConfig(num_scenes=1, cameras_per_scene=8, image_size=size))
+            rate, peak = measure(args.model, size, Path(folder), infos, args.device, args.precision, args.steps,
+                                 args.warmup)
+        print(f"{args.model:<12}{text:>10}{rate:>10.2f}{peak:>10.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
