@@ -17,9 +17,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from evaluation.pairs import Matches
-from models.checkpoint import CheckpointError, load_weights, read_state_dict
+from models.checkpoint import CheckpointError, load_weights, read_model_config, read_state_dict
 from models.loftr import LoFTR, LoFTRConfig
 
 # Lowe (IJCV 2004, sec. 7.1) rejects matches whose nearest/second-nearest distance ratio exceeds 0.8; the SIFT
@@ -278,6 +279,11 @@ class LoFTRMatcher:
         CheckpointError naming the file when it cannot be read or does not fit the model.
         """
         state_dict = None if checkpoint is None else read_state_dict(checkpoint, trusted=trusted)
+        stored = None if checkpoint is None else read_model_config(checkpoint)
+        if stored is not None and config is None:  # one of ours: its own architecture and encoding
+            config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoFTRConfig), stored))
+            if pos_encoding == "auto":
+                pos_encoding = "fixed" if config.temp_bug_fix else "legacy"
         try:
             model = build_loftr(state_dict, pos_encoding, coarse_threshold, config)
         except CheckpointError as error:

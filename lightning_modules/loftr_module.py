@@ -91,7 +91,7 @@ class LoFTRModule(pl.LightningModule):
             self.model.backbone.requires_grad_(False)
         self.nonfinite_steps = 0  # skipped in a row
         self.skipped_steps = 0  # skipped in all
-        self._val_results: list[PairResult] = []
+        self._val_results: list[tuple[PairResult, float]] = []  # each pair with the loss of its batch
         self._val_kind = "pose"
 
     def train(self, mode: bool = True):
@@ -178,9 +178,12 @@ class LoFTRModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
         result = self.model(batch)
         self._val_kind = "pose" if "T_0to1" in batch else "homography"
+        # the loss of the model's own matches (no ground-truth padding at evaluation): it falls as it learns
+        grid0, grid1 = result.coarse_grid0, result.coarse_grid1
+        loss = float(self.loss(result, coarse_supervision(batch, grid0, grid1, self.model.coarse_stride)).total)
         for sample in range(batch["image0"].shape[0]):
             scored, errors = self._score(batch, result, sample)
-            self._val_results.append(scored)
+            self._val_results.append((scored, loss))
             if self.global_rank == 0 and batch_index < self.config.validation.num_figures and sample == 0:
                 self._log_figure(batch, result, errors, batch_index)
 
@@ -229,25 +232,29 @@ class LoFTRModule(pl.LightningModule):
         log_image(self.logger, f"val/matches_{index}", figure_to_rgb(figure), self.global_step)
 
     def on_validation_epoch_end(self) -> None:
-        results = self._gather(self._val_results)
-        if not results:
+        self._log_summary("val")
+
+    def _log_summary(self, stage: str) -> None:
+        gathered = self._gather(self._val_results)
+        if not gathered:
             return
-        summary = summarize(results, self._val_kind)
-        metrics = {f"val/{key}": value for key, value in summary.items() if key not in ("runtime_ms",)}
+        summary = summarize([result for result, _ in gathered], self._val_kind)
+        summary["loss"] = float(np.mean([loss for _, loss in gathered]))
+        metrics = {f"{stage}/{key}": value for key, value in summary.items() if key != "runtime_ms"}
         # every rank holds every pair now: the same numbers on each, no further reduction
         self.log_dict(metrics, batch_size=1, rank_zero_only=False, sync_dist=False)
 
-    def _gather(self, results: list[PairResult]) -> list[PairResult]:
+    def _gather(self, results: list[tuple[PairResult, float]]) -> list[tuple[PairResult, float]]:
         """All ranks' results, each pair once: the distributed sampler pads ranks to equal length by
         repeating pairs, which would count twice."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            gathered: list[list[PairResult]] = [[] for _ in range(dist.get_world_size())]
+            gathered: list[list] = [[] for _ in range(dist.get_world_size())]
             dist.all_gather_object(gathered, results)
             results = [result for part in gathered for result in part]
         unique = {}
-        for result in results:
-            unique.setdefault(result.name, result)
-        return sorted(unique.values(), key=lambda r: r.name)
+        for result, loss in results:
+            unique.setdefault(result.name, (result, loss))
+        return [unique[name] for name in sorted(unique)]
 
     def test_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
         self.validation_step(batch, batch_index, dataloader_idx)
@@ -256,7 +263,4 @@ class LoFTRModule(pl.LightningModule):
         self.on_validation_epoch_start()
 
     def on_test_epoch_end(self) -> None:
-        results = self._gather(self._val_results)
-        if results:
-            summary = summarize(results, self._val_kind)
-            self.log_dict({f"test/{k}": v for k, v in summary.items() if k != "runtime_ms"}, batch_size=1)
+        self._log_summary("test")

@@ -72,6 +72,18 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     return checkpoint
 
 
+def read_model_config(path: str | Path) -> dict | None:
+    """The model configuration that our training stored in a checkpoint (hyper_parameters.training.model, a
+    plain dict of LoFTRConfig's fields), or None for files that carry none (official, kornia)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # read_state_dict reports unreadable files
+        return None
+    hyper = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    model = (hyper or {}).get("training", {}).get("model") if isinstance(hyper, dict) else None
+    return model if isinstance(model, dict) else None
+
+
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Copy a (converted) state dict into `model`, failing with the full list of missing, unexpected and
     wrongly shaped keys rather than loading part of it."""
