@@ -82,7 +82,7 @@ def _wandb_logged_in() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def build_callbacks(settings: dict, run_dir: Path, data: DataConfig) -> list[pl.Callback]:
+def build_callbacks(settings: dict, run_dir: Path, data: DataConfig, logging: bool) -> list[pl.Callback]:
     options = dict(settings)
     checkpoint = dict(options.pop("checkpoint", {}))
     monitor = checkpoint.pop("monitor", "auto")
@@ -102,7 +102,7 @@ def build_callbacks(settings: dict, run_dir: Path, data: DataConfig) -> list[pl.
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
                                                       save_top_k=1, auto_insert_metric_name=False,
                                                       enable_version_counter=False))
-    if options.pop("learning_rate_monitor", True):
+    if options.pop("learning_rate_monitor", True) and logging:  # logger=none: nothing to log the rate to
         callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
     if options.pop("progress_bar", True):
         callbacks.append(PairsPerSecond())
@@ -161,7 +161,7 @@ def train(config: TrainConfig) -> dict:
         raise ConfigError(f"init_checkpoint: {error}") from None
     datamodule = PairDataModule(config.data)
     logger = build_logger(config.logger, run_dir, config.experiment_name)
-    trainer = build_trainer(config.trainer, logger, build_callbacks(config.callbacks, run_dir, config.data))
+    trainer = build_trainer(config.trainer, logger, build_callbacks(config.callbacks, run_dir, config.data, bool(logger)))
     if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={config.ckpt_path}: no such checkpoint to resume from")
     try:
