@@ -13,6 +13,7 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -67,6 +68,7 @@ def measure(name: str, size: tuple[int, int], root: Path, infos: list[Path], dev
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore", message=".*self.trainer. reference is not registered.*")  # no Trainer here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="loftr_tiny", help="a file of configs/model/")
