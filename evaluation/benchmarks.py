@@ -24,7 +24,7 @@ import numpy as np
 
 from data.errors import loading_pair
 from data.hpatches import D2NET_EXCLUDED, NUM_IMAGES, HPatchesConfig, hpatches_pairs, hpatches_sequences
-from data.io import read_grayscale
+from data.io import listed_files, read_grayscale
 from data.megadepth import resized_size
 from data.pair_list import (PairListConfig, PairRecord, pair_list_pairs, pair_list_records, record_pair,
                             scene_info_records)
@@ -122,8 +122,24 @@ def record_pairs(label: str, records: list[tuple[str, PairRecord]], image_root: 
         yield pair
 
 
+class SceneInfoBenchmark(Benchmark):
+    """A benchmark read from MegaDepth scene-info files: subclasses name the (group, record) pairs."""
+
+    root: str | None
+
+    def _records(self) -> list[tuple[str, PairRecord]]:
+        raise NotImplementedError
+
+    def num_pairs(self) -> int:
+        self.check()
+        return len(self._records())
+
+    def _pairs(self) -> Iterator[EvalPair]:
+        return record_pairs(self.name, self._records(), Path(self.root))
+
+
 @dataclass
-class MegaDepth1500(Benchmark):
+class MegaDepth1500(SceneInfoBenchmark):
     """MegaDepth-1500 (LoFTR sec. 4.2, pairs from DISK): 1500 pairs of scenes 0015 and 0022, grouped by
     scene-info file; matched at 840 px on the longer side (LoFTR's configs/data/megadepth_test_1500.py;
     the paper and many follow-ups also report 1152 or 1200: `resize={'longer_side': 1152}`)."""
@@ -149,12 +165,6 @@ class MegaDepth1500(Benchmark):
         folder = Path(self.scene_info_dir)
         return [(scene, record) for scene in self.scenes for record in scene_info_records(folder / f"{scene}.npz")]
 
-    def num_pairs(self) -> int:
-        self.check()
-        return len(self._records())
-
-    def _pairs(self) -> Iterator[EvalPair]:
-        return record_pairs(self.name, self._records(), Path(self.root))
 
 
 @dataclass
@@ -250,7 +260,7 @@ class HPatches(Benchmark):
 
 
 @dataclass
-class Synthetic(Benchmark):
+class Synthetic(SceneInfoBenchmark):
     """The test split of a synthetic world (`python -m data.synthetic --out ROOT`): `split_file` lists
     scene-info files relative to root, in MegaDepth's layout; pairs grouped by scene. Scored like MegaDepth,
     matched at the generator's default size (640 px on the longer side)."""
@@ -277,18 +287,11 @@ class Synthetic(Benchmark):
                                     f"({', '.join(missing)}): set `split_file`, or regenerate the world")
 
     def _scene_infos(self) -> list[Path]:
-        lines = (Path(self.root) / self.split_file).read_text().splitlines()
-        return [Path(self.root) / line.strip() for line in lines if line.strip()]
+        return [Path(path) for path in listed_files(Path(self.root) / self.split_file, self.root)]
 
     def _records(self) -> list[tuple[str, PairRecord]]:
         return [(path.stem, record) for path in self._scene_infos() for record in scene_info_records(path)]
 
-    def num_pairs(self) -> int:
-        self.check()
-        return len(self._records())
-
-    def _pairs(self) -> Iterator[EvalPair]:
-        return record_pairs(self.name, self._records(), Path(self.root))
 
 
 @dataclass
