@@ -31,7 +31,7 @@ def small(world: Path, run_dir: Path | None, *overrides: str) -> list[str]:
     return [
         f"world.root={world}", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
         "final_evaluation.benchmark=null",
-        "data.num_workers=0", "data.samples_per_scene=4",
+        "data.num_workers=0", "data.batch_size=1", "data.samples_per_scene=4",
         *(f"data.{split}.0.{key}=160" for split in ("train", "val") for key in ("longer_side", "depth_pad_size")),
         "trainer.log_every_n_steps=1", "optimizer.warmup_steps=3", *overrides,
     ]
