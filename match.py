@@ -24,7 +24,7 @@ from data.io import read_grayscale as read_image
 from data.synthetic.texture import make_texture, warp_homography
 from evaluation.matchers import ImageTooSmallError, LoFTRMatcher, resize_longer_side  # noqa: F401 (re-exported)
 from evaluation.pairs import Matches
-from evaluation.plots import panorama, plot_matches, warp_overlay, write_rgb
+from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from models.checkpoint import CheckpointError
 
@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True,
                         help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,)")
     parser.add_argument("--plot", type=Path, help="also draw the matches to this picture (.png, .pdf, .svg, ...)")
+    parser.add_argument("--ground-truth", type=Path, metavar="FILE",
+                        help="colour --plot by epipolar error instead of confidence: a text file of 34 numbers, "
+                             "K0 (9), K1 (9) and T_0to1 (16, camera 0 -> camera 1), for the original images")
+    parser.add_argument("--epipolar-threshold", type=float, default=1e-4,
+                        help="with --ground-truth: a match is correct below this squared symmetric epipolar "
+                             "distance in normalized coordinates (LoFTR: 1e-4 outdoor, 5e-4 indoor)")
     parser.add_argument("--overlay", type=Path,
                         help="fit a homography to the matches (RANSAC) and write image0 warped onto image1 "
                              "(magenta: image0, green: image1, gray where they agree) to this picture (.png, .jpg)")
@@ -212,6 +218,18 @@ def written_atomically(path: Path):
         temporary.unlink(missing_ok=True)
 
 
+def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K0, K1 (3, 3) and T_0to1 (4, 4) from a text file of 34 numbers; InputError naming it otherwise."""
+    try:
+        numbers = np.loadtxt(path, dtype=np.float64).ravel()
+    except (OSError, ValueError) as error:
+        raise InputError(f"--ground-truth {path}: cannot read numbers ({error})") from None
+    if numbers.size != 34 or not np.isfinite(numbers).all():
+        raise InputError(f"--ground-truth {path}: expected 34 finite numbers (K0 9, K1 9, T_0to1 16), "
+                         f"got {numbers.size}")
+    return numbers[:9].reshape(3, 3), numbers[9:18].reshape(3, 3), numbers[18:].reshape(4, 4)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input)."""
     args = parse_args(argv)
@@ -223,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError(f"--out {args.out}: cannot write the demo images there ({error})") from None
         names = (f"image0 {args.image0}", f"image1 {args.image1}")
         image0, image1 = read_grayscale(args.image0, "image0"), read_grayscale(args.image1, "image1")
+        truth = read_ground_truth(args.ground_truth) if args.ground_truth is not None else None
         matcher = build_matcher(args)
         matches = match_images(matcher, image0, image1, names)
         pictures, homography_note = {}, None
@@ -238,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             with ExitStack() as outputs:
                 with open(outputs.enter_context(written_atomically(args.out)), "wb") as file:
                     np.savez(file, keypoints0=matches.kpts0, keypoints1=matches.kpts1, confidence=matches.confidence)
-                if args.plot is not None:
+                if args.plot is not None and truth is not None:
+                    figure = epipolar_matches_figure(image0, image1, matches.kpts0, matches.kpts1, *truth,
+                                                     args.epipolar_threshold, title)
+                    save_figure(figure, outputs.enter_context(written_atomically(args.plot)))
+                elif args.plot is not None:
                     plot_matches(image0, image1, matches.kpts0, matches.kpts1, matches.confidence,
                                  outputs.enter_context(written_atomically(args.plot)), title, value_range=(0.0, 1.0))
                 for path, picture in pictures.items():

@@ -343,3 +343,18 @@ def test_homography_pictures_need_a_format_opencv_writes(capfd, pair, tmp_path, 
                     flag, str(tmp_path / "x.svg")])
     assert exit_info.value.code == 2
     assert f"{flag} {tmp_path / 'x.svg'}: OpenCV cannot write this format" in capfd.readouterr().err
+
+
+def test_ground_truth_colours_the_plot_by_epipolar_error(capfd, pair, tmp_path):
+    K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])
+    T = np.eye(4)
+    T[0, 3] = 0.5
+    truth = tmp_path / "truth.txt"
+    np.savetxt(truth, np.concatenate([K.ravel(), K.ravel(), T.ravel()])[None])
+    common = (*pair, "--random-weights", "--resize", "0", "--coarse-threshold", "0", "--out", tmp_path / "m.npz")
+    assert run(capfd, *common, "--plot", tmp_path / "confidence.png")[0] == 0
+    assert run(capfd, *common, "--plot", tmp_path / "epipolar.png", "--ground-truth", truth)[0] == 0
+    assert (tmp_path / "epipolar.png").read_bytes() != (tmp_path / "confidence.png").read_bytes()
+    truth.write_text("1 2 3\n")
+    code, _, stderr = run(capfd, *common, "--plot", tmp_path / "x.png", "--ground-truth", truth)
+    assert code == 2 and "expected 34 finite numbers" in stderr and not (tmp_path / "x.png").exists()
