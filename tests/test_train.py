@@ -125,7 +125,8 @@ def test_ddp_validation_equals_single_process(world, tmp_path):
     results = {}
     for name, extra in (("single", []), ("ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])):
         run = run_script("train.py", *small(world, tmp_path / name, "validate_only=true", f"init_checkpoint={checkpoint}",
-                                            "model.match_coarse.threshold=0", *extra))  # matches from a young model
+                                            "model.match_coarse.threshold=0", "validation.epipolar_threshold=1e-2",
+                                            *extra))  # matches from a young model, some within a loose threshold
         assert run.returncode == 0, run.stderr[-3000:]
         results[name] = json.loads((tmp_path / name / "summary.json").read_text())["validation"]
     assert results["single"]["val/pairs"] > 2 and results["single"]["val/matches"] > 10
