@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from data.io import read_grayscale as read_image
 from data.synthetic.texture import make_texture, warp_homography
-from evaluation.matchers import ImageTooSmallError, LoFTRMatcher, resize_longer_side  # noqa: F401 (re-exported)
+from evaluation.matchers import ImageTooSmallError, LoFTRMatcher
 from evaluation.pairs import Matches
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography

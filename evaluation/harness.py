@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
-import cv2
 import numpy as np
 
 from .benchmarks import Benchmark
-from .matchers import Matcher
+from .matchers import Matcher, resized
 from .metrics import PairResult, epipolar_errors, homography_error, match_precision, pose_error
 from .pairs import EvalPair, Matches
 from .stress import StressConfig, rotate_pair, tilt_direction, tilt_pair
@@ -50,17 +49,6 @@ def resize_factors(benchmark: Benchmark, image: np.ndarray) -> tuple[float, floa
     height, width = image.shape[:2]
     new_width, new_height = benchmark.resize.output_size(width, height)
     return new_width / width, new_height / height
-
-
-def resized(image: np.ndarray, factors: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float]]:
-    """`image` scaled by `factors` (x, y); returns it and the exact factors after rounding to whole pixels."""
-    height, width = image.shape[:2]
-    size = (max(1, round(width * factors[0])), max(1, round(height * factors[1])))
-    if size == (width, height):
-        return image, (1.0, 1.0)
-    # area averaging when shrinking (no aliasing), bilinear when enlarging
-    interpolation = cv2.INTER_AREA if size[0] < width else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interpolation), (size[0] / width, size[1] / height)
 
 
 def apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:

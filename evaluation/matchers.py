@@ -159,18 +159,26 @@ class ImageTooSmallError(ValueError):
         )
 
 
+def resized(image: np.ndarray, factors: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float]]:
+    """`image` scaled by `factors` (x, y); returns it and the exact factors after rounding to whole pixels."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * factors[0])), max(1, round(height * factors[1])))  # (w, h), as OpenCV wants it
+    if size == (width, height):
+        return image, (1.0, 1.0)
+    # area averaging when shrinking (no aliasing); bilinear when enlarging, where area acts like nearest
+    interpolation = cv2.INTER_AREA if size[0] < width else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation), (size[0] / width, size[1] / height)
+
+
 def resize_longer_side(image: np.ndarray, longer: int) -> tuple[np.ndarray, tuple[float, float]]:
     """`image` (H, W) resized so that its longer side is `longer` pixels, aspect ratio kept (0: unchanged),
     and the factors (x, y) = (original width / new width, original height / new height) that take
     network-input pixels back to original pixels (the model's `scale`)."""
-    height, width = image.shape
-    if longer == 0 or longer == max(height, width):
+    if longer == 0:
         return image, (1.0, 1.0)
-    factor = longer / max(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))  # (w, h), as OpenCV wants it
-    # area averaging avoids aliasing when shrinking; bilinear when enlarging, where area acts like nearest
-    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interpolation), (width / size[0], height / size[1])
+    factor = longer / max(image.shape[:2])
+    image, (x, y) = resized(image, (factor, factor))
+    return image, (1 / x, 1 / y)
 
 
 def build_loftr(

@@ -13,7 +13,7 @@ import torch
 
 import match
 from data.synthetic.texture import make_texture, warp_homography
-from evaluation.matchers import build_loftr
+from evaluation.matchers import build_loftr, resize_longer_side
 from evaluation.plots import panorama, warp_overlay
 from geometry.estimation import estimate_homography
 from models.checkpoint import load_weights
@@ -111,7 +111,7 @@ def test_keypoints_after_resizing_are_in_original_pixels(capfd, tmp_path, offici
                  write_image(tmp_path / "b.png", warp_homography(original, WARP)))
     resized, scale = [], None
     for path in originals:
-        small, scale = match.resize_longer_side(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), resize)
+        small, scale = resize_longer_side(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), resize)
         resized.append(write_image(tmp_path / f"small_{path.name}", small))
     assert max(small.shape) == resize
     assert scale == (width / small.shape[1], height / small.shape[0])
