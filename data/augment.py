@@ -1,4 +1,5 @@
-"""Photometric augmentation (albumentations): changes pixel values only, never geometry, never depth.
+"""Training augmentation: photometric (albumentations), which changes pixel values only, never geometry or
+depth, and a random swap of the two images of a pair.
 
 Each image is augmented with a seed drawn from (seed, epoch, pair index, side), so a pair gets the same
 augmentation whichever worker process loads it and however many there are, and a new one each epoch.
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 
 import albumentations as A
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 
 @dataclass
@@ -41,3 +44,48 @@ class PhotometricAugmentation:
         seed = np.random.SeedSequence([self.config.seed, self.epoch, index, side]).generate_state(1)[0]
         self.transform.set_random_seed(int(seed))
         return self.transform(image=image)["image"]
+
+
+# keys that come as a pair, one per image (data/batch.py)
+_SIDED_KEYS = ("image", "mask", "scale", "depth", "K")
+
+
+def swap_sides(item: dict) -> dict:
+    """The same pair with its images in the other order; poses, homography and names follow."""
+    swapped = dict(item)
+    for key in _SIDED_KEYS:
+        if f"{key}0" in item:
+            swapped[f"{key}0"], swapped[f"{key}1"] = item[f"{key}1"], item[f"{key}0"]
+    if "T_0to1" in item:
+        swapped["T_0to1"], swapped["T_1to0"] = item["T_1to0"], item["T_0to1"]
+    if "H_0to1" in item:
+        swapped["H_0to1"] = torch.linalg.inv(item["H_0to1"].double()).to(item["H_0to1"].dtype)
+    if "pair_names" in item:
+        swapped["pair_names"] = tuple(reversed(item["pair_names"]))
+    return swapped
+
+
+class RandomSwap(Dataset):
+    """Training augmentation: each pair of `dataset` in the other order with probability 1/2.
+
+    The matcher is not symmetric (image 0's cells query image 1's), and an index lists each pair in one
+    order only; the draw comes from (seed, epoch, index), so every worker agrees and each epoch differs.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def scene_indices(self) -> list[list[int]]:
+        own = getattr(self.dataset, "scene_indices", None)
+        return own() if own is not None else [list(range(len(self)))]
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        draw = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+        return swap_sides(item) if draw % 2 else item

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from .augment import PhotometricAugmentation, PhotometricConfig
+from .augment import PhotometricAugmentation, PhotometricConfig, RandomSwap
 from .errors import SkipBadPairs
 from .homography import HomographyConfig, HomographyPairs
 from .megadepth import MegaDepthConfig, MegaDepthPairs
@@ -36,6 +36,7 @@ class DataConfig:
     num_workers: int = 4
     samples_per_scene: int = 100  # pairs drawn per scene per epoch (LoFTR: N_SAMPLES_PER_SUBSET = 100)
     augment: PhotometricConfig | None = None  # training only
+    random_swap: bool = False  # training only: each pair in the other image order with probability 1/2
     skip_bad_pairs: bool = False  # training only: replace an unloadable pair and count it in a warning
     seed: int = 66  # LoFTR's default seed
 
@@ -81,6 +82,8 @@ class PairDataModule(pl.LightningDataModule):
             datasets = [build_dataset(entry, augment) for entry in entries]
             if split == "train" and self.config.skip_bad_pairs:  # evaluation must see every pair, or fail
                 datasets = [SkipBadPairs(dataset) for dataset in datasets]
+            if split == "train" and self.config.random_swap:
+                datasets = [RandomSwap(dataset, self.config.seed) for dataset in datasets]
             self.datasets[split] = datasets
 
     def _world(self) -> tuple[int, int]:
@@ -94,9 +97,11 @@ class PairDataModule(pl.LightningDataModule):
         if not datasets:
             raise ValueError("no training dataset configured (data.train is empty)")
         replicas, rank = self._world()
+        epoch_aware = [self.augment] if self.augment is not None else []
+        epoch_aware += [d for d in datasets if isinstance(d, RandomSwap)]
         sampler = EpochAwareSampler(
             _scene_indices(datasets), self.config.samples_per_scene, self.config.seed, replicas, rank,
-            augment=self.augment,
+            epoch_aware=epoch_aware,
         )
         return DataLoader(ConcatDataset(datasets), batch_size=self.config.batch_size, sampler=sampler,
                           num_workers=self.config.num_workers, pin_memory=torch.cuda.is_available(), drop_last=True)
@@ -113,14 +118,14 @@ class PairDataModule(pl.LightningDataModule):
 
 
 class EpochAwareSampler(SceneBalancedSampler):
-    """The scene-balanced sampler that also moves the augmentation to the new epoch when Lightning calls
+    """The scene-balanced sampler that also moves the augmentations to the new epoch when Lightning calls
     `set_epoch`, before the epoch's workers are started."""
 
-    def __init__(self, *args: Any, augment: PhotometricAugmentation | None = None):
+    def __init__(self, *args: Any, epoch_aware: list = ()):
         super().__init__(*args)
-        self.augment = augment
+        self.epoch_aware = list(epoch_aware)
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
-        if self.augment is not None:
-            self.augment.set_epoch(epoch)
+        for augmentation in self.epoch_aware:
+            augmentation.set_epoch(epoch)

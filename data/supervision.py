@@ -86,15 +86,16 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     image0 = batch["image0"]
     b, device = image0.shape[0], image0.device
     dtype = torch.float64 if image0.dtype == torch.float64 else torch.float32
-    size1 = _valid_size(batch, 1)
-    cells0 = cells_on_image(_valid_size(batch, 0), grid0, stride)
+    size0, size1 = _valid_size(batch, 0), _valid_size(batch, 1)
+    cells0 = cells_on_image(size0, grid0, stride)
     cells1 = cells_on_image(size1, grid1, stride)
     valid01, warped0 = _warp(batch, cell_centres(grid0, stride, b, device, dtype), source=0)
     valid10, warped1 = _warp(batch, cell_centres(grid1, stride, b, device, dtype), source=1)
     valid01 &= cells0 & inside_image(warped0, size1)
     nearest1, on_grid1 = _nearest_cell(warped0, grid1, stride)
     nearest0, on_grid0 = _nearest_cell(warped1, grid0, stride)
-    valid10 &= cells1 & on_grid0
+    valid10 &= cells1 & inside_image(warped1, size0) & on_grid0  # the same tests both ways: swapping the
+    # images of a pair transposes its ground truth
 
     back = torch.gather(nearest0, 1, nearest1)  # where the chosen cell of image 1 warps back to
     cells = torch.arange(grid0[0] * grid0[1], device=device)[None]

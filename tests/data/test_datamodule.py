@@ -4,8 +4,9 @@ import cv2
 import pytest
 import torch
 
-from data.augment import PhotometricConfig
+from data.augment import PhotometricConfig, RandomSwap, swap_sides
 from data.datamodule import DataConfig, PairDataModule, build_dataset
+from torch.utils.data import DataLoader, default_collate
 from data.errors import BadPairError
 from data.supervision import coarse_supervision
 from data.synthetic.texture import make_texture
@@ -82,3 +83,38 @@ def test_skip_bad_pairs_keeps_training_batches_full_and_evaluation_strict(tmp_pa
     assert batch["image0"].shape[0] == 3 and all("2.png" not in name for name in batch["pair_names"][0])
     with pytest.raises(BadPairError, match="homography pair 2"):
         list(module.val_dataloader())
+
+
+def _matches(item: dict) -> set[tuple[int, int]]:
+    batch = default_collate([item])
+    grids = [tuple(s // 8 for s in batch[f"image{side}"].shape[2:]) for side in (0, 1)]
+    supervision = coarse_supervision(batch, *grids)
+    return set(zip(supervision.index0.tolist(), supervision.index1.tolist()))
+
+
+def test_a_swapped_pair_has_the_transposed_ground_truth(sources):
+    for entry in sources:
+        item = build_dataset(entry)[1]
+        swapped = swap_sides(item)
+        assert torch.equal(swapped["image0"], item["image1"]) and swapped["pair_names"] == item["pair_names"][::-1]
+        original = _matches(item)
+        assert len(original) > 10
+        assert _matches(swapped) == {(j, i) for i, j in original}
+
+
+def test_random_swap_draws_per_pair_and_epoch_alike_in_every_worker(sources):
+    world, _ = sources
+    module = PairDataModule(DataConfig(train=[world], num_workers=0, samples_per_scene=8, random_swap=True))
+    module.setup("fit")
+    swap = module.datasets["train"][0]
+    assert isinstance(swap, RandomSwap)
+    plain = swap.dataset
+    order = lambda: [swap[i]["pair_names"] != plain[i]["pair_names"] for i in range(len(plain))]  # noqa: E731
+    first = order()
+    assert 0 < sum(first) < len(first)
+    assert order() == first
+    loader = module.train_dataloader()
+    loader.sampler.set_epoch(1)
+    assert swap.epoch == 1 and order() != first
+    names = lambda workers: [b["pair_names"] for b in DataLoader(swap, batch_size=2, num_workers=workers)]  # noqa: E731
+    assert names(0) == names(2)
