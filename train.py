@@ -187,7 +187,11 @@ def train(config: TrainConfig) -> dict:
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(config: DictConfig) -> None:
     try:
-        train(OmegaConf.to_object(config))
+        try:
+            settings = OmegaConf.to_object(config)
+        except ValueError as error:  # a config class's own check of its values
+            raise ConfigError(str(error)) from None
+        train(settings)
     except (ConfigError, NonFiniteLossError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -7,6 +7,7 @@ logs a few match figures.
 """
 
 import bisect
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -26,25 +27,39 @@ from models.loftr import LoFTR, LoFTRConfig, MatchResult
 from .figures import log_image
 
 
+SCHEDULES = ("multistep", "cosine")
+
+
 @dataclass
 class OptimizerConfig:
     """AdamW with LoFTR's schedule: linear warm-up over `warmup_steps` optimizer steps from
-    `warmup_ratio` x lr, then x `gamma` at each epoch in `milestones`."""
+    `warmup_ratio` x lr, then x `gamma` at each epoch in `milestones` ("multistep"); or, after the same
+    warm-up, a cosine from lr down to `final_ratio` x lr at the last step ("cosine", for short runs)."""
 
     lr: float = 6e-3  # LoFTR's TRAINER.CANONICAL_LR (its outdoor config raises it to 8e-3) ...
     reference_batch_size: int = 64  # ... for this true batch size (CANONICAL_BS); scaled linearly to ours
     scale_lr: bool = True  # False: `lr` as given, whatever the batch size
     weight_decay: float = 0.1  # TRAINER.ADAMW_DECAY
+    decay_biases_and_norms: bool = True  # LoFTR decays every parameter; False: weights of layers only
     warmup_steps: int = 1875  # TRAINER.WARMUP_STEP (outdoor: 3 epochs at 64 pairs a step)
     warmup_ratio: float = 0.1  # TRAINER.WARMUP_RATIO
+    schedule: str = "multistep"  # one of SCHEDULES
     milestones: tuple[int, ...] = (8, 12, 16, 20, 24)  # TRAINER.MSLR_MILESTONES (outdoor; indoor 3, 6, 9, 12)
     gamma: float = 0.5  # TRAINER.MSLR_GAMMA
+    final_ratio: float = 0.02  # cosine: the last step's lr over the peak
 
-    def factor(self, step: int, epoch: int) -> float:
-        """The learning-rate multiplier after `step` optimizer steps, in epoch `epoch`."""
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optimizer.schedule={self.schedule!r} is not one of {list(SCHEDULES)}")
+
+    def factor(self, step: int, epoch: int, total_steps: int) -> float:
+        """The learning-rate multiplier after `step` of `total_steps` optimizer steps, in epoch `epoch`."""
         warmup = 1.0
         if step < self.warmup_steps:
             warmup = self.warmup_ratio + (1 - self.warmup_ratio) * step / self.warmup_steps
+        if self.schedule == "cosine":
+            progress = min(max(step - self.warmup_steps, 0) / max(total_steps - self.warmup_steps, 1), 1.0)
+            return warmup * (self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         return warmup * self.gamma ** bisect.bisect_right(self.milestones, epoch)
 
 
@@ -140,10 +155,14 @@ class LoFTRModule(pl.LightningModule):
     def configure_optimizers(self):
         settings = self.config.optimizer
         parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate(), weight_decay=settings.weight_decay)
+        decayed = [p for p in parameters if settings.decay_biases_and_norms or p.ndim > 1]
+        groups = [{"params": decayed, "weight_decay": settings.weight_decay},
+                  {"params": [p for p in parameters if not any(p is q for q in decayed)], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.learning_rate())
+        total_steps = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
         # stateless in the step and epoch counters, which checkpoints restore: a resumed run gets the same rates
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: settings.factor(self.global_step, self.current_epoch))
+            optimizer, lambda _: settings.factor(self.global_step, self.current_epoch, total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def learning_rate(self) -> float:

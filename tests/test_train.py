@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 import train as train_script
 from data.synthetic.__main__ import main as generate_world
 from evaluation.matchers import LoFTRMatcher
+from lightning_modules.loftr_module import LoFTRModule
 from losses.loftr_loss import LoFTRLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +80,23 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_resume_continues_the_same_run(world, tmp_path, one_thread):
-    """4 steps, stop, resume to 8 == 8 steps straight: same weights, same learning rate."""
-    straight = train_script.train(config_of(small(world, tmp_path / "straight", "trainer.max_epochs=2")))
-    train_script.train(config_of(small(world, tmp_path / "split", "trainer.max_epochs=1")))
-    resumed = train_script.train(config_of(small(world, tmp_path / "split", "trainer.max_epochs=2",
-                                                 f"ckpt_path={tmp_path / 'split' / 'checkpoints' / 'last.ckpt'}")))
+def test_resume_continues_the_same_run(world, tmp_path, one_thread, monkeypatch):
+    """8 steps straight == a run of the same configuration that crashes after its first 4 steps (one epoch),
+    resumed from its last checkpoint: same weights, same learning rate."""
+    def run(folder: str, *extra: str) -> dict:
+        return train_script.train(config_of(small(world, tmp_path / folder, "trainer.max_epochs=2", *extra)))
+
+    straight = run("straight")
+
+    def crash(module):
+        if module.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LoFTRModule, "on_train_epoch_start", crash, raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run("split")
+    resumed = run("split", f"ckpt_path={tmp_path / 'split' / 'checkpoints' / 'last.ckpt'}")
     assert resumed["global_step"] == straight["global_step"] == 8
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
     assert a.keys() == b.keys()
@@ -155,6 +167,8 @@ def test_configuration_errors_name_the_key(world, tmp_path):
     assert group.returncode != 0 and "loftr_megadepth" in group.stderr and "synthetic" in group.stderr
     se2 = run_script("train.py", *small(world, tmp_path, "architecture=se2_loftr"))
     assert se2.returncode == 2 and "SE(2)-steerable backbone" in se2.stderr
+    schedule = run_script("train.py", *small(world, tmp_path, "optimizer.schedule=linear"))
+    assert schedule.returncode == 2 and "optimizer.schedule='linear' is not one of" in schedule.stderr
     with pytest.raises(train_script.ConfigError, match=r"trainer: unknown option\(s\) \['max_step'\]"):
         train_script.train(config_of(small(world, tmp_path, "+trainer.max_step=3")))
     with pytest.raises(train_script.ConfigError, match=r"ckpt_path=.*nowhere.ckpt: no such checkpoint"):

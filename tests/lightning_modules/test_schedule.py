@@ -1,4 +1,4 @@
-"""LoFTR's learning-rate schedule: linear warm-up by step, step decay by epoch, linear scaling by batch size."""
+"""Learning-rate schedules: LoFTR's (linear warm-up by step, step decay by epoch) and the cosine option."""
 
 import pytest
 
@@ -7,9 +7,20 @@ from lightning_modules.loftr_module import OptimizerConfig
 
 def test_warmup_then_decay_at_the_milestones():
     schedule = OptimizerConfig(warmup_steps=100, warmup_ratio=0.1, milestones=(2, 4), gamma=0.5)
-    assert schedule.factor(0, 0) == pytest.approx(0.1)
-    assert schedule.factor(50, 0) == pytest.approx(0.1 + 0.9 * 0.5)
-    assert schedule.factor(100, 0) == 1.0 and schedule.factor(10_000, 1) == 1.0
-    assert schedule.factor(10_000, 2) == 0.5 and schedule.factor(10_000, 3) == 0.5
-    assert schedule.factor(10_000, 4) == 0.25
-    assert schedule.factor(50, 2) == pytest.approx(0.55 * 0.5)  # both at once
+    assert schedule.factor(0, 0, 10_000) == pytest.approx(0.1)
+    assert schedule.factor(50, 0, 10_000) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert schedule.factor(100, 0, 10_000) == 1.0 and schedule.factor(10_000, 1, 10_000) == 1.0
+    assert schedule.factor(10_000, 2, 10_000) == 0.5 and schedule.factor(10_000, 3, 10_000) == 0.5
+    assert schedule.factor(10_000, 4, 10_000) == 0.25
+    assert schedule.factor(50, 2, 10_000) == pytest.approx(0.55 * 0.5)  # both at once
+
+
+def test_cosine_after_warmup_ends_at_the_final_ratio_whatever_the_epoch():
+    schedule = OptimizerConfig(warmup_steps=100, warmup_ratio=0.1, schedule="cosine", final_ratio=0.02)
+    assert schedule.factor(0, 0, 1100) == pytest.approx(0.1)
+    assert schedule.factor(100, 0, 1100) == pytest.approx(1.0)
+    assert schedule.factor(600, 3, 1100) == pytest.approx(0.02 + 0.98 * 0.5)  # half way: the mean
+    assert schedule.factor(1100, 9, 1100) == pytest.approx(0.02)
+    assert schedule.factor(2000, 9, 1100) == pytest.approx(0.02)  # past the end (a longer resumed run)
+    with pytest.raises(ValueError, match=r"optimizer.schedule='linear' is not one of \['multistep', 'cosine'\]"):
+        OptimizerConfig(schedule="linear")
