@@ -2,6 +2,11 @@
 
     python benchmarks/inference.py [--sizes 480x640 240x320] [--runs 5] [--device cpu|cuda]
                                    [--autocast bf16] [--attention linear|full]
+    python benchmarks/inference.py --backbones [--sizes 480x640] [--runs 3]
+
+`--backbones` compares the backbones alone instead, on one image pair (B = 2) at the official widths: LoFTR's
+ResNet-FPN against SE2-LoFTR's steerable one (C4, C8), both as trained (e2cnn modules) and exported to plain
+torch, as ratios to the standard backbone's time and peak memory in the same run.
 
 Both models get the same seeded random weights, sharpened as in the parity tests so that the pair (a
 textured image and a warped copy) yields a realistic number of matches and the fine level does real work.
@@ -25,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kornia.feature.loftr.loftr import LoFTR as KorniaLoFTR, default_cfg  # noqa: E402
 
+from models.backbone import build_backbone  # noqa: E402
+from models.backbone.resnet_fpn import ResNetFPNConfig  # noqa: E402
 from models.checkpoint import load_weights  # noqa: E402
 from models.loftr import LoFTR, LoFTRConfig  # noqa: E402
 from tests.helpers import image_pair, sharpen_  # noqa: E402
@@ -42,7 +49,30 @@ def build(which: str, attention: str, device: str):
     return ours.to(device)
 
 
+BACKBONES = ("standard", "se2-c4", "se2-c4-export", "se2-c8", "se2-c8-export")
+
+
+def build_backbone_variant(name: str, device: str) -> torch.nn.Module:
+    """`standard`, or `se2-cN` (SE2-LoFTR's backbone over C_N, divide_by_group) with `-export` for its plain copy."""
+    torch.manual_seed(0)
+    if name == "standard":
+        return build_backbone(ResNetFPNConfig()).eval().to(device)
+    order = int(name.split("-")[1][1:])
+    backbone = build_backbone(ResNetFPNConfig(type="se2_resnet_fpn", group_order=order)).eval()
+    return (backbone.export() if name.endswith("-export") else backbone).to(device)
+
+
+def run_backbone(backbone, image0, image1, autocast: str | None):
+    with torch.inference_mode(), torch.autocast(image0.device.type, torch.bfloat16, enabled=autocast == "bf16"):
+        out = backbone(torch.cat([image0, image1]))
+    if image0.device.type == "cuda":
+        torch.cuda.synchronize()
+    return out
+
+
 def run(model, image0, image1, autocast: str | None):
+    if not hasattr(model, "coarse_matching"):  # a backbone alone
+        return run_backbone(model, image0, image1, autocast)
     with torch.inference_mode(), torch.autocast(image0.device.type, torch.bfloat16, enabled=autocast == "bf16"):
         out = model({"image0": image0, "image1": image1})
     if image0.device.type == "cuda":
@@ -52,10 +82,14 @@ def run(model, image0, image1, autocast: str | None):
     return out.keypoints0, out.keypoints1
 
 
+def build_any(which: str, attention: str, device: str) -> torch.nn.Module:
+    return build_backbone_variant(which, device) if which in BACKBONES else build(which, attention, device)
+
+
 def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
     """Peak memory of one forward, measured in a fresh process so earlier runs do not hide it."""
     if args.device == "cuda":
-        model = build(which, args.attention, "cuda")
+        model = build_any(which, args.attention, "cuda")
         image0, image1 = (x.cuda() for x in image_pair(*size))
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -67,7 +101,7 @@ def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
 
 
 def memory_probe(which: str, size: tuple[int, int], attention: str) -> None:
-    model = build(which, attention, "cpu")
+    model = build_any(which, attention, "cpu")
     image0, image1 = image_pair(*size)
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
     before = _status_kib("VmRSS")
@@ -116,6 +150,48 @@ def compare(size: tuple[int, int], args) -> dict:
     return row
 
 
+def compare_backbones(size: tuple[int, int], args) -> list[dict]:
+    """Each backbone's median time and peak memory, and their ratios to the standard backbone's."""
+    backbones = {name: build_backbone_variant(name, args.device) for name in BACKBONES}
+    image0, image1 = (x.to(args.device) for x in image_pair(*size))
+    for backbone in backbones.values():  # warm-up
+        run_backbone(backbone, image0, image1, args.autocast)
+    times = {name: [] for name in backbones}
+    for _ in range(args.runs):
+        for name, backbone in backbones.items():
+            start = time.perf_counter()
+            run_backbone(backbone, image0, image1, args.autocast)
+            times[name].append(time.perf_counter() - start)
+    rows = []
+    for name, backbone in backbones.items():
+        trained = backbones[name.removesuffix("-export")]  # an export's weights are expanded, not free parameters
+        row = {"size": f"{size[0]}x{size[1]}", "backbone": name, "ms": 1e3 * statistics.median(times[name]),
+               "params": sum(p.numel() for p in trained.parameters())}
+        if not args.no_memory:
+            row["peak_mb"] = peak_memory_mb(name, size, args)
+        rows.append(row)
+    for row in rows:
+        row["time_ratio"] = row["ms"] / rows[0]["ms"]
+        if not args.no_memory:
+            row["memory_ratio"] = row["peak_mb"] / rows[0]["peak_mb"]
+    return rows
+
+
+def print_backbones(args) -> list[dict]:
+    rows = [row for s in args.sizes for row in compare_backbones(tuple(int(v) for v in s.split("x")), args)]
+    header = f"{'size':>9} | {'backbone':>13} | {'params':>9} | {'ms':>7} | {'x standard':>10}"
+    if not args.no_memory:
+        header += f" | {'peak MB':>7} | {'x standard':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = f"{r['size']:>9} | {r['backbone']:>13} | {r['params']:>9,} | {r['ms']:7.0f} | {r['time_ratio']:9.2f}x"
+        if not args.no_memory:
+            line += f" | {r['peak_mb']:7.0f} | {r['memory_ratio']:9.2f}x"
+        print(line)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["480x640", "240x320"])
@@ -124,6 +200,7 @@ def main() -> None:
     parser.add_argument("--autocast", choices=["bf16"], default=None)
     parser.add_argument("--attention", choices=["linear", "full"], default="linear", help="ours only")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--backbones", action="store_true", help="compare the backbones alone (see above)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--memory-probe", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,6 +211,11 @@ def main() -> None:
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
           f"autocast {args.autocast or 'off (fp32)'}, our attention {args.attention}, median of {args.runs}")
+    if args.backbones:  # the attention setting does not apply
+        rows = print_backbones(args)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return
     rows = [compare(tuple(int(v) for v in s.split("x")), args) for s in args.sizes]
     header = f"{'size':>9} | {'kornia ms':>9} | {'ours ms':>8} | {'speed-up':>8} | {'matches':>11} | same | {'max dkpt px':>11}"
     if not args.no_memory:

@@ -8,7 +8,8 @@ from torch import nn
 
 from data.batch import cells_on_image, valid_extent
 
-from .backbone.resnet_fpn import ResNetFPN, ResNetFPNConfig
+from .backbone import build_backbone
+from .backbone.resnet_fpn import ResNetFPNConfig
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
@@ -49,7 +50,7 @@ class LoFTR(nn.Module):
     def __init__(self, config: LoFTRConfig | None = None):
         super().__init__()
         self.config = config = config if config is not None else LoFTRConfig()
-        self.backbone = ResNetFPN(config.backbone)
+        self.backbone = build_backbone(config.backbone)
         if self.backbone.coarse_dim != config.coarse.d_model or self.backbone.fine_dim != config.fine.transformer.d_model:
             raise ValueError(
                 f"backbone widths (coarse {self.backbone.coarse_dim}, fine {self.backbone.fine_dim}) must equal "

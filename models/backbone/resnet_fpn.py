@@ -11,6 +11,15 @@ from torch import nn
 class ResNetFPNConfig:
     initial_dim: int = 128  # LoFTR official outdoor/indoor models
     block_dims: tuple[int, int, int] = (128, 196, 256)  # widths at strides 2, 4, 8 (LoFTR official)
+    type: str = "resnet_fpn"  # "resnet_fpn" (LoFTR) or "se2_resnet_fpn" (SE2-LoFTR, Bökman & Kahl 2022)
+    # se2_resnet_fpn only: features invariant to rotations by multiples of 360/N degrees (the cyclic group C_N);
+    # SE2-LoFTR trains C4 and C8 models
+    group_order: int = 8
+    # se2_resnet_fpn only: True, the widths count channels (dim // N regular fields of N channels, as SE2-LoFTR's
+    # default), keeping the standard backbone's activation sizes with 1/6 (C4) or 1/12 (C8) of its parameters;
+    # False, the widths count regular fields: N times the channels, 2.6x (C4) or 5.3x (C8) the parameters. The
+    # outputs have block_dims[2] and block_dims[0] invariant channels either way.
+    divide_by_group: bool = True
 
 
 def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:

@@ -1,0 +1,141 @@
+"""The equivariant layer: rotation groups, feature field types and the few building blocks the steerable
+backbone needs. The only module that imports the equivariance library, so that it can be swapped.
+
+The library is e2cnn 0.2.3, the one SE2-LoFTR (Bökman & Kahl, CVPR-W 2022) used. Its successor escnn does not
+install cleanly here: its dependency py3nj builds only with a Fortran compiler, and the lie_learn wheel it
+pulls in breaks on numpy 2. e2cnn is pure Python and runs on torch 2 and numpy 2.
+
+A field type lists the fields of a feature map and how the group acts on each: a trivial field is one
+rotation-invariant channel; a regular field of the cyclic group C_N is N channels that a rotation by 360/N
+degrees permutes cyclically (one channel per orientation). Regular fields are permutation representations,
+so pointwise functions (ReLU, bilinear upsampling, per-field batch norm) keep the equivariance.
+"""
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from e2cnn import gspaces
+from e2cnn import nn as enn
+from torch import nn
+
+Group = gspaces.GSpace
+FieldType = enn.FieldType
+Field = enn.GeometricTensor  # a (B, C, H, W) tensor together with its field type
+
+
+def rotation_group(order: int) -> Group:
+    """The cyclic group C_order of planar rotations by multiples of 360/order degrees, acting on the image plane."""
+    return gspaces.Rot2dOnR2(N=order)
+
+
+def trivial_fields(group: Group, count: int) -> FieldType:
+    """`count` invariant channels."""
+    return enn.FieldType(group, count * [group.trivial_repr])
+
+
+def regular_fields(group: Group, count: int) -> FieldType:
+    """`count` regular fields: `count * |group|` channels."""
+    return enn.FieldType(group, count * [group.regular_repr])
+
+
+def as_field(tensor: torch.Tensor, field_type: FieldType) -> Field:
+    return enn.GeometricTensor(tensor, field_type)
+
+
+class Conv(enn.R2Conv):
+    """A steerable convolution without bias, with symmetric padding (`kernel_size // 2`): with an odd input side
+    a stride-2 sampling grid is then symmetric under 90-degree rotations, so the layer is exactly equivariant
+    to them.
+
+    e2cnn caches the expanded filter as a buffer on `.eval()`; that cache goes stale when weights are loaded
+    after `.eval()` and puts mode-dependent keys into the state dict. Here the filter is expanded on every call
+    instead (a small matmul next to the convolution) and the state dict has the same keys in both modes.
+    """
+
+    def __init__(self, in_type: FieldType, out_type: FieldType, kernel_size: int, stride: int = 1):
+        with warnings.catch_warnings():  # e2cnn 0.2.3 indexes with uint8 masks when it samples the basis
+            warnings.filterwarnings("ignore", message="indexing with dtype torch.uint8")
+            super().__init__(in_type, out_type, kernel_size, padding=kernel_size // 2, stride=stride, bias=False)
+        del self.filter
+
+    def train(self, mode: bool = True) -> "Conv":
+        return nn.Module.train(self, mode)  # skip R2Conv.train, which builds the cache
+
+    def forward(self, x: Field) -> Field:
+        if x.type != self.in_type:
+            raise ValueError(f"expected fields {self.in_type}, got {x.type}")
+        weight, _ = self.expand_parameters()
+        return as_field(F.conv2d(x.tensor, weight, stride=self.stride, padding=self.padding), self.out_type)
+
+    def export(self) -> nn.Conv2d:
+        conv = nn.Conv2d(self.in_type.size, self.out_type.size, self.kernel_size, self.stride, self.padding, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(self.expand_parameters()[0])
+        return conv.to(self.weights.device)
+
+
+class InvariantProjection(nn.Module):
+    """The general equivariant 1x1 map from regular fields to invariant channels: the mean of each field over its
+    N orientations (the only invariant linear function of a regular field), then a linear map across fields.
+
+    Written here rather than as an R2Conv: e2cnn 0.2.3 cannot build this one-element kernel basis on current
+    torch (it assigns through a uint8 mask, which torch now rejects).
+    """
+
+    def __init__(self, in_type: FieldType, out_type: FieldType):
+        super().__init__()
+        order = in_type.gspace.fibergroup.order()
+        if any(r.size != order for r in in_type.representations) or any(r.size != 1 for r in out_type.representations):
+            raise ValueError(f"expected regular fields in and trivial fields out, got {in_type} -> {out_type}")
+        self.in_type, self.out_type, self.order = in_type, out_type, order
+        self.linear = nn.Conv2d(len(in_type), out_type.size, 1, bias=False)
+        nn.init.kaiming_normal_(self.linear.weight, mode="fan_out", nonlinearity="relu")  # LoFTR's initialisation
+
+    def forward(self, x: Field) -> Field:
+        b, _, h, w = x.tensor.shape
+        mean = x.tensor.reshape(b, len(self.in_type), self.order, h, w).mean(2)
+        return as_field(self.linear(mean), self.out_type)
+
+    def export(self) -> nn.Conv2d:
+        conv = nn.Conv2d(self.in_type.size, self.out_type.size, 1, bias=False)
+        with torch.no_grad():  # channel k of field i: weight w[:, i] / N
+            conv.weight.copy_(self.linear.weight.repeat_interleave(self.order, dim=1) / self.order)
+        return conv.to(self.linear.weight.device)
+
+
+def batch_norm(field_type: FieldType) -> enn.InnerBatchNorm:
+    """Batch norm with one mean, variance, scale and shift per regular field, shared by its N channels (per-channel
+    statistics would differ between orientations and break the equivariance)."""
+    return enn.InnerBatchNorm(field_type)
+
+
+def relu(x: Field) -> Field:
+    return as_field(F.relu(x.tensor), x.type)
+
+
+def leaky_relu(x: Field) -> Field:
+    return as_field(F.leaky_relu(x.tensor), x.type)
+
+
+def upsample_to(x: Field, like: Field) -> Field:
+    """Bilinear upsampling of `x` to the exact size of `like`, corners aligned: for sides 2n+1 and n+1, index 2j of
+    the finer map takes index j of the coarser one, and the map is symmetric under flips and transposes, so it
+    commutes with 90-degree rotations. (Upsampling by exactly 2 and cropping, as the standard backbone does,
+    shifts the sampling grid towards the top-left and is not symmetric.)"""
+    up = F.interpolate(x.tensor, size=like.tensor.shape[2:], mode="bilinear", align_corners=True)
+    return as_field(up, x.type)
+
+
+def export(module: nn.Module) -> nn.Module:
+    """The plain-torch module that computes the same map in eval mode (R2Conv -> Conv2d, InnerBatchNorm ->
+    BatchNorm2d with per-field statistics repeated over each field's channels), itself in eval mode."""
+    was_training = module.training
+    plain = module.export().eval()
+    module.train(was_training)  # e2cnn's export switches the module to eval mode
+    return plain
+
+
+def is_library_module(module: nn.Module) -> bool:
+    """Whether `module` belongs to the equivariance library (an exported network must contain none)."""
+    return isinstance(module, enn.EquivariantModule)
