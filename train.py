@@ -148,9 +148,6 @@ def final_evaluation(settings: FinalEvaluation, module: LoFTRModule, run_dir: Pa
 
 def train(config: TrainConfig) -> dict:
     """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json)."""
-    if config.architecture != "loftr":
-        raise ConfigError(f"architecture={config.architecture!r}: the SE(2)-steerable backbone of SE2-LoFTR is not "
-                          f"in this version yet; train architecture=loftr meanwhile")
     pl.seed_everything(config.seed, workers=True)
     ensure_world(config.world)
     check_data(config.data)
@@ -159,6 +156,8 @@ def train(config: TrainConfig) -> dict:
         module = LoFTRModule(training_config(config))
     except (FileNotFoundError, CheckpointError) as error:
         raise ConfigError(f"init_checkpoint: {error}") from None
+    except ValueError as error:  # the model's own checks: widths, backbone type and group order
+        raise ConfigError(f"model: {error}") from None
     datamodule = PairDataModule(config.data)
     logger = build_logger(config.logger, run_dir, config.experiment_name)
     trainer = build_trainer(config.trainer, logger, build_callbacks(config.callbacks, run_dir, config.data, bool(logger)))

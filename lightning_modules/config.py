@@ -39,7 +39,6 @@ class FinalEvaluation:
 
 @dataclass
 class TrainConfig:
-    architecture: str = "loftr"  # "loftr"; "se2_loftr" once the steerable backbone exists
     model: LoFTRConfig = field(default_factory=LoFTRConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -160,13 +160,24 @@ def test_sweep_runs_each_value_and_collects_a_table(world, tmp_path):
     assert "val/auc@20" in table.stdout
 
 
+def test_se2_experiments_train_the_steerable_backbone_and_reload(world, tmp_path):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        megadepth = compose("train", overrides=["experiment=se2_loftr_megadepth"]).model.backbone  # data roots unset
+    assert megadepth.type == "se2_resnet_fpn" and list(megadepth.block_dims) == [128, 196, 256]
+    summary = train_script.train(config_of(small(world, tmp_path, "experiment=se2_synthetic", "trainer.max_epochs=1")))
+    assert summary["global_step"] == 4
+    matcher = LoFTRMatcher.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert type(matcher.model.backbone).__name__ == "SE2ResNetFPN"
+    assert matcher.model.config.backbone.group_order == 8
+
+
 def test_configuration_errors_name_the_key(world, tmp_path):
     typo = run_script("train.py", *small(world, tmp_path, "model.coarse.dmodel=64"))
     assert typo.returncode != 0 and "dmodel" in typo.stderr
     group = run_script("train.py", *small(world, tmp_path, "experiment=loftr_megadepht"))
     assert group.returncode != 0 and "loftr_megadepth" in group.stderr and "synthetic" in group.stderr
-    se2 = run_script("train.py", *small(world, tmp_path, "architecture=se2_loftr"))
-    assert se2.returncode == 2 and "SE(2)-steerable backbone" in se2.stderr
+    backbone = run_script("train.py", *small(world, tmp_path, "model.backbone.type=se2"))
+    assert backbone.returncode == 2 and "backbone.type must be one of resnet_fpn, se2_resnet_fpn" in backbone.stderr
     schedule = run_script("train.py", *small(world, tmp_path, "optimizer.schedule=linear"))
     assert schedule.returncode == 2 and "optimizer.schedule='linear' is not one of" in schedule.stderr
     with pytest.raises(train_script.ConfigError, match=r"trainer: unknown option\(s\) \['max_step'\]"):
