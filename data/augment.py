@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .sampling import WrappedPairs
+
 
 @dataclass
 class PhotometricConfig:
@@ -65,7 +67,7 @@ def swap_sides(item: dict) -> dict:
     return swapped
 
 
-class RandomSwap(Dataset):
+class RandomSwap(WrappedPairs):
     """Training augmentation: each pair of `dataset` in the other order with probability 1/2.
 
     The matcher is not symmetric (image 0's cells query image 1's), and an index lists each pair in one
@@ -73,17 +75,11 @@ class RandomSwap(Dataset):
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        super().__init__(dataset)
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def scene_indices(self) -> list[list[int]]:
-        own = getattr(self.dataset, "scene_indices", None)
-        return own() if own is not None else [list(range(len(self)))]
 
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from torch.utils.data import Dataset
 
+from .sampling import WrappedPairs
+
 
 class BadPairError(ValueError):
     """A pair that cannot be loaded (missing or unreadable file, non-rigid pose, NaN depth, ...)."""
@@ -23,7 +25,7 @@ def loading_pair(description: str) -> Iterator[None]:
         raise BadPairError(f"{description}: {error}") from error
 
 
-class SkipBadPairs(Dataset):
+class SkipBadPairs(WrappedPairs):
     """`dataset` whose unloadable pairs are replaced by the next loadable one, each skip counted in a warning.
 
     The replacement keeps batches full (DDP ranks then step together). Counts are per loading process:
@@ -32,16 +34,9 @@ class SkipBadPairs(Dataset):
     """
 
     def __init__(self, dataset: Dataset, max_consecutive: int = 100):
-        self.dataset = dataset
+        super().__init__(dataset)
         self.max_consecutive = max_consecutive
         self.skipped: set[int] = set()
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def scene_indices(self) -> list[list[int]]:
-        own = getattr(self.dataset, "scene_indices", None)
-        return own() if own is not None else [list(range(len(self)))]
 
     def __getitem__(self, index: int) -> dict:
         attempts = min(len(self), self.max_consecutive)

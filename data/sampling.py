@@ -4,7 +4,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 class SceneBalancedSampler(Sampler[int]):
@@ -50,3 +50,17 @@ class SceneBalancedSampler(Sampler[int]):
         total = len(self) * self.num_replicas  # pad by wrapping so that every rank gets as many
         indices = torch.cat([indices, indices[: total - len(indices)]])
         return iter(indices[self.rank :: self.num_replicas].tolist())
+
+
+class WrappedPairs(Dataset):
+    """Base of the datasets that wrap another pair by pair: same length, same scenes (for the sampler)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def scene_indices(self) -> list[list[int]]:
+        own = getattr(self.dataset, "scene_indices", None)
+        return own() if own is not None else [list(range(len(self)))]
