@@ -155,9 +155,9 @@ class LoFTRModule(pl.LightningModule):
     def configure_optimizers(self):
         settings = self.config.optimizer
         parameters = [p for p in self.parameters() if p.requires_grad]
-        decayed = [p for p in parameters if settings.decay_biases_and_norms or p.ndim > 1]
-        groups = [{"params": decayed, "weight_decay": settings.weight_decay},
-                  {"params": [p for p in parameters if not any(p is q for q in decayed)], "weight_decay": 0.0}]
+        decays = lambda p: settings.decay_biases_and_norms or p.ndim > 1  # noqa: E731 (biases, norm scales: 1-d)
+        groups = [{"params": [p for p in parameters if decays(p)], "weight_decay": settings.weight_decay},
+                  {"params": [p for p in parameters if not decays(p)], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.learning_rate())
         total_steps = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
         # stateless in the step and epoch counters, which checkpoints restore: a resumed run gets the same rates

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lightning_modules.loftr_module import OptimizerConfig
+from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig
 
 
 def test_warmup_then_decay_at_the_milestones():
@@ -24,3 +24,14 @@ def test_cosine_after_warmup_ends_at_the_final_ratio_whatever_the_epoch():
     assert schedule.factor(2000, 9, 1100) == pytest.approx(0.02)  # past the end (a longer resumed run)
     with pytest.raises(ValueError, match=r"optimizer.schedule='linear' is not one of \['multistep', 'cosine'\]"):
         OptimizerConfig(schedule="linear")
+
+
+@pytest.mark.parametrize("decay_biases_and_norms", [True, False])
+def test_weight_decay_spares_biases_and_norms_only_when_asked(decay_biases_and_norms):
+    module = LoFTRModule(TrainingConfig(optimizer=OptimizerConfig(decay_biases_and_norms=decay_biases_and_norms)))
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    one_dimensional = [p for p in module.parameters() if p.ndim == 1]
+    assert one_dimensional and all((id(p) in decayed) == decay_biases_and_norms for p in one_dimensional)
+    assert all(id(p) in decayed for p in module.parameters() if p.ndim > 1)
+    assert sum(len(g["params"]) for g in groups) == len(list(module.parameters()))
