@@ -116,16 +116,24 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status (peak memory on CPU needs Linux)")
 
 
+def interleaved_times(calls: dict, runs: int) -> dict[str, list[float]]:
+    """Seconds per call of each named callable, `runs` rounds, one call of each per round: drift on a shared
+    machine then hits every contender alike."""
+    times = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def compare(size: tuple[int, int], args) -> dict:
     models = {name: build(name, args.attention, args.device) for name in ("kornia", "ours")}
     image0, image1 = (x.to(args.device) for x in image_pair(*size))
     outputs = {name: run(model, image0, image1, args.autocast) for name, model in models.items()}  # warm-up
-    times = {name: [] for name in models}
-    for _ in range(args.runs):
-        for name, model in models.items():
-            start = time.perf_counter()
-            run(model, image0, image1, args.autocast)
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times({name: lambda m=model: run(m, image0, image1, args.autocast)
+                               for name, model in models.items()}, args.runs)
 
     (k0, k1), (o0, o1) = outputs["kornia"], outputs["ours"]
     key = lambda kpts: {tuple(p) for p in kpts.round().long().tolist()}  # noqa: E731  coarse cells
@@ -156,12 +164,8 @@ def compare_backbones(size: tuple[int, int], args) -> list[dict]:
     image0, image1 = (x.to(args.device) for x in image_pair(*size))
     for backbone in backbones.values():  # warm-up
         run_backbone(backbone, image0, image1, args.autocast)
-    times = {name: [] for name in backbones}
-    for _ in range(args.runs):
-        for name, backbone in backbones.items():
-            start = time.perf_counter()
-            run_backbone(backbone, image0, image1, args.autocast)
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times({name: lambda b=backbone: run_backbone(b, image0, image1, args.autocast)
+                               for name, backbone in backbones.items()}, args.runs)
     rows = []
     for name, backbone in backbones.items():
         trained = backbones[name.removesuffix("-export")]  # an export's weights are expanded, not free parameters
