@@ -58,6 +58,14 @@ def build_dataset(entry: dict, augment: PhotometricAugmentation | None = None) -
     return dataset_class(config_class(**entry), augment=augment)
 
 
+def _layers(dataset: Dataset) -> list[Dataset]:
+    """A dataset and the ones it wraps (RandomSwap, SkipBadPairs), outermost first."""
+    layers = [dataset]
+    while hasattr(layers[-1], "dataset"):
+        layers.append(layers[-1].dataset)
+    return layers
+
+
 def _scene_indices(datasets: list[Dataset]) -> list[list[int]]:
     """Scenes of the concatenation: each dataset's own scenes, or the dataset as one scene."""
     groups, offset = [], 0
@@ -98,7 +106,7 @@ class PairDataModule(pl.LightningDataModule):
             raise ValueError("no training dataset configured (data.train is empty)")
         replicas, rank = self._world()
         epoch_aware = [self.augment] if self.augment is not None else []
-        epoch_aware += [d for d in datasets if isinstance(d, RandomSwap)]
+        epoch_aware += [layer for dataset in datasets for layer in _layers(dataset) if hasattr(layer, "set_epoch")]
         sampler = EpochAwareSampler(
             _scene_indices(datasets), self.config.samples_per_scene, self.config.seed, replicas, rank,
             epoch_aware=epoch_aware,

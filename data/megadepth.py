@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
+from .crop import covisible_windows, crop_view
 from .errors import loading_pair
 from .io import listed_files, read_depth_h5, read_grayscale
 
@@ -30,6 +31,18 @@ class MegaDepthConfig:
     divisible_by: int = 8  # the coarse stride: network inputs are multiples of it
     pad_to_square: bool = True  # pad to longer_side x longer_side with a mask, so pairs batch together
     depth_pad_size: int = 2000  # depth maps (original resolution) are zero-padded to this square to batch
+    # Training at full resolution on a budget: (width, height) network-input windows of each pair, cut at the
+    # scale `longer_side` gives, image 1's where image 0's lands (data/crop.py); None: whole images
+    crop_size: tuple[int, int] | None = None
+    seed: int = 0  # crop draws come from (seed, epoch, pair index)
+
+    def __post_init__(self):
+        if self.crop_size is not None:
+            self.crop_size = tuple(int(v) for v in self.crop_size)
+            if len(self.crop_size) != 2 or min(self.crop_size) < self.divisible_by or any(
+                    v % self.divisible_by for v in self.crop_size):
+                raise ValueError(f"crop_size must be (width, height), multiples of {self.divisible_by}, got "
+                                 f"{self.crop_size}")
 
 
 SCENE_INFO_KEYS = ("image_paths", "depth_paths", "intrinsics", "poses", "pair_infos")
@@ -68,12 +81,14 @@ def resized_size(width: int, height: int, longer_side: int, divisible_by: int) -
     return max(new_w // divisible_by * divisible_by, divisible_by), max(new_h // divisible_by * divisible_by, divisible_by)
 
 
-def prepare_image(image: np.ndarray, config: MegaDepthConfig) -> dict[str, torch.Tensor]:
-    """A uint8 (H, W) image as the network input: resized, padded, with its mask and scale."""
+def prepare_image(image: np.ndarray, config: MegaDepthConfig, size: tuple[int, int] | None = None
+                  ) -> dict[str, torch.Tensor]:
+    """A uint8 (H, W) image as the network input: resized, padded, with its mask and scale. `size`: (width,
+    height) to resize to exactly, unpadded (a crop); None: by `longer_side`, padded as configured."""
     height, width = image.shape
-    new_w, new_h = resized_size(width, height, config.longer_side, config.divisible_by)
+    new_w, new_h = size if size is not None else resized_size(width, height, config.longer_side, config.divisible_by)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    out_h, out_w = (config.longer_side, config.longer_side) if config.pad_to_square else (new_h, new_w)
+    out_h, out_w = (config.longer_side, config.longer_side) if config.pad_to_square and size is None else (new_h, new_w)
     out_h, out_w = -(-out_h // config.divisible_by) * config.divisible_by, -(-out_w // config.divisible_by) * config.divisible_by
     canvas = np.zeros((out_h, out_w), np.float32)
     canvas[:new_h, :new_w] = resized / 255.0
@@ -100,6 +115,7 @@ class MegaDepthPairs(Dataset):
     def __init__(self, config: MegaDepthConfig, augment: PhotometricAugmentation | None = None):
         self.config = config
         self.augment = augment
+        self.epoch = 0
         self.root = Path(config.root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"MegaDepth root {self.root} does not exist: set `root` of the megadepth dataset "
@@ -134,6 +150,10 @@ class MegaDepthPairs(Dataset):
             raise ValueError(f"pose of image {i} ({info['image_paths'][i]}) is not a rigid transform")
         return pose
 
+    def set_epoch(self, epoch: int) -> None:
+        """New crops each epoch (the sampler calls this before the epoch's workers start)."""
+        self.epoch = epoch
+
     def scene_indices(self) -> list[list[int]]:
         """Dataset indices grouped by scene-info file, for `SceneBalancedSampler`."""
         groups: list[list[int]] = [[] for _ in self.scenes]
@@ -148,8 +168,8 @@ class MegaDepthPairs(Dataset):
             return self._load(index, scene, i0, i1, info)
 
     def _load(self, index: int, scene: int, i0: int, i1: int, info: dict) -> dict:
-        item = {}
-        for side, i in enumerate((i0, i1)):
+        images, depths, depth_paths, Ks = [], [], [], []
+        for i in (i0, i1):
             image_path = self.root / info["image_paths"][i]
             depth_path = self.root / info["depth_paths"][i]
             original = read_grayscale(image_path)
@@ -159,17 +179,40 @@ class MegaDepthPairs(Dataset):
                     f"depth map {depth_path} is {depth.shape[1]}x{depth.shape[0]} but its image {image_path} is "
                     f"{original.shape[1]}x{original.shape[0]}: the geometry needs them aligned"
                 )
-            if self.augment is not None:
-                original = self.augment(original, index, side)
-            image = prepare_image(original, self.config)
-            item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
-            item[f"depth{side}"] = pad_depth(depth, self.config.depth_pad_size, str(depth_path))
-            item[f"K{side}"] = torch.as_tensor(np.asarray(info["intrinsics"][i], np.float32).reshape(3, 3))
+            images.append(original)
+            depths.append(depth)
+            depth_paths.append(str(depth_path))
+            Ks.append(np.asarray(info["intrinsics"][i], np.float64).reshape(3, 3))
         pose0, pose1 = (self._pose(info, i) for i in (i0, i1))  # world -> camera
         T_0to1 = pose1 @ np.linalg.inv(pose0)
+        size = None
+        if self.config.crop_size is not None:
+            size = self.config.crop_size
+            images, depths, Ks = self._crop(index, images, depths, Ks, T_0to1)
+
+        item = {}
+        for side in (0, 1):
+            original = images[side] if self.augment is None else self.augment(images[side], index, side)
+            image = prepare_image(original, self.config, size)
+            item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
+            item[f"depth{side}"] = pad_depth(depths[side], self.config.depth_pad_size, depth_paths[side])
+            item[f"K{side}"] = torch.as_tensor(Ks[side].astype(np.float32))
         item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))
         item["T_1to0"] = torch.from_numpy(np.linalg.inv(T_0to1).astype(np.float32))
         item["pair_names"] = (str(info["image_paths"][i0]), str(info["image_paths"][i1]))
         item["dataset_name"] = "MegaDepth"
         item["scene_name"] = self.scene_names[scene]
         return item
+
+    def _crop(self, index: int, images: list, depths: list, Ks: list, T_0to1: np.ndarray) -> tuple[list, list, list]:
+        """Covisible windows of both images at the scale `longer_side` gives each: `crop_size` network pixels
+        cut from the original frames."""
+        crop_w, crop_h = self.config.crop_size
+        windows = []
+        for image in images:
+            factor = max(image.shape) / self.config.longer_side  # original pixels per network pixel
+            windows.append((round(crop_w * factor), round(crop_h * factor)))
+        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, self.epoch, index]))
+        corners = covisible_windows(depths[0], depths[1], Ks[0], Ks[1], T_0to1, windows[0], windows[1], rng)
+        views = [crop_view(*view) for view in zip(images, depths, Ks, corners, windows)]
+        return [list(parts) for parts in zip(*views)]

@@ -45,6 +45,19 @@ def test_training_batches_are_scene_balanced_and_supervisable(sources):
     assert len(list(module.val_dataloader())) == len(module.datasets["val"][0])
 
 
+def test_crops_from_config_change_with_the_epoch_behind_wrappers(sources):
+    world, _ = sources
+    cropped = dict(world, pad_to_square=False, crop_size=[64, 48])
+    module = PairDataModule(DataConfig(train=[cropped], num_workers=0, samples_per_scene=2, random_swap=True,
+                                       skip_bad_pairs=True))
+    module.setup("fit")
+    loader = module.train_dataloader()
+    assert next(iter(loader))["image0"].shape == (1, 1, 48, 64)
+    loader.sampler.set_epoch(2)
+    inner = module.datasets["train"][0].dataset.dataset  # RandomSwap(SkipBadPairs(MegaDepthPairs))
+    assert inner.config.crop_size == (64, 48) and inner.epoch == 2
+
+
 def test_two_ranks_split_an_epoch(sources):
     world, _ = sources
     module = PairDataModule(DataConfig(train=[world], num_workers=0, samples_per_scene=4))

@@ -3,6 +3,7 @@
 import pickle
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ import torch
 from torch.utils.data import default_collate
 
 from data.errors import BadPairError, SkipBadPairs
-from data.io import read_depth_h5
+from data.io import read_depth_h5, read_grayscale
 from data.megadepth import MegaDepthConfig, MegaDepthPairs, load_scene_info, resized_size
 from data.supervision import coarse_supervision
 from data.synthetic.world import WorldConfig, generate_world
+from geometry.warp import warp_depth
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 INDICES = SHARED / "loftr_test_indices" / "megadepth_test_1500_scene_info"
@@ -173,3 +175,74 @@ def test_bad_pairs_are_skipped_and_counted_when_configured(tiny_world, tmp_path)
             skipping[index]
     assert skipping.skipped == set(bad)
     assert skipping.scene_indices() == dataset.scene_indices()
+
+
+@pytest.fixture(scope="module")
+def crop_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crop_world")
+    config = WorldConfig(num_scenes=1, cameras_per_scene=10, image_size=(320, 240), seed=1, min_overlap=0.3)
+    infos = generate_world(root, config)
+    return root, infos[0]
+
+
+def crop_config(root, info_path, **overrides) -> MegaDepthConfig:
+    # network inputs at half the original size, windows of 96x64 network pixels = 192x128 original pixels
+    settings = dict(longer_side=160, pad_to_square=False, depth_pad_size=320, crop_size=(96, 64)) | overrides
+    return MegaDepthConfig(root=str(root), scene_info=(str(info_path),), **settings)
+
+
+def test_crops_give_the_ground_truth_of_the_whole_pair(crop_world):
+    """A crop is an image of the same camera: the ground truth of the cropped pair equals that of the whole
+    pair at the same pixels."""
+    root, info_path = crop_world
+    whole = MegaDepthPairs(crop_config(root, info_path, crop_size=None, longer_side=320))  # scale 1: original pixels
+    cropped = MegaDepthPairs(crop_config(root, info_path))
+    for index in range(min(len(cropped), 6)):
+        crop, full = cropped[index], whole[index]
+        assert crop["image0"].shape == (1, 64, 96) and crop["mask0"].all()
+        assert torch.equal(crop["scale0"], torch.tensor([2.0, 2.0]))
+        corners = [(full[f"K{side}"][:2, 2] - crop[f"K{side}"][:2, 2]).round() for side in (0, 1)]
+        for side in (0, 1):
+            x, y = corners[side].long().tolist()
+            assert torch.equal(crop[f"depth{side}"][:128, :192], full[f"depth{side}"][y:y + 128, x:x + 192])
+            _, i0, i1, _ = whole.pairs[index]
+            original = read_grayscale(root / whole.scenes[0]["image_paths"][(i0, i1)[side]])[y:y + 128, x:x + 192]
+            expected = cv2.resize(original, (96, 64), interpolation=cv2.INTER_AREA) / 255.0
+            assert np.abs(crop[f"image{side}"][0].numpy() - expected).max() < 1e-6
+        supervision = coarse_supervision(default_collate([crop]), (8, 12), (8, 12), 8)
+        # the crop's cell centres in the whole image 0, warped through the whole pair's depth and pose
+        cells = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(12), indexing="ij"), -1).reshape(1, -1, 2)
+        pixels0 = (cells.flip(-1) * 8 * 2 + corners[0]).double()
+        g = {key: full[key][None].double() for key in ("depth0", "depth1", "K0", "K1", "T_0to1")}
+        whole_valid, landed = warp_depth(pixels0, g["depth0"][:, :240, :320], g["depth1"][:, :240, :320],
+                                         g["K0"], g["K1"], g["T_0to1"])
+        in_crop1 = (landed[0] - corners[1]) / 2  # network pixels of crop 1
+        well_inside = ((in_crop1 >= 2) & (in_crop1 <= torch.tensor([96 - 3, 64 - 3]))).all(-1)
+        valid = supervision.warped0_valid[0]
+        assert valid.any() and not (valid & ~whole_valid[0]).any()
+        assert torch.equal(valid[well_inside], whole_valid[0][well_inside])
+        assert torch.allclose(supervision.warped0[0][valid].double(), in_crop1[valid], atol=1e-3)
+
+
+def test_crops_overlap_and_change_with_the_epoch(crop_world):
+    root, info_path = crop_world
+    dataset = MegaDepthPairs(crop_config(root, info_path))
+    with_matches = [len(coarse_supervision(default_collate([dataset[i]]), (8, 12), (8, 12), 8).index0) > 0
+                    for i in range(len(dataset))]
+    assert len(with_matches) >= 5 and all(with_matches)  # windows around a shared point see the same surfaces
+    first = dataset[0]["K0"]
+    assert torch.equal(first, dataset[0]["K0"])  # the same draw for the same (seed, epoch, index)
+    draws = set()
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        draws.add(tuple(dataset[0]["K0"][:2, 2].tolist()))
+    assert len(draws) > 1
+
+
+def test_crop_size_is_checked(crop_world):
+    root, info_path = crop_world
+    with pytest.raises(ValueError, match="crop_size must be .* multiples of 8"):
+        crop_config(root, info_path, crop_size=(100, 64))
+    too_large = MegaDepthPairs(crop_config(root, info_path, crop_size=(320, 64)))  # 640 original pixels wide
+    with pytest.raises(BadPairError, match="a crop of 640x128 original pixels does not fit an image of 320x240: lower crop_size"):
+        too_large[0]
