@@ -39,20 +39,34 @@ def ensure_world(world: WorldSettings) -> None:
     """Generate the synthetic world at `world.root` unless its split files are there. Under torchrun every
     rank runs this: rank 0 generates, the others wait for its last file."""
     root = Path(world.root)
-    if not world.generate or (root / "test.txt").is_file():
+    if not world.generate or _world_matches(root, world):
         return
     if int(os.environ.get("RANK", "0")) != 0:
-        while not (root / "test.txt").is_file():
+        while not _world_matches(root, world):
             time.sleep(1)
         return
     from data.synthetic.__main__ import main as generate
 
-    print(f"generating the synthetic world in {root} (once) ...")
+    if (root / "test.txt").is_file():
+        print(f"the synthetic world in {root} has other scene splits than world.scenes={world.scenes}, "
+              f"world.test_scenes={world.test_scenes}: generating it again ...")
+    else:
+        print(f"generating the synthetic world in {root} (once) ...")
     width, height = world.size
-    arguments = ["--out", str(root), "--scenes", str(world.scenes), "--cameras", str(world.cameras),
+    arguments = ["--out", str(root), "--scenes", str(world.scenes), "--test-scenes", str(world.test_scenes),
+                 "--cameras", str(world.cameras),
                  "--size", f"{width}x{height}", "--textures", world.textures, "--seed", str(world.seed)]
     if generate(arguments) != 0:
         raise ConfigError(f"could not generate the synthetic world in {root}")
+
+
+def _world_matches(root: Path, world: WorldSettings) -> bool:
+    """Whether the split files at `root` list the scenes `world` asks for (test.txt is written last)."""
+    splits = [root / f"{split}.txt" for split in ("train", "val", "test")]
+    if not all(path.is_file() for path in splits):
+        return False
+    counts = [len(path.read_text().split()) for path in splits]
+    return sum(counts) == world.scenes and counts[2] == world.test_scenes
 
 
 def build_logger(settings: dict, run_dir: Path, name: str):

@@ -22,6 +22,7 @@ class WorldSettings:
     generate: bool = False
     root: str = "data/world"
     scenes: int = 6
+    test_scenes: int = 1  # the last scenes; the one before them validates, the rest train
     cameras: int = 20
     size: tuple[int, int] = (640, 480)  # (width, height)
     textures: str = "mixed"

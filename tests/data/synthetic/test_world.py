@@ -88,6 +88,21 @@ def test_command_line_writes_splits_deterministically(tmp_path):
     assert training.scene_names == ["scene0000"] and len(training) > 0
 
 
+def test_several_test_scenes_are_the_last_ones(tmp_path, capsys):
+    from data.synthetic.__main__ import main
+
+    assert main(["--out", str(tmp_path / "w"), "--scenes", "5", "--test-scenes", "2", "--cameras", "3",
+                 "--size", "64x48"]) == 0
+    splits = {split: (tmp_path / "w" / f"{split}.txt").read_text().split() for split in ("train", "val", "test")}
+    assert splits == {"train": ["scene_info/scene0000.npz", "scene_info/scene0001.npz"],
+                      "val": ["scene_info/scene0002.npz"],
+                      "test": ["scene_info/scene0003.npz", "scene_info/scene0004.npz"]}
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--scenes", "3", "--test-scenes", "2"])
+    assert "one scene each for training and validation" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def world_dataset(root, infos, layout: str):
     """The generated world read by the real loader of its layout: 320x240 originals -> 224 px (MegaDepth,
     padded to a square) or 256x192 (ScanNet), so the ground truth also goes through a resize."""
