@@ -30,11 +30,11 @@ def world(tmp_path_factory) -> Path:
 def small(world: Path, run_dir: Path | None, *overrides: str) -> list[str]:
     """Overrides for a seconds-long run of the synthetic experiment on `world` (160x120 images)."""
     return [
-        f"world.root={world}", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
-        "final_evaluation.benchmark=null",
+        f"world.root={world}", "world.generate=false", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
+        "final_evaluation.benchmark=null", "data.train.0.crop_size=null",
         "data.num_workers=0", "data.batch_size=1", "data.samples_per_scene=4",
         *(f"data.{split}.0.{key}=160" for split in ("train", "val") for key in ("longer_side", "depth_pad_size")),
-        "trainer.log_every_n_steps=1", "optimizer.warmup_steps=3", *overrides,
+        "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1", "optimizer.warmup_steps=3", *overrides,
     ]
 
 
@@ -205,3 +205,18 @@ def test_tiny_model_learns(tmp_path):
     start, end = before["validation"], after["validation"]
     assert end["val/loss"] < 0.9 * start["val/loss"]
     assert end["val/precision"] > max(3 * start["val/precision"], 8.0)
+
+
+def test_world_is_generated_once_and_again_when_its_splits_differ(tmp_path, capsys):
+    from lightning_modules.config import WorldSettings
+
+    settings = WorldSettings(generate=True, root=str(tmp_path / "w"), scenes=3, test_scenes=1, cameras=3, size=(64, 48))
+    train_script.ensure_world(settings)
+    assert "generating the synthetic world" in capsys.readouterr().out
+    written = (tmp_path / "w" / "test.txt").stat().st_mtime_ns
+    train_script.ensure_world(settings)
+    assert capsys.readouterr().out == "" and (tmp_path / "w" / "test.txt").stat().st_mtime_ns == written
+    train_script.ensure_world(WorldSettings(generate=True, root=str(tmp_path / "w"), scenes=4, test_scenes=2,
+                                            cameras=3, size=(64, 48)))
+    assert "other scene splits than world.scenes=4, world.test_scenes=2" in capsys.readouterr().out
+    assert (tmp_path / "w" / "test.txt").read_text().split() == ["scene_info/scene0002.npz", "scene_info/scene0003.npz"]
