@@ -36,8 +36,8 @@ class ConfigError(Exception):
 
 
 def ensure_world(world: WorldSettings) -> None:
-    """Generate the synthetic world at `world.root` unless its split files are there. Under torchrun every
-    rank runs this: rank 0 generates, the others wait for its last file."""
+    """Generate the synthetic world at `world.root` unless its split files are there and list the scenes
+    `world` asks for. Under torchrun every rank runs this: rank 0 generates, the others wait for its splits."""
     root = Path(world.root)
     if not world.generate or _world_matches(root, world):
         return
@@ -54,8 +54,8 @@ def ensure_world(world: WorldSettings) -> None:
         print(f"generating the synthetic world in {root} (once) ...")
     width, height = world.size
     arguments = ["--out", str(root), "--scenes", str(world.scenes), "--test-scenes", str(world.test_scenes),
-                 "--cameras", str(world.cameras),
-                 "--size", f"{width}x{height}", "--textures", world.textures, "--seed", str(world.seed)]
+                 "--cameras", str(world.cameras), "--size", f"{width}x{height}", "--textures", world.textures,
+                 "--seed", str(world.seed)]
     if generate(arguments) != 0:
         raise ConfigError(f"could not generate the synthetic world in {root}")
 
