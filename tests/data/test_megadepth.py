@@ -213,9 +213,9 @@ def test_crops_give_the_ground_truth_of_the_whole_pair(crop_world):
         # the crop's cell centres in the whole image 0, warped through the whole pair's depth and pose
         cells = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(12), indexing="ij"), -1).reshape(1, -1, 2)
         pixels0 = (cells.flip(-1) * 8 * 2 + corners[0]).double()
-        g = {key: full[key][None].double() for key in ("depth0", "depth1", "K0", "K1", "T_0to1")}
-        whole_valid, landed = warp_depth(pixels0, g["depth0"][:, :240, :320], g["depth1"][:, :240, :320],
-                                         g["K0"], g["K1"], g["T_0to1"])
+        pair = {key: full[key][None].double() for key in ("depth0", "depth1", "K0", "K1", "T_0to1")}
+        whole_valid, landed = warp_depth(pixels0, pair["depth0"][:, :240, :320], pair["depth1"][:, :240, :320],
+                                         pair["K0"], pair["K1"], pair["T_0to1"])
         in_crop1 = (landed[0] - corners[1]) / 2  # network pixels of crop 1
         well_inside = ((in_crop1 >= 2) & (in_crop1 <= torch.tensor([96 - 3, 64 - 3]))).all(-1)
         valid = supervision.warped0_valid[0]
