@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.utils.data import default_collate
 
@@ -24,15 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.megadepth import MegaDepthConfig, MegaDepthPairs  # noqa: E402
 from data.synthetic.world import WorldConfig, generate_world  # noqa: E402
+from lightning_modules.config import register_configs  # noqa: E402
 from lightning_modules.loftr_module import LoFTRModule, TrainingConfig  # noqa: E402
 from models.loftr import LoFTRConfig  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def model_config(name: str) -> LoFTRConfig:
-    overrides = OmegaConf.load(CONFIGS / f"{name}.yaml") or {}
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoFTRConfig), overrides))
+    """The model of configs/model/NAME.yaml as train.py composes it (its backbone group included)."""
+    register_configs()
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return OmegaConf.to_object(compose("train", overrides=[f"model={name}", "run_dir=."]).model)
 
 
 def measure(name: str, size: tuple[int, int], root: Path, infos: list[Path], device: str, precision: str,
