@@ -164,3 +164,22 @@ def test_bad_config_names_the_field_and_the_choices(change, field, choices):
     with pytest.raises(ValueError) as error:
         build_backbone(config)
     assert field in str(error.value) and choices in str(error.value)
+
+
+def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matches(tmp_path):
+    from evaluation.matchers import LoFTRMatcher, build_loftr
+    from models.backbone.se2_resnet_fpn import PlainSE2ResNetFPN
+
+    model = build_loftr(None, config=se2_loftr_config(), coarse_threshold=0.0)
+    torch.save(model.state_dict(), tmp_path / "se2.ckpt")
+    matcher = LoFTRMatcher.from_checkpoint(tmp_path / "se2.ckpt", config=se2_loftr_config(), coarse_threshold=0.0)
+    assert isinstance(matcher.model.backbone, PlainSE2ResNetFPN)
+    assert not any(is_library_module(m) for m in matcher.model.modules())
+
+    image0, image1 = (
+        (image * 255).round().to(torch.uint8)[0, 0].numpy() for image in image_pair(97, 129))
+    expected = LoFTRMatcher(model).match(image0, image1)
+    exported = matcher.match(image0, image1)
+    assert len(expected) > 20
+    assert (exported.kpts0 == expected.kpts0).all()
+    assert abs(exported.kpts1 - expected.kpts1).max() < 1e-3
