@@ -25,3 +25,23 @@ def test_training_benchmark_prints_a_row_for_the_tiny_model():
     assert out.returncode == 0, out.stderr
     row = out.stdout.strip().splitlines()[-1].split()
     assert row[:2] == ["loftr_tiny", "160x120"] and float(row[2]) > 0
+
+
+def test_rotation_benchmark_prints_an_auc_row_per_angle(tmp_path):
+    import cv2
+
+    from data.synthetic.texture import make_texture
+
+    cv2.imwrite(str(tmp_path / "photo.png"), make_texture(240, 320, seed=0))
+    out = subprocess.run([sys.executable, "benchmarks/rotation.py", "--benchmark", "homographies",
+                          f"root={tmp_path}", "pairs_per_image=2", "--sift", "--angles", "0", "90"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[3:]}
+    assert list(rows) == ["0", "90", "worst"]
+    aucs = {angle: [float(v) for v in cells[::2]] for angle, cells in rows.items() if angle != "worst"}
+    assert aucs["0"][2] > 80 and aucs["90"][2] > 80  # SIFT is rotation-invariant: AUC@10px on a sharp texture
+    assert float(rows["worst"][0]) == min(aucs["0"][2], aucs["90"][2])
+    bad = subprocess.run([sys.executable, "benchmarks/rotation.py", "--loftr", "no-name"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "NAME=CHECKPOINT" in bad.stderr

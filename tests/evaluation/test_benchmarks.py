@@ -29,13 +29,14 @@ def needs(path: Path):
 
 
 def test_registry_and_defaults():
-    assert set(BENCHMARKS) == {"megadepth1500", "scannet1500", "hpatches", "synthetic", "pairs"}
+    assert set(BENCHMARKS) == {"megadepth1500", "scannet1500", "hpatches", "synthetic", "pairs", "homographies"}
     expected = {  # name: (kind, epipolar threshold, resize) from LoFTR
         "megadepth1500": ("pose", 1e-4, Resize(longer_side=840)),
         "scannet1500": ("pose", 5e-4, Resize(size=(640, 480))),
         "hpatches": ("homography", None, Resize(shorter_side=480)),
         "synthetic": ("pose", 1e-4, Resize(longer_side=640)),
         "pairs": ("pose", 1e-4, Resize(longer_side=840)),
+        "homographies": ("homography", None, Resize(longer_side=640)),
     }
     for name, (kind, threshold, resize) in expected.items():
         benchmark = build_benchmark(name)
@@ -43,7 +44,7 @@ def test_registry_and_defaults():
             (name, kind, threshold, resize)
     assert build_benchmark("megadepth1500", resize={"longer_side": 1152}).resize.longer_side == 1152
     assert build_benchmark("hpatches").exclude[0] == "i_contruction" and len(build_benchmark("hpatches").exclude) == 8
-    with pytest.raises(ValueError, match="choose one of megadepth1500, scannet1500, hpatches, synthetic, pairs"):
+    with pytest.raises(ValueError, match="choose one of megadepth1500, scannet1500, hpatches, synthetic, pairs, homographies"):
         build_benchmark("megadepth")
     with pytest.raises(ValueError, match="no option scene_info.*scene_info_dir"):
         build_benchmark("megadepth1500", scene_info="x")
@@ -77,6 +78,8 @@ def test_resize_rules():
     ("pairs", {}, "pairs_file"),
     ("pairs", {"pairs_file": "TMP/nowhere.txt"}, "pairs_file"),
     ("pairs", {"pairs_file": "TMP/empty.txt"}, "image_root"),
+    ("homographies", {}, "root"),
+    ("homographies", {"root": "TMP/nowhere"}, "root"),
 ])
 def test_missing_paths_name_the_option(tmp_path, name, options, option):
     (tmp_path / "empty.txt").write_text("")
@@ -135,6 +138,26 @@ def test_hpatches_benchmark(tmp_path):
     assert {p.group for p in pairs} == {"illumination", "viewpoint"}
     np.testing.assert_array_equal(pairs[-1].H_0to1, truth["v_y"][-1])
     assert len(list(build_benchmark("hpatches", root=str(tmp_path), exclude=()).pairs())) == 15
+
+
+def test_homography_folder_benchmark(tmp_path):
+    for index in range(2):
+        cv2.imwrite(str(tmp_path / f"photo{index}.png"), make_texture(300, 400, seed=index))
+    benchmark = build_benchmark("homographies", root=str(tmp_path), image_size=(320, 240), pairs_per_image=3)
+    pairs = list(benchmark.pairs())
+    assert benchmark.num_pairs() == len(pairs) == 6 and len({p.name for p in pairs}) == 6
+    for pair in pairs:
+        assert pair.image0.shape == pair.image1.shape == (240, 320) and pair.image0.dtype == np.uint8
+        # H_0to1 carries image-0 pixels onto image 1 (the harness's convention): warping image 0 by it gives
+        # image 1 wherever image 0 covers it
+        warped = cv2.warpPerspective(pair.image0, pair.H_0to1, (320, 240))
+        covered = cv2.warpPerspective(np.ones_like(pair.image0), pair.H_0to1, (320, 240)) > 0
+        assert np.abs(warped.astype(int) - pair.image1)[covered].mean() < 1.0
+    again = list(build_benchmark("homographies", root=str(tmp_path), image_size=(320, 240), pairs_per_image=3).pairs())
+    assert all(np.array_equal(a.H_0to1, b.H_0to1) for a, b in zip(pairs, again))  # seeded
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images .*empty"):
+        build_benchmark("homographies", root=str(tmp_path / "empty")).num_pairs()
 
 
 @pytest.fixture(scope="module")
