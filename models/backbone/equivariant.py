@@ -75,35 +75,6 @@ class Conv(enn.R2Conv):
         return conv.to(self.weights.device)
 
 
-class InvariantProjection(nn.Module):
-    """The general equivariant 1x1 map from regular fields to invariant channels: the mean of each field over its
-    N orientations (the only invariant linear function of a regular field), then a linear map across fields.
-
-    Written here rather than as an R2Conv: e2cnn 0.2.3 cannot build this one-element kernel basis on current
-    torch (it assigns through a uint8 mask, which torch now rejects).
-    """
-
-    def __init__(self, in_type: FieldType, out_type: FieldType):
-        super().__init__()
-        order = in_type.gspace.fibergroup.order()
-        if any(r.size != order for r in in_type.representations) or any(r.size != 1 for r in out_type.representations):
-            raise ValueError(f"expected regular fields in and trivial fields out, got {in_type} -> {out_type}")
-        self.in_type, self.out_type, self.order = in_type, out_type, order
-        self.linear = nn.Conv2d(len(in_type), out_type.size, 1, bias=False)
-        nn.init.kaiming_normal_(self.linear.weight, mode="fan_out", nonlinearity="relu")  # LoFTR's initialisation
-
-    def forward(self, x: Field) -> Field:
-        b, _, h, w = x.tensor.shape
-        mean = x.tensor.reshape(b, len(self.in_type), self.order, h, w).mean(2)
-        return as_field(self.linear(mean), self.out_type)
-
-    def export(self) -> nn.Conv2d:
-        conv = nn.Conv2d(self.in_type.size, self.out_type.size, 1, bias=False)
-        with torch.no_grad():  # channel k of field i: weight w[:, i] / N
-            conv.weight.copy_(self.linear.weight.repeat_interleave(self.order, dim=1) / self.order)
-        return conv.to(self.linear.weight.device)
-
-
 def batch_norm(field_type: FieldType) -> enn.InnerBatchNorm:
     """Batch norm with one mean, variance, scale and shift per regular field, shared by its N channels (per-channel
     statistics would differ between orientations and break the equivariance)."""

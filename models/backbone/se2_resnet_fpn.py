@@ -115,8 +115,11 @@ class SE2ResNetFPN(nn.Module):
         self.merge2 = SteerableMerge(t3, t2)
         self.lateral1 = eq.Conv(t1, t2, 1)
         self.merge1 = SteerableMerge(t2, eq.trivial_fields(group, self.fine_dim))  # invariant fine features
-        # The FPN needs the coarse level's regular fields, so the invariant coarse features are a map of their own.
-        self.coarse_head = eq.InvariantProjection(t3, eq.trivial_fields(group, self.coarse_dim))
+        # The FPN needs the coarse level's regular fields, so the invariant coarse features are a map of their own:
+        # a 3x3 equivariant conv, whose invariant outputs each read an oriented pattern of the neighbourhood (a 1x1
+        # map can only average each field over its orientations: 8 invariants from the tiny C8 model's 8 fields;
+        # its se2_synthetic run reached held-out AUC@20 0.7 with 4 matches a pair, 25.0 with this head).
+        self.coarse_head = eq.Conv(t3, eq.trivial_fields(group, self.coarse_dim), 3)
 
     def forward(self, image: torch.Tensor, fine_margin: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """`fine_margin` is accepted for `ResNetFPN`'s interface and ignored: the whole fine map is computed."""

