@@ -50,7 +50,7 @@ def rotation_table(groups: dict[str, dict[str, dict[str, float]]], kind: str) ->
     """groups: matcher -> rotation group -> summary. One row per group, 'a / b / c' AUCs per matcher."""
     keys = AUC_KEYS[kind]
     names = list(groups)
-    width = max(18, *(len(n) + 2 for n in names))
+    width = max(21, *(len(n) + 2 for n in names))  # room for "100.0 / 100.0 / 100.0"
     rows = [f"{'rotation':<10}" + "".join(f"{n:>{width}}" for n in names),
             f"{'':<10}" + "".join(f"{' / '.join(k.split('@')[1] for k in keys):>{width}}" for _ in names)]
     for group in next(iter(groups.values())):

@@ -167,7 +167,7 @@ def test_se2_experiments_train_the_steerable_backbone_and_reload(world, tmp_path
     summary = train_script.train(config_of(small(world, tmp_path, "experiment=se2_synthetic", "trainer.max_epochs=1")))
     assert summary["global_step"] == 4
     matcher = LoFTRMatcher.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert type(matcher.model.backbone).__name__ == "SE2ResNetFPN"
+    assert type(matcher.model.backbone).__name__ == "PlainSE2ResNetFPN"  # the steerable backbone, exported
     assert matcher.model.config.backbone.group_order == 8
 
 
