@@ -22,6 +22,7 @@ from evaluation.harness import HarnessConfig, run  # noqa: E402
 from evaluation.matchers import LoFTRMatcher, Matcher, SIFTMatcher  # noqa: E402
 from evaluation.metrics import summarize_groups  # noqa: E402
 from evaluation.stress import StressConfig  # noqa: E402
+from models.checkpoint import CheckpointError  # noqa: E402
 
 AUC_KEYS = {"pose": ("auc@5", "auc@10", "auc@20"), "homography": ("auc@3", "auc@5", "auc@10")}
 
@@ -73,10 +74,13 @@ def main() -> int:
     parser.add_argument("--trusted", action="store_true", help="checkpoints may hold pickled objects")
     args = parser.parse_args()
 
-    benchmark = build_benchmark(args.benchmark, **dict(args.options))
-    benchmark.check()
-    matchers: dict[str, Matcher] = {
-        name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted) for name, path in args.loftr}
+    try:  # bad input: one line naming it, exit code 2
+        benchmark = build_benchmark(args.benchmark, **dict(args.options))
+        benchmark.check()
+        matchers: dict[str, Matcher] = {
+            name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted) for name, path in args.loftr}
+    except (ValueError, FileNotFoundError, CheckpointError) as error:
+        parser.error(str(error))
     if args.sift:
         matchers["SIFT"] = SIFTMatcher()
     if not matchers:

@@ -45,3 +45,7 @@ def test_rotation_benchmark_prints_an_auc_row_per_angle(tmp_path):
     bad = subprocess.run([sys.executable, "benchmarks/rotation.py", "--loftr", "no-name"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "NAME=CHECKPOINT" in bad.stderr
+    missing = subprocess.run([sys.executable, "benchmarks/rotation.py", "--benchmark", "homographies",
+                              f"root={tmp_path}", "--loftr", f"x={tmp_path / 'absent.ckpt'}"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "absent.ckpt" in missing.stderr and "Traceback" not in missing.stderr
