@@ -11,6 +11,7 @@ degrees permutes cyclically (one channel per orientation). Regular fields are pe
 so pointwise functions (ReLU, bilinear upsampling, per-field batch norm) keep the equivariance.
 """
 
+import copy
 import warnings
 
 import torch
@@ -58,6 +59,9 @@ class Conv(enn.R2Conv):
             warnings.filterwarnings("ignore", message="indexing with dtype torch.uint8")
             super().__init__(in_type, out_type, kernel_size, padding=kernel_size // 2, stride=stride, bias=False)
         del self.filter
+        # e2cnn caches its sampled-basis modules process-wide and hands the same module (and buffer) to every
+        # convolution of the same kind, in every model: moving or casting one model would move the others' bases.
+        self._basisexpansion = copy.deepcopy(self._basisexpansion)
 
     def train(self, mode: bool = True) -> "Conv":
         return nn.Module.train(self, mode)  # skip R2Conv.train, which builds the cache

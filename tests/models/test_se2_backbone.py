@@ -183,3 +183,13 @@ def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matc
     assert len(expected) >= 10  # random weights, threshold 0: the mutual nearest neighbours
     assert (exported.kpts0 == expected.kpts0).all()
     assert abs(exported.kpts1 - expected.kpts1).max() < 1e-3
+
+
+def test_models_do_not_share_the_libraries_cached_bases():
+    """e2cnn hands one cached basis module to every convolution of a kind; casting, moving or switching the mode
+    of one model must not reach another."""
+    first, second = SE2ResNetFPN(se2_config(4)), SE2ResNetFPN(se2_config(4))
+    first.double().eval()
+    assert all(m.training for m in second.modules())
+    coarse, fine = second(torch.rand(1, 1, 33, 33))  # float32 still
+    assert coarse.dtype == fine.dtype == torch.float32
