@@ -61,7 +61,9 @@ class Conv(enn.R2Conv):
         del self.filter
         # e2cnn caches its sampled-basis modules process-wide and hands the same module (and buffer) to every
         # convolution of the same kind, in every model: moving or casting one model would move the others' bases.
-        self._basisexpansion = copy.deepcopy(self._basisexpansion)
+        # Each convolution gets its own copies (of those modules only: the rest of the expansion is not shared).
+        for name, shared in list(self._basisexpansion.named_children()):
+            setattr(self._basisexpansion, name, copy.deepcopy(shared))
 
     def train(self, mode: bool = True) -> "Conv":
         return nn.Module.train(self, mode)  # skip R2Conv.train, which builds the cache
