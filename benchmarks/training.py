@@ -2,7 +2,8 @@
 backward, AdamW), on generated pairs in the real loader's format.
 
     python benchmarks/training.py                         # the tiny model on the CPU, 320 and 640 px
-    python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --precision bf16-mixed
+    python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --precision bf16-mixed \\
+        [--attention full]
 
 Prints one row per (model, size): pairs/s and peak memory (CUDA: allocator peak; CPU: the process's peak RSS
 so far, so give sizes in increasing order).
@@ -39,9 +40,11 @@ def model_config(name: str) -> LoFTRConfig:
         return OmegaConf.to_object(compose("train", overrides=[f"model={name}", "run_dir=."]).model)
 
 
-def measure(name: str, size: tuple[int, int], root: Path, infos: list[Path], device: str, precision: str,
-            steps: int, warmup: int) -> tuple[float, float]:
-    module = LoFTRModule(TrainingConfig(model=model_config(name))).to(device).train()
+def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos: list[Path], device: str,
+            precision: str, steps: int, warmup: int) -> tuple[float, float]:
+    config = model_config(name)
+    config.coarse.attention = config.fine.transformer.attention = attention
+    module = LoFTRModule(TrainingConfig(model=config)).to(device).train()
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     longer = max(size)
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=longer,
@@ -79,17 +82,19 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="original image WxH; trained "
                         "at the longer side, padded to a square as MegaDepth training does")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--attention", default="linear", choices=["linear", "full"], help="both levels; full: SDPA")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.precision}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.precision}, "
+          f"{args.attention} attention")
     print(f"{'model':<12}{'size':>10}{'pairs/s':>10}{'peak MiB':>10}")
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
         with tempfile.TemporaryDirectory() as folder:
             infos = generate_world(folder, WorldConfig(num_scenes=1, cameras_per_scene=8, image_size=size))
-            rate, peak = measure(args.model, size, Path(folder), infos, args.device, args.precision, args.steps,
-                                 args.warmup)
+            rate, peak = measure(args.model, args.attention, size, Path(folder), infos, args.device, args.precision,
+                                 args.steps, args.warmup)
         print(f"{args.model:<12}{text:>10}{rate:>10.2f}{peak:>10.0f}")
     return 0
 
