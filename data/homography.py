@@ -68,20 +68,33 @@ class HomographyPairs(Dataset):
     def __len__(self) -> int:
         return len(self.images) * self.config.pairs_per_image
 
-    def __getitem__(self, index: int) -> dict:
-        path = self.images[index // self.config.pairs_per_image]
+    def image_path(self, index: int) -> Path:
+        """The photo pair `index` is made from."""
+        return self.images[index // self.config.pairs_per_image]
+
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair `index` before augmentation: the photo resized to `image_size`, its copy warped by H_0to1, both
+        (H, W) uint8, and H_0to1 (3, 3) float64 in their pixels."""
+        path = self.image_path(index)
         rng = np.random.default_rng([self.config.seed, index])
         width, height = self.config.image_size
         with loading_pair(f"homography pair {index}"):
             image0 = cv2.resize(read_grayscale(path), (width, height), interpolation=cv2.INTER_AREA)
         H = sample_homography(rng, self.config)
-        image1 = cv2.warpPerspective(image0, H, (width, height), flags=cv2.INTER_LINEAR)
+        return image0, cv2.warpPerspective(image0, H, (width, height), flags=cv2.INTER_LINEAR), H
+
+    def pair_names(self, index: int) -> tuple[str, str]:
+        path = self.image_path(index)
+        return str(path), f"{path}#H{index % self.config.pairs_per_image}"
+
+    def __getitem__(self, index: int) -> dict:
+        image0, image1, H = self.pair(index)
         if self.augment is not None:  # after warping, so that the two images differ photometrically
             image0, image1 = self.augment(image0, index, 0), self.augment(image1, index, 1)
         item = {f"image{side}": torch.from_numpy(image.astype(np.float32) / 255.0)[None]
                 for side, image in enumerate((image0, image1))}
         item["H_0to1"] = torch.from_numpy(H.astype(np.float32))
-        item["pair_names"] = (str(path), f"{path}#H{index % self.config.pairs_per_image}")
+        item["pair_names"] = self.pair_names(index)
         item["dataset_name"] = "Homography"
-        item["scene_name"] = path.parent.name
+        item["scene_name"] = self.image_path(index).parent.name
         return item

@@ -362,10 +362,9 @@ class HomographyFolder(Benchmark):
     def _pairs(self) -> Iterator[EvalPair]:
         dataset = self._dataset()
         for index in range(len(dataset)):
-            item = dataset[index]
-            image0, image1 = ((item[f"image{side}"][0].numpy() * 255).round().astype(np.uint8) for side in (0, 1))
-            yield EvalPair(f"{item['pair_names'][1]}", image0, image1, H_0to1=item["H_0to1"].double().numpy(),
-                           group=item["scene_name"])
+            image0, image1, H = dataset.pair(index)
+            yield EvalPair(dataset.pair_names(index)[1], image0, image1, H_0to1=H,
+                           group=dataset.image_path(index).parent.name)
 
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
