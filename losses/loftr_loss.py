@@ -9,7 +9,7 @@ from data.supervision import Supervision, fine_supervision
 from models.loftr import MatchResult
 
 from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
-from .fine import fine_l2_with_std
+from .fine import fine_heatmap_nll, fine_l2_with_std
 
 
 @dataclass
@@ -22,6 +22,7 @@ class LossConfig:
     neg_weight: float = 1.0  # official LOSS.NEG_WEIGHT
     sparse_supervision: bool = False  # dual-softmax: positives only (official MATCH_COARSE.SPARSE_SPVS)
     fine_correct_threshold: float = 1.0  # official LOSS.FINE_CORRECT_THR, in window units
+    fine_nll_weight: float = 0.0  # cross-entropy of the fine heatmap (losses/fine.py); 0: LoFTR's loss only
 
 
 @dataclass
@@ -68,6 +69,9 @@ class LoFTRLoss(nn.Module):
         )
         target = target.to(result.fine.expectation.dtype)
         fine_loss = fine_l2_with_std(result.fine.expectation, result.fine.std, target, known, cfg.fine_correct_threshold)
+        if cfg.fine_nll_weight:
+            fine_loss = fine_loss + cfg.fine_nll_weight * fine_heatmap_nll(
+                result.fine.log_heatmap, target, known, cfg.fine_correct_threshold)
         supervised = known & (target.abs().amax(dim=-1) < cfg.fine_correct_threshold)
         return LossParts(
             total=cfg.coarse_weight * coarse_loss + cfg.fine_weight * fine_loss,

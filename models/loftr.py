@@ -1,6 +1,6 @@
 """LoFTR (Sun et al., CVPR 2021): detector-free matching with transformers. Composition only."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from einops import rearrange
@@ -109,7 +109,7 @@ class LoFTR(nn.Module):
             parts.append(fine_expectation(win0, win1))
         if len(parts) == 1:
             return parts[0]
-        return FineMatches(torch.cat([p.expectation for p in parts]), torch.cat([p.std for p in parts]))
+        return FineMatches(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(FineMatches)))
 
     def _fine_margin(self) -> int:
         """Fine cells along each border that no fine window reads at inference: border removal keeps matches

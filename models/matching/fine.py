@@ -25,6 +25,7 @@ class FineMatches:
 
     expectation: torch.Tensor  # (M, 2) offset of the match in image 1's window, normalised to [-1, 1]
     std: torch.Tensor  # (M,) sum of the heatmap's standard deviations along x and y (normalised units)
+    log_heatmap: torch.Tensor  # (M, w*w) log-probabilities of the heatmap, row-major over image 1's window
 
 
 def crop_windows(feat: torch.Tensor, batch_index: torch.Tensor, cell: torch.Tensor, grid_width: int,
@@ -92,7 +93,8 @@ def fine_expectation(win0: torch.Tensor, win1: torch.Tensor) -> FineMatches:
     window = int(round(ww**0.5))
     centre = win0[:, ww // 2]
     heatmap = torch.einsum("mc,mrc->mr", centre, win1).mul_(channels**-0.5)
-    heatmap = heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).softmax(dim=1)  # fp32 under autocast
+    log_heatmap = heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).log_softmax(dim=1)  # fp32 under autocast
+    heatmap = log_heatmap.exp()
     grid = window_grid(window, heatmap.device, heatmap.dtype)
     expectation = heatmap @ grid  # (M, 2)
     variance = heatmap @ grid**2 - expectation**2
@@ -100,4 +102,4 @@ def fine_expectation(win0: torch.Tensor, win1: torch.Tensor) -> FineMatches:
     floor = 1e-10
     safe = torch.where(variance > floor, variance, torch.ones_like(variance)).sqrt()
     std = torch.where(variance > floor, safe, torch.full_like(variance, floor**0.5)).sum(-1)
-    return FineMatches(expectation, std)
+    return FineMatches(expectation, std, log_heatmap)

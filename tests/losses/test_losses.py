@@ -7,9 +7,10 @@ import torch
 
 from data.supervision import coarse_supervision
 from losses.coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
-from losses.fine import fine_l2_with_std
-from losses.loftr_loss import LoFTRLoss
+from losses.fine import bilinear_target, fine_heatmap_nll, fine_l2_with_std
+from losses.loftr_loss import LoFTRLoss, LossConfig
 from models.loftr import LoFTR, LoFTRConfig
+from models.matching.fine import window_grid
 from tests.data.test_supervision import FOCAL, Z, plane_batch, translation
 
 
@@ -72,7 +73,34 @@ def test_fine_loss_weights_by_inverse_std_and_drops_outside_targets():
     assert nothing.item() == 0.0
 
 
-def training_step(batch: dict, match_type: str):
+@pytest.mark.parametrize("window", [3, 5, 8])
+def test_bilinear_target_is_a_distribution_with_the_exact_mean(window):
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(200, 2, generator=generator, dtype=torch.float64) * 2 - 1
+    target = torch.cat([target, torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [0.0, 0.0]], dtype=torch.float64)])
+    dist = bilinear_target(target, window)
+    assert (dist >= 0).all() and torch.allclose(dist.sum(-1), torch.ones(len(target), dtype=torch.float64))
+    assert torch.allclose(dist @ window_grid(window, "cpu", torch.float64), target, atol=1e-12)
+    assert ((dist > 0).sum(-1) <= 4).all()  # only the four pixels around the target
+
+
+def test_heatmap_nll_is_smallest_at_the_bilinear_target_and_drops_outside_targets():
+    target = torch.tensor([[0.3, -0.6], [0.9, 0.2], [1.5, 0.0]])  # the last lies outside the window
+    known = torch.tensor([True, True, True])
+    wanted = bilinear_target(target[:2], 5)
+    logits = torch.log(wanted.clamp(min=1e-12)).requires_grad_(True)
+    log_heatmap = torch.cat([logits, torch.zeros(1, 25)]).log_softmax(-1)
+    loss = fine_heatmap_nll(log_heatmap, target, known)
+    entropy = -(wanted * wanted.clamp(min=1e-12).log()).sum(-1).mean()
+    assert loss.item() == pytest.approx(entropy.item(), abs=1e-5)  # cross-entropy = entropy: the minimum
+    loss.backward()
+    assert logits.grad.abs().max() < 1e-5
+    uniform = fine_heatmap_nll(torch.full((3, 25), -math.log(25)), target, known)
+    assert uniform.item() == pytest.approx(math.log(25)) and uniform > loss
+    assert fine_heatmap_nll(log_heatmap, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def training_step(batch: dict, match_type: str, fine_nll_weight: float = 0.0):
     config = LoFTRConfig()
     config.match_coarse.match_type = match_type
     config.match_coarse.train_pad_num_gt_min = 20
@@ -83,7 +111,7 @@ def training_step(batch: dict, match_type: str):
     grid = tuple(-(-s // 8) for s in batch["image0"].shape[2:])
     supervision = coarse_supervision(batch, grid, grid)
     result = model(batch, ground_truth=(supervision.batch_index, supervision.index0, supervision.index1))
-    parts = LoFTRLoss()(result, supervision)
+    parts = LoFTRLoss(LossConfig(fine_nll_weight=fine_nll_weight))(result, supervision)
     parts.total.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return parts, grads
@@ -91,7 +119,8 @@ def training_step(batch: dict, match_type: str):
 
 @pytest.mark.parametrize("match_type", ["dual_softmax", "sinkhorn"])
 @pytest.mark.parametrize("case", ["overlap", "no overlap", "depth holes"])
-def test_gradients_are_finite(match_type, case):
+@pytest.mark.parametrize("fine_nll_weight", [0.0, 1.0])
+def test_gradients_are_finite(match_type, case, fine_nll_weight):
     if case == "no overlap":  # the plane moves out of view: no ground truth at all
         batch = plane_batch(96, 128, translation(1000 * Z / FOCAL, 0.0))
     else:
@@ -99,7 +128,7 @@ def test_gradients_are_finite(match_type, case):
     if case == "depth holes":
         batch["depth0"][0, :16] = float("nan")
         batch["depth1"][0, 80:] = 0.0
-    parts, grads = training_step(batch, match_type)
+    parts, grads = training_step(batch, match_type, fine_nll_weight)
     assert torch.isfinite(parts.total)
     assert all(torch.isfinite(g).all() for g in grads) and len(grads) > 0
     if case == "no overlap":
