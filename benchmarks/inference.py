@@ -1,7 +1,7 @@
 """Inference speed and memory: our LoFTR against kornia's on the same weights and the same pair.
 
     python benchmarks/inference.py [--sizes 480x640 240x320] [--runs 5] [--device cpu|cuda]
-                                   [--autocast bf16] [--attention linear|full]
+                                   [--autocast bf16] [--attention linear|full] [--channels-last] [--compile]
     python benchmarks/inference.py --backbones [--sizes 480x640] [--runs 3]
 
 `--backbones` compares the backbones alone instead, on one image pair (B = 2) at the official widths: LoFTR's
@@ -37,7 +37,18 @@ from models.loftr import LoFTR, LoFTRConfig  # noqa: E402
 from tests.helpers import image_pair, sharpen_  # noqa: E402
 
 
-def build(which: str, attention: str, device: str):
+def speed_up(model: LoFTR, channels_last: bool, compile_: bool) -> LoFTR:
+    """GPU options for our model: channels-last convolutions, and torch.compile of the parts with static shapes
+    (the backbone and the coarse transformer; the fine level's input grows with the number of matches)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile_:
+        model.backbone = torch.compile(model.backbone)
+        model.loftr_coarse = torch.compile(model.loftr_coarse)
+    return model
+
+
+def build(which: str, attention: str, device: str, channels_last: bool = False, compile_: bool = False):
     torch.manual_seed(0)
     reference = sharpen_(KorniaLoFTR(pretrained=None, config=copy.deepcopy(default_cfg)).eval())
     if which == "kornia":
@@ -46,7 +57,7 @@ def build(which: str, attention: str, device: str):
     config.coarse.attention = attention
     ours = LoFTR(config).eval()
     load_weights(ours, reference.state_dict())
-    return ours.to(device)
+    return speed_up(ours.to(device), channels_last, compile_)
 
 
 BACKBONES = ("standard", "se2-c4", "se2-c4-export", "se2-c8", "se2-c8-export")
@@ -82,15 +93,19 @@ def run(model, image0, image1, autocast: str | None):
     return out.keypoints0, out.keypoints1
 
 
-def build_any(which: str, attention: str, device: str) -> torch.nn.Module:
-    return build_backbone_variant(which, device) if which in BACKBONES else build(which, attention, device)
+def build_any(which: str, attention: str, device: str, channels_last: bool = False,
+              compile_: bool = False) -> torch.nn.Module:
+    if which in BACKBONES:
+        return build_backbone_variant(which, device)
+    return build(which, attention, device, channels_last, compile_)
 
 
 def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
     """Peak memory of one forward, measured in a fresh process so earlier runs do not hide it."""
     if args.device == "cuda":
-        model = build_any(which, args.attention, "cuda")
+        model = build_any(which, args.attention, "cuda", args.channels_last, args.compile)
         image0, image1 = (x.cuda() for x in image_pair(*size))
+        run(model, image0, image1, args.autocast)  # compilation's own memory is not the model's
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         run(model, image0, image1, args.autocast)
@@ -129,7 +144,8 @@ def interleaved_times(calls: dict, runs: int) -> dict[str, list[float]]:
 
 
 def compare(size: tuple[int, int], args) -> dict:
-    models = {name: build(name, args.attention, args.device) for name in ("kornia", "ours")}
+    models = {name: build(name, args.attention, args.device, args.channels_last, args.compile)
+              for name in ("kornia", "ours")}
     image0, image1 = (x.to(args.device) for x in image_pair(*size))
     outputs = {name: run(model, image0, image1, args.autocast) for name, model in models.items()}  # warm-up
     times = interleaved_times({name: lambda m=model: run(m, image0, image1, args.autocast)
@@ -203,6 +219,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--autocast", choices=["bf16"], default=None)
     parser.add_argument("--attention", choices=["linear", "full"], default="linear", help="ours only")
+    parser.add_argument("--channels-last", action="store_true", help="ours only: channels-last memory format")
+    parser.add_argument("--compile", action="store_true", help="ours only: torch.compile backbone and coarse "
+                        "transformer (the warm-up run pays the compilation)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--backbones", action="store_true", help="compare the backbones alone (see above)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -214,7 +233,8 @@ def main() -> None:
         return
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
-          f"autocast {args.autocast or 'off (fp32)'}, our attention {args.attention}, median of {args.runs}")
+          f"autocast {args.autocast or 'off (fp32)'}, our attention {args.attention}, channels-last "
+          f"{args.channels_last}, compile {args.compile}, median of {args.runs}")
     if args.backbones:  # the attention setting does not apply
         rows = print_backbones(args)
         if args.json:

@@ -41,10 +41,16 @@ def model_config(name: str) -> LoFTRConfig:
 
 
 def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos: list[Path], device: str,
-            precision: str, steps: int, warmup: int) -> tuple[float, float]:
+            precision: str, steps: int, warmup: int, channels_last: bool = False,
+            compile_: bool = False) -> tuple[float, float]:
     config = model_config(name)
     config.coarse.attention = config.fine.transformer.attention = attention
     module = LoFTRModule(TrainingConfig(model=config)).to(device).train()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if compile_:  # the parts with static shapes; the warm-up steps pay the compilation
+        module.model.backbone = torch.compile(module.model.backbone)
+        module.model.loftr_coarse = torch.compile(module.model.loftr_coarse)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     longer = max(size)
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=longer,
@@ -83,18 +89,20 @@ def main() -> int:
                         "at the longer side, padded to a square as MegaDepth training does")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     parser.add_argument("--attention", default="linear", choices=["linear", "full"], help="both levels; full: SDPA")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone and coarse transformer")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.precision}, "
-          f"{args.attention} attention")
+          f"{args.attention} attention, channels-last {args.channels_last}, compile {args.compile}")
     print(f"{'model':<12}{'size':>10}{'pairs/s':>10}{'peak MiB':>10}")
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
         with tempfile.TemporaryDirectory() as folder:
             infos = generate_world(folder, WorldConfig(num_scenes=1, cameras_per_scene=8, image_size=size))
             rate, peak = measure(args.model, args.attention, size, Path(folder), infos, args.device, args.precision,
-                                 args.steps, args.warmup)
+                                 args.steps, args.warmup, args.channels_last, args.compile)
         print(f"{args.model:<12}{text:>10}{rate:>10.2f}{peak:>10.0f}")
     return 0
 

@@ -19,12 +19,14 @@ def test_training_benchmark_builds_every_model_file_as_train_py_does(name):
     assert config.coarse.d_model == expected
 
 
-@pytest.mark.parametrize("attention", ["linear", "full"])
-def test_training_benchmark_prints_a_row_for_the_tiny_model(attention):
+@pytest.mark.parametrize("attention, channels_last", [("linear", False), ("full", True)])
+def test_training_benchmark_prints_a_row_for_the_tiny_model(attention, channels_last):
+    flags = ["--channels-last"] if channels_last else []
     out = subprocess.run([sys.executable, "benchmarks/training.py", "--steps", "1", "--warmup", "0", "--sizes",
-                          "160x120", "--attention", attention], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          "160x120", "--attention", attention, *flags], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
-    assert f"{attention} attention" in out.stdout
+    assert f"{attention} attention, channels-last {channels_last}" in out.stdout
     row = out.stdout.strip().splitlines()[-1].split()
     assert row[:2] == ["loftr_tiny", "160x120"] and float(row[2]) > 0
 
