@@ -8,6 +8,7 @@ Sparse layout (no depth), read by `data.inhouse.dataset.SparsePairs`:
                                           (None: no depth), intrinsics (3x3), poses (4x4 world-to-camera),
                                           pair_infos ((i0, i1), overlap, zeros(4)); and `correspondences`, one
                                           (N, 4) float32 array x0, y0, x1, y1 per pair (original pixels)
+    OUT/scenes.txt                        scene_info/SCENE.npz: a split file evaluate.py reads (benchmark=synthetic)
     OUT/sparse/                           the COLMAP model (SfM runs only), OUT/report.txt
 
 With COLMAP's dense depth maps (`depth_maps`) the MegaDepth layout of `data.colmap` is written instead.
@@ -216,6 +217,8 @@ def prepare(config: PrepareConfig) -> Report:
     if report.pairs_kept == 0:
         raise PrepareError(f"{len(registered)} images registered but no pair kept: "
                            + "; ".join(f"{count} {reason}" for reason, count in sorted(report.dropped.items())))
+    # the scene as an evaluation split: evaluate.py benchmark=synthetic benchmark.root=OUT benchmark.split_file=scenes.txt
+    (out / "scenes.txt").write_text(f"{report.scene_info.relative_to(out)}\n")
     (out / "report.txt").write_text(report.format() + "\n")
     return report
 
