@@ -166,3 +166,18 @@ def test_pairs_dropped_by_overlap_are_reported(photos, tmp_path):
     with pytest.raises(PrepareError, match=r"no pair kept: \d+ overlap above 0.05 .*; \d+ share fewer than 30"):
         prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out"), model=str(root / "out" / "sparse"),
                               min_overlap=0.01, max_overlap=0.05))
+
+
+def test_labels_alone_train_without_poses(photos, tmp_path):
+    """A label file and its photos, no SfM: items without K/T, ground truth from the labels."""
+    root, _, _, info, _ = photos
+    (a, b), *_ = info["pair_infos"][0]
+    names = [Path(info["image_paths"][k]).name for k in (a, b)]
+    points = info["correspondences"][0]
+    (tmp_path / "labels.csv").write_text("".join(f"{names[0]},{names[1]},{x0},{y0},{x1},{y1}\n"
+                                                 for x0, y0, x1, y1 in points))
+    dataset = build_dataset({"type": "inhouse", "root": str(root / "photos"), "labels": str(tmp_path / "labels.csv"),
+                             "longer_side": 320, "pad_to_square": False, "max_correspondences": 256})
+    batch = default_collate([dataset[0]])
+    assert "T_0to1" not in batch and int(batch["correspondences_valid"].sum()) == min(len(points), 256)
+    assert len(sparse_supervision(batch, (30, 40), (30, 40)).index0) > 10
