@@ -181,3 +181,12 @@ def test_labels_alone_train_without_poses(photos, tmp_path):
     batch = default_collate([dataset[0]])
     assert "T_0to1" not in batch and int(batch["correspondences_valid"].sum()) == min(len(points), 256)
     assert len(sparse_supervision(batch, (30, 40), (30, 40)).index0) > 10
+
+
+def test_random_swap_swaps_the_correspondences():
+    from data.augment import swap_sides
+
+    item = {"image0": torch.zeros(1, 4, 4), "image1": torch.ones(1, 4, 4), "correspondences0": torch.tensor([[1.0, 2.0]]),
+            "correspondences1": torch.tensor([[3.0, 4.0]]), "correspondences_valid": torch.tensor([True])}
+    swapped = swap_sides(item)
+    assert swapped["correspondences0"].tolist() == [[3.0, 4.0]] and swapped["correspondences1"].tolist() == [[1.0, 2.0]]
