@@ -169,7 +169,8 @@ def _local_affine(points0: torch.Tensor, points1: torch.Tensor, valid: torch.Ten
     A = Y @ torch.linalg.inv(torch.where(solvable[..., None, None], M, identity))
     residual = (d1 - torch.einsum("bkij,bknj->bkni", A, d0)).square().sum(-1).masked_fill(~near, 0)
     rms = (residual.sum(-1) / count.clamp(min=1)).sqrt()
-    return A, solvable & (rms <= tolerance)
+    invertible = torch.linalg.det(A).abs() > 1e-3  # the back-warp inverts it (degenerate labels otherwise)
+    return A, solvable & invertible & (rms <= tolerance)
 
 
 def _first_per_key(key: torch.Tensor, distance: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
