@@ -186,13 +186,14 @@ def _first_per_key(key: torch.Tensor, distance: torch.Tensor, candidate: torch.T
 
 @torch.no_grad()
 def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
-                       fit_radius: float = 64.0, fit_tolerance: float = 1.0) -> Supervision:
+                       fit_radius: float = 96.0, fit_tolerance: float = 1.0, unfitted_radius: float = 1.0) -> Supervision:
     """Ground truth from known correspondences instead of depth: `correspondences0`, `correspondences1`
     (B, N, 2) in original pixels and `correspondences_valid` (B, N) bool (data/batch.py).
 
     Coarse: a correspondence whose image-0 point is nearest to the centre of cell i labels (i, j), j the cell
     its partner (below) is nearest to, and whose centre maps back into i (mutual, as in `coarse_supervision`);
-    one label per cell both ways, the correspondence nearest to the cell centre winning on each side.
+    one label per cell both ways: per cell of image 0 the correspondence nearest its centre, then among those
+    per cell of image 1 the one whose warped centre is nearest its centre.
 
     Fine: the target is where the CENTRE of cell i lands in image 1, as for dense ground truth (the fine
     module looks from the centre of i). A label at p0 != centre says where p0 lands, p1. We take the first-
@@ -200,8 +201,10 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     `fit_radius` network pixels (`_local_affine`): exact for affine warps, off by the warp's second-order term
     over |centre - p0| <= stride / sqrt(2) otherwise (hundredths of a pixel for a homography, test). Shifting
     by the plain offset (A = I) would be off by |A - I| x 5.7 px, over a pixel at a 20-degree rotation;
-    dropping points away from the centre would keep ~5% of the labels. Where no trusted fit exists the coarse
-    label comes from the plain shift (A = I) and the fine target is unknown (`warped0_valid` False).
+    dropping points away from the centre would keep ~5% of the labels. Where no trusted fit exists (too few
+    neighbours, or ones that disagree) the cell is labelled only when p0 lies within `unfitted_radius` px of
+    its centre, by the plain shift (A = I), without a fine target (`warped0_valid` False). On SfM tracks of
+    rendered photos the plain shift put a quarter of the unfitted labels one cell off.
 
     Negatives: the labels are one-to-one, so the other entries of a labelled row (i, .) and column (., j) are
     certainly wrong; elsewhere a true match may simply be unlabelled, and the coarse loss leaves it alone.
@@ -224,11 +227,14 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     # mutual as in `coarse_supervision`: the centre of j, carried back by the same expansion, lands in cell i
     back = centre0 + torch.linalg.solve(A, (centre1 - warped)[..., None])[..., 0]
     mutual = (_nearest_cell(back, grid0, stride)[0] == index0) & inside_image(back, size0)
-    keep = (valid & mutual & on_grid0 & on_grid1 & inside_image(points0, size0) & inside_image(points1, size1)
+    # without a trusted fit the plain shift is off by |A - I| |centre - p0|, often a whole cell under rotation
+    # or zoom: such a correspondence labels its cell only from within `unfitted_radius` of the centre
+    trusted = fitted | ((points0 - centre0).abs().amax(-1) <= unfitted_radius)
+    keep = (valid & trusted & mutual & on_grid0 & on_grid1 & inside_image(points0, size0) & inside_image(points1, size1)
             & inside_image(warped, size1) & torch.gather(cells0, 1, index0) & torch.gather(cells1, 1, index1))
     sample = torch.arange(b, device=device)[:, None]
-    keep = (_first_per_key(sample * grid0[0] * grid0[1] + index0, (points0 - centre0).norm(dim=-1), keep)
-            & _first_per_key(sample * grid1[0] * grid1[1] + index1, (warped - centre1).norm(dim=-1), keep))
+    keep = _first_per_key(sample * grid0[0] * grid0[1] + index0, (points0 - centre0).norm(dim=-1), keep)
+    keep = _first_per_key(sample * grid1[0] * grid1[1] + index1, (warped - centre1).norm(dim=-1), keep)
 
     batch_index, k = torch.nonzero(keep, as_tuple=True)
     i, j = index0[batch_index, k], index1[batch_index, k]

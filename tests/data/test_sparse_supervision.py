@@ -47,20 +47,22 @@ def test_affine_fine_targets_are_exact():
 
 
 def test_one_label_per_cell_nearest_to_the_centre_and_negatives_in_labelled_rows_and_columns():
-    # three translated points (+21, +13): two fall into cell (2, 1) of image 0; the one nearer its centre
-    # (16, 8) wins. Too few to fit a Jacobian: the plain shift places them, no fine target.
-    points0 = torch.tensor([[[17.0, 9.0], [19.0, 11.0], [61.0, 41.0]]], dtype=torch.float64)
+    # translated points (+21, +13), too few to fit a Jacobian: labels by the plain shift, no fine target, and
+    # only from within 1 px of a cell centre. The first two fall into cell (2, 1) of image 0 (centre (16, 8)):
+    # the nearer wins; the last is 3 px from its centre (104, 72): no label
+    points0 = torch.tensor([[[17.0, 9.0], [16.5, 7.0], [63.5, 40.5], [101.0, 69.0]]], dtype=torch.float64)
     batch = {"image0": torch.zeros(1, 1, 120, 160), "image1": torch.zeros(1, 1, 120, 160),
              "correspondences0": points0, "correspondences1": points0 + torch.tensor([21.0, 13.0]),
-             "correspondences_valid": torch.tensor([[True, True, True]])}
+             "correspondences_valid": torch.tensor([[True, True, True, True]])}
     sparse = supervision_for(batch, GRID, GRID)
     assert sorted(zip(sparse.index0.tolist(), sparse.index1.tolist())) == [(1 * 20 + 2, 3 * 20 + 5),
                                                                           (5 * 20 + 8, 7 * 20 + 11)]
     assert not sparse.warped0_valid.any()
+    assert torch.equal(sparse.warped0[0, 22], torch.tensor([37.0, 21.0]))  # the centre (16, 8), shifted
     negatives = sparse.negatives()[0]
     assert negatives[22].all() and negatives[:, 65].all()  # the labelled row and column
     assert negatives.sum() == 2 * 300 + 2 * 300 - 4  # two rows and two columns, their crossings once
-    invalid = dict(batch, correspondences_valid=torch.tensor([[False, False, True]]))
+    invalid = dict(batch, correspondences_valid=torch.tensor([[False, False, True, True]]))
     assert sparse_supervision(invalid, GRID, GRID).index0.tolist() == [108]
 
 
