@@ -9,7 +9,7 @@ Sparse layout (no depth), read by `data.inhouse.dataset.SparsePairs`:
                                           pair_infos ((i0, i1), overlap, zeros(4)); and `correspondences`, one
                                           (N, 4) float32 array x0, y0, x1, y1 per pair (original pixels)
     OUT/scenes.txt                        scene_info/SCENE.npz: a split file evaluate.py reads (benchmark=synthetic)
-    OUT/sparse/                           the COLMAP model (SfM runs only), OUT/report.txt
+    OUT/sparse/0, 1, ...                  the COLMAP models, largest first (SfM runs only); OUT/report.txt
 
 With COLMAP's dense depth maps (`depth_maps`) the MegaDepth layout of `data.colmap` is written instead.
 
@@ -113,9 +113,9 @@ def find_images(folder: Path) -> list[str]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def run_sfm(config: PrepareConfig, names: list[str], work: Path):
-    """SIFT extraction, exhaustive matching and incremental mapping on the CPU; the largest model (or None
-    when nothing could be registered) and the number of models found."""
+def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
+    """SIFT extraction, exhaustive matching and incremental mapping on the CPU: the models COLMAP kept, largest
+    first (several when the photos fall into groups that do not overlap; none when nothing registered)."""
     import pycolmap
 
     work.mkdir(parents=True, exist_ok=True)
@@ -142,9 +142,7 @@ def run_sfm(config: PrepareConfig, names: list[str], work: Path):
         options.ba_refine_focal_length = False  # the user knows the intrinsics
         options.ba_refine_principal_point = False
     models = pycolmap.incremental_mapping(database, config.images, work / "sparse", options)
-    if not models:
-        return None, 0
-    return max(models.values(), key=lambda model: model.num_reg_images()), len(models)
+    return sorted(models.values(), key=lambda model: -model.num_reg_images())
 
 
 def intrinsics(camera) -> np.ndarray:
@@ -163,6 +161,39 @@ def track_observations(image) -> dict[int, tuple[float, float]]:
     return observed
 
 
+@dataclass
+class View:
+    """A registered photo: intrinsics K (this project's pixels), world-to-camera pose (4, 4) in its model's
+    frame, size (width, height), and its track observations keyed by (model, 3D point id)."""
+
+    name: str
+    K: np.ndarray
+    pose: np.ndarray
+    size: tuple[int, int]
+    tracks: dict[tuple[int, int], tuple[float, float]]
+    model: int
+
+
+def registered_views(models: list) -> list[View]:
+    """The photos of every model, sorted by name; a photo in two models (COLMAP lets them share a few) is
+    kept in the larger. Poses of different models are in different frames: pairs stay within a model."""
+    views = {}
+    for index, model in enumerate(models):
+        for image in model.images.values():
+            if image.name in views:
+                continue
+            camera = model.cameras[image.camera_id]
+            if camera.model.name not in PINHOLE_MODELS:
+                raise PrepareError(f"camera {image.camera_id} of {image.name} is {camera.model.name}: undistort the "
+                                   f"images first (colmap image_undistorter) so that the cameras are "
+                                   f"{' or '.join(PINHOLE_MODELS)}")
+            pose = np.eye(4)
+            pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
+            tracks = {(index, point): xy for point, xy in track_observations(image).items()}
+            views[image.name] = View(image.name, intrinsics(camera), pose, (camera.width, camera.height), tracks, index)
+    return [views[name] for name in sorted(views)]
+
+
 def prepare(config: PrepareConfig) -> Report:
     """Build the dataset `config` describes; returns the report. PrepareError says why input is unusable."""
     import pycolmap
@@ -178,18 +209,18 @@ def prepare(config: PrepareConfig) -> Report:
         if not Path(config.model).is_dir():
             raise PrepareError(f"COLMAP model folder not found: {config.model}")
         try:
-            reconstruction = pycolmap.Reconstruction(str(config.model))
+            models = [pycolmap.Reconstruction(str(config.model))]
         except Exception as error:
             raise PrepareError(f"cannot read the COLMAP model in {config.model}: {error}") from None
-        model_path, num_models = Path(config.model), 1
+        model_path = Path(config.model)
     else:
-        reconstruction, num_models = run_sfm(config, names, out / "colmap")
-        model_path = out / "sparse"
-        if reconstruction is not None:
-            model_path.mkdir(exist_ok=True)
-            reconstruction.write(str(model_path))
-    registered = [] if reconstruction is None else sorted(reconstruction.images.values(), key=lambda im: im.name)
-    report.registered = [image.name for image in registered]
+        models = run_sfm(config, names, out / "colmap")
+        model_path = out / "sparse" / "0"  # the largest; the others in sparse/1, ...
+        for index, model in enumerate(models):
+            (out / "sparse" / str(index)).mkdir(parents=True, exist_ok=True)
+            model.write(str(out / "sparse" / str(index)))
+    registered = registered_views(models)
+    report.registered = [view.name for view in registered]
     report.unregistered = sorted(set(names) - set(report.registered))
     if config.model is not None:
         report.images_found = max(len(names), len(registered))
@@ -198,9 +229,11 @@ def prepare(config: PrepareConfig) -> Report:
                "agree on a two-view geometry (COLMAP's default: 15 inliers) to start and grow a model")
         raise PrepareError(f"structure from motion registered {len(registered)} of {report.images_found} images in "
                            f"{images}: {why}")
-    if num_models > 1:
-        report.notes.append(f"SfM found {num_models} disconnected models: the largest is kept; the photos of "
-                            f"the others overlap too little with it")
+    if len(models) > 1:
+        sizes = ", ".join(str(model.num_reg_images()) for model in models)
+        report.notes.append(f"SfM made {len(models)} separate models ({sizes} photos): groups of photos that do "
+                            f"not overlap each other; pairs are made within each"
+                            + (", and dense depth uses the largest only" if config.depth_maps else ""))
 
     if config.depth_maps is not None:
         report.layout = "MegaDepth (dense depth)"
@@ -211,9 +244,9 @@ def prepare(config: PrepareConfig) -> Report:
         info = pickle.loads(report.scene_info.read_bytes())
         report.pairs_kept = len(info["pair_infos"])
         report.overlaps = [float(overlap) for _, overlap, _ in info["pair_infos"]]
-        _classify_drops(report, [set(track_observations(im)) for im in registered], config)
+        _classify_drops(report, [set(view.tracks) for view in registered if view.model == 0], config)
     else:
-        report.scene_info = _write_sparse(config, registered, reconstruction, report)
+        report.scene_info = _write_sparse(config, registered, report)
     if report.pairs_kept == 0:
         raise PrepareError(f"{len(registered)} images registered but no pair kept: "
                            + "; ".join(f"{count} {reason}" for reason, count in sorted(report.dropped.items())))
@@ -238,37 +271,29 @@ def _classify_drops(report: Report, observed: list[set[int]], config: PrepareCon
     return kept
 
 
-def _write_sparse(config: PrepareConfig, registered: list, reconstruction, report: Report) -> Path:
+def _write_sparse(config: PrepareConfig, registered: list[View], report: Report) -> Path:
     images, out, scene = Path(config.images), Path(config.out), config.scene
-    tracks = [track_observations(image) for image in registered]
-    kept = _classify_drops(report, [set(t) for t in tracks], config)
+    kept = _classify_drops(report, [set(view.tracks) for view in registered], config)
     correspondences = {}
     for i0, i1, _ in kept:
-        shared = sorted(set(tracks[i0]) & set(tracks[i1]))
-        correspondences[i0, i1] = np.array([tracks[i0][p] + tracks[i1][p] for p in shared], np.float32)
+        tracks0, tracks1 = registered[i0].tracks, registered[i1].tracks
+        shared = sorted(set(tracks0) & set(tracks1))  # 3D points are per model: pairs within one model only
+        correspondences[i0, i1] = np.array([tracks0[p] + tracks1[p] for p in shared], np.float32)
     overlaps = {(i0, i1): overlap for i0, i1, overlap in kept}
     if config.labels is not None:
-        _use_labels(config, registered, reconstruction, tracks, correspondences, overlaps, report)
+        _use_labels(config, registered, correspondences, overlaps, report)
 
-    image_paths, Ks, poses = [], [], []
-    for image in registered:
-        camera = reconstruction.cameras[image.camera_id]
-        if camera.model.name not in PINHOLE_MODELS:
-            raise PrepareError(f"camera {image.camera_id} of {image.name} is {camera.model.name}: undistort the "
-                               f"images first (colmap image_undistorter) so that the cameras are "
-                               f"{' or '.join(PINHOLE_MODELS)}")
-        image_paths.append(f"{scene}/images/{image.name}")
+    image_paths = []
+    for view in registered:
+        image_paths.append(f"{scene}/images/{view.name}")
         target = out / image_paths[-1]
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(images / image.name, target)
-        Ks.append(intrinsics(camera))
-        pose = np.eye(4)
-        pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
-        poses.append(pose)
+        shutil.copyfile(images / view.name, target)
     order = sorted(correspondences)
     info = {"image_paths": np.array(image_paths, dtype=object),
             "depth_paths": np.array([None] * len(image_paths), dtype=object),
-            "intrinsics": matrix_array(Ks), "poses": matrix_array(poses),
+            "intrinsics": matrix_array([view.K for view in registered]),
+            "poses": matrix_array([view.pose for view in registered]),
             "pair_infos": [(np.array(pair), overlaps[pair], np.zeros(4)) for pair in order],
             "correspondences": [correspondences[pair] for pair in order]}
     report.pairs_kept = len(order)
@@ -281,25 +306,26 @@ def _write_sparse(config: PrepareConfig, registered: list, reconstruction, repor
     return path
 
 
-def _use_labels(config: PrepareConfig, registered: list, reconstruction, tracks: list, correspondences: dict,
-                overlaps: dict, report: Report) -> None:
+def _use_labels(config: PrepareConfig, registered: list[View], correspondences: dict, overlaps: dict,
+                report: Report) -> None:
     """Labelled pairs replace the tracks' correspondences (kept whatever their overlap); pairs with an
-    unregistered image are dropped and counted."""
-    index = {image.name: k for k, image in enumerate(registered)}
+    unregistered photo, or photos in different models (no common frame for their poses), are dropped."""
+    index = {view.name: k for k, view in enumerate(registered)}
     for (name0, name1), labels in read_labels(config.labels).items():
         missing = [name for name in (name0, name1) if name not in index]
         if missing:
             report.dropped[f"labelled, but SfM did not register {' or '.join(missing)}"] += 1
             continue
-        sizes = tuple((reconstruction.cameras[registered[index[n]].camera_id].width,
-                       reconstruction.cameras[registered[index[n]].camera_id].height) for n in (name0, name1))
-        check_inside(config.labels, (name0, name1), labels, sizes)
-        points = labels.array()
         i0, i1 = index[name0], index[name1]
+        if registered[i0].model != registered[i1].model:
+            report.dropped["labelled, but its photos are in different SfM models (no common pose frame)"] += 1
+            continue
+        check_inside(config.labels, (name0, name1), labels, (registered[i0].size, registered[i1].size))
+        points = labels.array()
         if i0 > i1:  # pairs are stored (lower index, higher index)
             i0, i1, points = i1, i0, points[:, [2, 3, 0, 1]]
         correspondences[i0, i1] = points.astype(np.float32)
         if (i0, i1) not in overlaps:
-            shared = len(set(tracks[i0]) & set(tracks[i1]))
-            overlaps[i0, i1] = shared / max(1, min(len(tracks[i0]), len(tracks[i1])))
+            tracks0, tracks1 = registered[i0].tracks, registered[i1].tracks
+            overlaps[i0, i1] = len(set(tracks0) & set(tracks1)) / max(1, min(len(tracks0), len(tracks1)))
         report.labelled_pairs += 1
