@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--min-overlap", type=float, default=0.1)
     run.add_argument("--max-overlap", type=float, default=0.9)
     run.add_argument("--max-image-size", type=int, default=1600, help="SIFT on photos downscaled to this side")
+    run.add_argument("--min-model-size", type=int, default=3, help="photos a separate SfM model needs to be kept")
     run.add_argument("--threads", type=int, default=-1)
     args = parser.parse_args(argv)
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                camera_mode=args.camera_mode, camera_params=args.camera_params,
                                min_shared_points=args.min_shared_points, min_overlap=args.min_overlap,
                                max_overlap=args.max_overlap, max_image_size=args.max_image_size,
+                               min_model_size=args.min_model_size,
                                num_threads=args.threads)
         report = prepare(config)
     except (PrepareError, LabelFileError, FileNotFoundError) as error:

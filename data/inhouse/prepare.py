@@ -53,6 +53,7 @@ class PrepareConfig:
     min_shared_points: int = 30  # pairs sharing fewer 3D points are dropped
     min_overlap: float = 0.1  # co-visibility range of the pairs kept (LoFTR trains on 0.1-0.7)
     max_overlap: float = 0.9
+    min_model_size: int = 3  # photos a separate SfM model needs to be kept (COLMAP's default 10 drops small groups)
     max_image_size: int = 1600  # SIFT runs on photos downscaled to this longer side (COLMAP's default 3200)
     num_threads: int = -1  # -1: all cores
     seed: int = 0  # RANSAC and mapper seed
@@ -138,6 +139,7 @@ def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = config.num_threads
     options.random_seed = config.seed
+    options.min_model_size = config.min_model_size
     if config.camera_params:
         options.ba_refine_focal_length = False  # the user knows the intrinsics
         options.ba_refine_principal_point = False
