@@ -186,7 +186,8 @@ def _first_per_key(key: torch.Tensor, distance: torch.Tensor, candidate: torch.T
 
 @torch.no_grad()
 def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
-                       fit_radius: float = 96.0, fit_tolerance: float = 1.0, unfitted_radius: float = 1.0) -> Supervision:
+                       fit_radius: float = 96.0, fit_tolerance: float = 1.0, unfitted_radius: float = 1.0
+                       ) -> Supervision:
     """Ground truth from known correspondences instead of depth: `correspondences0`, `correspondences1`
     (B, N, 2) in original pixels and `correspondences_valid` (B, N) bool (data/batch.py).
 
@@ -204,7 +205,7 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     dropping points away from the centre would keep ~5% of the labels. Where no trusted fit exists (too few
     neighbours, or ones that disagree) the cell is labelled only when p0 lies within `unfitted_radius` px of
     its centre, by the plain shift (A = I), without a fine target (`warped0_valid` False). On SfM tracks of
-    rendered photos the plain shift put a quarter of the unfitted labels one cell off.
+    rendered photos the plain shift put a third of the unfitted labels (from anywhere in the cell) a cell off.
 
     Negatives: the labels are one-to-one, so the other entries of a labelled row (i, .) and column (., j) are
     certainly wrong; elsewhere a true match may simply be unlabelled, and the coarse loss leaves it alone.
@@ -230,8 +231,9 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     # without a trusted fit the plain shift is off by |A - I| |centre - p0|, often a whole cell under rotation
     # or zoom: such a correspondence labels its cell only from within `unfitted_radius` of the centre
     trusted = fitted | ((points0 - centre0).abs().amax(-1) <= unfitted_radius)
-    keep = (valid & trusted & mutual & on_grid0 & on_grid1 & inside_image(points0, size0) & inside_image(points1, size1)
-            & inside_image(warped, size1) & torch.gather(cells0, 1, index0) & torch.gather(cells1, 1, index1))
+    keep = (valid & trusted & mutual & on_grid0 & on_grid1 & torch.gather(cells0, 1, index0)
+            & torch.gather(cells1, 1, index1) & inside_image(points0, size0) & inside_image(points1, size1)
+            & inside_image(warped, size1))
     sample = torch.arange(b, device=device)[:, None]
     keep = _first_per_key(sample * grid0[0] * grid0[1] + index0, (points0 - centre0).norm(dim=-1), keep)
     keep = _first_per_key(sample * grid1[0] * grid1[1] + index1, (warped - centre1).norm(dim=-1), keep)

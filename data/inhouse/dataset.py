@@ -91,8 +91,8 @@ class SparsePairs(Dataset):
         poses = [np.asarray(pose, np.float64).reshape(4, 4) for pose in info["poses"]]
         for ((i0, i1), overlap, *_), points in zip(info["pair_infos"], info["correspondences"]):
             if self.config.min_overlap <= overlap <= self.config.max_overlap:
-                camera = (np.asarray(info["intrinsics"][i0], np.float64), np.asarray(info["intrinsics"][i1], np.float64),
-                          poses[i1] @ np.linalg.inv(poses[i0]))
+                K0, K1 = (np.asarray(info["intrinsics"][i], np.float64) for i in (i0, i1))
+                camera = (K0, K1, poses[i1] @ np.linalg.inv(poses[i0]))
                 self._add(_Pair(path.stem, self.root / info["image_paths"][i0], self.root / info["image_paths"][i1],
                                 np.asarray(points, np.float64).reshape(-1, 4), camera))
 

@@ -252,7 +252,7 @@ def prepare(config: PrepareConfig) -> Report:
     if report.pairs_kept == 0:
         raise PrepareError(f"{len(registered)} images registered but no pair kept: "
                            + "; ".join(f"{count} {reason}" for reason, count in sorted(report.dropped.items())))
-    # the scene as an evaluation split: evaluate.py benchmark=synthetic benchmark.root=OUT benchmark.split_file=scenes.txt
+    # the scene as an evaluation split (evaluate.py benchmark=synthetic benchmark.split_file=scenes.txt)
     (out / "scenes.txt").write_text(f"{report.scene_info.relative_to(out)}\n")
     (out / "report.txt").write_text(report.format() + "\n")
     return report

@@ -114,8 +114,8 @@ def test_labels_replace_the_tracks_of_their_pair(photos, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text(f"image0,image1,x0,y0,x1,y1\n{name1}, {name0}, 10, 20, 30, 40\n{name0} {name1} 1 2 3 4\n"
                       f"{name0},{unregistered},5,5,6,6\n")
-    report = prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out"), model=str(root / "out" / "sparse" / "0"),
-                                   labels=str(labels)))
+    report = prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out"),
+                                   model=str(root / "out" / "sparse" / "0"), labels=str(labels)))
     written = pickle.loads(report.scene_info.read_bytes())
     index = [k for k, ((i0, i1), *_) in enumerate(written["pair_infos"]) if (i0, i1) == (a, b)][0]
     assert np.array_equal(written["correspondences"][index], [[30, 40, 10, 20], [1, 2, 3, 4]])
@@ -164,8 +164,8 @@ def test_too_few_or_unrelated_photos_say_how_many_registered_and_why(tmp_path, c
 def test_pairs_dropped_by_overlap_are_reported(photos, tmp_path):
     root, *_ = photos
     with pytest.raises(PrepareError, match=r"no pair kept: \d+ overlap above 0.05 .*; \d+ share fewer than 30"):
-        prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out"), model=str(root / "out" / "sparse" / "0"),
-                              min_overlap=0.01, max_overlap=0.05))
+        prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out"),
+                              model=str(root / "out" / "sparse" / "0"), min_overlap=0.01, max_overlap=0.05))
 
 
 def test_labels_alone_train_without_poses(photos, tmp_path):
