@@ -12,6 +12,7 @@ and both the starting and the fine-tuned model are scored on held-out pairs with
 """
 
 import argparse
+import dataclasses
 import pickle
 import sys
 import tempfile
@@ -35,6 +36,8 @@ from evaluation.harness import run  # noqa: E402
 from evaluation.matchers import LoFTRMatcher  # noqa: E402
 from evaluation.metrics import summarize  # noqa: E402
 from evaluation.report import format_table  # noqa: E402
+from data.supervision import supervision_for  # noqa: E402
+from lightning_modules import loftr_module  # noqa: E402
 from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig  # noqa: E402
 from losses.loftr_loss import LossConfig  # noqa: E402
 
@@ -71,8 +74,9 @@ def main() -> int:
     parser.add_argument("--test-cameras", type=int, default=10, help="--holdout views: held-out views per scene")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--positives-only", action="store_true",
-                        help="coarse loss on the labels only (LoFTR's sparse supervision), no negatives at all")
+    parser.add_argument("--loss", choices=("masked", "positives", "all-negatives"), default="masked",
+                        help="coarse negatives only in labelled rows/columns (default), none (LoFTR's sparse "
+                             "supervision), or everywhere unlabelled (the naive use of sparse labels)")
     parser.add_argument("--seed", type=int, default=21, help="the world's seed (the default world's is 0)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
@@ -119,10 +123,13 @@ def main() -> int:
 
     config = TrainingConfig(model=model_config(args.model), init_checkpoint=args.checkpoint,
                             # default: negatives only in the labelled rows and columns (Supervision.negatives)
-                            loss=LossConfig(sparse_supervision=args.positives_only),
+                            loss=LossConfig(sparse_supervision=args.loss == "positives"),
                             optimizer=OptimizerConfig(lr=args.lr, scale_lr=False, schedule="cosine", warmup_steps=20,
                                                       decay_biases_and_norms=False))
     module = LoFTRModule(config)
+    if args.loss == "all-negatives":  # an ablation: forget which entries the labels can say nothing about
+        loftr_module.supervision_for = lambda *a: dataclasses.replace(supervision_for(*a), negative_rows0=None,
+                                                                      negative_columns1=None)
     rows = {"starting checkpoint": evaluate(module.model, work / "test")}
     print(format_table(rows, "before fine-tuning"), flush=True)
     pl.seed_everything(0, workers=True)
@@ -133,7 +140,8 @@ def main() -> int:
     tuned = time.perf_counter()
     trainer.fit(module, datamodule=data)
     tuned = time.perf_counter() - tuned
-    loss = "positives only" if args.positives_only else "negatives in labelled rows/columns"
+    loss = {"masked": "negatives in labelled rows/columns", "positives": "positives only",
+            "all-negatives": "every unlabelled entry negative"}[args.loss]
     rows[f"fine-tuned ({args.steps} steps, {loss})"] = evaluate(module.model, work / "test")
     held_out = f"{args.test_scenes} new scenes" if new_scenes else f"{args.test_cameras} other views of each scene"
     print(format_table(rows, f"held-out rendered pairs ({held_out}, 640 px); fine-tuning "
