@@ -49,7 +49,7 @@ class PhotometricAugmentation:
 
 
 # keys that come as a pair, one per image (data/batch.py)
-_SIDED_KEYS = ("image", "mask", "scale", "depth", "K")
+_SIDED_KEYS = ("image", "mask", "scale", "depth", "K", "correspondences")
 
 
 def swap_sides(item: dict) -> dict:

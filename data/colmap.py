@@ -60,17 +60,21 @@ def write_colmap_array(path: str | Path, array: np.ndarray) -> None:
         array.reshape(height, width, channels).transpose(1, 0, 2).reshape(-1, order="F").tofile(file)
 
 
-def covisible_pairs(observed: list[set[int]], config: ColmapConfig) -> list[tuple[np.ndarray, float, np.ndarray]]:
-    """Pairs (i0, i1) with their co-visibility overlap, in MegaDepth's pair_infos form."""
+def covisibility(observed: list[set[int]]) -> list[tuple[int, int, int, float]]:
+    """Every image pair (i0, i1) with the 3D points both observe and their overlap: shared points over the
+    fewer points of the two (0 when either observes none)."""
     pairs = []
     for i0, i1 in combinations(range(len(observed)), 2):
         shared = len(observed[i0] & observed[i1])
-        if shared < config.min_shared_points:
-            continue
-        overlap = shared / min(len(observed[i0]), len(observed[i1]))
-        if config.min_overlap <= overlap <= config.max_overlap:
-            pairs.append((np.array([i0, i1]), overlap, np.zeros(4)))
+        fewer = min(len(observed[i0]), len(observed[i1]))
+        pairs.append((i0, i1, shared, shared / fewer if fewer else 0.0))
     return pairs
+
+
+def covisible_pairs(observed: list[set[int]], config: ColmapConfig) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """Pairs (i0, i1) with their co-visibility overlap, in MegaDepth's pair_infos form."""
+    return [(np.array([i0, i1]), overlap, np.zeros(4)) for i0, i1, shared, overlap in covisibility(observed)
+            if shared >= config.min_shared_points and config.min_overlap <= overlap <= config.max_overlap]
 
 
 def convert_to_megadepth(config: ColmapConfig, out_root: str | Path, scene: str) -> Path:

@@ -16,6 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from .augment import PhotometricAugmentation, PhotometricConfig, RandomSwap
 from .errors import SkipBadPairs
 from .homography import HomographyConfig, HomographyPairs
+from .inhouse.dataset import SparseConfig, SparsePairs
 from .megadepth import MegaDepthConfig, MegaDepthPairs
 from .sampling import SceneBalancedSampler
 from .scannet import ScanNetConfig, ScanNetPairs
@@ -24,6 +25,7 @@ DATASETS = {
     "megadepth": (MegaDepthConfig, MegaDepthPairs),
     "scannet": (ScanNetConfig, ScanNetPairs),
     "homography": (HomographyConfig, HomographyPairs),
+    "inhouse": (SparseConfig, SparsePairs),  # known correspondences (SfM tracks, labels) instead of depth
 }
 
 

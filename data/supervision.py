@@ -4,6 +4,8 @@ Coarse: the centre of every coarse cell of image 0 is warped into image 1 (depth
 pair (i, j) is a ground-truth match when the warp is valid (known depth, in front of the camera, depth-
 consistent), lands on a real cell j of image 1, and the centre of j warps back onto cell i (mutual).
 Fine: for each coarse match, where the warped centre of i lies in the fine window around cell j.
+Sparse (`sparse_supervision`): the same from known correspondences (SfM tracks, labelled points) instead of
+a dense warp; the coarse loss may then take as negatives only the rows and columns of labelled cells.
 """
 
 from dataclasses import dataclass
@@ -28,6 +30,16 @@ class Supervision:
     valid_cells1: torch.Tensor  # (B, S) bool
     grid0: tuple[int, int]
     grid1: tuple[int, int]
+    # Sparse labels: the cells whose row (image 0) or column (image 1) of the confidence matrix the labels
+    # fully determine; only there may the coarse loss score negatives. None: everywhere (dense ground truth)
+    negative_rows0: torch.Tensor | None = None  # (B, L) bool
+    negative_columns1: torch.Tensor | None = None  # (B, S) bool
+
+    def negatives(self) -> torch.Tensor | None:
+        """(B, L, S) bool: entries the coarse loss may score as negatives; None: all valid entries."""
+        if self.negative_rows0 is None:
+            return None
+        return self.negative_rows0[:, :, None] | self.negative_columns1[:, None, :]
 
     def labels(self) -> torch.Tensor:
         """The dense (B, L, S) bool label matrix, the size of the confidence matrix."""
@@ -124,3 +136,124 @@ def fine_supervision(
     warped = supervision.warped0[batch_index, index0]
     offset = (warped - centre1) / ((window // 2) * fine_stride)
     return offset, supervision.warped0_valid[batch_index, index0]
+
+
+# ------------------------------------------------------------------------------ sparse correspondences
+
+
+def _local_affine(points0: torch.Tensor, points1: torch.Tensor, valid: torch.Tensor, radius: float,
+                  tolerance: float, neighbours: int = 8, min_spread: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Jacobian of the unknown warp 0 -> 1 at each correspondence, fitted by least squares to its nearest
+    `neighbours` labels within `radius` (image-0 pixels): d1 ~ A d0 for the offsets d0, d1 from it.
+
+    points0, points1: (B, N, 2); valid: (B, N) bool. Returns A (B, N, 2, 2) and whether the fit is trusted
+    (B, N): at least 3 neighbours spread by `min_spread` px in every direction, and a root-mean-square
+    residual within `tolerance` px (image 1), which rejects fits across occlusion edges and wrong labels.
+    """
+    distance = torch.cdist(points0, points0)
+    eye = torch.eye(points0.shape[1], dtype=torch.bool, device=points0.device)
+    distance = distance.masked_fill(~(valid[:, :, None] & valid[:, None, :]) | eye, float("inf"))
+    k = min(neighbours, max(points0.shape[1] - 1, 1))
+    nearest, index = distance.topk(k, dim=-1, largest=False)  # (B, N, k)
+    near = nearest < radius
+    gather = lambda p: torch.gather(p[:, None].expand(-1, p.shape[1], -1, -1), 2,  # noqa: E731
+                                    index[..., None].expand(-1, -1, -1, 2))
+    d0, d1 = gather(points0) - points0[:, :, None], gather(points1) - points1[:, :, None]  # (B, N, k, 2)
+    w = near.to(points0.dtype)[..., None]
+    count = near.sum(-1)
+    M = torch.einsum("bkni,bknj->bkij", d0 * w, d0)  # (B, N, 2, 2)
+    Y = torch.einsum("bkni,bknj->bkij", d1 * w, d0)
+    spread = torch.linalg.eigvalsh(M)[..., 0] / count.clamp(min=1)  # variance along the weakest direction
+    solvable = (count >= 3) & (spread > min_spread**2)
+    identity = torch.eye(2, dtype=M.dtype, device=M.device)
+    A = Y @ torch.linalg.inv(torch.where(solvable[..., None, None], M, identity))
+    residual = (d1 - torch.einsum("bkij,bknj->bkni", A, d0)).square().sum(-1).masked_fill(~near, 0)
+    rms = (residual.sum(-1) / count.clamp(min=1)).sqrt()
+    invertible = torch.linalg.det(A).abs() > 1e-3  # the back-warp inverts it (degenerate labels otherwise)
+    return A, solvable & invertible & (rms <= tolerance)
+
+
+def _first_per_key(key: torch.Tensor, distance: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool: for each key (B, N) long, the candidate with the smallest distance (ties: lower index)."""
+    flat_key, flat_candidate = key.flatten(), candidate.flatten()
+    order = torch.argsort(distance.flatten().masked_fill(~flat_candidate, float("inf")), stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    best = torch.full((int(flat_key.max()) + 1 if len(flat_key) else 1,), len(order), device=key.device)
+    best = best.scatter_reduce(0, flat_key, rank, reduce="amin")
+    return (flat_candidate & (rank == best[flat_key])).view_as(candidate)
+
+
+@torch.no_grad()
+def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
+                       fit_radius: float = 96.0, fit_tolerance: float = 1.0, unfitted_radius: float = 1.0
+                       ) -> Supervision:
+    """Ground truth from known correspondences instead of depth: `correspondences0`, `correspondences1`
+    (B, N, 2) in original pixels and `correspondences_valid` (B, N) bool (data/batch.py).
+
+    Coarse: a correspondence whose image-0 point is nearest to the centre of cell i labels (i, j), j the cell
+    its partner (below) is nearest to, and whose centre maps back into i (mutual, as in `coarse_supervision`);
+    one label per cell both ways: per cell of image 0 the correspondence nearest its centre, then among those
+    per cell of image 1 the one whose warped centre is nearest its centre.
+
+    Fine: the target is where the CENTRE of cell i lands in image 1, as for dense ground truth (the fine
+    module looks from the centre of i). A label at p0 != centre says where p0 lands, p1. We take the first-
+    order expansion p1 + A (centre - p0), A the warp's Jacobian fitted to the nearest labels within
+    `fit_radius` network pixels (`_local_affine`): exact for affine warps, off by the warp's second-order term
+    over |centre - p0| <= stride / sqrt(2) otherwise (hundredths of a pixel for a homography, test). Shifting
+    by the plain offset (A = I) would be off by |A - I| x 5.7 px, over a pixel at a 20-degree rotation;
+    dropping points away from the centre would keep ~5% of the labels. Where no trusted fit exists (too few
+    neighbours, or ones that disagree) the cell is labelled only when p0 lies within `unfitted_radius` px of
+    its centre, by the plain shift (A = I), without a fine target (`warped0_valid` False). On SfM tracks of
+    rendered photos the plain shift put a third of the unfitted labels (from anywhere in the cell) a cell off.
+
+    Negatives: the labels are one-to-one, so the other entries of a labelled row (i, .) and column (., j) are
+    certainly wrong; elsewhere a true match may simply be unlabelled, and the coarse loss leaves it alone.
+    """
+    image0 = batch["image0"]
+    b, device = image0.shape[0], image0.device
+    dtype = torch.float64 if image0.dtype == torch.float64 else torch.float32
+    valid = batch["correspondences_valid"].bool()
+    points0 = network_frame(batch["correspondences0"].to(dtype), batch, 0)
+    points1 = network_frame(batch["correspondences1"].to(dtype), batch, 1)
+    size0, size1 = _valid_size(batch, 0), _valid_size(batch, 1)
+    cells0, cells1 = cells_on_image(size0, grid0, stride), cells_on_image(size1, grid1, stride)
+    index0, on_grid0 = _nearest_cell(points0, grid0, stride)
+    centre0 = torch.stack([index0 % grid0[1], index0 // grid0[1]], -1).to(dtype) * stride
+    A, fitted = _local_affine(points0, points1, valid, fit_radius, fit_tolerance)
+    A = torch.where(fitted[..., None, None], A, torch.eye(2, dtype=dtype, device=device))  # else: the plain shift
+    warped = points1 + torch.einsum("bnij,bnj->bni", A, centre0 - points0)
+    index1, on_grid1 = _nearest_cell(warped, grid1, stride)
+    centre1 = torch.stack([index1 % grid1[1], index1 // grid1[1]], -1).to(dtype) * stride
+    # mutual as in `coarse_supervision`: the centre of j, carried back by the same expansion, lands in cell i
+    back = centre0 + torch.linalg.solve(A, (centre1 - warped)[..., None])[..., 0]
+    mutual = (_nearest_cell(back, grid0, stride)[0] == index0) & inside_image(back, size0)
+    # without a trusted fit the plain shift is off by |A - I| |centre - p0|, often a whole cell under rotation
+    # or zoom: such a correspondence labels its cell only from within `unfitted_radius` of the centre
+    trusted = fitted | ((points0 - centre0).abs().amax(-1) <= unfitted_radius)
+    keep = (valid & trusted & mutual & on_grid0 & on_grid1 & torch.gather(cells0, 1, index0)
+            & torch.gather(cells1, 1, index1) & inside_image(points0, size0) & inside_image(points1, size1)
+            & inside_image(warped, size1))
+    sample = torch.arange(b, device=device)[:, None]
+    keep = _first_per_key(sample * grid0[0] * grid0[1] + index0, (points0 - centre0).norm(dim=-1), keep)
+    keep = _first_per_key(sample * grid1[0] * grid1[1] + index1, (warped - centre1).norm(dim=-1), keep)
+
+    batch_index, k = torch.nonzero(keep, as_tuple=True)
+    i, j = index0[batch_index, k], index1[batch_index, k]
+    warped0 = torch.zeros(b, grid0[0] * grid0[1], 2, dtype=dtype, device=device)
+    warped0[batch_index, i] = warped[batch_index, k]
+    warped0_valid = torch.zeros(b, grid0[0] * grid0[1], dtype=torch.bool, device=device)
+    warped0_valid[batch_index, i] = fitted[batch_index, k]
+    rows0, columns1 = torch.zeros_like(cells0), torch.zeros_like(cells1)
+    rows0[batch_index, i] = True
+    columns1[batch_index, j] = True
+    return Supervision(batch_index, i, j, warped0, warped0_valid, cells0, cells1, grid0, grid1,
+                       negative_rows0=rows0, negative_columns1=columns1)
+
+
+def supervision_for(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8) -> Supervision:
+    """The ground truth the batch can give: sparse from known correspondences when it carries them, dense
+    (depth + pose, or homography) otherwise."""
+    if "correspondences0" in batch:
+        return sparse_supervision(batch, grid0, grid1, stride)
+    return coarse_supervision(batch, grid0, grid1, stride)

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
-from data.supervision import coarse_supervision
+from data.supervision import supervision_for
 from evaluation.metrics import (PairResult, epipolar_errors, homography_error, match_precision, pose_error,
                                 summarize)
 from evaluation.plots import ERROR_CMAP, figure_to_rgb, matches_figure
@@ -120,7 +120,7 @@ class LoFTRModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor | None:
         grid0 = tuple(s // self.model.coarse_stride for s in batch["image0"].shape[2:])
         grid1 = tuple(s // self.model.coarse_stride for s in batch["image1"].shape[2:])
-        supervision = coarse_supervision(batch, grid0, grid1, self.model.coarse_stride)
+        supervision = supervision_for(batch, grid0, grid1, self.model.coarse_stride)  # dense or sparse
         ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
         result = self.model(batch, ground_truth=ground_truth)
         parts = self.loss(result, supervision)
@@ -199,7 +199,7 @@ class LoFTRModule(pl.LightningModule):
         self._val_kind = "pose" if "T_0to1" in batch else "homography"
         # the loss of the model's own matches (no ground-truth padding at evaluation): it falls as it learns
         grid0, grid1 = result.coarse_grid0, result.coarse_grid1
-        loss = float(self.loss(result, coarse_supervision(batch, grid0, grid1, self.model.coarse_stride)).total)
+        loss = float(self.loss(result, supervision_for(batch, grid0, grid1, self.model.coarse_stride)).total)
         for sample in range(batch["image0"].shape[0]):
             scored, errors = self._score(batch, result, sample)
             self._val_results.append((scored, loss))

@@ -28,6 +28,7 @@ def focal_loss(
     neg_weight: float = 1.0,
     sparse: bool = False,
     log_positive: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss (Lin et al., ICCV 2017) on a dual-softmax confidence matrix, as LoFTR trains it.
 
@@ -40,6 +41,9 @@ def focal_loss(
     start of training that can be all of them, and the coarse loss then stalls. `log_positive` (the
     log-confidences of the positives, in the order of `labels & valid`, from `dual_softmax_log_confidence`)
     scores them unclamped instead; within the clamp range the value is LoFTR's.
+
+    `negatives` (B, L, S) bool, optional: the only entries that may be scored as negatives (sparse labels,
+    which cannot tell an unlabelled true match from a wrong one: `Supervision.negatives`).
     """
     p = confidence.clamp(1e-6, 1 - 1e-6)
     if log_positive is None:
@@ -49,7 +53,8 @@ def focal_loss(
         positive = log_positive.exp()
     loss = pos_weight * _mean_or_zero(-alpha * (1 - positive) ** gamma * log_positive, confidence)
     if not sparse:
-        negative = p[~labels & valid]
+        scored = ~labels & valid if negatives is None else ~labels & valid & negatives
+        negative = p[scored]
         loss = loss + neg_weight * _mean_or_zero(-alpha * negative**gamma * (1 - negative).log(), confidence)
     return loss
 

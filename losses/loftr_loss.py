@@ -47,9 +47,13 @@ class LoFTRLoss(nn.Module):
         cfg = self.config
         coarse = result.coarse
         if coarse.log_assignment is not None:
+            unmatched0, unmatched1 = supervision.valid_cells0, supervision.valid_cells1
+            if supervision.negative_rows0 is not None:  # sparse labels: no cell is known to be unmatched
+                unmatched0 = unmatched0 & supervision.negative_rows0
+                unmatched1 = unmatched1 & supervision.negative_columns1
             coarse_loss = optimal_transport_nll(
                 coarse.log_assignment, supervision.batch_index, supervision.index0, supervision.index1,
-                supervision.valid_cells0, supervision.valid_cells1, cfg.pos_weight, cfg.neg_weight,
+                unmatched0, unmatched1, cfg.pos_weight, cfg.neg_weight,
             )
         else:
             valid = supervision.valid_cells0[:, :, None] & supervision.valid_cells1[:, None, :]
@@ -60,7 +64,7 @@ class LoFTRLoss(nn.Module):
                 log_positive = dual_softmax_log_confidence(coarse.logits, valid, b, i, j)
             coarse_loss = focal_loss(
                 coarse.confidence_matrix, labels, valid, cfg.focal_alpha, cfg.focal_gamma,
-                cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision, log_positive,
+                cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision, log_positive, supervision.negatives(),
             )
 
         target, known = fine_supervision(

@@ -74,7 +74,7 @@ def test_mixed_sources_and_config_errors(sources):
     module = PairDataModule(DataConfig(train=[photos], num_workers=0, samples_per_scene=2))
     module.setup("fit")
     assert next(iter(module.train_dataloader()))["H_0to1"].shape == (1, 3, 3)
-    with pytest.raises(ValueError, match=r"'colmap' is not one of \['homography', 'megadepth', 'scannet'\]"):
+    with pytest.raises(ValueError, match=r"'colmap' is not one of \['homography', 'inhouse', 'megadepth', 'scannet'\]"):
         build_dataset({"type": "colmap"})
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['longest_side'\]; valid fields are"):
         build_dataset({**world, "longest_side": 840})

@@ -1,0 +1,333 @@
+"""A folder of photos -> a training-ready dataset: structure from motion (pycolmap), pairs by co-visibility,
+and for each pair the correspondences its shared 3D tracks give (or the ones a user labelled).
+
+Sparse layout (no depth), read by `data.inhouse.dataset.SparsePairs`:
+
+    OUT/SCENE/images/NAME                 the registered photos, copied
+    OUT/scene_info/SCENE.npz              pickled dict, MegaDepth's scene-info keys: image_paths, depth_paths
+                                          (None: no depth), intrinsics (3x3), poses (4x4 world-to-camera),
+                                          pair_infos ((i0, i1), overlap, zeros(4)); and `correspondences`, one
+                                          (N, 4) float32 array x0, y0, x1, y1 per pair (original pixels)
+    OUT/scenes.txt                        scene_info/SCENE.npz: a split file evaluate.py reads (benchmark=synthetic)
+    OUT/sparse/0, 1, ...                  the COLMAP models, largest first (SfM runs only); OUT/report.txt
+
+With COLMAP's dense depth maps (`depth_maps`) the MegaDepth layout of `data.colmap` is written instead.
+
+Pixel convention: COLMAP puts (0, 0) at the top-left CORNER of the image, this project at the centre of the
+top-left pixel (data/batch.py); keypoints and principal points are shifted by -0.5 px on the way in.
+"""
+
+import pickle
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..colmap import PINHOLE_MODELS, ColmapConfig, convert_to_megadepth, covisibility
+from ..io import read_grayscale
+from ..megadepth import matrix_array
+from .labels import check_inside, read_labels
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+CAMERA_MODES = ("auto", "single", "per-image")
+COLMAP_TO_OURS = -0.5  # COLMAP's pixel centres sit at +0.5 (its docs, "Cameras"); ours at integers
+
+
+class PrepareError(ValueError):
+    """Input that cannot make a dataset (too few photos, no overlap, bad model); the message says why."""
+
+
+@dataclass
+class PrepareConfig:
+    images: str  # folder of photos (subfolders included; names are paths relative to it)
+    out: str
+    model: str | None = None  # an existing COLMAP sparse model: import it instead of running SfM
+    depth_maps: str | None = None  # COLMAP dense depth maps (stereo/depth_maps): write the MegaDepth layout
+    labels: str | None = None  # labelled correspondences (data/inhouse/labels.py): replace the tracks' pairs
+    scene: str = "inhouse"
+    camera_model: str = "SIMPLE_PINHOLE"  # or PINHOLE; undistort photos from lenses with distortion first
+    camera_mode: str = "auto"  # one camera for all photos ("single"), one each ("per-image"), or COLMAP's guess
+    camera_params: str = ""  # known intrinsics in COLMAP's order for the model (e.g. "f,cx,cy"), or estimated
+    min_shared_points: int = 30  # pairs sharing fewer 3D points are dropped
+    min_overlap: float = 0.1  # co-visibility range of the pairs kept (LoFTR trains on 0.1-0.7)
+    max_overlap: float = 0.9
+    min_model_size: int = 3  # photos a separate SfM model needs to be kept (COLMAP's default 10 drops small groups)
+    max_image_size: int = 1600  # SIFT runs on photos downscaled to this longer side (COLMAP's default 3200)
+    num_threads: int = -1  # -1: all cores
+    seed: int = 0  # RANSAC and mapper seed
+
+    def __post_init__(self):
+        if self.camera_model not in PINHOLE_MODELS:
+            raise PrepareError(f"camera model {self.camera_model!r}: choose one of {PINHOLE_MODELS} (the loaders "
+                               f"have no distortion model; undistort the photos first)")
+        if self.camera_mode not in CAMERA_MODES:
+            raise PrepareError(f"camera mode {self.camera_mode!r}: choose one of {CAMERA_MODES}")
+
+
+@dataclass
+class Report:
+    """What prepare did, for the short printed report."""
+
+    images_found: int = 0
+    registered: list[str] = field(default_factory=list)
+    unregistered: list[str] = field(default_factory=list)
+    pairs_kept: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> pairs
+    overlaps: list[float] = field(default_factory=list)  # of the kept pairs
+    correspondences: list[int] = field(default_factory=list)  # per kept pair
+    labelled_pairs: int = 0
+    notes: list[str] = field(default_factory=list)
+    layout: str = "sparse"
+    scene_info: Path | None = None
+
+    def format(self) -> str:
+        lines = [f"images registered: {len(self.registered)} of {self.images_found}"]
+        if self.unregistered:
+            shown = ", ".join(self.unregistered[:8]) + (" ..." if len(self.unregistered) > 8 else "")
+            lines.append(f"  not registered: {shown}")
+        lines.append(f"pairs kept: {self.pairs_kept} ({self.layout} layout)"
+                     + (f", {self.labelled_pairs} with labelled correspondences" if self.labelled_pairs else ""))
+        for reason, count in sorted(self.dropped.items()):
+            lines.append(f"  dropped {count}: {reason}")
+        lines += [f"note: {note}" for note in self.notes]
+        if self.correspondences:
+            lines.append(f"correspondences per pair: median {int(np.median(self.correspondences))}, "
+                         f"min {min(self.correspondences)}, max {max(self.correspondences)}")
+        if self.overlaps:
+            counts, edges = np.histogram(self.overlaps, bins=10, range=(0.0, 1.0))
+            lines.append("overlap histogram (co-visible 3D points over the fewer of the two images):")
+            scale = max(1, counts.max() / 40)
+            for count, low, high in zip(counts, edges[:-1], edges[1:]):
+                lines.append(f"  {low:.1f}-{high:.1f} {count:5d} {'#' * int(round(count / scale))}")
+        if self.scene_info is not None:
+            lines.append(f"scene info: {self.scene_info}")
+        return "\n".join(lines)
+
+
+def find_images(folder: Path) -> list[str]:
+    """Image names under `folder` (relative paths, sorted)."""
+    if not folder.is_dir():
+        raise PrepareError(f"image folder not found: {folder}")
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
+    """SIFT extraction, exhaustive matching and incremental mapping on the CPU: the models COLMAP kept, largest
+    first (several when the photos fall into groups that do not overlap; none when nothing registered)."""
+    import pycolmap
+
+    work.mkdir(parents=True, exist_ok=True)
+    database = work / "database.db"
+    database.unlink(missing_ok=True)
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = config.camera_model
+    reader.camera_params = config.camera_params
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = config.max_image_size
+    extraction.num_threads = config.num_threads
+    mode = {"auto": pycolmap.CameraMode.AUTO, "single": pycolmap.CameraMode.SINGLE,
+            "per-image": pycolmap.CameraMode.PER_IMAGE}[config.camera_mode]
+    pycolmap.set_random_seed(config.seed)
+    pycolmap.extract_features(database, config.images, image_names=names, camera_mode=mode, reader_options=reader,
+                              extraction_options=extraction, device=pycolmap.Device.cpu)
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = config.num_threads
+    pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = config.num_threads
+    options.random_seed = config.seed
+    options.min_model_size = config.min_model_size
+    if config.camera_params:
+        options.ba_refine_focal_length = False  # the user knows the intrinsics
+        options.ba_refine_principal_point = False
+    models = pycolmap.incremental_mapping(database, config.images, work / "sparse", options)
+    return sorted(models.values(), key=lambda model: -model.num_reg_images())
+
+
+def intrinsics(camera) -> np.ndarray:
+    """The camera's K in this project's pixel convention (see the module docstring)."""
+    K = np.array(camera.calibration_matrix(), np.float64)
+    K[:2, 2] += COLMAP_TO_OURS
+    return K
+
+
+def track_observations(image) -> dict[int, tuple[float, float]]:
+    """3D point id -> where the image observes it (this project's pixels); the first of repeated ones."""
+    observed = {}
+    for point in image.points2D:
+        if point.has_point3D() and point.point3D_id not in observed:
+            observed[point.point3D_id] = (point.xy[0] + COLMAP_TO_OURS, point.xy[1] + COLMAP_TO_OURS)
+    return observed
+
+
+@dataclass
+class View:
+    """A registered photo: intrinsics K (this project's pixels), world-to-camera pose (4, 4) in its model's
+    frame, size (width, height), and its track observations keyed by (model, 3D point id)."""
+
+    name: str
+    K: np.ndarray
+    pose: np.ndarray
+    size: tuple[int, int]
+    tracks: dict[tuple[int, int], tuple[float, float]]
+    model: int
+
+
+def registered_views(models: list) -> list[View]:
+    """The photos of every model, sorted by name; a photo in two models (COLMAP lets them share a few) is
+    kept in the larger. Poses of different models are in different frames: pairs stay within a model."""
+    views = {}
+    for index, model in enumerate(models):
+        for image in model.images.values():
+            if image.name in views:
+                continue
+            camera = model.cameras[image.camera_id]
+            if camera.model.name not in PINHOLE_MODELS:
+                raise PrepareError(f"camera {image.camera_id} of {image.name} is {camera.model.name}: undistort the "
+                                   f"images first (colmap image_undistorter) so that the cameras are "
+                                   f"{' or '.join(PINHOLE_MODELS)}")
+            pose = np.eye(4)
+            pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
+            tracks = {(index, point): xy for point, xy in track_observations(image).items()}
+            views[image.name] = View(image.name, intrinsics(camera), pose, (camera.width, camera.height), tracks, index)
+    return [views[name] for name in sorted(views)]
+
+
+def prepare(config: PrepareConfig) -> Report:
+    """Build the dataset `config` describes; returns the report. PrepareError says why input is unusable."""
+    import pycolmap
+
+    images, out = Path(config.images), Path(config.out)
+    names = find_images(images)
+    report = Report(images_found=len(names))
+    if config.model is None and len(names) < 2:
+        raise PrepareError(f"found {len(names)} image(s) in {images} ({', '.join(IMAGE_SUFFIXES)}): structure from "
+                           f"motion needs at least 2 photos that overlap")
+    out.mkdir(parents=True, exist_ok=True)
+    if config.model is not None:
+        if not Path(config.model).is_dir():
+            raise PrepareError(f"COLMAP model folder not found: {config.model}")
+        try:
+            models = [pycolmap.Reconstruction(str(config.model))]
+        except Exception as error:
+            raise PrepareError(f"cannot read the COLMAP model in {config.model}: {error}") from None
+        model_path = Path(config.model)
+    else:
+        models = run_sfm(config, names, out / "colmap")
+        model_path = out / "sparse" / "0"  # the largest; the others in sparse/1, ...
+        for index, model in enumerate(models):
+            (out / "sparse" / str(index)).mkdir(parents=True, exist_ok=True)
+            model.write(str(out / "sparse" / str(index)))
+    registered = registered_views(models)
+    report.registered = [view.name for view in registered]
+    report.unregistered = sorted(set(names) - set(report.registered))
+    if config.model is not None:
+        report.images_found = max(len(names), len(registered))
+    if len(registered) < 2:
+        why = ("the photos may not overlap, or overlap too little: SfM needs pairs with enough SIFT matches that "
+               "agree on a two-view geometry (COLMAP's default: 15 inliers) to start and grow a model")
+        raise PrepareError(f"structure from motion registered {len(registered)} of {report.images_found} images in "
+                           f"{images}: {why}")
+    if len(models) > 1:
+        sizes = ", ".join(str(model.num_reg_images()) for model in models)
+        report.notes.append(f"SfM made {len(models)} separate models ({sizes} photos): groups of photos that do "
+                            f"not overlap each other; pairs are made within each"
+                            + (", and dense depth uses the largest only" if config.depth_maps else ""))
+
+    if config.depth_maps is not None:
+        report.layout = "MegaDepth (dense depth)"
+        colmap = ColmapConfig(model=str(model_path), images=str(images), depth_maps=config.depth_maps,
+                              min_overlap=config.min_overlap, max_overlap=config.max_overlap,
+                              min_shared_points=config.min_shared_points)
+        report.scene_info = convert_to_megadepth(colmap, out, config.scene)
+        info = pickle.loads(report.scene_info.read_bytes())
+        report.pairs_kept = len(info["pair_infos"])
+        report.overlaps = [float(overlap) for _, overlap, _ in info["pair_infos"]]
+        _classify_drops(report, [set(view.tracks) for view in registered if view.model == 0], config)
+    else:
+        report.scene_info = _write_sparse(config, registered, report)
+    if report.pairs_kept == 0:
+        raise PrepareError(f"{len(registered)} images registered but no pair kept: "
+                           + "; ".join(f"{count} {reason}" for reason, count in sorted(report.dropped.items())))
+    # the scene as an evaluation split (evaluate.py benchmark=synthetic benchmark.split_file=scenes.txt)
+    (out / "scenes.txt").write_text(f"{report.scene_info.relative_to(out)}\n")
+    (out / "report.txt").write_text(report.format() + "\n")
+    return report
+
+
+def _classify_drops(report: Report, observed: list[set[int]], config: PrepareConfig) -> list[tuple[int, int, float]]:
+    """Count the dropped pairs by reason; returns the kept (i0, i1, overlap)."""
+    kept = []
+    for i0, i1, shared, overlap in covisibility(observed):
+        if shared < config.min_shared_points:
+            report.dropped[f"share fewer than {config.min_shared_points} 3D points (min_shared_points)"] += 1
+        elif overlap < config.min_overlap:
+            report.dropped[f"overlap below {config.min_overlap} (min_overlap)"] += 1
+        elif overlap > config.max_overlap:
+            report.dropped[f"overlap above {config.max_overlap} (max_overlap)"] += 1
+        else:
+            kept.append((i0, i1, overlap))
+    return kept
+
+
+def _write_sparse(config: PrepareConfig, registered: list[View], report: Report) -> Path:
+    images, out, scene = Path(config.images), Path(config.out), config.scene
+    kept = _classify_drops(report, [set(view.tracks) for view in registered], config)
+    correspondences = {}
+    for i0, i1, _ in kept:
+        tracks0, tracks1 = registered[i0].tracks, registered[i1].tracks
+        shared = sorted(set(tracks0) & set(tracks1))  # 3D points are per model: pairs within one model only
+        correspondences[i0, i1] = np.array([tracks0[p] + tracks1[p] for p in shared], np.float32)
+    overlaps = {(i0, i1): overlap for i0, i1, overlap in kept}
+    if config.labels is not None:
+        _use_labels(config, registered, correspondences, overlaps, report)
+
+    image_paths = []
+    for view in registered:
+        image_paths.append(f"{scene}/images/{view.name}")
+        target = out / image_paths[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(images / view.name, target)
+    order = sorted(correspondences)
+    info = {"image_paths": np.array(image_paths, dtype=object),
+            "depth_paths": np.array([None] * len(image_paths), dtype=object),
+            "intrinsics": matrix_array([view.K for view in registered]),
+            "poses": matrix_array([view.pose for view in registered]),
+            "pair_infos": [(np.array(pair), overlaps[pair], np.zeros(4)) for pair in order],
+            "correspondences": [correspondences[pair] for pair in order]}
+    report.pairs_kept = len(order)
+    report.overlaps = [overlaps[pair] for pair in order]
+    report.correspondences = [len(correspondences[pair]) for pair in order]
+    (out / "scene_info").mkdir(parents=True, exist_ok=True)
+    path = out / "scene_info" / f"{scene}.npz"
+    with open(path, "wb") as file:
+        pickle.dump(info, file)  # LoFTR's scene-info files are pickles named .npz
+    return path
+
+
+def _use_labels(config: PrepareConfig, registered: list[View], correspondences: dict, overlaps: dict,
+                report: Report) -> None:
+    """Labelled pairs replace the tracks' correspondences (kept whatever their overlap); pairs with an
+    unregistered photo, or photos in different models (no common frame for their poses), are dropped."""
+    index = {view.name: k for k, view in enumerate(registered)}
+    for (name0, name1), labels in read_labels(config.labels).items():
+        missing = [name for name in (name0, name1) if name not in index]
+        if missing:
+            report.dropped[f"labelled, but SfM did not register {' or '.join(missing)}"] += 1
+            continue
+        i0, i1 = index[name0], index[name1]
+        if registered[i0].model != registered[i1].model:
+            report.dropped["labelled, but its photos are in different SfM models (no common pose frame)"] += 1
+            continue
+        check_inside(config.labels, (name0, name1), labels, (registered[i0].size, registered[i1].size))
+        points = labels.array()
+        if i0 > i1:  # pairs are stored (lower index, higher index)
+            i0, i1, points = i1, i0, points[:, [2, 3, 0, 1]]
+        correspondences[i0, i1] = points.astype(np.float32)
+        if (i0, i1) not in overlaps:
+            tracks0, tracks1 = registered[i0].tracks, registered[i1].tracks
+            overlaps[i0, i1] = len(set(tracks0) & set(tracks1)) / max(1, min(len(tracks0), len(tracks1)))
+        report.labelled_pairs += 1
