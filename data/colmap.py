@@ -18,6 +18,14 @@ from .megadepth import matrix_array
 
 # Camera models without distortion: other models must be undistorted first (colmap image_undistorter).
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
+COLMAP_TO_OURS = -0.5  # COLMAP's pixel centres sit at +0.5 (its docs, "Cameras"); ours at integers (data/batch.py)
+
+
+def camera_matrix(camera) -> np.ndarray:
+    """A COLMAP camera's K in this project's pixel convention: the principal point moved by COLMAP_TO_OURS."""
+    K = np.array(camera.calibration_matrix(), np.float64)
+    K[:2, 2] += COLMAP_TO_OURS
+    return K
 
 
 @dataclass
@@ -111,7 +119,7 @@ def convert_to_megadepth(config: ColmapConfig, out_root: str | Path, scene: str)
         shutil.copyfile(source, out_root / image_paths[-1])
         with h5py.File(out_root / depth_paths[-1], "w") as file:
             file.create_dataset("depth", data=np.where(np.isfinite(depth) & (depth > 0), depth, 0), compression="gzip")
-        intrinsics.append(camera.calibration_matrix())
+        intrinsics.append(camera_matrix(camera))
         pose = np.eye(4)
         pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
         poses.append(pose)

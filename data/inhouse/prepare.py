@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..colmap import PINHOLE_MODELS, ColmapConfig, convert_to_megadepth, covisibility
+from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
 from ..io import read_grayscale
 from ..megadepth import matrix_array
 from .labels import check_inside, read_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 CAMERA_MODES = ("auto", "single", "per-image")
-COLMAP_TO_OURS = -0.5  # COLMAP's pixel centres sit at +0.5 (its docs, "Cameras"); ours at integers
 
 
 class PrepareError(ValueError):
@@ -147,13 +146,6 @@ def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
     return sorted(models.values(), key=lambda model: -model.num_reg_images())
 
 
-def intrinsics(camera) -> np.ndarray:
-    """The camera's K in this project's pixel convention (see the module docstring)."""
-    K = np.array(camera.calibration_matrix(), np.float64)
-    K[:2, 2] += COLMAP_TO_OURS
-    return K
-
-
 def track_observations(image) -> dict[int, tuple[float, float]]:
     """3D point id -> where the image observes it (this project's pixels); the first of repeated ones."""
     observed = {}
@@ -192,7 +184,7 @@ def registered_views(models: list) -> list[View]:
             pose = np.eye(4)
             pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
             tracks = {(index, point): xy for point, xy in track_observations(image).items()}
-            views[image.name] = View(image.name, intrinsics(camera), pose, (camera.width, camera.height), tracks, index)
+            views[image.name] = View(image.name, camera_matrix(camera), pose, (camera.width, camera.height), tracks, index)
     return [views[name] for name in sorted(views)]
 
 

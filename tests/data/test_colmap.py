@@ -42,7 +42,8 @@ def colmap_scene(tmp_path_factory):
     reconstruction = pycolmap.Reconstruction()
     for j, K in enumerate(Ks):
         reconstruction.add_camera_with_trivial_rig(pycolmap.Camera(
-            model="PINHOLE", width=160, height=120, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]], camera_id=j + 1))
+            model="PINHOLE", width=160, height=120, params=[K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5],
+            camera_id=j + 1))  # COLMAP's pixel centres are at +0.5
     keypoints = [[] for _ in poses]
     tracks = []
     for depth, pose, K in zip(depths, poses, Ks):  # points seen from each camera on a grid
@@ -57,7 +58,7 @@ def colmap_scene(tmp_path_factory):
                 u, v = K_j[0, 0] * p[0] / p[2] + K_j[0, 2], K_j[1, 1] * p[1] / p[2] + K_j[1, 2]
                 if p[2] > 0 and 0 <= u < 159.5 and 0 <= v < 119.5 and abs(depth_j[round(v), round(u)] - p[2]) < 0.01 * p[2]:
                     track.append((j, len(keypoints[j])))
-                    keypoints[j].append((u, v))
+                    keypoints[j].append((u + 0.5, v + 0.5))
             tracks.append((point, track))
     for j, pose in enumerate(poses):
         name = info["image_paths"][j].split("/")[-1]
