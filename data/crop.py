@@ -11,6 +11,16 @@ import torch
 
 from geometry.warp import warp_depth
 
+def checked_crop_size(crop_size, divisible_by: int) -> tuple[int, int] | None:
+    """A config's `crop_size` as (width, height) ints, both multiples of `divisible_by`; None stays None."""
+    if crop_size is None:
+        return None
+    crop_size = tuple(int(v) for v in crop_size)
+    if len(crop_size) != 2 or min(crop_size) < divisible_by or any(v % divisible_by for v in crop_size):
+        raise ValueError(f"crop_size must be (width, height), multiples of {divisible_by}, got {crop_size}")
+    return crop_size
+
+
 # every 16th pixel of image 0 is a candidate centre: dense enough to find a covisible one in any real overlap
 _CANDIDATE_STEP = 16
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
-from .crop import covisible_windows, crop_view
+from .crop import checked_crop_size, covisible_windows, crop_view
 from .errors import loading_pair
 from .io import listed_files, read_depth_h5, read_grayscale
 
@@ -37,12 +37,7 @@ class MegaDepthConfig:
     seed: int = 0  # crop draws come from (seed, epoch, pair index)
 
     def __post_init__(self):
-        if self.crop_size is not None:
-            self.crop_size = tuple(int(v) for v in self.crop_size)
-            if len(self.crop_size) != 2 or min(self.crop_size) < self.divisible_by or any(
-                    v % self.divisible_by for v in self.crop_size):
-                raise ValueError(f"crop_size must be (width, height), multiples of {self.divisible_by}, got "
-                                 f"{self.crop_size}")
+        self.crop_size = checked_crop_size(self.crop_size, self.divisible_by)
 
 
 SCENE_INFO_KEYS = ("image_paths", "depth_paths", "intrinsics", "poses", "pair_infos")

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..augment import PhotometricAugmentation
+from ..crop import checked_crop_size
 from ..errors import loading_pair
 from ..io import read_grayscale
 from ..megadepth import load_scene_info, prepare_image
@@ -42,12 +43,7 @@ class SparseConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.crop_size is not None:
-            self.crop_size = tuple(int(v) for v in self.crop_size)
-            if len(self.crop_size) != 2 or min(self.crop_size) < self.divisible_by or any(
-                    v % self.divisible_by for v in self.crop_size):
-                raise ValueError(f"crop_size must be (width, height), multiples of {self.divisible_by}, got "
-                                 f"{self.crop_size}")
+        self.crop_size = checked_crop_size(self.crop_size, self.divisible_by)
 
 
 @dataclass
