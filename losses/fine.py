@@ -1,4 +1,5 @@
-"""Fine-level loss: L2 on the expected position, weighted by the predicted certainty (LoFTR sec. 3.5)."""
+"""Fine-level losses: L2 on the expected position, weighted by the predicted certainty (LoFTR sec. 3.5), and
+optionally the heatmap's cross-entropy against the true position (`fine_heatmap_nll`)."""
 
 import torch
 
