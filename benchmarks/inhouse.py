@@ -8,7 +8,8 @@ Renders a new synthetic world (`--seed`, rooms the checkpoint never saw): `--cam
 used), the tiny model fine-tunes on their sparse labels (256x192 windows at 640 px, as the synthetic recipe),
 and both the starting and the fine-tuned model are scored on held-out pairs with exact poses (640 px, the
 `synthetic` benchmark's protocol): other views of the same rooms (`--holdout views`, your site) or new rooms
-(`--holdout scenes`). Prints the SfM accuracy against the true poses and one table.
+(`--holdout scenes`). Prints the SfM accuracy against the true poses and one table. `--labels depth` is the
+control: the same photos fine-tune with the renderer's exact depth and poses (dense ground truth) instead.
 """
 
 import argparse
@@ -74,9 +75,14 @@ def main() -> int:
     parser.add_argument("--test-cameras", type=int, default=10, help="--holdout views: held-out views per scene")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--fine-nll-weight", type=float, default=1.0, help="as the synthetic recipe trains")
+    parser.add_argument("--freeze-backbone", action="store_true")
     parser.add_argument("--loss", choices=("masked", "positives", "all-negatives"), default="masked",
                         help="coarse negatives only in labelled rows/columns (default), none (LoFTR's sparse "
                              "supervision), or everywhere unlabelled (the naive use of sparse labels)")
+    parser.add_argument("--labels", choices=("sfm", "depth"), default="sfm",
+                        help="sfm: the SfM tracks (the in-house case); depth: a control, the same photos with the "
+                             "renderer's exact depth and poses and the dense ground truth")
     parser.add_argument("--seed", type=int, default=21, help="the world's seed (the default world's is 0)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
@@ -112,6 +118,14 @@ def main() -> int:
         rotation += r
         direction += d
         registered.append(f"{len(report.registered)}/{report.images_found}")
+        if args.labels == "depth":  # the photos SfM was given, with exact depth: every overlapping pair of them
+            n = args.cameras
+            seen = RenderedScene(scene.name, scene.images[:n], scene.depths[:n], scene.intrinsics[:n],
+                                 scene.poses[:n], [(i0, i1, o) for i0, i1, o in scene.pairs if i1 < n])
+            entries.append({"type": "megadepth", "root": str(work / "dense"),
+                            "scene_info": [str(write_megadepth(work / "dense", seen))], "longer_side": 640,
+                            "pad_to_square": False, "depth_pad_size": 640, "crop_size": [256, 192]})
+            continue
         entries.append({"type": "inhouse", "root": str(work / "prepared" / scene.name),
                         "scene_info": [str(report.scene_info)], "longer_side": 640, "pad_to_square": False,
                         "crop_size": [256, 192], "max_correspondences": 512})
@@ -123,7 +137,9 @@ def main() -> int:
 
     config = TrainingConfig(model=model_config(args.model), init_checkpoint=args.checkpoint,
                             # default: negatives only in the labelled rows and columns (Supervision.negatives)
-                            loss=LossConfig(sparse_supervision=args.loss == "positives"),
+                            loss=LossConfig(sparse_supervision=args.loss == "positives",
+                                            fine_nll_weight=args.fine_nll_weight),
+                            freeze_backbone=args.freeze_backbone,
                             optimizer=OptimizerConfig(lr=args.lr, scale_lr=False, schedule="cosine", warmup_steps=20,
                                                       decay_biases_and_norms=False))
     module = LoFTRModule(config)
@@ -142,6 +158,8 @@ def main() -> int:
     tuned = time.perf_counter() - tuned
     loss = {"masked": "negatives in labelled rows/columns", "positives": "positives only",
             "all-negatives": "every unlabelled entry negative"}[args.loss]
+    if args.labels == "depth":
+        loss = "exact depth, dense ground truth"
     rows[f"fine-tuned ({args.steps} steps, {loss})"] = evaluate(module.model, work / "test")
     held_out = f"{args.test_scenes} new scenes" if new_scenes else f"{args.test_cameras} other views of each scene"
     print(format_table(rows, f"held-out rendered pairs ({held_out}, 640 px); fine-tuning "
