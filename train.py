@@ -109,9 +109,11 @@ def build_callbacks(settings: dict, run_dir: Path, data: DataConfig, logging: bo
                           f"every_n_train_steps")
     folder = run_dir / "checkpoints"
     # last.ckpt on its own callback: Lightning 2.6 refreshes save_last only when a best checkpoint is saved
+    # and at the end of every training epoch: Lightning's default saves it after validation only when validation
+    # runs every epoch, so with check_val_every_n_epoch > 1 or no validation data it was saved rarely or never
     callbacks: list[pl.Callback] = [pl.callbacks.ModelCheckpoint(
         dirpath=folder, filename="last", monitor=None, save_top_k=1, every_n_train_steps=every_n_train_steps,
-        enable_version_counter=False)]
+        save_on_train_epoch_end=every_n_train_steps is None, enable_version_counter=False)]
     if data.val:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
                                                       save_top_k=1, auto_insert_metric_name=False,

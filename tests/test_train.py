@@ -105,6 +105,15 @@ def test_resume_continues_the_same_run(world, tmp_path, one_thread, monkeypatch)
     assert lr(tmp_path / "straight") == lr(tmp_path / "split")
 
 
+@pytest.mark.parametrize("validation", ["every third epoch", "none"])
+def test_last_checkpoint_is_written_every_epoch_whatever_the_validation(world, tmp_path, validation):
+    """last.ckpt follows training, not validation: a run validating rarely, or never, still leaves one."""
+    extra = ["trainer.check_val_every_n_epoch=3"] + (["data.val=[]"] if validation == "none" else [])
+    summary = train_script.train(config_of(small(world, tmp_path, "trainer.max_epochs=2", *extra)))
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert checkpoint["global_step"] == summary["global_step"] == 8 and checkpoint["epoch"] == 1
+
+
 def test_nonfinite_losses_are_skipped_then_stop_training(world, tmp_path, monkeypatch):
     original = LoFTRLoss.forward
     calls = []
