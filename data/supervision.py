@@ -34,6 +34,20 @@ class Supervision:
     # fully determine; only there may the coarse loss score negatives. None: everywhere (dense ground truth)
     negative_rows0: torch.Tensor | None = None  # (B, L) bool
     negative_columns1: torch.Tensor | None = None  # (B, S) bool
+    # Fine targets away from the cell centres (FineConfig.query_radius, the window cross-entropy). Dense: every
+    # pixel of image 0's fine grid (stride `fine_stride`) warped into image 1; None when not asked for.
+    warped0_fine: torch.Tensor | None = None  # (B, Hf * Wf, 2) network pixels of image 1
+    warped0_fine_valid: torch.Tensor | None = None  # (B, Hf * Wf) bool
+    fine_grid: tuple[int, int] | None = None  # (Hf, Wf)
+    fine_stride: int | None = None
+    # Sparse: the warp's Jacobian at each labelled cell (fitted to the labels), which carries `warped0` to the
+    # points near the centre; identity where `warped0_valid` is False
+    jacobian0: torch.Tensor | None = None  # (B, L, 2, 2)
+
+    @property
+    def has_window_targets(self) -> bool:
+        """Whether fine targets exist away from the cell centres (else only at the centres)."""
+        return self.warped0_fine is not None or self.jacobian0 is not None
 
     def negatives(self) -> torch.Tensor | None:
         """(B, L, S) bool: entries the coarse loss may score as negatives; None: all valid entries."""
@@ -93,8 +107,10 @@ def _nearest_cell(points: torch.Tensor, grid: tuple[int, int], stride: int) -> t
 
 
 @torch.no_grad()
-def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8) -> Supervision:
-    """Ground-truth coarse matches of a batch (see the module docstring); all points at once, no loops."""
+def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
+                       fine_stride: int | None = None) -> Supervision:
+    """Ground-truth coarse matches of a batch (see the module docstring); all points at once, no loops.
+    `fine_stride`: also warp every pixel of image 0's fine grid (`Supervision.warped0_fine`)."""
     image0 = batch["image0"]
     b, device = image0.shape[0], image0.device
     dtype = torch.float64 if image0.dtype == torch.float64 else torch.float32
@@ -115,7 +131,15 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
         valid01 & on_grid1 & torch.gather(cells1, 1, nearest1) & torch.gather(valid10, 1, nearest1) & (back == cells)
     )
     batch_index, index0 = torch.nonzero(mutual, as_tuple=True)
-    return Supervision(batch_index, index0, nearest1[batch_index, index0], warped0, valid01, cells0, cells1, grid0, grid1)
+    supervision = Supervision(batch_index, index0, nearest1[batch_index, index0], warped0, valid01, cells0, cells1,
+                              grid0, grid1)
+    if fine_stride is not None:
+        fine_grid = (image0.shape[2] // fine_stride, image0.shape[3] // fine_stride)
+        points = cell_centres(fine_grid, fine_stride, b, device, dtype)
+        valid, warped = _warp(batch, points, source=0)
+        supervision.warped0_fine, supervision.fine_grid, supervision.fine_stride = warped, fine_grid, fine_stride
+        supervision.warped0_fine_valid = valid & inside_image(points, size0) & inside_image(warped, size1)
+    return supervision
 
 
 @torch.no_grad()
@@ -127,15 +151,72 @@ def fine_supervision(
     stride: int = 8,
     fine_stride: int = 2,
     window: int = 5,
+    query: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For coarse matches (b, i, j) (the model's training samples): the position of the true match of cell i
     in the fine window around cell j, normalized so that the window spans [-1, 1] (the model's expectation
-    units), and whether it is known (M,) bool. Matches outside the window have |offset| > 1."""
+    units), and whether it is known (M,) bool. Matches outside the window have |offset| > 1.
+
+    `query` (M,) long: the true match of that position of image 0's window (row-major) instead of the centre
+    (`FineMatches.query`); see `window_supervision` for where it is known."""
+    if query is None:
+        width1 = supervision.grid1[1]
+        centre1 = torch.stack([index1 % width1, index1 // width1], -1).to(supervision.warped0.dtype) * stride
+        warped = supervision.warped0[batch_index, index0]
+        offset = (warped - centre1) / ((window // 2) * fine_stride)
+        return offset, supervision.warped0_valid[batch_index, index0]
+    offset, known = window_supervision(supervision, batch_index, index0, index1, stride, fine_stride, window)
+    rows = torch.arange(len(query), device=query.device)
+    return offset[rows, query], known[rows, query]
+
+
+@torch.no_grad()
+def window_supervision(
+    supervision: Supervision,
+    batch_index: torch.Tensor,
+    index0: torch.Tensor,
+    index1: torch.Tensor,
+    stride: int = 8,
+    fine_stride: int = 2,
+    window: int = 5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fine_supervision` for every position of image 0's fine window around cell i (row-major): offsets
+    (M, w*w, 2) in image 1's window units and known (M, w*w) bool.
+
+    Dense ground truth with `warped0_fine`: each position's exact warp. Sparse labels: the centre's target
+    carried by the fitted Jacobian (exact for an affine warp; a homography's second-order term over <= 4 px
+    is hundredths of a pixel). Otherwise the centre's target only, the other positions unknown.
+    """
+    num, dtype, device = len(index0), supervision.warped0.dtype, index0.device
+    step, radius = stride // fine_stride, window // 2
+    width0 = supervision.grid0[1]
+    shifts = torch.arange(window, device=device) - radius
+    rows = ((index0 // width0) * step)[:, None, None] + shifts[None, :, None]  # (M, w, 1) fine pixels
+    cols = ((index0 % width0) * step)[:, None, None] + shifts[None, None, :]  # (M, 1, w)
     width1 = supervision.grid1[1]
-    centre1 = torch.stack([index1 % width1, index1 // width1], -1).to(supervision.warped0.dtype) * stride
-    warped = supervision.warped0[batch_index, index0]
-    offset = (warped - centre1) / ((window // 2) * fine_stride)
-    return offset, supervision.warped0_valid[batch_index, index0]
+    centre1 = torch.stack([index1 % width1, index1 // width1], -1).to(dtype) * stride
+    if supervision.warped0_fine is not None:
+        if supervision.fine_stride != fine_stride:
+            raise ValueError(f"the supervision's fine grid has stride {supervision.fine_stride}, the model's {fine_stride}")
+        fine_h, fine_w = supervision.fine_grid
+        on_grid = ((rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)).reshape(num, window * window)
+        flat = (rows.clamp(0, fine_h - 1) * fine_w + cols.clamp(0, fine_w - 1)).reshape(num, window * window)
+        warped = supervision.warped0_fine[batch_index[:, None], flat]  # (M, w*w, 2)
+        known = supervision.warped0_fine_valid[batch_index[:, None], flat] & on_grid
+        return (warped - centre1[:, None]) / (radius * fine_stride), known
+    centre_known = supervision.warped0_valid[batch_index, index0]
+    shift = torch.stack(torch.broadcast_tensors(cols - cols[:, :, radius:radius + 1],
+                                                rows - rows[:, radius:radius + 1]), -1)
+    shift = shift.reshape(num, window * window, 2).to(dtype) * fine_stride  # network pixels from the centre
+    if supervision.jacobian0 is not None:
+        fine_h, fine_w = supervision.grid0[0] * step, supervision.grid0[1] * step
+        on_grid = ((rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)).reshape(num, window * window)
+        jacobian = supervision.jacobian0[batch_index, index0]  # (M, 2, 2)
+        warped = supervision.warped0[batch_index, index0][:, None] + torch.einsum("mij,mqj->mqi", jacobian, shift)
+        return (warped - centre1[:, None]) / (radius * fine_stride), centre_known[:, None] & on_grid
+    warped = supervision.warped0[batch_index, index0][:, None] + shift  # known at the centre only
+    known = centre_known[:, None] & (shift == 0).all(-1)
+    return (warped - centre1[:, None]) / (radius * fine_stride), known
 
 
 # ------------------------------------------------------------------------------ sparse correspondences
@@ -247,13 +328,16 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     rows0, columns1 = torch.zeros_like(cells0), torch.zeros_like(cells1)
     rows0[batch_index, i] = True
     columns1[batch_index, j] = True
+    jacobian0 = torch.eye(2, dtype=dtype, device=device).repeat(b, grid0[0] * grid0[1], 1, 1)
+    jacobian0[batch_index, i] = A[batch_index, k]
     return Supervision(batch_index, i, j, warped0, warped0_valid, cells0, cells1, grid0, grid1,
-                       negative_rows0=rows0, negative_columns1=columns1)
+                       negative_rows0=rows0, negative_columns1=columns1, jacobian0=jacobian0)
 
 
-def supervision_for(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8) -> Supervision:
+def supervision_for(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
+                    fine_stride: int | None = None) -> Supervision:
     """The ground truth the batch can give: sparse from known correspondences when it carries them, dense
-    (depth + pose, or homography) otherwise."""
+    (depth + pose, or homography) otherwise. `fine_stride`: dense ground truth on the fine grid too."""
     if "correspondences0" in batch:
         return sparse_supervision(batch, grid0, grid1, stride)
-    return coarse_supervision(batch, grid0, grid1, stride)
+    return coarse_supervision(batch, grid0, grid1, stride, fine_stride)

@@ -120,9 +120,9 @@ class LoFTRModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor | None:
         grid0 = tuple(s // self.model.coarse_stride for s in batch["image0"].shape[2:])
         grid1 = tuple(s // self.model.coarse_stride for s in batch["image1"].shape[2:])
-        supervision = supervision_for(batch, grid0, grid1, self.model.coarse_stride)  # dense or sparse
+        supervision = self._supervision(batch, grid0, grid1)
         ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
-        result = self.model(batch, ground_truth=ground_truth)
+        result = self.model(batch, ground_truth=ground_truth, window_heatmaps=self.loss.config.needs_window)
         parts = self.loss(result, supervision)
         if not self._all_ranks_finite(parts.total):
             return self._skip_step()
@@ -133,6 +133,13 @@ class LoFTRModule(pl.LightningModule):
                        "train/ground_truth_matches": float(parts.num_ground_truth),
                        "train/fine_supervised": float(parts.num_fine_supervised)}, batch_size=size)
         return parts.total
+
+    def _supervision(self, batch: dict, grid0: tuple[int, int], grid1: tuple[int, int]):
+        """Dense or sparse ground truth; dense on the fine grid too where a fine target may lie off the cell
+        centres (the window cross-entropy, or queries chosen near the centre at validation)."""
+        off_centre = self.loss.config.needs_window or self.config.model.fine.query_radius > 0
+        return supervision_for(batch, grid0, grid1, self.model.coarse_stride,
+                               self.model.backbone.fine_stride if off_centre else None)
 
     def _all_ranks_finite(self, loss: torch.Tensor) -> bool:
         """True when the loss is finite on every rank: all ranks then skip or step together (DDP)."""
@@ -195,11 +202,11 @@ class LoFTRModule(pl.LightningModule):
         self._val_results = []
 
     def validation_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
-        result = self.model(batch)
+        result = self.model(batch, window_heatmaps=self.loss.config.needs_window)
         self._val_kind = "pose" if "T_0to1" in batch else "homography"
         # the loss of the model's own matches (no ground-truth padding at evaluation): it falls as it learns
         grid0, grid1 = result.coarse_grid0, result.coarse_grid1
-        loss = float(self.loss(result, supervision_for(batch, grid0, grid1, self.model.coarse_stride)).total)
+        loss = float(self.loss(result, self._supervision(batch, grid0, grid1)).total)
         for sample in range(batch["image0"].shape[0]):
             scored, errors = self._score(batch, result, sample)
             self._val_results.append((scored, loss))

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from data.supervision import Supervision, fine_supervision
+from data.supervision import Supervision, fine_supervision, window_supervision
 from models.loftr import MatchResult
 
 from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
@@ -23,6 +23,18 @@ class LossConfig:
     sparse_supervision: bool = False  # dual-softmax: positives only (official MATCH_COARSE.SPARSE_SPVS)
     fine_correct_threshold: float = 1.0  # official LOSS.FINE_CORRECT_THR, in window units
     fine_nll_weight: float = 0.0  # cross-entropy of the fine heatmap (losses/fine.py); 0: LoFTR's loss only
+    # whose heatmaps the cross-entropy trains: "centre", the match's own query (LoFTR's cell centre), or
+    # "window", every position of image 0's window where dense ground truth reaches (25x the fine samples)
+    fine_nll_queries: str = "centre"
+
+    def __post_init__(self):
+        if self.fine_nll_queries not in ("centre", "window"):
+            raise ValueError(f"loss.fine_nll_queries must be 'centre' or 'window', got {self.fine_nll_queries!r}")
+
+    @property
+    def needs_window(self) -> bool:
+        """Whether the loss reads every window position's heatmap (`LoFTR.forward(window_heatmaps=True)`)."""
+        return bool(self.fine_nll_weight) and self.fine_nll_queries == "window"
 
 
 @dataclass
@@ -67,13 +79,22 @@ class LoFTRLoss(nn.Module):
                 cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision, log_positive, supervision.negatives(),
             )
 
-        target, known = fine_supervision(
-            supervision, coarse.batch_index, coarse.index0, coarse.index1,
-            self.coarse_stride, self.fine_stride, self.window,
-        )
+        matches = (supervision, coarse.batch_index, coarse.index0, coarse.index1,
+                   self.coarse_stride, self.fine_stride, self.window)
+        target, known = fine_supervision(*matches, query=result.fine.query)
         target = target.to(result.fine.expectation.dtype)
         fine_loss = fine_l2_with_std(result.fine.expectation, result.fine.std, target, known, cfg.fine_correct_threshold)
-        if cfg.fine_nll_weight:
+        if cfg.needs_window:
+            if result.fine.window_log_heatmaps is None:
+                raise ValueError("loss.fine_nll_queries='window' needs the model run with window_heatmaps=True")
+            if not supervision.has_window_targets:
+                raise ValueError("loss.fine_nll_queries='window' needs fine targets off the cell centres: dense "
+                                 "ground truth with supervision_for(..., fine_stride=...), or sparse labels")
+            window_target, window_known = window_supervision(*matches)
+            fine_loss = fine_loss + cfg.fine_nll_weight * fine_heatmap_nll(
+                result.fine.window_log_heatmaps.flatten(0, 1), window_target.flatten(0, 1).to(target.dtype),
+                window_known.flatten(), cfg.fine_correct_threshold)
+        elif cfg.fine_nll_weight:
             fine_loss = fine_loss + cfg.fine_nll_weight * fine_heatmap_nll(
                 result.fine.log_heatmap, target, known, cfg.fine_correct_threshold)
         supervised = known & (target.abs().amax(dim=-1) < cfg.fine_correct_threshold)

@@ -11,7 +11,7 @@ from data.batch import cells_on_image, valid_extent
 from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
-from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation
+from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation, window_grid
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
 
@@ -66,14 +66,16 @@ class LoFTR(nn.Module):
     def coarse_stride(self) -> int:
         return self.backbone.coarse_stride
 
-    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None) -> MatchResult:
+    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None,
+                window_heatmaps: bool = False) -> MatchResult:
         """Match `batch["image0"]` (B, 1, H0, W0) with `batch["image1"]` (B, 1, H1, W1), grayscale in [0, 1].
 
         Optional batch keys: `mask0`/`mask1` (B, H, W) bool, True on the image and False on the padding to the
         bottom/right that brings images of different sizes to one tensor; `scale0`/`scale1` (B, 2) factors
         (x, y) from network-input pixels to original pixels. `ground_truth` = (b, i, j) coarse matches pads the
-        fine-level samples in training. Padding never changes the result: each image's features are computed on
-        its own valid region, and no match falls in padding.
+        fine-level samples in training. `window_heatmaps`: also the fine heatmap of every image-0 window position
+        (`FineMatches.window_log_heatmaps`, for the window cross-entropy). Padding never changes the result: each
+        image's features are computed on its own valid region, and no match falls in padding.
         """
         image0, image1 = batch["image0"], batch["image1"]
         _check_images(image0, image1, self.coarse_stride)
@@ -90,26 +92,29 @@ class LoFTR(nn.Module):
 
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, mask0, mask1, ground_truth)
 
-        fine = self._refine(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1)
+        fine = self._refine(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1, window_heatmaps)
         return self._keypoints(coarse, fine, grid0, grid1, size0, size1, batch)
 
-    def _refine(self, fine0, fine1, tokens0, tokens1, coarse: CoarseMatches, grid0, grid1) -> FineMatches:
+    def _refine(self, fine0, fine1, tokens0, tokens1, coarse: CoarseMatches, grid0, grid1,
+                window_heatmaps: bool) -> FineMatches:
         """The fine level for every coarse match. Matches are refined independently of each other, so on CPU
         they go through in chunks whose activations stay in cache (the fine level runs ~25% faster than in one
         pass); a GPU takes them all at once."""
         step = self.coarse_stride // self.backbone.fine_stride
         b, i, j = coarse.batch_index, coarse.index0, coarse.index1
         chunk = CPU_FINE_CHUNK if fine0.device.type == "cpu" else max(len(b), 1)
+        query_radius = 0 if self.training else self.config.fine.query_radius
         parts = []
         for start in range(0, max(len(b), 1), chunk):
             part = slice(start, start + chunk)
             win0, win1 = self.fine_preprocess(fine0, fine1, tokens0, tokens1, b[part], i[part], j[part], grid0, grid1, step)
             if len(win0):
                 win0, win1 = self.loftr_fine(win0, win1)
-            parts.append(fine_expectation(win0, win1))
+            parts.append(fine_expectation(win0, win1, query_radius, window_heatmaps))
         if len(parts) == 1:
             return parts[0]
-        return FineMatches(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(FineMatches)))
+        return FineMatches(*(None if getattr(parts[0], f.name) is None else torch.cat([getattr(p, f.name) for p in parts])
+                             for f in fields(FineMatches)))
 
     def _fine_margin(self) -> int:
         """Fine cells along each border that no fine window reads at inference: border removal keeps matches
@@ -153,8 +158,10 @@ class LoFTR(nn.Module):
         dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
         kpts0 = torch.stack([i % grid0[1], i // grid0[1]], 1).to(dtype) * stride
         kpts1 = torch.stack([j % grid1[1], j // grid1[1]], 1).to(dtype) * stride
-        radius = self.fine_preprocess.window // 2
-        kpts1 = kpts1 + fine.expectation.to(dtype) * (radius * fine_stride)
+        window = self.fine_preprocess.window
+        grid = window_grid(window, kpts0.device, dtype) * (window // 2 * fine_stride)  # pixels from the centre
+        kpts0 = kpts0 + grid[fine.query]  # the cell centre, or the query chosen near it (FineConfig.query_radius)
+        kpts1 = kpts1 + fine.expectation.to(dtype) * (window // 2 * fine_stride)
 
         # report predictions only (not the training pads), never in the padding of either image
         keep = ~coarse.is_ground_truth_pad & _inside(kpts0, size0[b]) & _inside(kpts1, size1[b])

@@ -13,10 +13,19 @@ from ..transformer.linear import linear
 @dataclass
 class FineConfig:
     window_size: int = 5  # w in LoFTR sec. 3.4 (odd: the window has a centre)
+    # At inference, image 0's point is the window position within this many fine pixels of the cell centre
+    # whose heatmap is sharpest (smallest std), not the centre itself: in weakly textured cells the centre
+    # cannot be localised, a nearby corner can. 0: LoFTR's cell centre. Training always queries the centre.
+    query_radius: int = 0
     concat_coarse_feat: bool = True  # merge the coarse token into each window (official)
     transformer: TransformerConfig = field(
         default_factory=lambda: TransformerConfig(d_model=128, num_heads=8, layer_names=("self", "cross"))
     )  # LoFTR: N_f = 1
+
+    def __post_init__(self):
+        if not 0 <= self.query_radius <= self.window_size // 2:
+            raise ValueError(f"fine.query_radius must be in [0, {self.window_size // 2}] (inside the window of "
+                             f"{self.window_size}), got {self.query_radius}")
 
 
 @dataclass
@@ -26,6 +35,9 @@ class FineMatches:
     expectation: torch.Tensor  # (M, 2) offset of the match in image 1's window, normalised to [-1, 1]
     std: torch.Tensor  # (M,) sum of the heatmap's standard deviations along x and y (normalised units)
     log_heatmap: torch.Tensor  # (M, w*w) log-probabilities of the heatmap, row-major over image 1's window
+    query: torch.Tensor  # (M,) long: the image-0 window position (row-major) the match is for; w*w // 2: the centre
+    # (M, w*w, w*w): the heatmap of every image-0 window position (rows) over image 1's window, when asked for
+    window_log_heatmaps: torch.Tensor | None = None
 
 
 def crop_windows(feat: torch.Tensor, batch_index: torch.Tensor, cell: torch.Tensor, grid_width: int,
@@ -86,20 +98,49 @@ def window_grid(window: int, device, dtype) -> torch.Tensor:
     return torch.stack([x, y], -1).reshape(-1, 2)
 
 
-def fine_expectation(win0: torch.Tensor, win1: torch.Tensor) -> FineMatches:
-    """Correlate the centre feature of each window of image 0 with the window of image 1 (M, w*w, C);
-    the soft-argmax of the heatmap is the match, its spread a confidence for the loss weighting."""
+def fine_expectation(win0: torch.Tensor, win1: torch.Tensor, query_radius: int = 0,
+                     all_queries: bool = False) -> FineMatches:
+    """Correlate a feature of each window of image 0 with the window of image 1 (M, w*w, C); the soft-argmax
+    of the heatmap is the match, its spread a confidence for the loss weighting.
+
+    The feature is the window's centre (LoFTR), or with `query_radius` r > 0 the one among the positions at
+    most r fine pixels from the centre whose heatmap has the smallest std. `all_queries`: also return every
+    position's heatmap (`window_log_heatmaps`), which the window cross-entropy trains.
+    """
     num, ww, channels = win0.shape
     window = int(round(ww**0.5))
-    centre = win0[:, ww // 2]
-    heatmap = torch.einsum("mc,mrc->mr", centre, win1).mul_(channels**-0.5)
-    log_heatmap = heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).log_softmax(dim=1)  # fp32 under autocast
+    centre = ww // 2
+    if query_radius == 0 and not all_queries:
+        log_heatmaps = _log_heatmaps(win0[:, centre:centre + 1], win1, channels)
+        query = torch.full((num,), centre, dtype=torch.long, device=win0.device)
+        expectation, std = _soft_argmax(log_heatmaps[:, 0], window)
+        return FineMatches(expectation, std, log_heatmaps[:, 0], query)
+    if query_radius < 0 or query_radius > window // 2:
+        raise ValueError(f"query_radius must be in [0, {window // 2}] for a window of {window}, got {query_radius}")
+    log_heatmaps = _log_heatmaps(win0, win1, channels)  # (M, w*w, w*w)
+    expectations, stds = _soft_argmax(log_heatmaps, window)
+    offsets = window_grid(window, win0.device, torch.float32) * (window // 2)  # fine pixels from the centre
+    allowed = offsets.abs().amax(-1) <= query_radius
+    query = stds.masked_fill(~allowed, float("inf")).argmin(1)
+    rows = torch.arange(num, device=win0.device)
+    return FineMatches(expectations[rows, query], stds[rows, query], log_heatmaps[rows, query], query,
+                       log_heatmaps if all_queries else None)
+
+
+def _log_heatmaps(queries: torch.Tensor, win1: torch.Tensor, channels: int) -> torch.Tensor:
+    """(M, Q, w*w) log-softmax of each query's (M, Q, C) correlation with image 1's window, in fp32 under autocast."""
+    heatmap = torch.einsum("mqc,mrc->mqr", queries, win1).mul_(channels**-0.5)
+    return heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).log_softmax(dim=-1)
+
+
+def _soft_argmax(log_heatmap: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expectation (..., 2) and std (...,) of heatmaps (..., w*w) over the normalised window grid."""
     heatmap = log_heatmap.exp()
     grid = window_grid(window, heatmap.device, heatmap.dtype)
-    expectation = heatmap @ grid  # (M, 2)
+    expectation = heatmap @ grid
     variance = heatmap @ grid**2 - expectation**2
     # sqrt has an infinite slope at 0: differentiate it only above the floor the official code clamps to.
     floor = 1e-10
     safe = torch.where(variance > floor, variance, torch.ones_like(variance)).sqrt()
     std = torch.where(variance > floor, safe, torch.full_like(variance, floor**0.5)).sum(-1)
-    return FineMatches(expectation, std, log_heatmap)
+    return expectation, std

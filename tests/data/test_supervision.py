@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from data.supervision import coarse_supervision, fine_supervision
+from data.supervision import coarse_supervision, fine_supervision, window_supervision
 from geometry.warp import warp_depth, warp_homography
 from tests.geometry.test_warp import megadepth_pair
 
@@ -112,3 +112,48 @@ def test_real_megadepth_pair():
     warped = sup.warped0[sup.batch_index, sup.index0][None] * batch["scale1"]
     back_valid, _ = warp_depth(warped, depth1, depth0, K1, K0, torch.linalg.inv(T_0to1))
     assert back_valid.float().mean() >= 0.99
+
+
+def homography_batch():
+    H = torch.tensor([[1.05, 0.08, 12.0], [-0.04, 0.97, 20.0], [1e-4, -5e-5, 1.0]], dtype=torch.float64)
+    return H, {"image0": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
+               "image1": torch.zeros(1, 1, 96, 128, dtype=torch.float64), "H_0to1": H[None]}
+
+
+def test_window_targets_follow_the_analytic_homography():
+    """Every position (dx, dy) of image 0's fine window around cell i: its true match is H(centre_i + 2 (dx, dy)),
+    in image 1's window units around cell j; the centre position is the cell's own fine target."""
+    H, batch = homography_batch()
+    sup = coarse_supervision(batch, (12, 16), (12, 16), fine_stride=2)
+    b, i, j = sup.batch_index, sup.index0, sup.index1
+    target, known = window_supervision(sup, b, i, j)
+    assert target.shape == (len(i), 25, 2) and len(i) > 50
+
+    shifts = torch.arange(-2, 3, dtype=torch.float64) * 2
+    dy, dx = torch.meshgrid(shifts, shifts, indexing="ij")
+    centre0 = torch.stack([i % 16, i // 16], -1).double() * 8
+    centre1 = torch.stack([j % 16, j // 16], -1).double() * 8
+    points = centre0[:, None] + torch.stack([dx, dy], -1).reshape(1, 25, 2)
+    expected = (warp_homography(points.reshape(1, -1, 2), H[None]).reshape(-1, 25, 2) - centre1[:, None]) / 4
+    size = torch.tensor([128.0, 96.0], dtype=torch.float64)
+    on_pixel = lambda p: ((p >= -0.5) & (p < size - 0.5)).all(-1)  # noqa: E731  (geometry.warp.inside_image)
+    assert torch.equal(known, on_pixel(points) & on_pixel(expected * 4 + centre1[:, None]))
+    assert (target - expected)[known].abs().max() < 1e-9
+
+    centre_target, centre_known = fine_supervision(sup, b, i, j)
+    assert torch.allclose(target[:, 12], centre_target, atol=1e-9) and torch.equal(known[:, 12], centre_known)
+    query = torch.randint(0, 25, (len(i),))
+    picked, picked_known = fine_supervision(sup, b, i, j, query=query)
+    rows = torch.arange(len(i))
+    assert torch.equal(picked, target[rows, query]) and torch.equal(picked_known, known[rows, query])
+
+
+def test_off_centre_queries_are_unknown_without_fine_grid_ground_truth():
+    _, batch = homography_batch()
+    sup = coarse_supervision(batch, (12, 16), (12, 16))  # no fine_stride: cell centres only
+    b, i, j = sup.batch_index, sup.index0, sup.index1
+    query = torch.where(torch.arange(len(i)) % 2 == 0, 12, 7)
+    _, known = fine_supervision(sup, b, i, j, query=query)
+    assert known[query == 12].all() and not known[query == 7].any()
+    target, window_known = window_supervision(sup, b, i, j)
+    assert torch.equal(window_known[:, 12], known[query == 12][:1].expand(len(i))) and not window_known[:, :12].any()

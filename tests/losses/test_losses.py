@@ -100,18 +100,24 @@ def test_heatmap_nll_is_smallest_at_the_bilinear_target_and_drops_outside_target
     assert fine_heatmap_nll(log_heatmap, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
 
 
-def training_step(batch: dict, match_type: str, fine_nll_weight: float = 0.0):
+def small_model_config(match_type: str = "dual_softmax") -> LoFTRConfig:
     config = LoFTRConfig()
     config.match_coarse.match_type = match_type
     config.match_coarse.train_pad_num_gt_min = 20
-    model = LoFTR(config).train()
+    return config
+
+
+def training_step(batch: dict, match_type: str, fine_nll_weight: float = 0.0, fine_nll_queries: str = "centre"):
+    model = LoFTR(small_model_config(match_type)).train()
     batch = {k: (v.float() if torch.is_tensor(v) else v) for k, v in batch.items()}
     batch["image0"] = torch.rand_like(batch["image0"])
     batch["image1"] = torch.rand_like(batch["image1"])
     grid = tuple(-(-s // 8) for s in batch["image0"].shape[2:])
-    supervision = coarse_supervision(batch, grid, grid)
-    result = model(batch, ground_truth=(supervision.batch_index, supervision.index0, supervision.index1))
-    parts = LoFTRLoss(LossConfig(fine_nll_weight=fine_nll_weight))(result, supervision)
+    loss = LoFTRLoss(LossConfig(fine_nll_weight=fine_nll_weight, fine_nll_queries=fine_nll_queries))
+    supervision = coarse_supervision(batch, grid, grid, fine_stride=2 if loss.config.needs_window else None)
+    result = model(batch, ground_truth=(supervision.batch_index, supervision.index0, supervision.index1),
+                   window_heatmaps=loss.config.needs_window)
+    parts = loss(result, supervision)
     parts.total.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return parts, grads
@@ -119,8 +125,8 @@ def training_step(batch: dict, match_type: str, fine_nll_weight: float = 0.0):
 
 @pytest.mark.parametrize("match_type", ["dual_softmax", "sinkhorn"])
 @pytest.mark.parametrize("case", ["overlap", "no overlap", "depth holes"])
-@pytest.mark.parametrize("fine_nll_weight", [0.0, 1.0])
-def test_gradients_are_finite(match_type, case, fine_nll_weight):
+@pytest.mark.parametrize("fine_nll_weight, fine_nll_queries", [(0.0, "centre"), (1.0, "centre"), (1.0, "window")])
+def test_gradients_are_finite(match_type, case, fine_nll_weight, fine_nll_queries):
     if case == "no overlap":  # the plane moves out of view: no ground truth at all
         batch = plane_batch(96, 128, translation(1000 * Z / FOCAL, 0.0))
     else:
@@ -128,7 +134,7 @@ def test_gradients_are_finite(match_type, case, fine_nll_weight):
     if case == "depth holes":
         batch["depth0"][0, :16] = float("nan")
         batch["depth1"][0, 80:] = 0.0
-    parts, grads = training_step(batch, match_type, fine_nll_weight)
+    parts, grads = training_step(batch, match_type, fine_nll_weight, fine_nll_queries)
     assert torch.isfinite(parts.total)
     assert all(torch.isfinite(g).all() for g in grads) and len(grads) > 0
     if case == "no overlap":
@@ -136,3 +142,20 @@ def test_gradients_are_finite(match_type, case, fine_nll_weight):
     else:
         assert parts.num_ground_truth > 50 and parts.num_fine_supervised > 0
         assert parts.coarse > 0 and parts.fine > 0
+
+
+def test_window_cross_entropy_needs_the_window_heatmaps_and_fine_grid_ground_truth():
+    batch = plane_batch(96, 128, translation(3 * Z / FOCAL, 2 * Z / FOCAL), dtype=torch.float32)
+    model = LoFTR(small_model_config()).train()
+    loss = LoFTRLoss(LossConfig(fine_nll_weight=1.0, fine_nll_queries="window"))
+    fine_grid = coarse_supervision(batch, (12, 16), (12, 16), fine_stride=2)
+    cells_only = coarse_supervision(batch, (12, 16), (12, 16))
+    gt = (fine_grid.batch_index, fine_grid.index0, fine_grid.index1)
+    with pytest.raises(ValueError, match="window_heatmaps=True"):
+        loss(model(batch, ground_truth=gt), fine_grid)
+    with_window = model(batch, ground_truth=gt, window_heatmaps=True)
+    with pytest.raises(ValueError, match="fine_stride"):
+        loss(with_window, cells_only)
+    assert torch.isfinite(loss(with_window, fine_grid).fine)
+    with pytest.raises(ValueError, match="fine_nll_queries"):
+        LossConfig(fine_nll_queries="all")

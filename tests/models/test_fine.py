@@ -50,3 +50,34 @@ def test_std_gradient_is_finite_for_a_one_hot_heatmap():
     out = fine_expectation(win0, win1)
     out.std.sum().backward()
     assert torch.isfinite(win1.grad).all()
+
+
+def test_query_radius_picks_the_sharpest_position_near_the_centre():
+    """The centre of image 0's window sees a flat heatmap; position (row -1, col +1) a peak at image 1's
+    (row 1, col 3); the corner (row -2, col -2) an even sharper one, but two fine pixels out."""
+    feature = torch.randn(1, 32)
+    win0, win1 = torch.zeros(1, 25, 32), torch.zeros(1, 25, 32)
+    near = 1 * 5 + 3  # row -1, column +1 from the centre (12)
+    win0[:, near] = feature
+    win1[:, 1 * 5 + 3] = feature * 100
+    win0[:, 0] = -feature * 3  # the corner peaks on the (empty) positions: its softmax is sharper still
+    win1[:, 4 * 5 + 0] = -feature * 200
+
+    centre = fine_expectation(win0, win1)
+    assert centre.query.tolist() == [12] and torch.allclose(centre.expectation, torch.zeros(1, 2), atol=1e-6)
+    chosen = fine_expectation(win0, win1, query_radius=1)
+    assert chosen.query.tolist() == [near]
+    assert torch.allclose(chosen.expectation, torch.tensor([[0.5, -0.5]]), atol=1e-5) and chosen.std.item() < 1e-3
+    assert fine_expectation(win0, win1, query_radius=2).query.tolist() == [0]
+
+
+def test_window_heatmaps_hold_every_position_and_the_centre_row_is_the_matchs():
+    win0, win1 = torch.randn(4, 25, 16), torch.randn(4, 25, 16)
+    out = fine_expectation(win0, win1, all_queries=True)
+    assert out.window_log_heatmaps.shape == (4, 25, 25)
+    assert torch.allclose(out.window_log_heatmaps[:, 12], out.log_heatmap, atol=1e-6)
+    assert torch.allclose(out.window_log_heatmaps.exp().sum(-1), torch.ones(4, 25), atol=1e-5)
+    for position in (0, 7, 24):  # row q is the heatmap of image 0's position q
+        alone = fine_expectation(win0[:, [position] * 25], win1)
+        assert torch.allclose(out.window_log_heatmaps[:, position], alone.log_heatmap, atol=1e-5)
+    assert fine_expectation(win0, win1).window_log_heatmaps is None

@@ -107,3 +107,22 @@ def test_fine_level_in_chunks_equals_one_pass(monkeypatch):
     assert torch.equal(chunked.keypoints0, whole.keypoints0)
     assert torch.allclose(chunked.keypoints1, whole.keypoints1, atol=1e-9)
     assert torch.allclose(chunked.fine.std, whole.fine.std, atol=1e-12)
+
+
+def test_query_radius_moves_image0_points_by_whole_fine_pixels_at_inference_only():
+    model = sharpen_(LoFTR(small_config()).eval())
+    image0, image1 = image_pair(96, 128)
+    with torch.inference_mode():
+        centres = model({"image0": image0, "image1": image1})
+        model.config.fine.query_radius = 1
+        chosen = model({"image0": image0, "image1": image1})
+    assert len(centres.keypoints0) > 20
+    assert torch.equal(centres.keypoints0 % 8, torch.zeros_like(centres.keypoints0))  # LoFTR: the cell corners
+    shift = chosen.keypoints0 - centres.keypoints0  # the same coarse matches, each from a query near its centre
+    assert set(shift.flatten().tolist()) <= {-2.0, 0.0, 2.0} and (shift != 0).any()
+    moved = chosen.fine.query != 12
+    assert torch.equal(moved, (shift != 0).any(-1))
+    model.train()  # training always queries the centre: the loss's targets are the cells'
+    result = model({"image0": image0, "image1": image1},
+                   ground_truth=(torch.zeros(20, dtype=torch.long), torch.arange(20) + 30, torch.arange(20) + 31))
+    assert (result.fine.query == 12).all()
