@@ -10,6 +10,8 @@ and both the starting and the fine-tuned model are scored on held-out pairs with
 `synthetic` benchmark's protocol): other views of the same rooms (`--holdout views`, your site) or new rooms
 (`--holdout scenes`). Prints the SfM accuracy against the true poses and one table. `--labels depth` is the
 control: the same photos fine-tune with the renderer's exact depth and poses (dense ground truth) instead.
+`--exposure 0.35 --noise 4` makes the site unlike the checkpoint's training images (a dim site, sensor noise),
+the case fine-tuning is for; the default site looks like the training world.
 """
 
 import argparse
@@ -56,6 +58,16 @@ def relative_pose_errors(info: dict, truth_poses: list[np.ndarray], ids: list[in
     return rotation, direction
 
 
+def site_photos(scene: RenderedScene, exposure: float, noise: float, seed: int) -> RenderedScene:
+    """The scene as a site's camera sees it: brightness times `exposure`, plus Gaussian sensor noise."""
+    if exposure == 1.0 and noise == 0.0:
+        return scene
+    rng = np.random.default_rng(seed)
+    images = [np.clip(image * exposure + rng.normal(0.0, noise, image.shape), 0, 255).round().astype(np.uint8)
+              for image in scene.images]
+    return dataclasses.replace(scene, images=images)
+
+
 def evaluate(model, root: Path) -> dict:
     benchmark = build_benchmark("synthetic", root=str(root), split_file="test.txt")
     return summarize(run(benchmark, LoFTRMatcher(model)), benchmark.kind)  # eval mode inside, then back
@@ -68,14 +80,23 @@ def main() -> int:
     parser.add_argument("--model", default="loftr_tiny", help="configs/model/NAME.yaml of the checkpoint")
     parser.add_argument("--train-scenes", type=int, default=3)
     parser.add_argument("--test-scenes", type=int, default=2, help="--holdout scenes: new scenes to test on")
-    parser.add_argument("--cameras", type=int, default=16, help="photos per scene for SfM and fine-tuning")
+    parser.add_argument("--cameras", type=int, default=32, help="photos per scene for SfM and fine-tuning")
     parser.add_argument("--holdout", choices=("views", "scenes"), default="views",
                         help="test on other views of the fine-tuning scenes (the in-house case: your site) or on "
                              "new scenes")
-    parser.add_argument("--test-cameras", type=int, default=10, help="--holdout views: held-out views per scene")
+    parser.add_argument("--test-cameras", type=int, default=16, help="--holdout views: held-out views per scene")
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--fine-nll-weight", type=float, default=1.0, help="as the synthetic recipe trains")
+    parser.add_argument("--fine-nll-queries", choices=("centre", "window"), default="centre",
+                        help="window: every image-0 window position, its target carried by the labels' fitted Jacobian")
+    parser.add_argument("--exposure", type=float, default=1.0,
+                        help="brightness factor of the site's photos (and held-out views): below 1, a dim site "
+                             "unlike the starting checkpoint's training images")
+    parser.add_argument("--noise", type=float, default=0.0, help="sensor noise of the site's photos, grey levels")
+    parser.add_argument("--max-roll", type=float, default=WorldConfig.max_roll_deg,
+                        help="camera roll of the photos in degrees: above the training world's 20, a site whose "
+                             "photos differ from the starting checkpoint's data (hand-held, drone)")
     parser.add_argument("--freeze-backbone", action="store_true")
     parser.add_argument("--loss", choices=("masked", "positives", "all-negatives"), default="masked",
                         help="coarse negatives only in labelled rows/columns (default), none (LoFTR's sparse "
@@ -93,11 +114,11 @@ def main() -> int:
     new_scenes = args.holdout == "scenes"
     world = WorldConfig(num_scenes=args.train_scenes + (args.test_scenes if new_scenes else 0),
                         cameras_per_scene=args.cameras + (0 if new_scenes else args.test_cameras),
-                        focal_range=(1.0, 1.0), seed=args.seed)
+                        focal_range=(1.0, 1.0), max_roll_deg=args.max_roll, seed=args.seed)
     entries, registered, rotation, direction = [], [], [], []
     test_infos = []
     for index in range(world.num_scenes):
-        scene = render_scene(world, index)
+        scene = site_photos(render_scene(world, index), args.exposure, args.noise, seed=index)
         if index >= args.train_scenes:  # a held-out scene, with exact poses
             test_infos.append(write_megadepth(work / "test", scene))
             continue
@@ -138,7 +159,8 @@ def main() -> int:
     config = TrainingConfig(model=model_config(args.model), init_checkpoint=args.checkpoint,
                             # default: negatives only in the labelled rows and columns (Supervision.negatives)
                             loss=LossConfig(sparse_supervision=args.loss == "positives",
-                                            fine_nll_weight=args.fine_nll_weight),
+                                            fine_nll_weight=args.fine_nll_weight,
+                                            fine_nll_queries=args.fine_nll_queries),
                             freeze_backbone=args.freeze_backbone,
                             optimizer=OptimizerConfig(lr=args.lr, scale_lr=False, schedule="cosine", warmup_steps=20,
                                                       decay_biases_and_norms=False))
