@@ -3,7 +3,8 @@
 Coarse: the centre of every coarse cell of image 0 is warped into image 1 (depth + pose, or homography); the
 pair (i, j) is a ground-truth match when the warp is valid (known depth, in front of the camera, depth-
 consistent), lands on a real cell j of image 1, and the centre of j warps back onto cell i (mutual).
-Fine: for each coarse match, where the warped centre of i lies in the fine window around cell j.
+Fine: for each coarse match, where the warped centre of i lies in the fine window around cell j; on request
+(`window_supervision`) also where every other position of i's fine window lands.
 Sparse (`sparse_supervision`): the same from known correspondences (SfM tracks, labelled points) instead of
 a dense warp; the coarse loss may then take as negatives only the rows and columns of labelled cells.
 """

@@ -1,4 +1,5 @@
-"""The LoFTR training loss: coarse (focal or optimal-transport NLL) plus fine (std-weighted L2)."""
+"""The LoFTR training loss: coarse (focal or optimal-transport NLL) plus fine (std-weighted L2, and optionally
+the heatmap cross-entropy of the match or of its whole window)."""
 
 from dataclasses import dataclass
 
@@ -24,7 +25,8 @@ class LossConfig:
     fine_correct_threshold: float = 1.0  # official LOSS.FINE_CORRECT_THR, in window units
     fine_nll_weight: float = 0.0  # cross-entropy of the fine heatmap (losses/fine.py); 0: LoFTR's loss only
     # whose heatmaps the cross-entropy trains: "centre", the match's own query (LoFTR's cell centre), or
-    # "window", every position of image 0's window where dense ground truth reaches (25x the fine samples)
+    # "window", every position of image 0's window that the ground truth reaches (25x the fine samples):
+    # dense targets on the fine grid, or sparse labels carried by their fitted Jacobian (window_supervision)
     fine_nll_queries: str = "centre"
 
     def __post_init__(self):
