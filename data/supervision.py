@@ -160,15 +160,25 @@ def fine_supervision(
 
     `query` (M,) long: the true match of that position of image 0's window (row-major) instead of the centre
     (`FineMatches.query`); see `window_supervision` for where it is known."""
-    if query is None:
-        width1 = supervision.grid1[1]
-        centre1 = torch.stack([index1 % width1, index1 // width1], -1).to(supervision.warped0.dtype) * stride
-        warped = supervision.warped0[batch_index, index0]
-        offset = (warped - centre1) / ((window // 2) * fine_stride)
-        return offset, supervision.warped0_valid[batch_index, index0]
-    offset, known = window_supervision(supervision, batch_index, index0, index1, stride, fine_stride, window)
-    rows = torch.arange(len(query), device=query.device)
-    return offset[rows, query], known[rows, query]
+    centre = window * window // 2
+    if query is not None and bool((query != centre).any()):
+        offset, known = window_supervision(supervision, batch_index, index0, index1, stride, fine_stride, window)
+        rows = torch.arange(len(query), device=query.device)
+        return offset[rows, query], known[rows, query]
+    known = supervision.warped0_valid[batch_index, index0]
+    if query is not None:  # every query is the centre: its target, without the rest of the window
+        known = known & (query == centre)
+    offset = _window_offset(supervision.warped0[batch_index, index0], supervision.grid1, index1, stride,
+                            (window // 2) * fine_stride)
+    return offset, known
+
+
+def _window_offset(warped: torch.Tensor, grid1: tuple[int, int], index1: torch.Tensor, stride: int,
+                   reach: int) -> torch.Tensor:
+    """Network pixels `warped` (M, ..., 2) of image 1 relative to the centre of cell `index1` (M,), in window
+    units (`reach` pixels from the centre to the window's edge)."""
+    centre1 = torch.stack([index1 % grid1[1], index1 // grid1[1]], -1).to(warped.dtype) * stride
+    return (warped - centre1.reshape((len(index1),) + (1,) * (warped.dim() - 2) + (2,))) / reach
 
 
 @torch.no_grad()
@@ -188,36 +198,34 @@ def window_supervision(
     carried by the fitted Jacobian (exact for an affine warp; a homography's second-order term over <= 4 px
     is hundredths of a pixel). Otherwise the centre's target only, the other positions unknown.
     """
-    num, dtype, device = len(index0), supervision.warped0.dtype, index0.device
-    step, radius = stride // fine_stride, window // 2
-    width0 = supervision.grid0[1]
-    shifts = torch.arange(window, device=device) - radius
-    rows = ((index0 // width0) * step)[:, None, None] + shifts[None, :, None]  # (M, w, 1) fine pixels
-    cols = ((index0 % width0) * step)[:, None, None] + shifts[None, None, :]  # (M, 1, w)
-    width1 = supervision.grid1[1]
-    centre1 = torch.stack([index1 % width1, index1 // width1], -1).to(dtype) * stride
+    dtype, step, radius = supervision.warped0.dtype, stride // fine_stride, window // 2
+    axis = torch.arange(window, device=index0.device) - radius
+    dy, dx = torch.meshgrid(axis, axis, indexing="ij")
+    shift = torch.stack([dx, dy], -1).reshape(-1, 2)  # (w*w, 2) fine pixels (x, y) from the centre, row-major
+    cols = (index0 % supervision.grid0[1] * step)[:, None] + shift[:, 0]  # (M, w*w) fine pixels
+    rows = (index0 // supervision.grid0[1] * step)[:, None] + shift[:, 1]
     if supervision.warped0_fine is not None:
         if supervision.fine_stride != fine_stride:
-            raise ValueError(f"the supervision's fine grid has stride {supervision.fine_stride}, the model's {fine_stride}")
+            raise ValueError(f"the supervision's fine grid has stride {supervision.fine_stride}, "
+                             f"the model's {fine_stride}")
         fine_h, fine_w = supervision.fine_grid
-        on_grid = ((rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)).reshape(num, window * window)
-        flat = (rows.clamp(0, fine_h - 1) * fine_w + cols.clamp(0, fine_w - 1)).reshape(num, window * window)
+    else:
+        fine_h, fine_w = supervision.grid0[0] * step, supervision.grid0[1] * step
+    on_grid = (rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)
+    centre = supervision.warped0[batch_index, index0][:, None]  # (M, 1, 2)
+    centre_known = supervision.warped0_valid[batch_index, index0][:, None]
+    if supervision.warped0_fine is not None:
+        flat = rows.clamp(0, fine_h - 1) * fine_w + cols.clamp(0, fine_w - 1)
         warped = supervision.warped0_fine[batch_index[:, None], flat]  # (M, w*w, 2)
         known = supervision.warped0_fine_valid[batch_index[:, None], flat] & on_grid
-        return (warped - centre1[:, None]) / (radius * fine_stride), known
-    centre_known = supervision.warped0_valid[batch_index, index0]
-    shift = torch.stack(torch.broadcast_tensors(cols - cols[:, :, radius:radius + 1],
-                                                rows - rows[:, radius:radius + 1]), -1)
-    shift = shift.reshape(num, window * window, 2).to(dtype) * fine_stride  # network pixels from the centre
-    if supervision.jacobian0 is not None:
-        fine_h, fine_w = supervision.grid0[0] * step, supervision.grid0[1] * step
-        on_grid = ((rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)).reshape(num, window * window)
+    elif supervision.jacobian0 is not None:
         jacobian = supervision.jacobian0[batch_index, index0]  # (M, 2, 2)
-        warped = supervision.warped0[batch_index, index0][:, None] + torch.einsum("mij,mqj->mqi", jacobian, shift)
-        return (warped - centre1[:, None]) / (radius * fine_stride), centre_known[:, None] & on_grid
-    warped = supervision.warped0[batch_index, index0][:, None] + shift  # known at the centre only
-    known = centre_known[:, None] & (shift == 0).all(-1)
-    return (warped - centre1[:, None]) / (radius * fine_stride), known
+        warped = centre + torch.einsum("mij,qj->mqi", jacobian, shift.to(dtype) * fine_stride)
+        known = centre_known & on_grid
+    else:  # known at the centre only
+        warped = centre + shift.to(dtype) * fine_stride
+        known = centre_known & (shift == 0).all(-1)
+    return _window_offset(warped, supervision.grid1, index1, stride, radius * fine_stride), known
 
 
 # ------------------------------------------------------------------------------ sparse correspondences

@@ -136,8 +136,9 @@ class LoFTRModule(pl.LightningModule):
 
     def _supervision(self, batch: dict, grid0: tuple[int, int], grid1: tuple[int, int]):
         """Dense or sparse ground truth; dense on the fine grid too where a fine target may lie off the cell
-        centres (the window cross-entropy, or queries chosen near the centre at validation)."""
-        off_centre = self.loss.config.needs_window or self.config.model.fine.query_radius > 0
+        centres: the window cross-entropy, or at inference queries chosen near the centre (training always
+        queries the centre)."""
+        off_centre = self.loss.config.needs_window or (not self.training and self.config.model.fine.query_radius > 0)
         return supervision_for(batch, grid0, grid1, self.model.coarse_stride,
                                self.model.backbone.fine_stride if off_centre else None)
 

@@ -113,8 +113,9 @@ class LoFTR(nn.Module):
             parts.append(fine_expectation(win0, win1, query_radius, window_heatmaps))
         if len(parts) == 1:
             return parts[0]
-        return FineMatches(*(None if getattr(parts[0], f.name) is None else torch.cat([getattr(p, f.name) for p in parts])
-                             for f in fields(FineMatches)))
+        return FineMatches(*(
+            None if getattr(parts[0], f.name) is None else torch.cat([getattr(p, f.name) for p in parts])
+            for f in fields(FineMatches)))  # window_log_heatmaps stays None unless asked for
 
     def _fine_margin(self) -> int:
         """Fine cells along each border that no fine window reads at inference: border removal keeps matches
