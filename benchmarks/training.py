@@ -4,6 +4,7 @@ backward, AdamW), on generated pairs in the real loader's format.
     python benchmarks/training.py                         # the tiny model on the CPU, 320 and 640 px
     python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --precision bf16-mixed \\
         [--attention full]
+    python benchmarks/training.py --subpixel              # the cost of the stride-1 stage, against none
 
 Prints one row per (model, size): pairs/s and peak memory (CUDA: allocator peak; CPU: the process's peak RSS
 so far, so give sizes in increasing order).
@@ -42,9 +43,10 @@ def model_config(name: str) -> LoFTRConfig:
 
 def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos: list[Path], device: str,
             precision: str, steps: int, warmup: int, channels_last: bool = False,
-            compile_: bool = False) -> tuple[float, float]:
+            compile_: bool = False, subpixel: bool = False) -> tuple[float, float]:
     config = model_config(name)
     config.coarse.attention = config.fine.transformer.attention = attention
+    config.subpixel.enabled = subpixel
     module = LoFTRModule(TrainingConfig(model=config)).to(device).train()
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -93,17 +95,23 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone and coarse transformer")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--subpixel", action="store_true", help="each size without, then with model.subpixel")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.precision}, "
           f"{args.attention} attention, channels-last {args.channels_last}, compile {args.compile}")
-    print(f"{'model':<12}{'size':>10}{'pairs/s':>10}{'peak MiB':>10}")
+    print(f"{'model':<12}{'size':>10}{'subpixel':>10}{'pairs/s':>10}{'peak MiB':>10}{'speed ratio':>13}")
     for text in args.sizes:
         size = tuple(int(v) for v in text.split("x"))
         with tempfile.TemporaryDirectory() as folder:
             infos = generate_world(folder, WorldConfig(num_scenes=1, cameras_per_scene=8, image_size=size))
-            rate, peak = measure(args.model, args.attention, size, Path(folder), infos, args.device, args.precision,
-                                 args.steps, args.warmup, args.channels_last, args.compile)
-        print(f"{args.model:<12}{text:>10}{rate:>10.2f}{peak:>10.0f}")
+            reference = None
+            for subpixel in (False, True) if args.subpixel else (False,):
+                rate, peak = measure(args.model, args.attention, size, Path(folder), infos, args.device,
+                                     args.precision, args.steps, args.warmup, args.channels_last, args.compile,
+                                     subpixel)
+                reference = reference or rate
+                print(f"{args.model:<12}{text:>10}{str(subpixel):>10}{rate:>10.2f}{peak:>10.0f}"
+                      f"{rate / reference:>13.2f}")
     return 0
 
 

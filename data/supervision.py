@@ -173,11 +173,16 @@ def fine_supervision(
     return offset, known
 
 
+def _cell_pixels(index: torch.Tensor, grid: tuple[int, int], stride: int, dtype) -> torch.Tensor:
+    """(M, 2) pixels (x, y) of cells `index` (M,) (row-major on `grid`, rows x columns): cell (c, r) on (sc, sr)."""
+    return torch.stack([index % grid[1], index // grid[1]], -1).to(dtype) * stride
+
+
 def _window_offset(warped: torch.Tensor, grid1: tuple[int, int], index1: torch.Tensor, stride: int,
                    reach: int) -> torch.Tensor:
     """Network pixels `warped` (M, ..., 2) of image 1 relative to the centre of cell `index1` (M,), in window
     units (`reach` pixels from the centre to the window's edge)."""
-    centre1 = torch.stack([index1 % grid1[1], index1 // grid1[1]], -1).to(warped.dtype) * stride
+    centre1 = _cell_pixels(index1, grid1, stride, warped.dtype)
     return (warped - centre1.reshape((len(index1),) + (1,) * (warped.dim() - 2) + (2,))) / reach
 
 
@@ -226,6 +231,16 @@ def window_supervision(
         warped = centre + shift.to(dtype) * fine_stride
         known = centre_known & (shift == 0).all(-1)
     return _window_offset(warped, supervision.grid1, index1, stride, radius * fine_stride), known
+
+
+def subpixel_supervision(fine_target: torch.Tensor, index1: torch.Tensor, grid1: tuple[int, int],
+                         anchor: torch.Tensor, subpixel_window: int, stride: int = 8, fine_stride: int = 2,
+                         window: int = 5) -> torch.Tensor:
+    """The true match of the stride-1 stage (`SubpixelMatches`) in the window around its anchor pixel (M, 2),
+    in that window's units, from `fine_target` (M, 2), the first stage's (`fine_supervision`): the same point,
+    measured from the centre of cell j in the stride-2 window's units. Known where the first stage's is."""
+    true1 = _cell_pixels(index1, grid1, stride, fine_target.dtype) + fine_target * ((window // 2) * fine_stride)
+    return (true1 - anchor.to(true1.dtype)) / (subpixel_window // 2)
 
 
 # ------------------------------------------------------------------------------ sparse correspondences

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from data.supervision import Supervision, fine_supervision, window_supervision
+from data.supervision import Supervision, fine_supervision, subpixel_supervision, window_supervision
 from models.loftr import MatchResult
 
 from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
@@ -28,6 +28,9 @@ class LossConfig:
     # "window", every position of image 0's window that the ground truth reaches (25x the fine samples):
     # dense targets on the fine grid, or sparse labels carried by their fitted Jacobian (window_supervision)
     fine_nll_queries: str = "centre"
+    # the stride-1 stage (model.subpixel), when the model has one: cross-entropy of its heatmap plus the
+    # std-weighted L2 of its expectation, against the true match in its window
+    subpixel_weight: float = 1.0
 
     def __post_init__(self):
         if self.fine_nll_queries not in ("centre", "window"):
@@ -45,7 +48,7 @@ class LossParts:
 
     total: torch.Tensor
     coarse: torch.Tensor
-    fine: torch.Tensor
+    fine: torch.Tensor  # both fine stages
     num_ground_truth: int  # coarse ground-truth matches in the batch
     num_fine_supervised: int  # fine samples whose true position lies in the window
 
@@ -99,6 +102,8 @@ class LoFTRLoss(nn.Module):
         elif cfg.fine_nll_weight:
             fine_loss = fine_loss + cfg.fine_nll_weight * fine_heatmap_nll(
                 result.fine.log_heatmap, target, known, cfg.fine_correct_threshold)
+        if result.subpixel is not None:
+            fine_loss = fine_loss + cfg.subpixel_weight * self._subpixel_loss(result, supervision, target, known)
         supervised = known & (target.abs().amax(dim=-1) < cfg.fine_correct_threshold)
         return LossParts(
             total=cfg.coarse_weight * coarse_loss + cfg.fine_weight * fine_loss,
@@ -107,3 +112,14 @@ class LoFTRLoss(nn.Module):
             num_ground_truth=len(supervision.index0),
             num_fine_supervised=int(supervised.sum()),
         )
+
+    def _subpixel_loss(self, result: MatchResult, supervision: Supervision, target: torch.Tensor,
+                       known: torch.Tensor) -> torch.Tensor:
+        """The stride-1 stage against the true match of the first stage's query (`target`, `known`)."""
+        sub = result.subpixel
+        window = int(round(sub.log_heatmap.shape[1] ** 0.5))
+        sub_target = subpixel_supervision(target, result.coarse.index1, supervision.grid1, sub.anchor, window,
+                                          self.coarse_stride, self.fine_stride, self.window)
+        threshold = self.config.fine_correct_threshold
+        return (fine_heatmap_nll(sub.log_heatmap, sub_target, known, threshold)
+                + fine_l2_with_std(sub.expectation, sub.std, sub_target.to(sub.expectation.dtype), known, threshold))

@@ -1,5 +1,6 @@
 """LoFTR (Sun et al., CVPR 2021): detector-free matching with transformers. Composition only."""
 
+import math
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -12,6 +13,7 @@ from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation, window_grid
+from .matching.subpixel import PixelFeatures, SubpixelConfig, SubpixelMatches, subpixel_refine
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
 
@@ -28,6 +30,7 @@ class LoFTRConfig:
     coarse: TransformerConfig = field(default_factory=TransformerConfig)
     match_coarse: CoarseMatchingConfig = field(default_factory=CoarseMatchingConfig)
     fine: FineConfig = field(default_factory=FineConfig)
+    subpixel: SubpixelConfig = field(default_factory=SubpixelConfig)  # a second fine stage at stride 1
 
 
 @dataclass
@@ -44,6 +47,7 @@ class MatchResult:
     fine: FineMatches  # (M,) entries aligned with `coarse`
     coarse_grid0: tuple[int, int]  # (rows, columns) of image 0's coarse grid
     coarse_grid1: tuple[int, int]
+    subpixel: SubpixelMatches | None = None  # the stride-1 stage, when the model has one
 
 
 class LoFTR(nn.Module):
@@ -61,6 +65,9 @@ class LoFTR(nn.Module):
         self.coarse_matching = CoarseMatching(config.match_coarse)
         self.fine_preprocess = FinePreprocess(config.fine, config.coarse.d_model)
         self.loftr_fine = LocalFeatureTransformer(config.fine.transformer)
+        self.pixel_features = None
+        if config.subpixel.enabled:
+            self.pixel_features = PixelFeatures(self.backbone.fine_dim, config.subpixel.dim, self.backbone.fine_stride)
 
     @property
     def coarse_stride(self) -> int:
@@ -81,7 +88,7 @@ class LoFTR(nn.Module):
         _check_images(image0, image1, self.coarse_stride)
         size0 = _valid_sizes(batch.get("mask0"), image0, "mask0")
         size1 = _valid_sizes(batch.get("mask1"), image1, "mask1")
-        (coarse0, fine0), (coarse1, fine1) = self._features([image0, image1], [size0, size1])
+        (coarse0, fine0, pixels0), (coarse1, fine1, pixels1) = self._features([image0, image1], [size0, size1])
 
         grid0, grid1 = tuple(coarse0.shape[2:]), tuple(coarse1.shape[2:])
         mask0 = _grid_mask(size0, grid0, self.coarse_stride, image0.shape[2:])
@@ -93,7 +100,13 @@ class LoFTR(nn.Module):
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, mask0, mask1, ground_truth)
 
         fine = self._refine(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1, window_heatmaps)
-        return self._keypoints(coarse, fine, grid0, grid1, size0, size1, batch)
+        kpts0, kpts1 = self._fine_points(coarse, fine, grid0, grid1)
+        subpixel = None
+        if self.pixel_features is not None:
+            subpixel = subpixel_refine(pixels0, pixels1, coarse.batch_index, kpts0.round().long(), kpts1,
+                                       self.config.subpixel.window_size)
+            kpts1 = subpixel.anchor + subpixel.expectation.to(kpts1.dtype) * (self.config.subpixel.window_size // 2)
+        return self._keypoints(coarse, fine, subpixel, kpts0, kpts1, grid0, grid1, size0, size1, batch)
 
     def _refine(self, fine0, fine1, tokens0, tokens1, coarse: CoarseMatches, grid0, grid1,
                 window_heatmaps: bool) -> FineMatches:
@@ -119,59 +132,78 @@ class LoFTR(nn.Module):
 
     def _fine_margin(self) -> int:
         """Fine cells along each border that no fine window reads at inference: border removal keeps matches
-        `border_removal` coarse cells inside, and a window reaches `radius` fine cells beyond its centre. In
-        training the ground-truth pads may lie anywhere."""
+        `border_removal` coarse cells inside, and a window reaches `radius` fine cells beyond its centre. The
+        stride-1 stage reads further: its window around the rounded estimate, two pixels more for the merge's
+        convolutions, and one fine cell for the upsampling. In training the ground-truth pads may lie anywhere."""
         if self.training:
             return 0
-        step = self.coarse_stride // self.backbone.fine_stride
-        return max(step * self.config.match_coarse.border_removal - self.fine_preprocess.window // 2, 0)
+        fine_stride = self.backbone.fine_stride
+        margin = self.coarse_stride // fine_stride * self.config.match_coarse.border_removal
+        margin -= self.fine_preprocess.window // 2
+        if self.pixel_features is not None:
+            margin -= math.ceil((0.5 + self.config.subpixel.window_size // 2 + 2) / fine_stride) + 1
+        return max(margin, 0)
 
     def _features(self, images, sizes):
-        """Backbone maps of both images, each image computed on its own valid region and zero-padded to the
-        batch's grid, so padding cannot leak into the features. Images of one size share one backbone pass."""
+        """Feature maps (coarse, fine, stride-1 or None) of both images, each image computed on its own valid
+        region and zero-padded to the batch's grid, so padding cannot leak into the features. Images of one
+        size share one backbone pass."""
         margin = self._fine_margin()
         full = all(
             bool((size == torch.tensor(image.shape[2:], device=size.device)).all()) for image, size in zip(images, sizes)
         )
         if full:
             if images[0].shape == images[1].shape:
-                coarse, fine = self.backbone(torch.cat(images), margin)
-                return list(zip(coarse.chunk(2), fine.chunk(2)))
-            return [self.backbone(image, margin) for image in images]
+                halves = [None if m is None else m.chunk(2) for m in self._maps(torch.cat(images), margin)]
+                return [tuple(None if h is None else h[k] for h in halves) for k in (0, 1)]
+            return [self._maps(image, margin) for image in images]
 
         out = []
         for image, size in zip(images, sizes):
-            h, w = image.shape[2:]
-            s_c, s_f = self.coarse_stride, self.backbone.fine_stride
-            coarse = image.new_zeros(image.shape[0], self.backbone.coarse_dim, -(-h // s_c), -(-w // s_c))
-            fine = image.new_zeros(image.shape[0], self.backbone.fine_dim, -(-h // s_f), -(-w // s_f))
+            maps = None
             for (vh, vw) in {tuple(s.tolist()) for s in size}:
                 same = (size == torch.tensor([vh, vw], device=size.device)).all(1).nonzero().flatten()
-                c, f = self.backbone(image[same, :, :vh, :vw], margin)
-                coarse[same, :, : c.shape[2], : c.shape[3]] = c.to(coarse.dtype)
-                fine[same, :, : f.shape[2], : f.shape[3]] = f.to(fine.dtype)
-            out.append((coarse, fine))
+                region = self._maps(image[same, :, :vh, :vw], margin)
+                if maps is None:  # zero maps the batch's size, at each map's stride
+                    h, w = image.shape[2:]
+                    maps = [None if m is None else image.new_zeros(image.shape[0], m.shape[1], -(-h // s), -(-w // s))
+                            for m, s in zip(region, self._strides())]
+                for m, r in zip(maps, region):
+                    if m is not None:
+                        m[same, :, : r.shape[2], : r.shape[3]] = r.to(m.dtype)
+            out.append(tuple(maps))
         return out
 
-    def _keypoints(self, coarse, fine, grid0, grid1, size0, size1, batch) -> MatchResult:
-        b, i, j = coarse.batch_index, coarse.index0, coarse.index1
+    def _strides(self) -> tuple[int, int, int]:
+        return self.coarse_stride, self.backbone.fine_stride, 1
+
+    def _maps(self, image: torch.Tensor, margin: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        coarse, fine = self.backbone(image, margin)
+        pixels = None if self.pixel_features is None else self.pixel_features(image, fine)
+        return coarse, fine, pixels
+
+    def _fine_points(self, coarse: CoarseMatches, fine: FineMatches, grid0, grid1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, 2) network-input pixels of every coarse match after the fine stage: image 0's query (the cell
+        centre, or the position FineConfig.query_radius chose) and image 1's expectation."""
+        i, j = coarse.index0, coarse.index1
         stride, fine_stride = self.coarse_stride, self.backbone.fine_stride
         dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
         kpts0 = torch.stack([i % grid0[1], i // grid0[1]], 1).to(dtype) * stride
         kpts1 = torch.stack([j % grid1[1], j // grid1[1]], 1).to(dtype) * stride
         window = self.fine_preprocess.window
         grid = window_grid(window, kpts0.device, dtype) * (window // 2 * fine_stride)  # pixels from the centre
-        kpts0 = kpts0 + grid[fine.query]  # the cell centre, or the query chosen near it (FineConfig.query_radius)
-        kpts1 = kpts1 + fine.expectation.to(dtype) * (window // 2 * fine_stride)
+        return kpts0 + grid[fine.query], kpts1 + fine.expectation.to(dtype) * (window // 2 * fine_stride)
 
+    def _keypoints(self, coarse, fine, subpixel, kpts0, kpts1, grid0, grid1, size0, size1, batch) -> MatchResult:
+        b = coarse.batch_index
         # report predictions only (not the training pads), never in the padding of either image
         keep = ~coarse.is_ground_truth_pad & _inside(kpts0, size0[b]) & _inside(kpts1, size1[b])
         kpts0, kpts1, b_kept = kpts0[keep], kpts1[keep], b[keep]
         if "scale0" in batch:
-            kpts0 = kpts0 * batch["scale0"][b_kept].to(dtype)
+            kpts0 = kpts0 * batch["scale0"][b_kept].to(kpts0.dtype)
         if "scale1" in batch:
-            kpts1 = kpts1 * batch["scale1"][b_kept].to(dtype)
-        return MatchResult(kpts0, kpts1, coarse.confidence[keep], b_kept, coarse, fine, grid0, grid1)
+            kpts1 = kpts1 * batch["scale1"][b_kept].to(kpts1.dtype)
+        return MatchResult(kpts0, kpts1, coarse.confidence[keep], b_kept, coarse, fine, grid0, grid1, subpixel)
 
 
 def _check_images(image0: torch.Tensor, image1: torch.Tensor, stride: int) -> None:

@@ -19,16 +19,17 @@ def test_training_benchmark_builds_every_model_file_as_train_py_does(name):
     assert config.coarse.d_model == expected
 
 
-@pytest.mark.parametrize("attention, channels_last", [("linear", False), ("full", True)])
-def test_training_benchmark_prints_a_row_for_the_tiny_model(attention, channels_last):
-    flags = ["--channels-last"] if channels_last else []
+@pytest.mark.parametrize("attention, channels_last, subpixel", [("linear", False, False), ("full", True, True)])
+def test_training_benchmark_prints_a_row_for_the_tiny_model(attention, channels_last, subpixel):
+    flags = (["--channels-last"] if channels_last else []) + (["--subpixel"] if subpixel else [])
     out = subprocess.run([sys.executable, "benchmarks/training.py", "--steps", "1", "--warmup", "0", "--sizes",
                           "160x120", "--attention", attention, *flags], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"{attention} attention, channels-last {channels_last}" in out.stdout
-    row = out.stdout.strip().splitlines()[-1].split()
-    assert row[:2] == ["loftr_tiny", "160x120"] and float(row[2]) > 0
+    rows = [line.split() for line in out.stdout.strip().splitlines()[2:]]
+    assert [row[:3] for row in rows] == [["loftr_tiny", "160x120", str(value)] for value in [False, True][:1 + subpixel]]
+    assert all(float(row[3]) > 0 for row in rows) and float(rows[0][5]) == 1.0  # the first row is the reference
 
 
 def test_rotation_benchmark_prints_an_auc_row_per_angle(tmp_path):

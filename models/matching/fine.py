@@ -43,20 +43,27 @@ class FineMatches:
 def crop_windows(feat: torch.Tensor, batch_index: torch.Tensor, cell: torch.Tensor, grid_width: int,
                  window: int, step: int) -> torch.Tensor:
     """The (window x window) patches of `feat` (B, C, H, W) centred on fine cell `step * (row, col)` of each
-    coarse `cell` (row-major on a grid `grid_width` wide), zero outside the map: (M, window**2, C).
+    coarse `cell` (row-major on a grid `grid_width` wide), zero outside the map: (M, window**2, C)."""
+    return crop_windows_at(feat, batch_index, cell // grid_width * step, cell % grid_width * step, window)
+
+
+def crop_windows_at(feat: torch.Tensor, batch_index: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
+                    window: int) -> torch.Tensor:
+    """The (window x window) patches of `feat` (B, C, H, W) centred on cells (row, col) (M,) long, zero
+    outside the map: (M, window**2, C), row-major.
 
     Only the requested windows are gathered (the official unfold of the whole map is window**2 times larger),
     and without a padded copy of the map: outside positions read the border and are zeroed.
     """
     height, width = feat.shape[2:]
-    offsets = torch.arange(window, device=cell.device) - window // 2
-    rows = (cell // grid_width * step)[:, None] + offsets  # (M, w)
-    cols = (cell % grid_width * step)[:, None] + offsets
+    offsets = torch.arange(window, device=row.device) - window // 2
+    rows = row[:, None] + offsets  # (M, w)
+    cols = col[:, None] + offsets
     inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
     rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
     patches = feat.permute(0, 2, 3, 1)[batch_index[:, None, None], rows[:, :, None], cols[:, None, :]]
     patches = patches.masked_fill_(~inside[..., None], 0)  # (M, w, w, C)
-    return patches.reshape(len(cell), window * window, feat.shape[1])
+    return patches.reshape(len(row), window * window, feat.shape[1])
 
 
 class FinePreprocess(nn.Module):
@@ -113,12 +120,12 @@ def fine_expectation(win0: torch.Tensor, win1: torch.Tensor, query_radius: int =
     if query_radius == 0 and not all_queries:
         log_heatmaps = _log_heatmaps(win0[:, centre:centre + 1], win1, channels)
         query = torch.full((num,), centre, dtype=torch.long, device=win0.device)
-        expectation, std = _soft_argmax(log_heatmaps[:, 0], window)
+        expectation, std = soft_argmax(log_heatmaps[:, 0], window)
         return FineMatches(expectation, std, log_heatmaps[:, 0], query)
     if query_radius < 0 or query_radius > window // 2:
         raise ValueError(f"query_radius must be in [0, {window // 2}] for a window of {window}, got {query_radius}")
     log_heatmaps = _log_heatmaps(win0, win1, channels)  # (M, w*w, w*w)
-    expectations, stds = _soft_argmax(log_heatmaps, window)
+    expectations, stds = soft_argmax(log_heatmaps, window)
     offsets = window_grid(window, win0.device, torch.float32) * (window // 2)  # fine pixels from the centre
     allowed = offsets.abs().amax(-1) <= query_radius
     query = stds.masked_fill(~allowed, float("inf")).argmin(1)
@@ -133,7 +140,7 @@ def _log_heatmaps(queries: torch.Tensor, win1: torch.Tensor, channels: int) -> t
     return heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).log_softmax(dim=-1)
 
 
-def _soft_argmax(log_heatmap: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_argmax(log_heatmap: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Expectation (..., 2) and std (...,) of heatmaps (..., w*w) over the normalised window grid."""
     heatmap = log_heatmap.exp()
     grid = window_grid(window, heatmap.device, heatmap.dtype)

@@ -16,15 +16,16 @@ def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, 
     return F.pad(image, (0, width - w, 0, height - h)), mask
 
 
-def sharp_model(attention: str = "linear") -> LoFTR:
+def sharp_model(attention: str = "linear", subpixel: bool = False) -> LoFTR:
     config = LoFTRConfig()
     config.coarse.attention = config.fine.transformer.attention = attention
+    config.subpixel.enabled = subpixel
     return sharpen_(LoFTR(config).eval()).double()
 
 
-@pytest.mark.parametrize("attention", ["linear", "full"])
-def test_padded_batch_gives_unpadded_matches(attention):
-    model = sharp_model(attention)
+@pytest.mark.parametrize("attention, subpixel", [("linear", False), ("full", False), ("linear", True)])
+def test_padded_batch_gives_unpadded_matches(attention, subpixel):
+    model = sharp_model(attention, subpixel)
     a0, a1 = image_pair(172, 236, seed=1, dtype=torch.float64)  # sides not multiples of 8
     b0, b1 = image_pair(200, 264, seed=2, dtype=torch.float64)
     with torch.inference_mode():
