@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone.resnet_fpn import FPNMerge, conv1x1, conv3x3, conv_bn
-from .fine import soft_argmax, crop_windows_at
+from .fine import crop_windows_at, soft_argmax
 
 
 @dataclass
@@ -25,9 +25,9 @@ class SubpixelConfig:
 
     def __post_init__(self):
         if self.window_size < 3 or self.window_size % 2 == 0:
-            raise ValueError(f"fine.subpixel.window_size must be odd and at least 3, got {self.window_size}")
+            raise ValueError(f"model.subpixel.window_size must be odd and at least 3, got {self.window_size}")
         if self.dim < 1:
-            raise ValueError(f"fine.subpixel.dim must be positive, got {self.dim}")
+            raise ValueError(f"model.subpixel.dim must be positive, got {self.dim}")
 
 
 @dataclass
