@@ -118,23 +118,23 @@ def fine_expectation(win0: torch.Tensor, win1: torch.Tensor, query_radius: int =
     window = int(round(ww**0.5))
     centre = ww // 2
     if query_radius == 0 and not all_queries:
-        log_heatmaps = _log_heatmaps(win0[:, centre:centre + 1], win1, channels)
+        heatmaps = log_heatmaps(win0[:, centre:centre + 1], win1, channels)
         query = torch.full((num,), centre, dtype=torch.long, device=win0.device)
-        expectation, std = soft_argmax(log_heatmaps[:, 0], window)
-        return FineMatches(expectation, std, log_heatmaps[:, 0], query)
+        expectation, std = soft_argmax(heatmaps[:, 0], window)
+        return FineMatches(expectation, std, heatmaps[:, 0], query)
     if query_radius < 0 or query_radius > window // 2:
         raise ValueError(f"query_radius must be in [0, {window // 2}] for a window of {window}, got {query_radius}")
-    log_heatmaps = _log_heatmaps(win0, win1, channels)  # (M, w*w, w*w)
-    expectations, stds = soft_argmax(log_heatmaps, window)
+    heatmaps = log_heatmaps(win0, win1, channels)  # (M, w*w, w*w)
+    expectations, stds = soft_argmax(heatmaps, window)
     offsets = window_grid(window, win0.device, torch.float32) * (window // 2)  # fine pixels from the centre
     allowed = offsets.abs().amax(-1) <= query_radius
     query = stds.masked_fill(~allowed, float("inf")).argmin(1)
     rows = torch.arange(num, device=win0.device)
-    return FineMatches(expectations[rows, query], stds[rows, query], log_heatmaps[rows, query], query,
-                       log_heatmaps if all_queries else None)
+    return FineMatches(expectations[rows, query], stds[rows, query], heatmaps[rows, query], query,
+                       heatmaps if all_queries else None)
 
 
-def _log_heatmaps(queries: torch.Tensor, win1: torch.Tensor, channels: int) -> torch.Tensor:
+def log_heatmaps(queries: torch.Tensor, win1: torch.Tensor, channels: int) -> torch.Tensor:
     """(M, Q, w*w) log-softmax of each query's (M, Q, C) correlation with image 1's window, in fp32 under autocast."""
     heatmap = torch.einsum("mqc,mrc->mqr", queries, win1).mul_(channels**-0.5)
     return heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).log_softmax(dim=-1)

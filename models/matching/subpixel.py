@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone.resnet_fpn import FPNMerge, conv1x1, conv3x3, conv_bn
-from .fine import crop_windows_at, soft_argmax
+from .fine import crop_windows_at, log_heatmaps, soft_argmax
 
 
 @dataclass
@@ -86,7 +86,6 @@ def subpixel_refine(pixels0: torch.Tensor, pixels1: torch.Tensor, batch_index: t
     anchor = estimates1.detach().round().long()
     query = crop_windows_at(pixels0, batch_index, points0[:, 1], points0[:, 0], 1)  # (M, 1, C)
     win1 = crop_windows_at(pixels1, batch_index, anchor[:, 1], anchor[:, 0], window)  # (M, w*w, C)
-    heatmap = torch.einsum("mqc,mrc->mqr", query, win1)[:, 0].mul_(query.shape[-1] ** -0.5)
-    log_heatmap = heatmap.to(torch.promote_types(heatmap.dtype, torch.float32)).log_softmax(dim=-1)
+    log_heatmap = log_heatmaps(query, win1, query.shape[-1])[:, 0]
     expectation, std = soft_argmax(log_heatmap, window)
     return SubpixelMatches(anchor, expectation, std, log_heatmap)
