@@ -20,7 +20,8 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from data.datamodule import DATASETS, DataConfig, PairDataModule
 from lightning_modules.callbacks import PairsPerSecond
@@ -37,11 +38,12 @@ class ConfigError(Exception):
 
 def ensure_world(world: WorldSettings) -> None:
     """Generate the synthetic world at `world.root` unless its split files are there and list the scenes
-    `world` asks for. Under torchrun every rank runs this: rank 0 generates, the others wait for its splits."""
+    `world` asks for. Under torchrun or SLURM every process runs this: the global rank 0 (Lightning's, read from
+    RANK, LOCAL_RANK or SLURM_PROCID before the trainer exists) generates, the others wait for it."""
     root = Path(world.root)
     if not world.generate or _world_matches(root, world):
         return
-    if int(os.environ.get("RANK", "0")) != 0:
+    if rank_zero_only.rank != 0:
         while not _world_matches(root, world):
             time.sleep(1)
         return
@@ -136,12 +138,19 @@ def build_trainer(settings: dict, logger, callbacks: list[pl.Callback]) -> pl.Tr
     return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=True)
 
 
-def check_data(data: DataConfig) -> None:
-    """Fail before training when a dataset entry names no known type or a path is still `???`."""
+def checked_data(data: DataConfig) -> PairDataModule:
+    """The data module with every split's datasets built: an unknown type or field, a missing root, list or
+    index file stops here, naming the entry (`data.val.0: ...`), before a model or logger is made."""
     for split in ("train", "val", "test"):
         for position, entry in enumerate(getattr(data, split)):
             if entry.get("type") not in DATASETS:
                 raise ConfigError(f"data.{split}.{position}.type={entry.get('type')!r}: choose one of {sorted(DATASETS)}")
+    datamodule = PairDataModule(data)
+    try:
+        datamodule.setup()
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    return datamodule
 
 
 def final_evaluation(settings: FinalEvaluation, module: LoFTRModule, run_dir: Path) -> dict:
@@ -166,7 +175,7 @@ def train(config: TrainConfig) -> dict:
     """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json)."""
     pl.seed_everything(config.seed, workers=True)
     ensure_world(config.world)
-    check_data(config.data)
+    datamodule = checked_data(config.data)
     run_dir = Path(config.run_dir)
     try:
         module = LoFTRModule(training_config(config))
@@ -174,7 +183,6 @@ def train(config: TrainConfig) -> dict:
         raise ConfigError(f"init_checkpoint: {error}") from None
     except ValueError as error:  # the model's own checks: widths, backbone type and group order
         raise ConfigError(f"model: {error}") from None
-    datamodule = PairDataModule(config.data)
     logger = build_logger(config.logger, run_dir, config.experiment_name)
     trainer = build_trainer(config.trainer, logger, build_callbacks(config.callbacks, run_dir, config.data, bool(logger)))
     if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
@@ -196,12 +204,69 @@ def train(config: TrainConfig) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=clean) + "\n")
+        latest = link_latest(run_dir)
+        checkpoint = (latest or run_dir) / "checkpoints" / "last.ckpt"
+        command = match_command(config.final_evaluation, checkpoint) if checkpoint.is_file() else None
+        if command is not None:
+            print(f"match two held-out images with the trained model:\n  {command}")
     return summary
+
+
+def link_latest(run_dir: Path) -> Path | None:
+    """A stable path to the newest run: `latest` beside run_dir, a symlink to it (replaced atomically), e.g.
+    outputs/train/synthetic/latest. None, with a warning, where it cannot be made."""
+    link, temporary = run_dir.parent / "latest", run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        print(f"warning: cannot point {link} to {run_dir}: {error}", file=sys.stderr)
+        return None
+    return link
+
+
+def match_command(settings: FinalEvaluation, checkpoint: Path) -> str | None:
+    """The match.py command that matches the first pair of the final evaluation's benchmark with `checkpoint`;
+    None for benchmarks whose pairs are not two image files under their root."""
+    from evaluation.benchmarks import build_benchmark
+
+    if settings.benchmark is None:
+        return None
+    options = dict(settings.benchmark)
+    benchmark = build_benchmark(options.pop("name"), **options)
+    root = getattr(benchmark, "root", None)
+    pair = next(iter(benchmark.pairs()), None)
+    names = pair.name.split() if pair is not None else []
+    if root is None or len(names) != 2 or not all((Path(root) / name).is_file() for name in names):
+        return None
+    images = " ".join(str(Path(root) / name) for name in names)
+    return f"python match.py {images} --checkpoint {checkpoint} --out outputs/demo/matches.npz --plot outputs/demo/matches.png"
+
+
+def unset_keys(node: DictConfig | ListConfig, prefix: str = "") -> list[str]:
+    """The dotted keys still `???` under `node`, found without resolving interpolations (OmegaConf's own
+    `missing_keys` resolves them, and `${data.root}/train` then raises on `data.root`)."""
+    found = []
+    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        name = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            found.append(name)
+            continue
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not (child._is_none() or child._is_interpolation()):
+            found += unset_keys(child, f"{name}.")
+    return found
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(config: DictConfig) -> None:
     try:
+        missing = unset_keys(config) + [key for key in config.required if OmegaConf.select(config, key) is None]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)}: not set; give "
+                              f"{' '.join(key + '=...' for key in missing)} on the command line")
         try:
             settings = OmegaConf.to_object(config)
         except ValueError as error:  # a config class's own check of its values

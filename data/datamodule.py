@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
+from omegaconf import MISSING
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -31,6 +32,10 @@ DATASETS = {
 
 @dataclass
 class DataConfig:
+    # the dataset folder in LoFTR's layout (its data/megadepth or data/scannet, docs/TRAINING.md): the entries
+    # of configs/data/megadepth.yaml and scannet.yaml derive their paths from it. MISSING ("???") here, not
+    # None: a `???` in a YAML file does not override a schema default, so each data config sets it (or null)
+    root: str | None = MISSING
     train: list[dict] = field(default_factory=list)
     val: list[dict] = field(default_factory=list)
     test: list[dict] = field(default_factory=list)
@@ -86,10 +91,19 @@ class PairDataModule(pl.LightningDataModule):
         self.datasets: dict[str, list[Dataset]] = {}
 
     def setup(self, stage: str | None = None) -> None:
+        """Build every split's datasets (once: train.py calls this before Lightning does, so that a bad
+        entry stops the run before a model or logger exists); errors name the entry, e.g. `data.val.0: ...`."""
+        if self.datasets:
+            return
         for split in ("train", "val", "test"):
             entries = getattr(self.config, split)
             augment = self.augment if split == "train" else None
-            datasets = [build_dataset(entry, augment) for entry in entries]
+            datasets = []
+            for position, entry in enumerate(entries):
+                try:
+                    datasets.append(build_dataset(entry, augment))
+                except (FileNotFoundError, ValueError) as error:
+                    raise type(error)(f"data.{split}.{position}: {error}") from None
             if split == "train" and self.config.skip_bad_pairs:  # evaluation must see every pair, or fail
                 datasets = [SkipBadPairs(dataset) for dataset in datasets]
             if split == "train" and self.config.random_swap:

@@ -51,6 +51,9 @@ class TrainConfig:
     world: WorldSettings = field(default_factory=WorldSettings)
     final_evaluation: FinalEvaluation = field(default_factory=FinalEvaluation)
     init_checkpoint: str | None = None  # fine-tune from these weights (official LoFTR, kornia or ours)
+    # keys an experiment needs set (not null), checked before anything runs: a `???` in an experiment file
+    # cannot do it, since OmegaConf keeps a schema default under a merged `???`
+    required: list[str] = field(default_factory=list)
     trust_init_checkpoint: bool = False
     freeze_backbone: bool = False
     max_nonfinite_steps: int = 20
