@@ -173,7 +173,7 @@ def final_evaluation(settings: FinalEvaluation, module: LoFTRModule, run_dir: Pa
 
 def train(config: TrainConfig) -> dict:
     """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json)."""
-    pl.seed_everything(config.seed, workers=True)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
     ensure_world(config.world)
     datamodule = checked_data(config.data)
     run_dir = Path(config.run_dir)
