@@ -202,8 +202,9 @@ def train(config: TrainConfig) -> dict:
         summary["final_evaluation"] = final_evaluation(config.final_evaluation, module, run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=clean) + "\n")
+        from evaluation.report import write_json  # strict JSON: NaN/inf as null at any depth
+
+        write_json(run_dir / "summary.json", summary)
         latest = link_latest(run_dir)
         checkpoint = (latest or run_dir) / "checkpoints" / "last.ckpt"
         command = match_command(config.final_evaluation, checkpoint) if checkpoint.is_file() else None

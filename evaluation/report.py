@@ -49,14 +49,23 @@ def write_csv(path: Path, results: Sequence[PairResult]) -> None:
                              "" if r.precision is None else r.precision])
 
 
-def write_json(path: Path, summary: dict) -> None:
-    """The run's summary as JSON, with non-finite numbers as null (JSON has no inf)."""
-    def clean(value):
-        if isinstance(value, dict):
-            return {key: clean(item) for key, item in value.items()}
-        return None if isinstance(value, float) and not math.isfinite(value) else value
+def finite_or_null(value):
+    """`value` with every non-finite float (NaN, +-inf; Python or numpy) replaced by None, through dicts,
+    lists and tuples (tuples become lists, as JSON writes them); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
-    path.write_text(json.dumps(clean(summary), indent=2) + "\n")
+
+def write_json(path: Path, summary: dict) -> None:
+    """The run's summary as strict JSON, with non-finite numbers as null (JSON has no NaN or inf)."""
+    path.write_text(json.dumps(finite_or_null(summary), indent=2, allow_nan=False) + "\n")
 
 
 def errors_of(results: Sequence[PairResult], kind: str) -> np.ndarray:
