@@ -34,14 +34,16 @@ SCHEDULES = ("multistep", "cosine")
 class OptimizerConfig:
     """AdamW with LoFTR's schedule: linear warm-up over `warmup_steps` optimizer steps from
     `warmup_ratio` x lr, then x `gamma` at each epoch in `milestones` ("multistep"); or, after the same
-    warm-up, a cosine from lr down to `final_ratio` x lr at the last step ("cosine", for short runs)."""
+    warm-up, a cosine from lr down to `final_ratio` x lr at the last step ("cosine", for short runs).
+    With `scale_lr`, `lr` and `warmup_steps` are for `reference_batch_size` pairs a step: the lr scales with
+    the true batch and the warm-up inversely (the same number of pairs), as LoFTR's train.py scales both."""
 
     lr: float = 6e-3  # LoFTR's TRAINER.CANONICAL_LR (its outdoor config raises it to 8e-3) ...
     reference_batch_size: int = 64  # ... for this true batch size (CANONICAL_BS); scaled linearly to ours
     scale_lr: bool = True  # False: `lr` as given, whatever the batch size
     weight_decay: float = 0.1  # TRAINER.ADAMW_DECAY
     decay_biases_and_norms: bool = True  # LoFTR decays every parameter; False: weights of layers only
-    warmup_steps: int = 1875  # TRAINER.WARMUP_STEP (outdoor: 3 epochs at 64 pairs a step)
+    warmup_steps: int = 1875  # TRAINER.WARMUP_STEP (outdoor: 3 epochs at 64 pairs a step); 0: none
     warmup_ratio: float = 0.1  # TRAINER.WARMUP_RATIO
     schedule: str = "multistep"  # one of SCHEDULES
     milestones: tuple[int, ...] = (8, 12, 16, 20, 24)  # TRAINER.MSLR_MILESTONES (outdoor; indoor 3, 6, 9, 12)
@@ -52,13 +54,22 @@ class OptimizerConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optimizer.schedule={self.schedule!r} is not one of {list(SCHEDULES)}")
 
-    def factor(self, step: int, epoch: int, total_steps: int) -> float:
-        """The learning-rate multiplier after `step` of `total_steps` optimizer steps, in epoch `epoch`."""
+    def scaled_warmup_steps(self, true_batch: int) -> int:
+        """Warm-up steps at `true_batch` pairs a step: LoFTR's floor(WARMUP_STEP / (true_batch /
+        CANONICAL_BS)) with `scale_lr` (at least one step unless there is no warm-up), else `warmup_steps`."""
+        if not self.scale_lr or self.warmup_steps == 0:
+            return self.warmup_steps
+        return max(self.warmup_steps * self.reference_batch_size // true_batch, 1)  # exact integer floor
+
+    def factor(self, step: int, epoch: int, total_steps: int, warmup_steps: int | None = None) -> float:
+        """The learning-rate multiplier after `step` of `total_steps` optimizer steps, in epoch `epoch`;
+        `warmup_steps`: the (scaled) warm-up length, `self.warmup_steps` when None."""
+        warmup_steps = self.warmup_steps if warmup_steps is None else warmup_steps
         warmup = 1.0
-        if step < self.warmup_steps:
-            warmup = self.warmup_ratio + (1 - self.warmup_ratio) * step / self.warmup_steps
+        if step < warmup_steps:
+            warmup = self.warmup_ratio + (1 - self.warmup_ratio) * step / warmup_steps
         if self.schedule == "cosine":
-            progress = min(max(step - self.warmup_steps, 0) / max(total_steps - self.warmup_steps, 1), 1.0)
+            progress = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
             return warmup * (self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         return warmup * self.gamma ** bisect.bisect_right(self.milestones, epoch)
 
@@ -168,20 +179,26 @@ class LoFTRModule(pl.LightningModule):
                   {"params": [p for p in parameters if not decays(p)], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.learning_rate())
         total_steps = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
+        warmup_steps = settings.scaled_warmup_steps(self.true_batch_size())
         # stateless in the step and epoch counters, which checkpoints restore: a resumed run gets the same rates
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: settings.factor(self.global_step, self.current_epoch, total_steps))
+            optimizer, lambda _: settings.factor(self.global_step, self.current_epoch, total_steps, warmup_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def learning_rate(self) -> float:
-        """`lr`, scaled linearly from the reference batch size to the true one (per device x devices x
-        accumulated batches), as LoFTR scales it."""
-        settings = self.config.optimizer
-        if not settings.scale_lr or self._trainer is None:
-            return settings.lr
+    def true_batch_size(self) -> int:
+        """Pairs per optimizer step: per device x devices x accumulated batches; the reference batch size
+        when no trainer is attached (nothing scales then)."""
+        if self._trainer is None:
+            return self.config.optimizer.reference_batch_size
         per_device = self.trainer.datamodule.config.batch_size if self.trainer.datamodule is not None else 1
-        true_batch = per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
-        return settings.lr * true_batch / settings.reference_batch_size
+        return per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def learning_rate(self) -> float:
+        """`lr`, scaled linearly from the reference batch size to the true one, as LoFTR scales it."""
+        settings = self.config.optimizer
+        if not settings.scale_lr:
+            return settings.lr
+        return settings.lr * self.true_batch_size() / settings.reference_batch_size
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the random ground-truth padding draws from torch's generator: restoring it makes a resumed run
