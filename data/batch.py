@@ -13,6 +13,7 @@ A batch is a dict with LoFTR's conventional keys, B pairs:
 
 Pixel coordinates are (x, y) with pixel (c, r) at (c, r); coarse cell (c, r) sits on network-input pixel
 (8c, 8r). Geometry runs in the original frames: network-input pixels times `scale` (LoFTR's convention).
+The grid at stride s of an (H, W) input is `grid_size((H, W), s)` = ceil(H / s) x ceil(W / s), the backbone's.
 """
 
 import torch
@@ -28,6 +29,13 @@ def network_frame(points: torch.Tensor, batch: dict, side: int) -> torch.Tensor:
     """Pixels (B, N, 2) of the original frame of image `side` -> its network-input pixels."""
     scale = batch.get(f"scale{side}")
     return points if scale is None else points / scale[:, None, :].to(points.dtype)
+
+
+def grid_size(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    """(rows, columns) of the feature grid at `stride` of an image of (height, width) network-input pixels:
+    ceil(side / stride), what the backbone's padded stride-2 convolutions give, so any side works. Cell (c, r)
+    sits on pixel (stride c, stride r); the last row/column of cells may sit near the image's far edge."""
+    return tuple(-(-int(side) // stride) for side in image_hw)
 
 
 def cells_on_image(size: torch.Tensor, grid: tuple[int, int], stride: int) -> torch.Tensor:

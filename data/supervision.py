@@ -15,7 +15,7 @@ import torch
 
 from geometry.warp import inside_image, warp_depth, warp_homography
 
-from .batch import cells_on_image, network_frame, original_frame, valid_extent
+from .batch import cells_on_image, grid_size, network_frame, original_frame, valid_extent
 
 
 @dataclass
@@ -39,8 +39,9 @@ class Supervision:
     # pixel of image 0's fine grid (stride `fine_stride`) warped into image 1; None when not asked for.
     warped0_fine: torch.Tensor | None = None  # (B, Hf * Wf, 2) network pixels of image 1
     warped0_fine_valid: torch.Tensor | None = None  # (B, Hf * Wf) bool
-    fine_grid: tuple[int, int] | None = None  # (Hf, Wf)
+    fine_grid: tuple[int, int] | None = None  # (Hf, Wf) = grid_size(image0 (H, W), fine_stride)
     fine_stride: int | None = None
+    image_size0: tuple[int, int] | None = None  # (H, W) network-input pixels of image 0's tensor
     # Sparse: the warp's Jacobian at each labelled cell (fitted to the labels), which carries `warped0` to the
     # points near the centre; identity where `warped0_valid` is False
     jacobian0: torch.Tensor | None = None  # (B, L, 2, 2)
@@ -133,9 +134,9 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     )
     batch_index, index0 = torch.nonzero(mutual, as_tuple=True)
     supervision = Supervision(batch_index, index0, nearest1[batch_index, index0], warped0, valid01, cells0, cells1,
-                              grid0, grid1)
+                              grid0, grid1, image_size0=tuple(image0.shape[2:]))
     if fine_stride is not None:
-        fine_grid = (image0.shape[2] // fine_stride, image0.shape[3] // fine_stride)
+        fine_grid = grid_size(image0.shape[2:], fine_stride)
         points = cell_centres(fine_grid, fine_stride, b, device, dtype)
         valid, warped = _warp(batch, points, source=0)
         supervision.warped0_fine, supervision.fine_grid, supervision.fine_stride = warped, fine_grid, fine_stride
@@ -214,6 +215,8 @@ def window_supervision(
             raise ValueError(f"the supervision's fine grid has stride {supervision.fine_stride}, "
                              f"the model's {fine_stride}")
         fine_h, fine_w = supervision.fine_grid
+    elif supervision.image_size0 is not None:  # the model's fine map; the last cells' windows may reach past it
+        fine_h, fine_w = grid_size(supervision.image_size0, fine_stride)
     else:
         fine_h, fine_w = supervision.grid0[0] * step, supervision.grid0[1] * step
     on_grid = (rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)
@@ -355,7 +358,8 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     jacobian0 = torch.eye(2, dtype=dtype, device=device).repeat(b, grid0[0] * grid0[1], 1, 1)
     jacobian0[batch_index, i] = A[batch_index, k]
     return Supervision(batch_index, i, j, warped0, warped0_valid, cells0, cells1, grid0, grid1,
-                       negative_rows0=rows0, negative_columns1=columns1, jacobian0=jacobian0)
+                       negative_rows0=rows0, negative_columns1=columns1, jacobian0=jacobian0,
+                       image_size0=tuple(image0.shape[2:]))
 
 
 def supervision_for(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
+from data.batch import grid_size
 from data.supervision import supervision_for
 from evaluation.metrics import (PairResult, epipolar_errors, homography_error, match_precision, pose_error,
                                 summarize)
@@ -129,8 +130,9 @@ class LoFTRModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------- training
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor | None:
-        grid0 = tuple(s // self.model.coarse_stride for s in batch["image0"].shape[2:])
-        grid1 = tuple(s // self.model.coarse_stride for s in batch["image1"].shape[2:])
+        # the backbone's grids, before the forward that needs the ground truth for its training pads
+        grid0 = grid_size(batch["image0"].shape[2:], self.model.coarse_stride)
+        grid1 = grid_size(batch["image1"].shape[2:], self.model.coarse_stride)
         supervision = self._supervision(batch, grid0, grid1)
         ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
         result = self.model(batch, ground_truth=ground_truth, window_heatmaps=self.loss.config.needs_window)

@@ -7,7 +7,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from data.batch import cells_on_image, valid_extent
+from data.batch import cells_on_image, grid_size, valid_extent
 
 from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
@@ -37,7 +37,8 @@ class LoFTRConfig:
 class MatchResult:
     """What the matcher returns. Keypoints are (x, y) pixels of each image as given to the model, multiplied
     by the batch's `scale0` / `scale1` (original size / network input size) when the batch has them.
-    Coarse cell (c, r) sits on pixel (8c, 8r), LoFTR's convention."""
+    Coarse cell (c, r) sits on pixel (8c, 8r), LoFTR's convention; the grids are `data.batch.grid_size`
+    (ceil(side / 8)), so any image side works."""
 
     keypoints0: torch.Tensor  # (N, 2) float
     keypoints1: torch.Tensor  # (N, 2) float
@@ -165,8 +166,8 @@ class LoFTR(nn.Module):
                 same = (size == torch.tensor([vh, vw], device=size.device)).all(1).nonzero().flatten()
                 region = self._maps(image[same, :, :vh, :vw], margin)
                 if maps is None:  # zero maps the batch's size, at each map's stride
-                    h, w = image.shape[2:]
-                    maps = [None if m is None else image.new_zeros(image.shape[0], m.shape[1], -(-h // s), -(-w // s))
+                    maps = [None if m is None else image.new_zeros(image.shape[0], m.shape[1],
+                                                                   *grid_size(image.shape[2:], s))
                             for m, s in zip(region, self._strides())]
                 for m, r in zip(maps, region):
                     if m is not None:
