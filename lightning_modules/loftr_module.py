@@ -118,8 +118,8 @@ class LoFTRModule(pl.LightningModule):
             self.model.backbone.requires_grad_(False)
         self.nonfinite_steps = 0  # skipped in a row
         self.skipped_steps = 0  # skipped in all
-        self._val_results: list[tuple[PairResult, float]] = []  # each pair with the loss of its batch
-        self._val_kind = "pose"
+        # each validation pair with the loss of its batch and the index of its dataloader
+        self._val_results: list[tuple[PairResult, float, int]] = []
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -223,15 +223,15 @@ class LoFTRModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
         result = self.model(batch, window_heatmaps=self.loss.config.needs_window)
-        self._val_kind = "pose" if "T_0to1" in batch else "homography"
         # the loss of the model's own matches (no ground-truth padding at evaluation): it falls as it learns
         grid0, grid1 = result.coarse_grid0, result.coarse_grid1
         loss = float(self.loss(result, self._supervision(batch, grid0, grid1)).total)
         for sample in range(batch["image0"].shape[0]):
             scored, errors = self._score(batch, result, sample)
-            self._val_results.append((scored, loss))
+            self._val_results.append((scored, loss, dataloader_idx))
             if self.global_rank == 0 and batch_index < self.config.validation.num_figures and sample == 0:
-                self._log_figure(batch, result, errors, batch_index)
+                self._log_figure(batch, result, errors, batch_index if dataloader_idx == 0
+                                 else f"{dataloader_idx}_{batch_index}")
 
     def _matches(self, result: MatchResult, sample: int) -> tuple[np.ndarray, np.ndarray]:
         chosen = result.batch_index == sample
@@ -256,7 +256,7 @@ class LoFTRModule(pl.LightningModule):
             scored.homography_error_px = homography_error(H, kpts0, kpts1, height, width, seed=seed)
         return scored, errors
 
-    def _log_figure(self, batch: dict, result: MatchResult, errors: np.ndarray | None, index: int) -> None:
+    def _log_figure(self, batch: dict, result: MatchResult, errors: np.ndarray | None, index: int | str) -> None:
         if self.logger is None:
             return
         kpts0, kpts1 = self._matches(result, 0)
@@ -281,26 +281,47 @@ class LoFTRModule(pl.LightningModule):
         self._log_summary("val")
 
     def _log_summary(self, stage: str) -> None:
+        """Each dataloader scored by its own kind (pose: AUC@5/10/20 and epipolar precision; homography: corner-
+        error AUC@3/5/10). One dataloader: `{stage}/auc@20`, ... Several: each under `{stage}/{kind}_{index}/`
+        (`val/pose_0/auc@20`, `val/homography_1/auc@10`), and the plain keys the checkpoint monitor reads
+        (`val/auc@10`, `val/auc@20`, ...) as the mean over the dataloaders that have that metric; `loss`
+        is always the mean over all pairs."""
         gathered = self._gather(self._val_results)
         if not gathered:
             return
-        summary = summarize([result for result, _ in gathered], self._val_kind)
-        summary["loss"] = float(np.mean([loss for _, loss in gathered]))
-        metrics = {f"{stage}/{key}": value for key, value in summary.items() if key != "runtime_ms"}
+        loaders = sorted({loader for _, _, loader in gathered})
+        summaries = {}
+        for loader in loaders:
+            results = [result for result, _, index in gathered if index == loader]
+            kind = "pose" if results[0].pose is not None else "homography"
+            summary = summarize(results, kind)
+            summary.pop("runtime_ms")
+            summaries[f"{kind}_{loader}"] = summary
+        if len(summaries) == 1:
+            overall = next(iter(summaries.values()))
+        else:
+            keys = dict.fromkeys(key for summary in summaries.values() for key in summary if key != "pairs")
+            overall = {key: float(np.mean([s[key] for s in summaries.values() if key in s])) for key in keys}
+            overall["pairs"] = float(len(gathered))
+        metrics = {f"{stage}/{key}": value for key, value in overall.items()}
+        metrics[f"{stage}/loss"] = float(np.mean([loss for _, loss, _ in gathered]))
+        if len(summaries) > 1:
+            metrics.update({f"{stage}/{name}/{key}": value for name, summary in summaries.items()
+                            for key, value in summary.items()})
         # every rank holds every pair now: the same numbers on each, no further reduction
         self.log_dict(metrics, batch_size=1, rank_zero_only=False, sync_dist=False)
 
-    def _gather(self, results: list[tuple[PairResult, float]]) -> list[tuple[PairResult, float]]:
-        """All ranks' results, each pair once: the distributed sampler pads ranks to equal length by
-        repeating pairs, which would count twice."""
+    def _gather(self, results: list[tuple[PairResult, float, int]]) -> list[tuple[PairResult, float, int]]:
+        """All ranks' results, each pair of each dataloader once: the distributed sampler pads ranks to equal
+        length by repeating pairs, which would count twice."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered: list[list] = [[] for _ in range(dist.get_world_size())]
             dist.all_gather_object(gathered, results)
             results = [result for part in gathered for result in part]
         unique = {}
-        for result, loss in results:
-            unique.setdefault(result.name, (result, loss))
-        return [unique[name] for name in sorted(unique)]
+        for result, loss, loader in results:
+            unique.setdefault((loader, result.name), (result, loss, loader))
+        return [unique[key] for key in sorted(unique)]
 
     def test_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
         self.validation_step(batch, batch_index, dataloader_idx)
