@@ -113,9 +113,10 @@ def build_callbacks(settings: dict, run_dir: Path, data: DataConfig, logging: bo
     # last.ckpt on its own callback: Lightning 2.6 refreshes save_last only when a best checkpoint is saved
     # and at the end of every training epoch: Lightning's default saves it after validation only when validation
     # runs every epoch, so with check_val_every_n_epoch > 1 or no validation data it was saved rarely or never
-    callbacks: list[pl.Callback] = [pl.callbacks.ModelCheckpoint(
-        dirpath=folder, filename="last", monitor=None, save_top_k=1, every_n_train_steps=every_n_train_steps,
-        save_on_train_epoch_end=every_n_train_steps is None, enable_version_counter=False)]
+    # and at train end, so that it always holds the final step
+    from lightning_modules.callbacks import LastCheckpoint
+
+    callbacks: list[pl.Callback] = [LastCheckpoint(folder, every_n_train_steps)]
     if data.val:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
                                                       save_top_k=1, auto_insert_metric_name=False,
@@ -135,6 +136,13 @@ def build_trainer(settings: dict, logger, callbacks: list[pl.Callback]) -> pl.Tr
     unknown = sorted(set(settings) - valid)
     if unknown:
         raise ConfigError(f"trainer: unknown option(s) {unknown}; valid Trainer arguments: {', '.join(sorted(valid))}")
+    if settings.get("use_distributed_sampler", False):
+        raise ConfigError("trainer.use_distributed_sampler=true: the data module shards its loaders across the "
+                          "ranks itself; Lightning's sampler would shard them again")
+    # PairDataModule shards each loader by the trainer's global_rank and world_size, once; Lightning's
+    # distributed sampler on top gave each rank 1/world_size of its shard, and the training loader would
+    # lose its resumable state (data/datamodule.py, ResumableLoader)
+    settings = {**settings, "use_distributed_sampler": False}
     return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=True)
 
 
@@ -242,8 +250,10 @@ def match_command(settings: FinalEvaluation, checkpoint: Path) -> str | None:
     names = pair.name.split() if pair is not None else []
     if root is None or len(names) != 2 or not all((Path(root) / name).is_file() for name in names):
         return None
-    images = " ".join(str(Path(root) / name) for name in names)
-    return f"python match.py {images} --checkpoint {checkpoint} --out outputs/demo/matches.npz --plot outputs/demo/matches.png"
+    shown = lambda path: path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path  # noqa: E731
+    images = " ".join(str(shown(Path(root).absolute() / name)) for name in names)
+    return (f"python match.py {images} --checkpoint {shown(checkpoint.absolute())} --out outputs/demo/matches.npz "
+            f"--plot outputs/demo/matches.png")
 
 
 def unset_keys(node: DictConfig | ListConfig, prefix: str = "") -> list[str]:

@@ -1,0 +1,274 @@
+"""Every command of README.md (and docker-compose.yml's example) run as a user runs it.
+
+The commands are read from README.md itself, so a command changed there is tested as changed. Each runs in a
+subprocess from a user's working folder; only the data folders are swapped for generated worlds written in the
+datasets' real layouts (`python -m data.synthetic --layout megadepth|scannet`: LoFTR's data/megadepth and
+data/scannet trees), and a few overrides make it seconds long (a tiny model, the CPU, two steps, 160 px).
+Every experiment of configs/experiment/ must have its run here. The worlds are made once for the module."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from data.synthetic.__main__ import main as generate_world
+from data.synthetic.world import WorldConfig, render_scene
+from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
+
+pytestmark = pytest.mark.recipe
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+# README's placeholders -> where the generated worlds play them (relative: -> the user's working folder)
+MEGADEPTH, SCANNET = "/path/to/LoFTR/data/megadepth", "/path/to/LoFTR/data/scannet"
+ASSETS = "/path/to/LoFTR/assets"
+TRAIN_OVERRIDES = ["trainer=cpu", "trainer.max_steps=2", "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1",
+                   "trainer.check_val_every_n_epoch=1", "logger=csv", "data.num_workers=0"]
+POSE_SIZE = [f"data.{split}.0.{key}=160" for split in ("train", "val") for key in ("longer_side", "depth_pad_size")]
+RECIPES = {  # experiment -> the overrides that make README's command a seconds-long run
+    "loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
+    "loftr_ot_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
+    "se2_loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
+    "loftr_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "+data.train.0.image_size=[160,120]",
+                      "+data.val.0.image_size=[160,120]"],
+    "synthetic": ["world.scenes=4", "world.test_scenes=1", "world.cameras=6", "world.size=[160,120]",
+                  "data.samples_per_scene=2", "data.train.0.crop_size=null", *POSE_SIZE,
+                  "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
+    "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2", "data.train.0.longer_side=320"],
+}
+RECIPES["se2_synthetic"] = RECIPES["synthetic"]
+EVALUATE_OVERRIDES = ["max_pairs=2", "plot_pairs=1"]
+
+
+def readme_commands(script: str, text: str = README) -> list[list[str]]:
+    """The commands of `text`'s code blocks that run `script` with python, as argument lists (continuation
+    lines joined, comments and the `python` itself dropped)."""
+    commands = []
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                if not re.match(r"\s*\S*python3? ", part):  # not a command (prose, a layout, torchrun)
+                    continue
+                words = shlex.split(part, comments=True)
+                if len(words) > 1 and words[0].endswith("python") and words[1] == script:
+                    commands.append(words[2:])
+    return commands
+
+
+def readme_training(experiment: str) -> list[list[str]]:
+    """README's train.py commands of `experiment` (the default experiment is `synthetic`)."""
+    def experiment_of(words: list[str]) -> str:
+        named = [w.split("=", 1)[1] for w in words if w.startswith("experiment=")]
+        return named[0] if named else "synthetic"
+    return [words for words in readme_commands("train.py") if experiment_of(words) == experiment]
+
+
+def substituted(words: list[str], places: dict[str, str]) -> list[str]:
+    out = []
+    for word in words:
+        for placeholder in sorted(places, key=len, reverse=True):
+            word = word.replace(placeholder, places[placeholder])
+        out.append(word)
+    return out
+
+
+def run(home: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python ARGS` from the user's folder `home`; the scripts are the repository's."""
+    script, *rest = args
+    target = [str(ROOT / script)] if script.endswith(".py") else [script]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}  # for `python -m data...` from another folder
+    result = subprocess.run([sys.executable, *target, *rest], cwd=home, capture_output=True, text=True,
+                            timeout=timeout, env=environment)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A user's working folder: photos of a site (other views of the same room held out), the rest made by
+    the commands themselves (data/world, outputs/, data/site, ...)."""
+    home = tmp_path_factory.mktemp("user")
+    scene = render_scene(WorldConfig(num_scenes=1, cameras_per_scene=16, image_size=(320, 240),
+                                     focal_range=(1.0, 1.0), seed=3), 0)
+    for folder, views in (("site", range(10)), ("site_test", range(10, 16))):
+        (home / "photos" / folder).mkdir(parents=True)
+        for k in views:
+            cv2.imwrite(str(home / "photos" / folder / f"{k:02d}.png"), scene.images[k])
+    return home
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory) -> dict[str, str]:
+    worlds = tmp_path_factory.mktemp("datasets")
+    megadepth, scannet = worlds / "megadepth", worlds / "scannet"
+    assert generate_world(["--out", str(megadepth), "--layout", "megadepth", "--scenes", "4", "--cameras", "6",
+                           "--size", "160x120"]) == 0
+    assert generate_world(["--out", str(scannet), "--layout", "scannet", "--scenes", "3", "--cameras", "8",
+                           "--size", "160x120"]) == 0
+    return {MEGADEPTH: str(megadepth), SCANNET: str(scannet),
+            f"{ASSETS}/megadepth_test_1500_scene_info": str(megadepth / "index" / "megadepth_test_1500_scene_info"),
+            f"{ASSETS}/scannet_test_1500": str(scannet / "index" / "scannet_test_1500"),
+            "/data/megadepth": str(megadepth)}  # docker-compose's DATA_DIR mount
+
+
+def last_checkpoint(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+def reloaded_matches(run_dir: Path, image: Path):
+    """The run's last checkpoint loaded as evaluate.py and match.py load it, matching an image with itself:
+    (the number of matches, the matcher)."""
+    from evaluation.matchers import LoFTRMatcher
+
+    matcher = LoFTRMatcher.from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    gray = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    return len(matcher.match(gray, gray).keypoints0), matcher
+
+
+@pytest.fixture(scope="module")
+def main_job(home) -> subprocess.CompletedProcess:
+    """README's first set-up command, `python train.py`: the world generated in data/world, then trained."""
+    [words] = [w for w in readme_training("synthetic") if not w]  # the bare `train.py` of the set-up command
+    # long enough (120 steps) for the printed match.py command to find matches at the official threshold
+    return run(home, "train.py", *words, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "trainer.max_steps=120",
+               "data.samples_per_scene=30")
+
+
+def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home, main_job):
+    latest = home / "outputs" / "train" / "synthetic" / "latest"
+    assert latest.is_symlink() and (latest / "summary.json").is_file()
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["global_step"] == 120 and {"loftr (trained)", "sift"} <= set(summary["final_evaluation"])
+    assert "sift" in main_job.stdout and "loftr (trained)" in main_job.stdout
+    command = main_job.stdout.split("match two held-out images with the trained model:\n")[1].splitlines()[0]
+    words = shlex.split(command)
+    assert words[:2] == ["python", "match.py"] and "outputs/train/synthetic/latest/checkpoints/last.ckpt" in words
+    # README's demo is the same command (with the default world's images)
+    [demo] = [w for w in readme_commands("match.py") if "outputs/train/synthetic/latest/checkpoints/last.ckpt" in w]
+    assert [w for w in demo if not w.endswith(".jpg")] == [w for w in words[2:] if not w.endswith(".jpg")]
+    matched = run(home, *words[1:])
+    found = int(re.search(r"(\d+) matches", matched.stdout).group(1))
+    assert found > 0 and (home / "outputs" / "demo" / "matches.png").is_file()
+
+
+@pytest.mark.parametrize("experiment", ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "loftr_scannet"])
+def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_path, experiment):
+    [words] = readme_training(experiment)
+    run_dir = tmp_path / "run"
+    run(home, "train.py", *substituted(words, places), *TRAIN_OVERRIDES, *RECIPES[experiment], f"hydra.run.dir={run_dir}")
+    assert last_checkpoint(run_dir)["global_step"] == 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "val/auc@20" in summary["validation"]
+    image = next(Path(places[SCANNET if "scannet" in experiment else MEGADEPTH]).glob("train/**/*.jpg"))
+    _, matcher = reloaded_matches(run_dir, image)
+    config = matcher.model.config
+    assert config.coarse.d_model == 64  # the tiny model the overrides asked for
+    assert config.match_coarse.match_type == ("sinkhorn" if experiment == "loftr_ot_megadepth" else "dual_softmax")
+    assert config.backbone.type == ("se2_resnet_fpn" if experiment.startswith("se2") else "resnet_fpn")
+
+
+def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
+    """README's other commands on the synthetic world: the SE2 run, any experiment with a C4 backbone, and a
+    sweep with its table."""
+    [se2] = readme_training("se2_synthetic")
+    run(home, "train.py", *se2, *TRAIN_OVERRIDES, *RECIPES["se2_synthetic"])
+    _, matcher = reloaded_matches(home / "outputs" / "train" / "se2_synthetic" / "latest",
+                                  next((home / "data" / "world").glob("*/images/*.jpg")))
+    assert matcher.model.config.backbone.group_order == 8
+    [c4] = [w for w in readme_training("synthetic") if "model.backbone.group_order=4" in w]
+    run(home, "train.py", *c4, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/c4")
+    assert last_checkpoint(home / "outputs" / "c4")["hyper_parameters"]["training"]["model"]["backbone"]["group_order"] == 4
+    [sweep] = [w for w in readme_training("synthetic") if "-m" in w]
+    run(home, "train.py", *sweep, *TRAIN_OVERRIDES, *RECIPES["synthetic"])
+    [folder] = list((home / "outputs" / "train" / "multirun").iterdir())
+    [collect] = readme_commands("scripts/collect_runs.py")
+    table = run(home, "scripts/collect_runs.py", *[w.replace("outputs/train/multirun/TIME", str(folder)) for w in collect])
+    assert "model.coarse.attention=linear" in table.stdout and "model.coarse.attention=full" in table.stdout
+
+
+def test_docker_compose_example_trains_on_the_mounted_tree(places, tmp_path):
+    header = re.sub(r"\\\n#\s*", " ", (ROOT / "docker-compose.yml").read_text())
+    [example] = [line.split("run --rm train", 1)[1] for line in header.splitlines()
+                 if "run --rm train experiment=loftr_megadepth" in line]
+    words = substituted(shlex.split(example.split("#")[0]), places)
+    run_dir = tmp_path / "run"
+    run(tmp_path, "train.py", *words, *TRAIN_OVERRIDES, *RECIPES["loftr_megadepth"], "trainer.accelerator=cpu",
+        "trainer.devices=1", f"hydra.run.dir={run_dir}")
+    assert last_checkpoint(run_dir)["global_step"] == 2
+
+
+def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_path):
+    """README's evaluate.py commands for the two LoFTR test sets, with a checkpoint of ours as the weights."""
+    weights = home / "weights"
+    weights.mkdir(exist_ok=True)
+    trained = (home / "outputs" / "train" / "synthetic" / "latest" / "checkpoints" / "last.ckpt").read_bytes()
+    for name in ("outdoor_ds.ckpt", "indoor_ds_new.ckpt"):
+        (weights / name).write_bytes(trained)
+    for benchmark in ("megadepth1500", "scannet1500"):
+        [words] = [w for w in readme_commands("evaluate.py") if f"benchmark={benchmark}" in w]
+        out = tmp_path / benchmark
+        run(home, "evaluate.py", *substituted(words, places), *EVALUATE_OVERRIDES, f"out_dir={out}")
+        assert json.loads((out / "summary.json").read_text())["overall"]["pairs"] == 2
+    for words in [w for w in readme_commands("evaluate.py") if "benchmark=synthetic" in w and "matcher=loftr" not in w]:
+        run(home, "evaluate.py", *words, "benchmark.root=data/world", "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES,
+            "max_pairs=1",
+            f"out_dir={tmp_path / words[-1]}")
+
+
+def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # noqa: F811
+    """README's "Train on your own photos", command by command: SfM on the photos and on the held-out photos,
+    the starting checkpoint evaluated, fine-tuned, evaluated again; and from an existing COLMAP model, sparse
+    and with dense depth (data=inhouse_colmap)."""
+    weights = home / "weights"
+    weights.mkdir(exist_ok=True)
+    (weights / "outdoor_ds.ckpt").write_bytes(
+        (home / "outputs" / "train" / "synthetic" / "latest" / "checkpoints" / "last.ckpt").read_bytes())
+    colmap_root, *_ = colmap_scene
+    (home / "colmap" / "stereo").mkdir(parents=True, exist_ok=True)
+    for source, target in (("images", "images"), ("sparse", "sparse"), ("depth_maps", "stereo/depth_maps")):
+        if not (home / "colmap" / target).exists():
+            (home / "colmap" / target).symlink_to(colmap_root / source, target_is_directory=True)
+    section = README.split("## Train on your own photos")[1].split("\n## ")[0]
+    for words in readme_commands("-m", section):
+        run(home, "-m", *words)
+    for name in ("site", "site_test", "site_sparse", "site_dense"):
+        assert (home / "data" / name / "scene_info" / "inhouse.npz").is_file(), name
+    evaluations, trainings = readme_commands("evaluate.py", section), readme_commands("train.py", section)
+    assert len(evaluations) == 2 and len(trainings) == 2
+    run(home, "evaluate.py", *evaluations[0], *EVALUATE_OVERRIDES, "out_dir=outputs/before")
+    tiny = [*TRAIN_OVERRIDES, *RECIPES["finetune_inhouse"]]
+    run(home, "train.py", *trainings[0], *tiny, "+data.val.0.longer_side=320")
+    [finetuned] = list((home / "outputs" / "train" / "finetune_inhouse").glob("20*"))
+    assert (finetuned / "checkpoints" / "best.ckpt").is_file()
+    after = [w.replace("finetune_inhouse/TIME", f"finetune_inhouse/{finetuned.name}") for w in evaluations[1]]
+    run(home, "evaluate.py", *after, *EVALUATE_OVERRIDES, "out_dir=outputs/after")
+    for name in ("before", "after"):
+        assert json.loads((home / "outputs" / name / "summary.json").read_text())["overall"]["pairs"] == 2
+    run(home, "train.py", *trainings[1], *tiny, "data.train.0.longer_side=160", "hydra.run.dir=outputs/dense")
+    assert last_checkpoint(home / "outputs" / "dense")["global_step"] == 2
+    sparse = [w.replace("site_test", "SITE_TEST").replace("site", "site_sparse").replace("SITE_TEST", "site_test")
+              for w in trainings[0]]
+    run(home, "train.py", *sparse, *tiny, "+data.val.0.longer_side=320", "hydra.run.dir=outputs/sparse")
+    assert last_checkpoint(home / "outputs" / "sparse")["global_step"] == 2
+
+
+def test_every_experiment_has_its_recipe_run_here():
+    """A new configs/experiment/ file needs its README command and its overrides here."""
+    experiments = {path.stem for path in (ROOT / "configs" / "experiment").glob("*.yaml")}
+    assert experiments == set(RECIPES)
+    assert all(readme_training(experiment) for experiment in experiments)
+
+
+def test_every_readme_training_command_is_run_here():
+    """README's train.py commands are all among those the tests above run, and its `python -m` modules are
+    tested: data.synthetic by tests/data/synthetic/, data.inhouse above, pytest by CI itself."""
+    assert {words[0] for words in readme_commands("-m")} <= {"data.synthetic", "data.inhouse", "pytest"}
+    run_here = [words for experiment in RECIPES for words in readme_training(experiment)]
+    assert len(readme_commands("train.py")) >= 9 and all(words in run_here for words in readme_commands("train.py"))
