@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
+from tqdm import tqdm
 
 from .benchmarks import Benchmark
 from .matchers import Matcher, resized
@@ -99,20 +100,44 @@ def stressed(pair: EvalPair, index: int, config: HarnessConfig) -> Iterator[Eval
         yield from (tilt_pair(pair, tilt, direction) for tilt in config.stress_config.tilts)
 
 
+def stress_count(config: HarnessConfig) -> int:
+    """How many variants of each pair `run` scores: 1, or one per angle / tilt."""
+    if config.stress is None:
+        return 1
+    return len(config.stress_config.angles if config.stress == "rotation" else config.stress_config.tilts)
+
+
+def pair_count(benchmark: Benchmark, config: HarnessConfig) -> int | None:
+    """How many pairs `run` scores (before stress variants), or None where the benchmark cannot tell cheaply."""
+    try:
+        count = benchmark.num_pairs()
+    except NotImplementedError:  # a benchmark that only iterates
+        return config.max_pairs
+    return count if config.max_pairs is None else min(count, config.max_pairs)
+
+
 def run(benchmark: Benchmark, matcher: Matcher, config: HarnessConfig | None = None,
-        on_pair: Callable[[ScoredPair], None] | None = None) -> list[PairResult]:
+        on_pair: Callable[[ScoredPair], None] | None = None, progress: bool = True) -> list[PairResult]:
     """Score `matcher` on every pair of `benchmark` (and every stress setting); `on_pair` sees each scored pair
-    as it is done (progress, pictures). A stressed image 1 is resized by the factors of its original (their
-    geometric mean, the same in x and y), so only the rotation or tilt changes, not the scale."""
+    as it is done (pictures). A stressed image 1 is resized by the factors of its original (their geometric
+    mean, the same in x and y), so only the rotation or tilt changes, not the scale. `progress`: a tqdm bar on
+    stderr, one step per scored pair (variant), named "benchmark / matcher"; TQDM_DISABLE=1 turns it off."""
     config = config if config is not None else HarnessConfig()
+    pairs = pair_count(benchmark, config)
+    label = " / ".join([benchmark.name, matcher.name, *([config.stress] if config.stress else [])])
+    bar = tqdm(total=None if pairs is None else pairs * stress_count(config), desc=label, unit="pair",
+               dynamic_ncols=True, disable=not progress)
     results = []
-    for index, pair in enumerate(islice(benchmark.pairs(), config.max_pairs)):
-        factors0, factors1 = resize_factors(benchmark, pair.image0), resize_factors(benchmark, pair.image1)
-        uniform1 = (float(np.sqrt(factors1[0] * factors1[1])),) * 2  # a turned canvas is scaled alike in x and y
-        for variant in stressed(pair, index, config):
-            matches, runtime = match_pair(variant, matcher, (factors0, factors1 if variant.warp1 is None else uniform1))
-            scored = score_pair(variant, matches, runtime, benchmark, config.ransac_seed)
-            results.append(scored.result)
-            if on_pair is not None:
-                on_pair(scored)
+    with bar:
+        for index, pair in enumerate(islice(benchmark.pairs(), config.max_pairs)):
+            factors0, factors1 = resize_factors(benchmark, pair.image0), resize_factors(benchmark, pair.image1)
+            uniform1 = (float(np.sqrt(factors1[0] * factors1[1])),) * 2  # a turned canvas: alike in x and y
+            for variant in stressed(pair, index, config):
+                matches, runtime = match_pair(variant, matcher,
+                                              (factors0, factors1 if variant.warp1 is None else uniform1))
+                scored = score_pair(variant, matches, runtime, benchmark, config.ransac_seed)
+                results.append(scored.result)
+                bar.update()
+                if on_pair is not None:
+                    on_pair(scored)
     return results

@@ -133,3 +133,15 @@ def test_stressed_image_keeps_its_original_scale():
 def test_bad_stress_kind_is_named():
     with pytest.raises(ValueError, match=r"stress='spin' is not one of None, 'rotation', 'tilt'"):
         HarnessConfig(stress="spin")
+
+
+def test_progress_bar_names_benchmark_and_matcher_on_stderr(capsys):
+    """One bar step per scored pair (each stress variant), on stderr: stdout stays the table's alone."""
+    pair, pixels0, pixels1 = two_view()
+    config = HarnessConfig(stress="rotation", stress_config=StressConfig(angles=(0, 90)))
+    run(GivenPairs(given=[pair]), Oracle(pixels0, pixels1), config)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "given / oracle / rotation" in err and "2pair" in err.replace(" ", "")
+    run(GivenPairs(given=[pair]), Oracle(pixels0, pixels1), progress=False)
+    assert capsys.readouterr().err == ""
