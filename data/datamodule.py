@@ -2,7 +2,10 @@
 
 Each split is a list of dataset entries, `{"type": NAME, **fields of that dataset's config}`; training draws
 scene-balanced pairs (a fixed number per scene per epoch, sharded across DDP ranks), evaluation reads every
-pair once, in order, sharded by Lightning's distributed sampler.
+pair once, in order, sharded across the ranks by a DistributedSampler. The data module shards every loader
+itself, once: the trainer must not add Lightning's distributed sampler (train.py builds it with
+`use_distributed_sampler=False`). The training loader is resumable: a checkpoint holds its epoch and position,
+and a run resumed mid-epoch reads the rest of that epoch's pairs only.
 """
 
 import dataclasses
@@ -12,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import MISSING
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from .augment import PhotometricAugmentation, PhotometricConfig, RandomSwap
 from .errors import SkipBadPairs
@@ -89,6 +92,8 @@ class PairDataModule(pl.LightningDataModule):
         self.config = config
         self.augment = PhotometricAugmentation(config.augment) if config.augment is not None else None
         self.datasets: dict[str, list[Dataset]] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._resume_at: dict[str, int] | None = None  # a checkpoint's training position, for the next loader
 
     def setup(self, stage: str | None = None) -> None:
         """Build every split's datasets (once: train.py calls this before Lightning does, so that a bad
@@ -127,11 +132,33 @@ class PairDataModule(pl.LightningDataModule):
             _scene_indices(datasets), self.config.samples_per_scene, self.config.seed, replicas, rank,
             epoch_aware=epoch_aware,
         )
-        return DataLoader(ConcatDataset(datasets), batch_size=self.config.batch_size, sampler=sampler,
-                          num_workers=self.config.num_workers, pin_memory=torch.cuda.is_available(), drop_last=True)
+        # the workers' base seed from a generator of its own: loading never draws from torch's global generator,
+        # whose state the checkpoints restore (it pads the ground truth), however many workers and restarts
+        loader = ResumableLoader(ConcatDataset(datasets), batch_size=self.config.batch_size, sampler=sampler,
+                                 num_workers=self.config.num_workers, pin_memory=torch.cuda.is_available(),
+                                 drop_last=True, generator=torch.Generator().manual_seed(self.config.seed))
+        if self._resume_at is not None:
+            loader.load_state_dict(self._resume_at)
+            self._resume_at = None
+        self._train_loader = loader
+        return loader
+
+    # The training position travels in the checkpoint as the data module's state as well as the loader's:
+    # Lightning 2.6 restores its loaders' states only into a loader it creates after the checkpoint is read,
+    # but `trainer.estimated_stepping_batches` (the module's schedule) creates it before, and the state is lost
+    def state_dict(self) -> dict:
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = state.get("train_loader")
 
     def _ordered(self, split: str) -> list[DataLoader] | DataLoader:
-        loaders = [DataLoader(d, batch_size=1, num_workers=self.config.num_workers) for d in self.datasets.get(split, [])]
+        """Every pair once, in order; under DDP each rank reads every world_size-th, the last ones padded by
+        repeating pairs (the module's results gather drops the repeats by pair name)."""
+        replicas, rank = self._world()
+        loaders = [DataLoader(d, batch_size=1, num_workers=self.config.num_workers,
+                              sampler=DistributedSampler(d, replicas, rank, shuffle=False) if replicas > 1 else None)
+                   for d in self.datasets.get(split, [])]
         return loaders[0] if len(loaders) == 1 else loaders
 
     def val_dataloader(self):
@@ -139,6 +166,32 @@ class PairDataModule(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._ordered("test")
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader with `state_dict`/`load_state_dict`, which Lightning saves in checkpoints and
+    restores before the loader's first pass: the sampler's epoch and how many of its indices the batches
+    handed out so far hold (not how many the workers have prefetched). Resumed, the pass starts after them.
+
+    A pass starts its workers at its first batch, not when `iter` is called: Lightning calls `iter` on a
+    resumed run before `set_epoch`, and workers started then would load the data of the wrong epoch."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._consumed = 0  # indices of the sampler's current epoch handed out in batches
+
+    def __iter__(self):
+        self._consumed = self.sampler.position
+        for batch in super().__iter__():
+            self._consumed += self.batch_size
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "position": self._consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.resume(state["epoch"], state["position"])
+        self._consumed = state["position"]
 
 
 class EpochAwareSampler(SceneBalancedSampler):

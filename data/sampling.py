@@ -13,6 +13,8 @@ class SceneBalancedSampler(Sampler[int]):
     all, and gives rank `rank` of `num_replicas` every num_replicas-th index: disjoint shards of equal length.
 
     The draw depends only on (seed, epoch): call `set_epoch` before each epoch (Lightning does) for new pairs.
+    `resume(epoch, position)` makes the next pass of that epoch start at its `position`-th index of this
+    rank's shard (a run resumed mid-epoch); the length stays the whole epoch's, as Lightning counts.
     """
 
     def __init__(self, scene_indices: Sequence[Sequence[int]], samples_per_scene: int, seed: int = 0,
@@ -28,9 +30,19 @@ class SceneBalancedSampler(Sampler[int]):
         self.samples_per_scene = samples_per_scene
         self.seed, self.num_replicas, self.rank, self.shuffle = seed, num_replicas, rank, shuffle
         self.epoch = 0
+        self.position = 0  # where the next pass starts in this rank's shard of the epoch
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.position = 0
         self.epoch = epoch
+
+    def resume(self, epoch: int, position: int) -> None:
+        """Start the next pass at index `position` of epoch `epoch` (indices drawn before it are skipped)."""
+        if not 0 <= position <= len(self):
+            raise ValueError(f"position {position} is not in [0, {len(self)}]")
+        self.set_epoch(epoch)
+        self.position = position
 
     def __len__(self) -> int:
         return math.ceil(len(self.scenes) * self.samples_per_scene / self.num_replicas)
@@ -49,7 +61,8 @@ class SceneBalancedSampler(Sampler[int]):
             indices = indices[torch.randperm(len(indices), generator=generator)]
         total = len(self) * self.num_replicas  # pad by wrapping so that every rank gets as many
         indices = torch.cat([indices, indices[: total - len(indices)]])
-        return iter(indices[self.rank :: self.num_replicas].tolist())
+        start, self.position = self.position, 0  # once: the pass after this one is a whole epoch again
+        return iter(indices[self.rank :: self.num_replicas][start:].tolist())
 
 
 class WrappedPairs(Dataset):

@@ -131,3 +131,38 @@ def test_random_swap_draws_per_pair_and_epoch_alike_in_every_worker(sources):
     assert swap.epoch == 1 and order() != first
     names = lambda workers: [b["pair_names"] for b in DataLoader(swap, batch_size=2, num_workers=workers)]  # noqa: E731
     assert names(0) == names(2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_loader_resumes_mid_epoch_in_the_right_epoch(sources, workers):
+    """The loader's state (epoch, pairs handed out) restored into a new loader, as a resumed run does: the
+    rest of that epoch's pairs, even when `iter` comes before `set_epoch` (Lightning's order on resume)."""
+    world, _ = sources
+    names = lambda batches: [name for batch in batches for name in batch["pair_names"][0]]  # noqa: E731
+    module = PairDataModule(DataConfig(train=[world], num_workers=workers, samples_per_scene=3, random_swap=True))
+    module.setup("fit")
+    loader = module.train_dataloader()
+    loader.sampler.set_epoch(1)
+    batches = iter(loader)
+    seen = [next(batches), next(batches)]
+    state = module.state_dict()
+    assert state == {"train_loader": {"epoch": 1, "position": 2}} and loader.state_dict() == state["train_loader"]
+    rest = list(batches)
+
+    resumed = PairDataModule(DataConfig(train=[world], num_workers=workers, samples_per_scene=3, random_swap=True))
+    resumed.setup("fit")
+    resumed.load_state_dict(state)
+    again = resumed.train_dataloader()
+    started = iter(again)
+    again.sampler.set_epoch(1)
+    assert len(again) == len(loader) == 6
+    assert names(list(started)) == names(rest) and len(rest) == 4
+    assert again.state_dict() == {"epoch": 1, "position": 6}
+    assert names(seen + rest) == names(list(again))  # the pass after is the whole epoch again
+    # resumed at an epoch's end: Lightning calls `iter`, then `set_epoch` for the next epoch
+    resumed.load_state_dict({"train_loader": {"epoch": 1, "position": 6}})
+    next_epoch = resumed.train_dataloader()
+    started = iter(next_epoch)
+    next_epoch.sampler.set_epoch(2)
+    loader.sampler.set_epoch(2)
+    assert names(list(started)) == names(list(loader)) != names(seen + rest)

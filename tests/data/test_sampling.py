@@ -59,3 +59,19 @@ def test_megadepth_scenes_feed_the_sampler(tmp_path):
     assert [len(g) for g in groups] == [300] * 5
     drawn = list(SceneBalancedSampler(groups, samples_per_scene=20))
     assert Counter(dataset.pairs[i][0] for i in drawn) == {k: 20 for k in range(5)}
+
+
+def test_resume_skips_the_drawn_indices_once():
+    whole = list(SceneBalancedSampler(SCENES, 5, seed=4, num_replicas=2, rank=1))
+    sampler = SceneBalancedSampler(SCENES, 5, seed=4, num_replicas=2, rank=1)
+    sampler.resume(epoch=0, position=3)
+    sampler.set_epoch(0)  # Lightning sets the same epoch again: the position holds
+    assert len(sampler) == len(whole) and list(sampler) == whole[3:]
+    assert list(sampler) == whole  # the next pass is a whole epoch
+    sampler.resume(epoch=0, position=2)
+    sampler.set_epoch(1)  # a new epoch starts at its beginning
+    twin = SceneBalancedSampler(SCENES, 5, seed=4, num_replicas=2, rank=1)
+    twin.set_epoch(1)
+    assert list(sampler) == list(twin)
+    with pytest.raises(ValueError, match="position 9"):
+        sampler.resume(0, 9)
