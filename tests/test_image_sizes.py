@@ -57,7 +57,7 @@ def test_grid_size_is_the_backbones_ceil_grid():
 
 
 @pytest.mark.parametrize(("width", "height", "window_loss"),
-                         [(164, 123, False), (161, 121, True), (642, 481, False), (642, 481, True)])
+                         [(164, 123, False), (161, 121, True), (642, 481, False)])
 def test_a_training_step_on_sides_not_divisible_by_8(photos, width, height, window_loss):
     """Model forward + supervision + loss (LightningModule.training_step) + backward: finite loss and
     gradients. `window_loss`: the heatmap cross-entropy, which needs dense supervision on the fine grid."""
@@ -65,7 +65,7 @@ def test_a_training_step_on_sides_not_divisible_by_8(photos, width, height, wind
     loss = LossConfig(fine_nll_weight=1.0, fine_nll_queries="window") if window_loss else LossConfig()
     module = LoFTRModule(TrainingConfig(model=tiny_model_config(), loss=loss, optimizer=OptimizerConfig()))
     module.train()
-    batch = homography_batch(photos, width, height)
+    batch = homography_batch(photos, width, height, count=2 if width * height < 50_000 else 1)  # one 642x481 pair: ~35 s
     total = module.training_step(batch, 0)
     assert total is not None and torch.isfinite(total)
     total.backward()
