@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,7 +38,7 @@ def main() -> None:
         for workers in args.workers:
             loader = DataLoader(subset, batch_size=1, num_workers=workers)
             start = time.perf_counter()
-            for _ in loader:
+            for _ in tqdm(loader, desc=f"{workers} workers", unit="pair", leave=False):  # on stderr
                 pass
             seconds = time.perf_counter() - start
             print(f"{workers:>7} | {args.pairs / seconds:7.2f} | {1e3 * seconds / args.pairs:7.0f}")

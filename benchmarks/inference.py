@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -135,7 +136,7 @@ def interleaved_times(calls: dict, runs: int) -> dict[str, list[float]]:
     """Seconds per call of each named callable, `runs` rounds, one call of each per round: drift on a shared
     machine then hits every contender alike."""
     times = {name: [] for name in calls}
-    for _ in range(runs):
+    for _ in tqdm(range(runs), desc=" vs ".join(calls), unit="round", leave=False):  # on stderr
         for name, call in calls.items():
             start = time.perf_counter()
             call()

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -117,7 +118,7 @@ def main() -> int:
                         focal_range=(1.0, 1.0), max_roll_deg=args.max_roll, seed=args.seed)
     entries, registered, rotation, direction = [], [], [], []
     test_infos = []
-    for index in range(world.num_scenes):
+    for index in tqdm(range(world.num_scenes), desc="scenes: render, SfM", unit="scene"):  # on stderr
         scene = site_photos(render_scene(world, index), args.exposure, args.noise, seed=index)
         if index >= args.train_scenes:  # a held-out scene, with exact poses
             test_infos.append(write_megadepth(work / "test", scene))

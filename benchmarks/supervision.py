@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,10 +42,10 @@ def scene(size: int, device: str) -> dict:
             "T_0to1": T[None], "scale0": scale, "scale1": scale.clone()}
 
 
-def timed(fn, runs: int, device: str) -> float:
+def timed(fn, runs: int, device: str, label: str) -> float:
     fn()
     times = []
-    for _ in range(runs):
+    for _ in tqdm(range(runs), desc=label, unit="run", leave=False):  # on stderr
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -65,7 +66,7 @@ def main() -> None:
     batch = scene(args.size, args.device)
     grid = (-(-args.size // 8),) * 2
     supervision = coarse_supervision(batch, grid, grid)
-    gt_seconds = timed(lambda: coarse_supervision(batch, grid, grid), args.runs, args.device)
+    gt_seconds = timed(lambda: coarse_supervision(batch, grid, grid), args.runs, args.device, "coarse ground truth")
 
     step_seconds = float("nan")
     if not args.no_step:
@@ -76,7 +77,7 @@ def main() -> None:
             model.zero_grad(set_to_none=True)
             loss(model(batch, ground_truth=ground_truth), supervision).total.backward()
 
-        step_seconds = timed(step, max(1, args.runs // 5), args.device)
+        step_seconds = timed(step, max(1, args.runs // 5), args.device, "training step")
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), {args.size}x{args.size} input, "
           f"{len(supervision.index0)} ground-truth matches of {grid[0] * grid[1]} cells")

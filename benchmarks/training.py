@@ -22,6 +22,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.utils.data import default_collate
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -64,7 +65,8 @@ def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = None
-    for index, batch in enumerate(batches):
+    label = f"{name} {size[0]}x{size[1]}" + (" subpixel" if subpixel else "")
+    for index, batch in enumerate(tqdm(batches, desc=label, unit="step", leave=False)):  # on stderr
         if index == warmup:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
