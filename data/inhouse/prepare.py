@@ -19,11 +19,16 @@ top-left pixel (data/batch.py); keypoints and principal points are shifted by -0
 
 import pickle
 import shutil
+import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
 from ..io import read_grayscale
@@ -113,6 +118,16 @@ def find_images(folder: Path) -> list[str]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+@contextmanager
+def stage(label: str) -> Iterator[None]:
+    """A line on stderr when a long step starts and one with its duration when it ends: pycolmap's calls
+    report no progress of their own."""
+    tqdm.write(f"prepare: {label} ...", file=sys.stderr)  # tqdm.write: above any bar a caller shows
+    start = time.perf_counter()
+    yield
+    tqdm.write(f"prepare: {label}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
 def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
     """SIFT extraction, exhaustive matching and incremental mapping on the CPU: the models COLMAP kept, largest
     first (several when the photos fall into groups that do not overlap; none when nothing registered)."""
@@ -130,11 +145,13 @@ def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
     mode = {"auto": pycolmap.CameraMode.AUTO, "single": pycolmap.CameraMode.SINGLE,
             "per-image": pycolmap.CameraMode.PER_IMAGE}[config.camera_mode]
     pycolmap.set_random_seed(config.seed)
-    pycolmap.extract_features(database, config.images, image_names=names, camera_mode=mode, reader_options=reader,
-                              extraction_options=extraction, device=pycolmap.Device.cpu)
+    with stage(f"SfM 1/3, SIFT feature extraction ({len(names)} photos)"):
+        pycolmap.extract_features(database, config.images, image_names=names, camera_mode=mode,
+                                  reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = config.num_threads
-    pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+    with stage(f"SfM 2/3, exhaustive matching ({len(names) * (len(names) - 1) // 2} pairs)"):
+        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = config.num_threads
     options.random_seed = config.seed
@@ -142,7 +159,8 @@ def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
     if config.camera_params:
         options.ba_refine_focal_length = False  # the user knows the intrinsics
         options.ba_refine_principal_point = False
-    models = pycolmap.incremental_mapping(database, config.images, work / "sparse", options)
+    with stage("SfM 3/3, incremental mapping"):
+        models = pycolmap.incremental_mapping(database, config.images, work / "sparse", options)
     return sorted(models.values(), key=lambda model: -model.num_reg_images())
 
 
@@ -234,7 +252,8 @@ def prepare(config: PrepareConfig) -> Report:
         colmap = ColmapConfig(model=str(model_path), images=str(images), depth_maps=config.depth_maps,
                               min_overlap=config.min_overlap, max_overlap=config.max_overlap,
                               min_shared_points=config.min_shared_points)
-        report.scene_info = convert_to_megadepth(colmap, out, config.scene)
+        with stage("dense layout: depth maps and pairs"):
+            report.scene_info = convert_to_megadepth(colmap, out, config.scene)
         info = pickle.loads(report.scene_info.read_bytes())
         report.pairs_kept = len(info["pair_infos"])
         report.overlaps = [float(overlap) for _, overlap, _ in info["pair_infos"]]
@@ -278,7 +297,7 @@ def _write_sparse(config: PrepareConfig, registered: list[View], report: Report)
         _use_labels(config, registered, correspondences, overlaps, report)
 
     image_paths = []
-    for view in registered:
+    for view in tqdm(registered, desc="prepare: copying the registered photos", unit="photo", dynamic_ncols=True):
         image_paths.append(f"{scene}/images/{view.name}")
         target = out / image_paths[-1]
         target.parent.mkdir(parents=True, exist_ok=True)
