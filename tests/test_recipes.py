@@ -95,9 +95,9 @@ def home(tmp_path_factory) -> Path:
     """A user's working folder: photos of a site (other views of the same room held out), the rest made by
     the commands themselves (data/world, outputs/, data/site, ...)."""
     home = tmp_path_factory.mktemp("user")
-    scene = render_scene(WorldConfig(num_scenes=1, cameras_per_scene=16, image_size=(320, 240),
+    scene = render_scene(WorldConfig(num_scenes=1, cameras_per_scene=30, image_size=(320, 240),
                                      focal_range=(1.0, 1.0), seed=3), 0)
-    for folder, views in (("site", range(10)), ("site_test", range(10, 16))):
+    for folder, views in (("site", range(10)), ("site_test", range(10, 30))):
         (home / "photos" / folder).mkdir(parents=True)
         for k in views:
             cv2.imwrite(str(home / "photos" / folder / f"{k:02d}.png"), scene.images[k])
