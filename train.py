@@ -12,7 +12,6 @@ checkpoints/ (best and last), logs, summary.json (final metrics) and the Hydra c
 
 import inspect
 import json
-import math
 import os
 import sys
 import time
@@ -123,15 +122,15 @@ def build_callbacks(settings: dict, run_dir: Path, data: DataConfig, logging: bo
                                                       enable_version_counter=False))
     if options.pop("learning_rate_monitor", True) and logging:  # logger=none: nothing to log the rate to
         callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
-    if options.pop("progress_bar", True):
-        callbacks.append(PairsPerSecond())
+    options.pop("progress_bar", None)  # build_trainer's: the bar itself
+    callbacks.append(PairsPerSecond())  # logged, and shown on the bar when there is one
     if options:
         raise ConfigError(f"callbacks: unknown option(s) {sorted(options)}; valid: checkpoint, learning_rate_monitor, "
                           f"progress_bar")
     return callbacks
 
 
-def build_trainer(settings: dict, logger, callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_trainer(settings: dict, logger, callbacks: list[pl.Callback], progress_bar: bool = True) -> pl.Trainer:
     valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
     unknown = sorted(set(settings) - valid)
     if unknown:
@@ -143,7 +142,7 @@ def build_trainer(settings: dict, logger, callbacks: list[pl.Callback]) -> pl.Tr
     # distributed sampler on top gave each rank 1/world_size of its shard, and the training loader would
     # lose its resumable state (data/datamodule.py, ResumableLoader)
     settings = {**settings, "use_distributed_sampler": False}
-    return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=True)
+    return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=progress_bar)
 
 
 def checked_data(data: DataConfig) -> PairDataModule:
@@ -192,7 +191,8 @@ def train(config: TrainConfig) -> dict:
     except ValueError as error:  # the model's own checks: widths, backbone type and group order
         raise ConfigError(f"model: {error}") from None
     logger = build_logger(config.logger, run_dir, config.experiment_name)
-    trainer = build_trainer(config.trainer, logger, build_callbacks(config.callbacks, run_dir, config.data, bool(logger)))
+    callbacks = build_callbacks(config.callbacks, run_dir, config.data, bool(logger))
+    trainer = build_trainer(config.trainer, logger, callbacks, bool(config.callbacks.get("progress_bar", True)))
     if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={config.ckpt_path}: no such checkpoint to resume from")
     try:

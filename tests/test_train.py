@@ -232,3 +232,10 @@ def test_world_is_generated_once_and_again_when_its_splits_differ(tmp_path, caps
                                             cameras=3, size=(64, 48)))
     assert "other scene splits than world.scenes=4, world.test_scenes=2" in capsys.readouterr().out
     assert (tmp_path / "w" / "test.txt").read_text().split() == ["scene_info/scene0002.npz", "scene_info/scene0003.npz"]
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_progress_bar_flag_shows_or_hides_the_training_bar(world, tmp_path, capsys, shown):
+    train_script.train(config_of(small(world, tmp_path, "trainer.max_epochs=1", f"callbacks.progress_bar={shown}")))
+    printed = capsys.readouterr()
+    assert ("Epoch 0" in printed.out + printed.err) == shown
