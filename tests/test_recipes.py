@@ -62,12 +62,29 @@ def readme_commands(script: str, text: str = README) -> list[list[str]]:
     return commands
 
 
-def readme_training(experiment: str) -> list[list[str]]:
-    """README's train.py commands of `experiment` (the default experiment is `synthetic`)."""
-    def experiment_of(words: list[str]) -> str:
-        named = [w.split("=", 1)[1] for w in words if w.startswith("experiment=")]
-        return named[0] if named else "synthetic"
-    return [words for words in readme_commands("train.py") if experiment_of(words) == experiment]
+def experiment_of(words: list[str]) -> str:
+    named = [w.split("=", 1)[1] for w in words if w.startswith("experiment=")]
+    return named[0] if named else "synthetic"
+
+
+# Which README train.py command each test runs; every README command must be exactly one of these, or below
+TRAINING_RUNS = {
+    "main job": lambda w: w == [],
+    "paper recipe": lambda w: experiment_of(w) in ("loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth",
+                                                   "loftr_scannet"),
+    "se2 synthetic": lambda w: experiment_of(w) == "se2_synthetic",
+    "C4 backbone": lambda w: "model.backbone.group_order=4" in w,
+    "sweep": lambda w: w[:1] == ["-m"] and not any(word.startswith("hydra/launcher=") for word in w),
+    "in-house": lambda w: experiment_of(w) == "finetune_inhouse",
+}
+NOT_RUN_HERE = {  # README commands that need what this machine lacks, and the test that runs their substance
+    "hydra/launcher=submitit_slurm": "a SLURM cluster; tests/test_launcher.py runs a sweep through submitit_local",
+}
+
+
+def readme_training(run: str, text: str = README) -> list[list[str]]:
+    """README's train.py commands that the test `run` (a key of TRAINING_RUNS) runs."""
+    return [words for words in readme_commands("train.py", text) if TRAINING_RUNS[run](words)]
 
 
 def substituted(words: list[str], places: dict[str, str]) -> list[str]:
@@ -135,7 +152,7 @@ def reloaded_matches(run_dir: Path, image: Path):
 @pytest.fixture(scope="module")
 def main_job(home) -> subprocess.CompletedProcess:
     """README's first set-up command, `python train.py`: the world generated in data/world, then trained."""
-    [words] = [w for w in readme_training("synthetic") if not w]  # the bare `train.py` of the set-up command
+    [words] = readme_training("main job")  # the bare `train.py` of the set-up command
     # long enough (120 steps) for the printed match.py command to find matches at the official threshold
     return run(home, "train.py", *words, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "trainer.max_steps=120",
                "data.samples_per_scene=30")
@@ -160,7 +177,7 @@ def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home,
 
 @pytest.mark.parametrize("experiment", ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "loftr_scannet"])
 def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_path, experiment):
-    [words] = readme_training(experiment)
+    [words] = [w for w in readme_training("paper recipe") if experiment_of(w) == experiment]
     run_dir = tmp_path / "run"
     run(home, "train.py", *substituted(words, places), *TRAIN_OVERRIDES, *RECIPES[experiment], f"hydra.run.dir={run_dir}")
     assert last_checkpoint(run_dir)["global_step"] == 2
@@ -177,15 +194,15 @@ def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_pa
 def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
     """README's other commands on the synthetic world: the SE2 run, any experiment with a C4 backbone, and a
     sweep with its table."""
-    [se2] = readme_training("se2_synthetic")
+    [se2] = readme_training("se2 synthetic")
     run(home, "train.py", *se2, *TRAIN_OVERRIDES, *RECIPES["se2_synthetic"])
     _, matcher = reloaded_matches(home / "outputs" / "train" / "se2_synthetic" / "latest",
                                   next((home / "data" / "world").glob("*/images/*.jpg")))
     assert matcher.model.config.backbone.group_order == 8
-    [c4] = [w for w in readme_training("synthetic") if "model.backbone.group_order=4" in w]
+    [c4] = readme_training("C4 backbone")
     run(home, "train.py", *c4, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/c4")
     assert last_checkpoint(home / "outputs" / "c4")["hyper_parameters"]["training"]["model"]["backbone"]["group_order"] == 4
-    [sweep] = [w for w in readme_training("synthetic") if "-m" in w]
+    [sweep] = readme_training("sweep")
     run(home, "train.py", *sweep, *TRAIN_OVERRIDES, *RECIPES["synthetic"])
     [folder] = list((home / "outputs" / "train" / "multirun").iterdir())
     [collect] = readme_commands("scripts/collect_runs.py")
@@ -263,12 +280,17 @@ def test_every_experiment_has_its_recipe_run_here():
     """A new configs/experiment/ file needs its README command and its overrides here."""
     experiments = {path.stem for path in (ROOT / "configs" / "experiment").glob("*.yaml")}
     assert experiments == set(RECIPES)
-    assert all(readme_training(experiment) for experiment in experiments)
+    run_here = [words for run in TRAINING_RUNS for words in readme_training(run)]
+    assert {experiment_of(words) for words in run_here} == experiments
 
 
 def test_every_readme_training_command_is_run_here():
-    """README's train.py commands are all among those the tests above run, and its `python -m` modules are
-    tested: data.synthetic by tests/data/synthetic/, data.inhouse above, pytest by CI itself."""
+    """Each README train.py command is run by exactly one test above, or needs what this machine lacks; its
+    `python -m` modules are tested: data.synthetic by tests/data/synthetic/, data.inhouse above, pytest by CI."""
     assert {words[0] for words in readme_commands("-m")} <= {"data.synthetic", "data.inhouse", "pytest"}
-    run_here = [words for experiment in RECIPES for words in readme_training(experiment)]
-    assert len(readme_commands("train.py")) >= 9 and all(words in run_here for words in readme_commands("train.py"))
+    commands = readme_commands("train.py")
+    assert len(commands) >= 10
+    for words in commands:
+        runs = [run for run, selects in TRAINING_RUNS.items() if selects(words)]
+        lacking = [need for need in NOT_RUN_HERE if need in words]
+        assert len(runs) + len(lacking) == 1, (words, runs, lacking)
