@@ -1,11 +1,16 @@
-"""Render a synthetic world in MegaDepth's (or ScanNet's) layout, split into train / val / test scenes.
+"""Render a synthetic world in one of LoFTR's dataset layouts, split into train / val / test scenes.
 
     python -m data.synthetic --out data/world [--scenes 6] [--test-scenes 1] [--cameras 20] [--size 640x480]
-                             [--seed 0] [--layout megadepth|scannet] [--textures mixed|photos|procedural]
+                             [--seed 0] [--layout flat|megadepth|scannet] [--textures mixed|photos|procedural]
 
-Writes the scenes (see data/synthetic/world.py for both layouts) and OUT/{train,val,test}.txt, each listing
-the scene-info (or ScanNet index) files of its split, relative to OUT: the last `--test-scenes` scenes for
-test, the one before them for val, the rest for training.
+The last `--test-scenes` scenes test, the one before them validates, the rest train. Layouts (the files of
+each: data/synthetic/trees.py):
+    flat        (default) OUT/scene_info/sceneXXXX.npz, OUT/sceneXXXX/{images,depths}/ and OUT/{train,val,
+                test}.txt listing each split's scene-info files relative to OUT: the `synthetic` experiment's world
+    megadepth   LoFTR's data/megadepth tree: OUT/train/{Undistorted_SfM,phoenix}, OUT/test -> train, OUT/index/
+    scannet     LoFTR's data/scannet tree: OUT/train/sceneXXXX_00, OUT/test/sceneXXXX_00, OUT/index/
+Every layout ends with OUT/world.json, the options that made it (data/synthetic/manifest.py). Progress goes to
+stderr, one step a scene.
 """
 
 import argparse
@@ -13,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from .world import LAYOUTS, TEXTURES, WorldConfig, generate_world
+from .trees import LAYOUTS, write_world
+from .world import TEXTURES, WorldConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=20, help="cameras per scene")
     parser.add_argument("--size", default="640x480", help="image WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layout", choices=LAYOUTS, default="megadepth", help="on-disk format to write")
+    parser.add_argument("--layout", choices=LAYOUTS, default="flat", help="on-disk layout to write")
     parser.add_argument("--textures", choices=TEXTURES, default="mixed",
                         help="surface textures: scikit-image's sample photos, procedural noise, or both")
     args = parser.parse_args(argv)
@@ -38,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     config = WorldConfig(num_scenes=args.scenes, cameras_per_scene=args.cameras, image_size=(width, height),
                          textures=args.textures, seed=args.seed)
-    infos = generate_world(args.out, config, layout=args.layout)
-    test = len(infos) - args.test_scenes
-    splits = {"train": infos[:test - 1], "val": infos[test - 1:test], "test": infos[test:]}
-    for split, paths in splits.items():
-        (args.out / f"{split}.txt").write_text("".join(f"{p.relative_to(args.out)}\n" for p in paths))
-    print(f"{len(infos)} scenes x {args.cameras} cameras -> {args.out} in {time.perf_counter() - start:.1f} s")
+    try:
+        write_world(args.out, config, layout=args.layout, test_scenes=args.test_scenes, progress=True)
+    except FileExistsError as error:  # a folder in the way of the layout's files: say which, in one line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.scenes} scenes x {args.cameras} cameras -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

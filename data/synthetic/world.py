@@ -1,21 +1,19 @@
-"""A synthetic world written in MegaDepth's (or ScanNet's) on-disk format: exact depth and poses, no download.
+"""A synthetic world in the on-disk formats of LoFTR's datasets: exact depth and poses, no download.
 
 Each scene is a textured box-shaped room with textured pillars in it (occlusions), ray-cast from cameras
 placed inside the room, so every image comes with its exact depth map, intrinsics and pose. Pairs are
-chosen by their true overlap. The output is what LoFTR's preprocessing leaves, so the real loaders read it:
+chosen by their true overlap. The output is what LoFTR's preprocessing leaves, so the real loaders read it.
 
-MegaDepth layout (`data.megadepth.MegaDepthPairs`):
+This module renders scenes and writes the flat MegaDepth layout (`data.megadepth.MegaDepthPairs`):
     ROOT/scene_info/SCENE.npz                     pickled dict: image_paths, depth_paths, intrinsics, poses
                                                   (world-to-camera), pair_infos ((i0, i1), overlap, central_matches)
     ROOT/SCENE/images/K.jpg, ROOT/SCENE/depths/K.h5   (dataset `depth`, metres, 0 = unknown)
-
-ScanNet layout (`data.scannet.ScanNetPairs`), one camera (intrinsics) per scene as in ScanNet:
-    ROOT/index/sceneXXXX_00.npz                   name rows [scene, 0, frame0, frame1], overlap `score`
-    ROOT/intrinsics.npz                           sceneXXXX_00 -> K (3, 3)
-    ROOT/scans/sceneXXXX_00/color/K.jpg, depth/K.png (uint16 millimetres), pose/K.txt (camera-to-world 4x4)
+data/synthetic/trees.py writes LoFTR's real `data/megadepth` and `data/scannet` trees from the same scenes.
 """
 
 import pickle
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,6 @@ from ..megadepth import matrix_array
 
 from .texture import make_texture, photo_texture
 
-LAYOUTS = ("megadepth", "scannet")
 TEXTURES = ("procedural", "photos", "mixed")
 
 
@@ -207,67 +204,65 @@ def _overlapping_pairs(config: WorldConfig, depths, Ks, poses) -> list[tuple[int
     return pairs
 
 
-def _write_jpeg(path: Path, image: np.ndarray) -> None:
+def write_jpeg(path: Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
         raise OSError(f"cannot write {path}")
 
 
-def write_megadepth(root: Path, scene: RenderedScene) -> Path:
-    """Write `scene` in MegaDepth's layout under `root`; returns its scene-info file."""
-    (root / scene.name / "images").mkdir(parents=True, exist_ok=True)
-    (root / scene.name / "depths").mkdir(parents=True, exist_ok=True)
-    (root / "scene_info").mkdir(parents=True, exist_ok=True)
-    image_paths = [f"{scene.name}/images/{k}.jpg" for k in range(len(scene.images))]
-    depth_paths = [f"{scene.name}/depths/{k}.h5" for k in range(len(scene.images))]
-    for image, depth, image_path, depth_path in zip(scene.images, scene.depths, image_paths, depth_paths):
-        _write_jpeg(root / image_path, image)
-        with h5py.File(root / depth_path, "w") as file:
-            file.create_dataset("depth", data=depth, compression="gzip")
-    info = {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
-            "intrinsics": matrix_array(scene.intrinsics), "poses": matrix_array(scene.poses),
-            "pair_infos": [(np.array([i0, i1]), overlap, np.zeros(4)) for i0, i1, overlap in scene.pairs]}
-    path = root / "scene_info" / f"{scene.name}.npz"
+def scene_info(image_paths: list[str], depth_paths: list[str], intrinsics: list[np.ndarray],
+               poses: list[np.ndarray], pairs: list[tuple[int, int, float]]) -> dict:
+    """A scene-info dict as LoFTR's files hold it: paths relative to the dataset root, intrinsics (3, 3),
+    world-to-camera poses (4, 4), pair_infos ((i0, i1), overlap, central matches: unused, zeros)."""
+    return {"image_paths": np.array(image_paths, dtype=object), "depth_paths": np.array(depth_paths, dtype=object),
+            "intrinsics": matrix_array(intrinsics), "poses": matrix_array(poses),
+            "pair_infos": [(np.array([i0, i1]), overlap, np.zeros(4)) for i0, i1, overlap in pairs]}
+
+
+def write_scene_info(path: Path, info: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as file:
         pickle.dump(info, file)  # LoFTR's scene-info files are pickles named .npz
     return path
 
 
-def write_scannet(root: Path, scene: RenderedScene, index: int) -> Path:
-    """Write `scene` in ScanNet's exported layout under `root` as sceneINDEX_00 and add its intrinsics to
-    ROOT/intrinsics.npz; returns its index file."""
-    name = f"scene{index:04d}_00"
-    folder = root / "scans" / name
-    for sub in ("color", "depth", "pose"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    for k, (image, depth, pose) in enumerate(zip(scene.images, scene.depths, scene.poses)):
-        _write_jpeg(folder / "color" / f"{k}.jpg", image)
-        millimetres = np.round(depth * 1000).astype(np.uint16)  # depth below 65.5 m: the rooms are smaller
-        if not cv2.imwrite(str(folder / "depth" / f"{k}.png"), millimetres):
-            raise OSError(f"cannot write {folder / 'depth' / f'{k}.png'}")
-        np.savetxt(folder / "pose" / f"{k}.txt", np.linalg.inv(pose))  # ScanNet stores camera-to-world
-    intrinsics_path = root / "intrinsics.npz"
-    intrinsics = dict(np.load(intrinsics_path)) if intrinsics_path.is_file() else {}
-    intrinsics[name] = scene.intrinsics[0]
-    np.savez(intrinsics_path, **intrinsics)
-    (root / "index").mkdir(parents=True, exist_ok=True)
-    path = root / "index" / f"{name}.npz"
-    names = np.array([[index, 0, i0, i1] for i0, i1, _ in scene.pairs], dtype=np.int64).reshape(-1, 4)
-    np.savez(path, name=names, score=np.array([overlap for *_, overlap in scene.pairs], dtype=np.float32))
-    return path
+def write_views(root: Path, scene: RenderedScene, image_paths: list[str], depth_paths: list[str]) -> None:
+    """The scene's images (JPEG) and depth maps (.h5, dataset `depth`, metres) at the paths, relative to root."""
+    for image, depth, image_path, depth_path in zip(scene.images, scene.depths, image_paths, depth_paths):
+        (root / image_path).parent.mkdir(parents=True, exist_ok=True)
+        (root / depth_path).parent.mkdir(parents=True, exist_ok=True)
+        write_jpeg(root / image_path, image)
+        with h5py.File(root / depth_path, "w") as file:
+            file.create_dataset("depth", data=depth, compression="gzip")
 
 
-def generate_world(root: str | Path, config: WorldConfig | None = None, layout: str = "megadepth") -> list[Path]:
-    """Render the world into `root` in `layout` ("megadepth" or "scannet"); returns the scene-info files (or the
-    ScanNet index files), one per scene. Existing files are overwritten."""
+def write_megadepth(root: Path, scene: RenderedScene) -> Path:
+    """Write `scene` in the flat MegaDepth layout under `root`; returns its scene-info file."""
+    image_paths = [f"{scene.name}/images/{k}.jpg" for k in range(len(scene.images))]
+    depth_paths = [f"{scene.name}/depths/{k}.h5" for k in range(len(scene.images))]
+    write_views(root, scene, image_paths, depth_paths)
+    info = scene_info(image_paths, depth_paths, scene.intrinsics, scene.poses, scene.pairs)
+    return write_scene_info(root / "scene_info" / f"{scene.name}.npz", info)
+
+
+def each_scene(count: int, progress: bool) -> Iterator[int]:
+    """0 .. count - 1, with progress on stderr when `progress`: a tqdm bar, or a line per scene without tqdm."""
+    if not progress:
+        yield from range(count)
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        for index in range(count):
+            yield index
+            print(f"scene {index + 1}/{count} rendered", file=sys.stderr, flush=True)
+        return
+    yield from tqdm(range(count), desc="rendering scenes", unit="scene", file=sys.stderr)
+
+
+def generate_world(root: str | Path, config: WorldConfig | None = None, progress: bool = False) -> list[Path]:
+    """Render the world into `root` in the flat MegaDepth layout; returns the scene-info files, one per scene.
+    Existing files are overwritten. `progress`: report each scene on stderr."""
     config = config if config is not None else WorldConfig()
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    if layout == "scannet":
-        (root / "intrinsics.npz").unlink(missing_ok=True)  # rebuilt scene by scene
-    written = []
-    for index in range(config.num_scenes):
-        scene = render_scene(config, index, shared_focal=layout == "scannet")
-        written.append(write_scannet(root, scene, index) if layout == "scannet" else write_megadepth(root, scene))
-    return written
+    return [write_megadepth(root, render_scene(config, index)) for index in each_scene(config.num_scenes, progress)]

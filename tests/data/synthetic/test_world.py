@@ -1,8 +1,8 @@
-"""The synthetic world: written in MegaDepth's format, read by the real loader, photo-consistent geometry."""
+"""The synthetic world: written in MegaDepth's format (the flat layout; LoFTR's trees: test_loftr_trees.py), read
+by the real loaders, photo-consistent geometry that agrees with the renderer in every layout."""
 
 import pickle
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,6 +12,8 @@ from torch.utils.data import default_collate
 from data.megadepth import MegaDepthConfig, MegaDepthPairs
 from data.supervision import coarse_supervision
 from data.scannet import ScanNetConfig, ScanNetPairs
+from data.synthetic.manifest import read_world_manifest, world_manifest
+from data.synthetic.trees import write_world
 from data.synthetic.world import Scene, WorldConfig, generate_world, render_scene
 
 
@@ -75,14 +77,10 @@ def test_command_line_writes_splits_deterministically(tmp_path):
     focals = {round(float(K[0, 0]), 3) for K in info["intrinsics"]}
     assert len(focals) > 1  # cameras vary in focal length
 
-    assert main(["--out", str(tmp_path / "s"), "--scenes", "3", "--cameras", "4", "--size", "96x72",
-                 "--layout", "scannet"]) == 0
-    listed = (tmp_path / "s" / "test.txt").read_text().split()
-    assert listed == ["index/scene0002_00.npz"]
-    dataset = ScanNetPairs(ScanNetConfig(root=str(tmp_path / "s" / "scans"), index_list=str(tmp_path / "s" / "test.txt"),
-                                         intrinsics=str(tmp_path / "s" / "intrinsics.npz"), image_size=(96, 72)))
-    assert len(dataset) > 0 and dataset[0]["depth0"].shape == (72, 96)
-    assert dataset.index_files == [str(tmp_path / "s" / listed[0])]  # listed names are relative to the list
+    assert read_world_manifest(tmp_path / "a") == world_manifest("flat", scenes=3, test_scenes=1, cameras=4,
+                                                                  size=(96, 72), textures="mixed", seed=0)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [  # the default layout is the flat one
+        "scene0000", "scene0001", "scene0002", "scene_info", "test.txt", "train.txt", "val.txt", "world.json"]
     training = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path / "a"), scene_list=str(tmp_path / "a" / "train.txt"),
                                               longer_side=96))
     assert training.scene_names == ["scene0000"] and len(training) > 0
@@ -103,30 +101,37 @@ def test_several_test_scenes_are_the_last_ones(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def world_dataset(root, infos, layout: str):
-    """The generated world read by the real loader of its layout: 320x240 originals -> 224 px (MegaDepth,
-    padded to a square) or 256x192 (ScanNet), so the ground truth also goes through a resize."""
-    if layout == "megadepth":
-        config = MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=224, depth_pad_size=320)
-        dataset = MegaDepthPairs(config)
-        return dataset, [(i0, i1) for _, i0, i1, _ in dataset.pairs]
-    config = ScanNetConfig(root=str(root / "scans"), index=tuple(map(str, infos)), intrinsics=str(root / "intrinsics.npz"),
+def world_dataset(root, layout: str):
+    """The training split of the generated world read by the real loader of its layout, configured as the
+    training configs point at LoFTR's trees: 320x240 originals -> 224 px (MegaDepth, padded to a square) or
+    256x192 (ScanNet), so the ground truth also goes through a resize."""
+    if layout in ("flat", "megadepth"):
+        tree = {"flat": {"root": root, "scene_list": root / "train.txt"},
+                "megadepth": {"root": root / "train", "scene_list": root / "index/trainvaltest_list/train_list.txt",
+                              "scene_info_dir": root / "index/scene_info_0.1_0.7"}}[layout]
+        dataset = MegaDepthPairs(MegaDepthConfig(**{key: str(path) for key, path in tree.items()}, longer_side=224,
+                                                 depth_pad_size=320))
+        return dataset, [(i0, i1) for scene, i0, i1, _ in dataset.pairs if scene == 0]
+    index = root / "index"
+    config = ScanNetConfig(root=str(root / "train"), index_list=str(index / "scene_data/train_list/scannet_all.txt"),
+                           index_dir=str(index / "scene_data/train"), intrinsics=str(index / "intrinsics.npz"),
                            image_size=(256, 192))
     dataset = ScanNetPairs(config)
-    return dataset, [(f0, f1) for _, f0, f1, _ in dataset.pairs]
+    return dataset, [(f0, f1) for scene, f0, f1, _ in dataset.pairs if scene == "scene0000_00"]
 
 
-@pytest.mark.parametrize("layout", ["megadepth", "scannet"])
+@pytest.mark.parametrize("layout", ["flat", "megadepth", "scannet"])
 def test_ground_truth_matches_the_renderer_exactly(tmp_path, layout):
-    """The ground truth of every match, built by the real loader from the written files, agrees with the
-    renderer's own correspondence, cast through the exact (sub-pixel) position, to 0.5 px."""
-    config = WorldConfig(num_scenes=1, cameras_per_scene=6, image_size=(320, 240), seed=7)
-    infos = generate_world(tmp_path, config, layout=layout)
+    """The ground truth of every match of the first (training) scene, built by the real loader from the
+    written files, agrees with the renderer's own correspondence, cast through the exact (sub-pixel)
+    position, to 0.5 px."""
+    config = WorldConfig(num_scenes=3, cameras_per_scene=6, image_size=(320, 240), seed=7)
+    write_world(tmp_path, config, layout=layout)
     truth = render_scene(config, 0, shared_focal=layout == "scannet")
     scene = Scene(config, np.random.default_rng([config.seed, 0]))  # the scene is drawn first from its rng
-    dataset, views = world_dataset(tmp_path, infos, layout)
+    dataset, views = world_dataset(tmp_path, layout)
     checked = 0
-    for index, (i0, i1) in enumerate(views):
+    for index, (i0, i1) in enumerate(views):  # scene 0's pairs come first
         batch = default_collate([dataset[index]])
         grid = tuple(size // 8 for size in batch["image0"].shape[2:])
         supervision = coarse_supervision(batch, grid, grid)
@@ -144,21 +149,6 @@ def test_ground_truth_matches_the_renderer_exactly(tmp_path, layout):
         assert error.max() < 0.5, (index, error.max())
         checked += len(i)
     assert checked > 100
-
-
-def test_scannet_layout_is_the_export_format(tmp_path):
-    config = WorldConfig(num_scenes=2, cameras_per_scene=5, image_size=(160, 120), seed=1)
-    indices = generate_world(tmp_path, config, layout="scannet")
-    assert [p.name for p in indices] == ["scene0000_00.npz", "scene0001_00.npz"]
-    intrinsics = np.load(tmp_path / "intrinsics.npz")
-    assert sorted(intrinsics.files) == ["scene0000_00", "scene0001_00"]
-    index = np.load(indices[1])
-    assert index["name"].shape[1] == 4 and (index["name"][:, :2] == [1, 0]).all()
-    assert len(index["score"]) == len(index["name"]) and ((index["score"] >= 0.1) & (index["score"] <= 0.9)).all()
-    depth = cv2.imread(str(tmp_path / "scans" / "scene0001_00" / "depth" / "0.png"), cv2.IMREAD_UNCHANGED)
-    assert depth.dtype == np.uint16 and depth.shape == (120, 160) and depth.min() > 0  # millimetres, all known
-    pose = np.loadtxt(tmp_path / "scans" / "scene0001_00" / "pose" / "0.txt")
-    assert np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-9)
 
 
 @pytest.mark.parametrize("textures", ["photos", "procedural"])
