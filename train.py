@@ -23,6 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from data.datamodule import DATASETS, DataConfig, PairDataModule
+from data.synthetic.manifest import read_world_manifest, world_manifest
 from lightning_modules.callbacks import PairsPerSecond
 from lightning_modules.config import FinalEvaluation, TrainConfig, WorldSettings, register_configs, training_config
 from lightning_modules.loftr_module import LoFTRModule, NonFiniteLossError
@@ -36,21 +37,25 @@ class ConfigError(Exception):
 
 
 def ensure_world(world: WorldSettings) -> None:
-    """Generate the synthetic world at `world.root` unless its split files are there and list the scenes
-    `world` asks for. Under torchrun or SLURM every process runs this: the global rank 0 (Lightning's, read from
-    RANK, LOCAL_RANK or SLURM_PROCID before the trainer exists) generates, the others wait for it."""
+    """Generate the synthetic world at `world.root` unless the world there was made with exactly these settings
+    (its world.json: layout, scenes, test scenes, cameras, size, textures, seed). Under torchrun or SLURM every
+    process runs this: the global rank 0 (Lightning's, read from RANK, LOCAL_RANK or SLURM_PROCID before the
+    trainer exists) generates, the others wait for its manifest."""
     root = Path(world.root)
-    if not world.generate or _world_matches(root, world):
+    wanted = world_manifest("flat", world.scenes, world.test_scenes, world.cameras, world.size, world.textures,
+                            world.seed)
+    found = read_world_manifest(root)
+    if not world.generate or found == wanted:
         return
     if rank_zero_only.rank != 0:
-        while not _world_matches(root, world):
+        while read_world_manifest(root) != wanted:
             time.sleep(1)
         return
     from data.synthetic.__main__ import main as generate
 
-    if (root / "test.txt").is_file():
-        print(f"the synthetic world in {root} has other scene splits than world.scenes={world.scenes}, "
-              f"world.test_scenes={world.test_scenes}: generating it again ...")
+    if found is not None:
+        changed = ", ".join(f"{key} {found.get(key)} -> {value}" for key, value in wanted.items() if found.get(key) != value)
+        print(f"the synthetic world in {root} was made with other settings ({changed}): generating it again ...")
     else:
         print(f"generating the synthetic world in {root} (once) ...")
     width, height = world.size
@@ -59,15 +64,6 @@ def ensure_world(world: WorldSettings) -> None:
                  "--seed", str(world.seed)]
     if generate(arguments) != 0:
         raise ConfigError(f"could not generate the synthetic world in {root}")
-
-
-def _world_matches(root: Path, world: WorldSettings) -> bool:
-    """Whether the split files at `root` list the scenes `world` asks for (test.txt is written last)."""
-    splits = [root / f"{split}.txt" for split in ("train", "val", "test")]
-    if not all(path.is_file() for path in splits):
-        return False
-    counts = [len(path.read_text().split()) for path in splits]
-    return sum(counts) == world.scenes and counts[2] == world.test_scenes
 
 
 def build_logger(settings: dict, run_dir: Path, name: str):

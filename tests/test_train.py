@@ -219,19 +219,26 @@ def test_tiny_model_learns(tmp_path):
     assert end["val/precision"] > max(3 * start["val/precision"], 8.0)
 
 
-def test_world_is_generated_once_and_again_when_its_splits_differ(tmp_path, capsys):
+def test_world_is_generated_once_and_again_when_its_settings_differ(tmp_path, capsys):
+    """Any setting of the world (its manifest, world.json) that differs from the one on disk makes it again:
+    the scene split, but also the size, cameras, textures and seed, which the split files do not show."""
     from lightning_modules.config import WorldSettings
 
-    settings = WorldSettings(generate=True, root=str(tmp_path / "w"), scenes=3, test_scenes=1, cameras=3, size=(64, 48))
-    train_script.ensure_world(settings)
+    settings = dict(generate=True, root=str(tmp_path / "w"), scenes=3, test_scenes=1, cameras=3, size=(64, 48))
+    train_script.ensure_world(WorldSettings(**settings))
     assert "generating the synthetic world" in capsys.readouterr().out
-    written = (tmp_path / "w" / "test.txt").stat().st_mtime_ns
-    train_script.ensure_world(settings)
-    assert capsys.readouterr().out == "" and (tmp_path / "w" / "test.txt").stat().st_mtime_ns == written
-    train_script.ensure_world(WorldSettings(generate=True, root=str(tmp_path / "w"), scenes=4, test_scenes=2,
-                                            cameras=3, size=(64, 48)))
-    assert "other scene splits than world.scenes=4, world.test_scenes=2" in capsys.readouterr().out
+    written = (tmp_path / "w" / "world.json").stat().st_mtime_ns
+    train_script.ensure_world(WorldSettings(**settings))
+    assert capsys.readouterr().out == "" and (tmp_path / "w" / "world.json").stat().st_mtime_ns == written
+    train_script.ensure_world(WorldSettings(**{**settings, "scenes": 4, "test_scenes": 2}))
+    assert "made with other settings (scenes 3 -> 4, test_scenes 1 -> 2)" in capsys.readouterr().out
     assert (tmp_path / "w" / "test.txt").read_text().split() == ["scene_info/scene0002.npz", "scene_info/scene0003.npz"]
+    for change in ({"seed": 1}, {"size": (80, 48)}, {"cameras": 4}, {"textures": "procedural"}):
+        settings.update(scenes=4, test_scenes=2, **change)
+        train_script.ensure_world(WorldSettings(**settings))
+        assert "made with other settings" in capsys.readouterr().out, change
+    with __import__("h5py").File(tmp_path / "w" / "scene0000" / "depths" / "0.h5", "r") as depth:
+        assert depth["depth"].shape == (48, 80)
 
 
 @pytest.mark.parametrize("shown", [True, False])
