@@ -233,10 +233,12 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
         out = tmp_path / benchmark
         run(home, "evaluate.py", *substituted(words, places), *EVALUATE_OVERRIDES, f"out_dir={out}")
         assert json.loads((out / "summary.json").read_text())["overall"]["pairs"] == 2
-    for words in [w for w in readme_commands("evaluate.py") if "benchmark=synthetic" in w and "matcher=loftr" not in w]:
-        run(home, "evaluate.py", *words, "benchmark.root=data/world", "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES,
-            "max_pairs=1",
-            f"out_dir={tmp_path / words[-1]}")
+    synthetic = [w for w in readme_commands("evaluate.py") if "benchmark=synthetic" in w and "matcher=loftr" not in w]
+    assert len(synthetic) == 2  # SIFT, and ASIFT under rotation (on data/world, the default root)
+    for index, words in enumerate(synthetic):
+        run(home, "evaluate.py", *words, "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES, "max_pairs=1",
+            f"out_dir={tmp_path / str(index)}")
+        assert (tmp_path / str(index) / "summary.json").is_file()
 
 
 def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # noqa: F811
