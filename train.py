@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 import pytorch_lightning as pl
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -174,8 +176,9 @@ def final_evaluation(settings: FinalEvaluation, module: LoFTRModule, run_dir: Pa
     return rows
 
 
-def train(config: TrainConfig) -> dict:
-    """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json)."""
+def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
+    """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json). `link_latest_run`:
+    point `latest` beside run_dir to it (not in a sweep, whose folder would then list one run twice)."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     ensure_world(config.world)
     datamodule = checked_data(config.data)
@@ -209,7 +212,7 @@ def train(config: TrainConfig) -> dict:
         from evaluation.report import write_json  # strict JSON: NaN/inf as null at any depth
 
         write_json(run_dir / "summary.json", summary)
-        latest = link_latest(run_dir)
+        latest = link_latest(run_dir) if link_latest_run else None
         checkpoint = (latest or run_dir) / "checkpoints" / "last.ckpt"
         command = match_command(config.final_evaluation, checkpoint) if checkpoint.is_file() else None
         if command is not None:
@@ -278,7 +281,7 @@ def main(config: DictConfig) -> None:
             settings = OmegaConf.to_object(config)
         except ValueError as error:  # a config class's own check of its values
             raise ConfigError(str(error)) from None
-        train(settings)
+        train(settings, link_latest_run=HydraConfig.get().mode == RunMode.RUN)
     except (ConfigError, NonFiniteLossError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)

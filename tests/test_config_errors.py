@@ -24,7 +24,7 @@ def refused(run_dir: Path, *overrides: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("experiment", ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "loftr_scannet"])
+@pytest.mark.parametrize("experiment", ["loftr_megadepth", "loftr_scannet"])  # the others extend the first
 def test_a_recipe_without_its_data_folder_names_data_root(tmp_path, experiment):
     assert "data.root: not set; give data.root=..." in refused(tmp_path / "run", f"experiment={experiment}")
 
