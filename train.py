@@ -182,6 +182,8 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
     pl.seed_everything(config.seed, workers=True, verbose=False)
     ensure_world(config.world)
     datamodule = checked_data(config.data)
+    if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={config.ckpt_path}: no such checkpoint to resume from")
     run_dir = Path(config.run_dir)
     try:
         module = LoFTRModule(training_config(config))
@@ -192,8 +194,6 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
     logger = build_logger(config.logger, run_dir, config.experiment_name)
     callbacks = build_callbacks(config.callbacks, run_dir, config.data, bool(logger))
     trainer = build_trainer(config.trainer, logger, callbacks, bool(config.callbacks.get("progress_bar", True)))
-    if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={config.ckpt_path}: no such checkpoint to resume from")
     try:
         if config.validate_only:
             trainer.validate(module, datamodule=datamodule)
