@@ -41,6 +41,9 @@ class MegaDepthConfig:
 
 
 SCENE_INFO_KEYS = ("image_paths", "depth_paths", "intrinsics", "poses", "pair_infos")
+# LoFTR's assets/megadepth_test_1500_scene_info/megadepth_test_1500.txt, in its order (300 pairs each): the
+# MegaDepth-1500 scene-info file stems
+MEGADEPTH_1500_SCENES = ("0022_0.1_0.3", "0015_0.1_0.3", "0015_0.3_0.5", "0022_0.3_0.5", "0022_0.5_0.7")
 
 
 def load_scene_info(path: str | Path) -> dict:

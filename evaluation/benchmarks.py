@@ -27,15 +27,13 @@ from data.errors import loading_pair
 from data.homography import HomographyConfig, HomographyPairs
 from data.hpatches import D2NET_EXCLUDED, NUM_IMAGES, HPatchesConfig, hpatches_pairs, hpatches_sequences
 from data.io import listed_files, read_grayscale
-from data.megadepth import resized_size
+from data.megadepth import MEGADEPTH_1500_SCENES, resized_size
 from data.pair_list import (PairListConfig, PairRecord, pair_list_pairs, pair_list_records, record_pair,
                             scene_info_records)
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
 
 from .pairs import EvalPair
 
-# LoFTR's assets/megadepth_test_1500_scene_info/megadepth_test_1500.txt, in its order (300 pairs each)
-MEGADEPTH_1500_SCENES = ("0022_0.1_0.3", "0015_0.1_0.3", "0015_0.3_0.5", "0022_0.3_0.5", "0022_0.5_0.7")
 
 
 @dataclass(frozen=True)

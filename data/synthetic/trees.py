@@ -42,6 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..megadepth import MEGADEPTH_1500_SCENES
 from .manifest import clear_world_manifest, world_manifest, write_world_manifest
 from .world import (RenderedScene, WorldConfig, each_scene, generate_world, render_scene, scene_info, write_jpeg,
                     write_scene_info, write_views)
@@ -55,9 +56,6 @@ MEGADEPTH_INDEX = {"train": "index/scene_info_0.1_0.7", "val": "index/scene_info
 MEGADEPTH_LISTS = "index/trainvaltest_list"
 MEGADEPTH_SCENE_SUFFIX = "_0.1_0.7"
 MEGADEPTH_1500_DIR = "index/megadepth_test_1500_scene_info"
-# LoFTR's megadepth_test_1500.txt in its order (evaluation/benchmarks.py MEGADEPTH_1500_SCENES; data does not
-# import evaluation)
-MEGADEPTH_1500_FILES = ("0022_0.1_0.3", "0015_0.1_0.3", "0015_0.3_0.5", "0022_0.3_0.5", "0022_0.5_0.7")
 # LoFTR's data/scannet index
 SCANNET_TRAIN_INDEX = "index/scene_data/train"
 SCANNET_TRAIN_LIST = "index/scene_data/train_list/scannet_all.txt"
@@ -145,17 +143,17 @@ def _write_megadepth_1500(folder: Path, views: list[tuple]) -> list[Path]:
         intrinsics += Ks
         poses += scene_poses
     pairs.sort()
-    files = len(MEGADEPTH_1500_FILES)
+    files = len(MEGADEPTH_1500_SCENES)
     if 0 < len(pairs) < files:  # too few to share out: repeat some, so that no file is empty
         chunks = [[k * len(pairs) // files] for k in range(files)]
     else:
         chunks = np.array_split(np.arange(len(pairs)), files)
     written = []
-    for stem, chunk in zip(MEGADEPTH_1500_FILES, chunks):
+    for stem, chunk in zip(MEGADEPTH_1500_SCENES, chunks):
         chosen = [(pairs[k][2], pairs[k][3], pairs[k][0]) for k in chunk]
         info = scene_info(image_paths, depth_paths, intrinsics, poses, chosen)
         written.append(write_scene_info(folder / f"{stem}.npz", info))
-    (folder / "megadepth_test_1500.txt").write_text("".join(f"{stem}\n" for stem in MEGADEPTH_1500_FILES))
+    (folder / "megadepth_test_1500.txt").write_text("".join(f"{stem}\n" for stem in MEGADEPTH_1500_SCENES))
     return written
 
 
