@@ -5,20 +5,9 @@ checkpoint monitor reads (`val/auc@10`, `val/auc@20`) stay defined."""
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import train as train_script
-from data.synthetic.__main__ import main as generate_world
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    assert generate_world(["--out", str(root), "--scenes", "3", "--cameras", "4", "--size", "160x120"]) == 0
-    return root
+from tests.test_train import config_of, world  # noqa: F401  (world: the tiny generated world, a fixture)
 
 
 def validate(world: Path, run_dir: Path, entries: list[str]) -> dict:
@@ -27,9 +16,7 @@ def validate(world: Path, run_dir: Path, entries: list[str]) -> dict:
         "final_evaluation.benchmark=null", "data.num_workers=0", "validate_only=true",
         f"data.val=[{','.join(entries)}]",
     ]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        config = OmegaConf.to_object(compose("train", overrides=overrides))
-    return train_script.train(config)["validation"]
+    return train_script.train(config_of(overrides))["validation"]
 
 
 def pose_entry(world: Path) -> str:
