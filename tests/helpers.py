@@ -4,9 +4,24 @@ import numpy as np
 import torch
 
 from data.synthetic.texture import make_texture, warp_homography
+from models.backbone.resnet_fpn import ResNetFPNConfig
+from models.loftr import LoFTRConfig
+from models.matching.coarse import CoarseMatchingConfig
+from models.matching.fine import FineConfig
+from models.transformer.encoder import TransformerConfig
 
 # A mild perspective warp: every cell moves by a few pixels, not by whole cells.
 WARP = np.array([[1.0, 0.03, 6.0], [-0.02, 1.0, 4.0], [0.0, 0.0, 1.0]])
+
+
+def tiny_model_config() -> LoFTRConfig:
+    """configs/model/loftr_tiny.yaml as a dataclass: a LoFTR that runs in a fraction of a second on a CPU."""
+    return LoFTRConfig(
+        backbone=ResNetFPNConfig(initial_dim=32, block_dims=(32, 48, 64)),
+        coarse=TransformerConfig(d_model=64, num_heads=4, layer_names=("self", "cross") * 2),
+        fine=FineConfig(transformer=TransformerConfig(d_model=32, num_heads=4, layer_names=("self", "cross"))),
+        match_coarse=CoarseMatchingConfig(train_pad_num_gt_min=20),
+    )
 
 
 def image_pair(height: int, width: int, seed: int = 1, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

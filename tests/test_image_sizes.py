@@ -11,21 +11,7 @@ from data.batch import grid_size  # noqa: F401 (the one grid helper)
 from data.homography import HomographyConfig, HomographyPairs
 from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig
 from losses.loftr_loss import LossConfig
-from models.backbone.resnet_fpn import ResNetFPNConfig
-from models.loftr import LoFTRConfig
-from models.matching.coarse import CoarseMatchingConfig
-from models.matching.fine import FineConfig
-from models.transformer.encoder import TransformerConfig
-
-
-def tiny_model_config() -> LoFTRConfig:
-    """configs/model/loftr_tiny.yaml as a dataclass."""
-    return LoFTRConfig(
-        backbone=ResNetFPNConfig(initial_dim=32, block_dims=(32, 48, 64)),
-        coarse=TransformerConfig(d_model=64, num_heads=4, layer_names=("self", "cross") * 2),
-        fine=FineConfig(transformer=TransformerConfig(d_model=32, num_heads=4, layer_names=("self", "cross"))),
-        match_coarse=CoarseMatchingConfig(train_pad_num_gt_min=20),
-    )
+from tests.helpers import tiny_model_config
 
 
 @pytest.fixture(scope="module")

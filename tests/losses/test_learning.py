@@ -4,28 +4,16 @@ import torch
 
 from data.supervision import coarse_supervision
 from losses.loftr_loss import LoFTRLoss
-from models.backbone.resnet_fpn import ResNetFPNConfig
-from models.loftr import LoFTR, LoFTRConfig
-from models.transformer.encoder import TransformerConfig
+from models.loftr import LoFTR
 from tests.data.test_supervision import FOCAL, Z, plane_batch, translation
-from tests.helpers import image_pair
-
-
-def tiny_loftr() -> LoFTR:
-    config = LoFTRConfig(
-        backbone=ResNetFPNConfig(32, (32, 48, 64)),
-        coarse=TransformerConfig(d_model=64, num_heads=4, layer_names=("self", "cross") * 2),
-    )
-    config.fine.transformer = TransformerConfig(d_model=32, num_heads=4, layer_names=("self", "cross"))
-    config.match_coarse.train_pad_num_gt_min = 20
-    return LoFTR(config)
+from tests.helpers import image_pair, tiny_model_config
 
 
 def test_tiny_model_fits_a_translated_pair():
     """A plane shifted by (11, 5) px in the pictures and in the geometry: 40 AdamW steps cut the coarse loss
     tenfold, and the trained model's matches are mostly ground-truth matches."""
     torch.manual_seed(0)
-    model = tiny_loftr().train()
+    model = LoFTR(tiny_model_config()).train()
     batch = {k: v.float() for k, v in plane_batch(96, 128, translation(11 * Z / FOCAL, 5 * Z / FOCAL)).items()}
     image, _ = image_pair(96, 128)
     shifted = torch.zeros_like(image)

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.loftr import LoFTR, LoFTRConfig
-from tests.helpers import image_pair, sharpen_
+from models.loftr import LoFTR
+from tests.helpers import image_pair, sharpen_, tiny_model_config
 
 
 def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,7 +17,7 @@ def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, 
 
 
 def sharp_model(attention: str = "linear", subpixel: bool = False) -> LoFTR:
-    config = LoFTRConfig()
+    config = tiny_model_config()  # padding is handled the same at any width
     config.coarse.attention = config.fine.transformer.attention = attention
     config.subpixel.enabled = subpixel
     return sharpen_(LoFTR(config).eval()).double()
@@ -53,7 +53,7 @@ def test_padded_batch_gives_unpadded_matches(attention, subpixel):
 
 
 def test_no_match_in_padding_even_without_border_removal():
-    config = LoFTRConfig()
+    config = tiny_model_config()
     config.match_coarse.border_removal = 0
     model = sharpen_(LoFTR(config).eval()).double()
     image0, image1 = image_pair(172, 236, dtype=torch.float64)
