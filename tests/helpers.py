@@ -1,4 +1,14 @@
-"""Inputs shared by the tests and the benchmarks: a textured pair and a decisive random LoFTR."""
+"""Inputs shared by the tests and the benchmarks: a textured pair, a tiny and a decisive random LoFTR; and a
+way to run a command line in the test process."""
+
+import io
+import os
+import runpy
+import subprocess
+import sys
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,3 +55,34 @@ def sharpen_(model: torch.nn.Module) -> torch.nn.Module:
         model.loftr_coarse.layers[-1].merge.weight.zero_()
         model.loftr_coarse.layers[-1].norm2.weight.mul_(10.0)
     return model
+
+
+def run_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`python ARGS` (a script's path or `-m MODULE`, then the arguments) run inside this interpreter as its
+    `__main__`, from the folder `cwd`: sys.argv, the working folder, the exit code and the two streams as a
+    fresh process has them, without the ten seconds that one spends importing torch and Lightning. An
+    uncaught exception ends it as Python ends a process: its traceback on stderr, exit code 1. Commands that
+    start processes of their own (DDP, launchers) still want a real one."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_argv, saved_cwd, code = sys.argv, os.getcwd(), 0
+    try:
+        os.chdir(cwd)
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            try:
+                if args[0] == "-m":
+                    sys.argv = args[1:]  # runpy puts the module's file in argv[0]
+                    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+                else:
+                    sys.argv = list(args)
+                    runpy.run_path(args[0], run_name="__main__")
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+            except BaseException:  # noqa: BLE001 (what the interpreter does with it)
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())

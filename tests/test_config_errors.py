@@ -2,11 +2,11 @@
 checkpoint or a log folder exists: README's commands with the data folder left out, keys still `???`, a wrong
 field of a data entry, a root that does not exist."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def refused(run_dir: Path, *overrides: str) -> str:
     """train.py's stderr for a run that must stop at its configuration; checks the exit code and that nothing
     but Hydra's own record of the config was written."""
-    run = subprocess.run([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    run = run_here([str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"], ROOT)
     assert run.returncode == 2, run.stderr[-2000:]
     written = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
     assert written <= {".hydra", "train.log"}, written

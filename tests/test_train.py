@@ -16,6 +16,7 @@ from data.synthetic.__main__ import main as generate_world
 from evaluation.matchers import LoFTRMatcher
 from lightning_modules.loftr_module import LoFTRModule
 from losses.loftr_loss import LoFTRLoss
+from tests.helpers import run_here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +137,12 @@ def test_nonfinite_losses_are_skipped_then_stop_training(world, tmp_path, monkey
 
 
 def run_script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python ARGS` in a process of its own: for commands that start processes (DDP, launchers)."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def run_script_here(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return run_here([str(ROOT / script), *args], cwd)
 
 
 def test_ddp_validation_equals_single_process(world, tmp_path):
@@ -158,12 +164,12 @@ def test_ddp_validation_equals_single_process(world, tmp_path):
 
 def test_sweep_runs_each_value_and_collects_a_table(world, tmp_path):
     sweep = tmp_path / "sweep"
-    run = run_script("train.py", "-m", *small(world, None, "trainer.max_epochs=1", "model.coarse.attention=linear,full",
+    run = run_script_here("train.py", "-m", *small(world, None, "trainer.max_epochs=1", "model.coarse.attention=linear,full",
                                              f"hydra.sweep.dir={sweep}"))
     assert run.returncode == 0, run.stderr[-3000:]
     runs = sorted(path.parent for path in sweep.glob("*/summary.json"))
     assert [p.name for p in runs] == ["0", "1"]
-    table = run_script("scripts/collect_runs.py", str(sweep))
+    table = run_script_here("scripts/collect_runs.py", str(sweep))
     assert table.returncode == 0, table.stderr
     assert "model.coarse.attention=linear" in table.stdout and "model.coarse.attention=full" in table.stdout
     assert "val/auc@20" in table.stdout
@@ -181,13 +187,13 @@ def test_se2_experiments_train_the_steerable_backbone_and_reload(world, tmp_path
 
 
 def test_configuration_errors_name_the_key(world, tmp_path):
-    typo = run_script("train.py", *small(world, tmp_path, "model.coarse.dmodel=64"))
+    typo = run_script_here("train.py", *small(world, tmp_path, "model.coarse.dmodel=64"), cwd=tmp_path)
     assert typo.returncode != 0 and "dmodel" in typo.stderr
-    group = run_script("train.py", *small(world, tmp_path, "experiment=loftr_megadepht"))
+    group = run_script_here("train.py", *small(world, tmp_path, "experiment=loftr_megadepht"), cwd=tmp_path)
     assert group.returncode != 0 and "loftr_megadepth" in group.stderr and "synthetic" in group.stderr
-    backbone = run_script("train.py", *small(world, tmp_path, "model.backbone.type=se2"))
+    backbone = run_script_here("train.py", *small(world, tmp_path, "model.backbone.type=se2"), cwd=tmp_path)
     assert backbone.returncode == 2 and "backbone.type must be one of resnet_fpn, se2_resnet_fpn" in backbone.stderr
-    schedule = run_script("train.py", *small(world, tmp_path, "optimizer.schedule=linear"))
+    schedule = run_script_here("train.py", *small(world, tmp_path, "optimizer.schedule=linear"), cwd=tmp_path)
     assert schedule.returncode == 2 and "optimizer.schedule='linear' is not one of" in schedule.stderr
     with pytest.raises(train_script.ConfigError, match=r"trainer: unknown option\(s\) \['max_step'\]"):
         train_script.train(config_of(small(world, tmp_path, "+trainer.max_step=3")))
