@@ -22,6 +22,7 @@ from data.megadepth import load_scene_info
 from data.synthetic.__main__ import main as generate_world
 from data.synthetic.world import WorldConfig, render_scene
 from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
+from tests.helpers import run_here
 
 pytestmark = pytest.mark.recipe
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,13 +98,17 @@ def substituted(words: list[str], places: dict[str, str]) -> list[str]:
     return out
 
 
-def run(home: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python ARGS` from the user's folder `home`; the scripts are the repository's."""
+def run(home: Path, *args: str, own_process: bool = False) -> subprocess.CompletedProcess:
+    """`python ARGS` from the user's folder `home`; the scripts are the repository's. In this process (see
+    tests.helpers.run_here) unless `own_process`: README's first command runs in a process of its own."""
     script, *rest = args
     target = [str(ROOT / script)] if script.endswith(".py") else [script]
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}  # for `python -m data...` from another folder
-    result = subprocess.run([sys.executable, *target, *rest], cwd=home, capture_output=True, text=True,
-                            timeout=timeout, env=environment)
+    if own_process:
+        environment = {**os.environ, "PYTHONPATH": str(ROOT)}  # for `python -m data...` from another folder
+        result = subprocess.run([sys.executable, *target, *rest], cwd=home, capture_output=True, text=True,
+                                timeout=600, env=environment)
+    else:
+        result = run_here([*target, *rest], home)
     assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     return result
 
@@ -156,7 +161,7 @@ def main_job(home) -> subprocess.CompletedProcess:
     [words] = readme_training("main job")  # the bare `train.py` of the set-up command
     # long enough (120 steps) for the printed match.py command to find matches at the official threshold
     return run(home, "train.py", *words, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "trainer.max_steps=120",
-               "data.samples_per_scene=30")
+               "data.samples_per_scene=30", own_process=True)
 
 
 def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home, main_job):
