@@ -1,12 +1,11 @@
 """The benchmark scripts still run against the current configs and model (their figures are not tested)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.training import model_config
+from tests.helpers import run_here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,9 +21,8 @@ def test_training_benchmark_builds_every_model_file_as_train_py_does(name):
 @pytest.mark.parametrize("attention, channels_last, subpixel", [("linear", False, False), ("full", True, True)])
 def test_training_benchmark_prints_a_row_for_the_tiny_model(attention, channels_last, subpixel):
     flags = (["--channels-last"] if channels_last else []) + (["--subpixel"] if subpixel else [])
-    out = subprocess.run([sys.executable, "benchmarks/training.py", "--steps", "1", "--warmup", "0", "--sizes",
-                          "160x120", "--attention", attention, *flags], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = run_here(["benchmarks/training.py", "--steps", "1", "--warmup", "0", "--sizes", "160x120",
+                    "--attention", attention, *flags], ROOT)
     assert out.returncode == 0, out.stderr
     assert f"{attention} attention, channels-last {channels_last}" in out.stdout
     rows = [line.split() for line in out.stdout.strip().splitlines()[2:]]
@@ -39,19 +37,16 @@ def test_rotation_benchmark_prints_an_auc_row_per_angle(tmp_path):
     from data.synthetic.texture import make_texture
 
     cv2.imwrite(str(tmp_path / "photo.png"), make_texture(240, 320, seed=0))
-    out = subprocess.run([sys.executable, "benchmarks/rotation.py", "--benchmark", "homographies",
-                          f"root={tmp_path}", "pairs_per_image=2", "--sift", "--angles", "0", "90"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = run_here(["benchmarks/rotation.py", "--benchmark", "homographies", f"root={tmp_path}",
+                    "pairs_per_image=2", "--sift", "--angles", "0", "90"], ROOT)
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[3:]}
     assert list(rows) == ["0", "90", "worst"]
     aucs = {angle: [float(v) for v in cells[::2]] for angle, cells in rows.items() if angle != "worst"}
     assert aucs["0"][2] > 80 and aucs["90"][2] > 80  # SIFT is rotation-invariant: AUC@10px on a sharp texture
     assert float(rows["worst"][0]) == min(aucs["0"][2], aucs["90"][2])
-    bad = subprocess.run([sys.executable, "benchmarks/rotation.py", "--loftr", "no-name"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    bad = run_here(["benchmarks/rotation.py", "--loftr", "no-name"], ROOT)
     assert bad.returncode == 2 and "NAME=CHECKPOINT" in bad.stderr
-    missing = subprocess.run([sys.executable, "benchmarks/rotation.py", "--benchmark", "homographies",
-                              f"root={tmp_path}", "--loftr", f"x={tmp_path / 'absent.ckpt'}"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
+    missing = run_here(["benchmarks/rotation.py", "--benchmark", "homographies", f"root={tmp_path}",
+                        "--loftr", f"x={tmp_path / 'absent.ckpt'}"], ROOT)
     assert missing.returncode == 2 and "absent.ckpt" in missing.stderr and "Traceback" not in missing.stderr

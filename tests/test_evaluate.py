@@ -2,8 +2,6 @@
 the MegaDepth sample (skipped without ../shared/data), the files a run writes, and clear errors."""
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from data.pair_list import scene_info_records, write_pair_list
 from data.synthetic.world import WorldConfig, generate_world
 from evaluate import EvaluationError, evaluate
+from tests.helpers import run_here
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "megadepth_sample"
@@ -98,8 +97,7 @@ def test_input_errors_name_what_to_set(tmp_path):
 
 def test_command_line_exit_codes(tmp_path):
     """A missing data root: one line on stderr and exit code 2; an unknown benchmark: Hydra lists the choices."""
-    run = lambda *args: subprocess.run([sys.executable, "evaluate.py", *args, f"out_dir={tmp_path}"],  # noqa: E731
-                                       cwd=ROOT, capture_output=True, text=True)
+    run = lambda *args: run_here(["evaluate.py", *args, f"out_dir={tmp_path}"], ROOT)  # noqa: E731
     missing = run("benchmark=hpatches")
     assert missing.returncode == 2
     assert "evaluate.py: error: hpatches benchmark: set `root`" in missing.stderr
