@@ -13,6 +13,7 @@ import torch
 
 import train as train_script
 from lightning_modules.loftr_module import LoFTRModule
+from tests.helpers import run_here
 from tests.test_train import ROOT, config_of, one_thread, small, world  # noqa: F401 (fixtures)
 
 # train.py with the training draws recorded: every dataset index the training loader reads, and the final
@@ -47,24 +48,36 @@ exec(compile(Path(train_py).read_text(), train_py, "exec"), {"__name__": "__main
 """
 
 
-def recorded_run(world: Path, folder: Path, *extra: str) -> list[dict]:
+def recorded_run(world: Path, folder: Path, monkeypatch, *extra: str, processes: int = 1) -> list[dict]:
+    """The recording train.py run from the repository: in this process for one process, else in one of its
+    own that starts the others."""
     script = folder / "recording_train.py"
     folder.mkdir(parents=True)
     script.write_text(RECORDING_TRAIN)
-    env = dict(os.environ, DRAWN_DIR=str(folder), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, str(script), *small(world, folder / "run", *extra)], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=600)
+    args = [str(script), *small(world, folder / "run", *extra)]
+    env = dict(DRAWN_DIR=str(folder), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    if processes == 1:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            # the script replaces both; undone after the run
+            patch.setattr(torch.utils.data.ConcatDataset, "__getitem__", torch.utils.data.ConcatDataset.__getitem__)
+            patch.setattr(LoFTRModule, "on_train_end", LoFTRModule.on_train_end)
+            run = run_here(args, ROOT)
+    else:
+        run = subprocess.run([sys.executable, *args, "trainer=ddp", "trainer.accelerator=cpu",
+                              f"trainer.devices={processes}"], cwd=ROOT, env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     return [json.loads(path.read_text()) for path in sorted(folder.glob("rank*.json"))]
 
 
-def test_two_ddp_processes_share_one_epoch_draw(world, tmp_path):
+def test_two_ddp_processes_share_one_epoch_draw(world, tmp_path, monkeypatch):
     """One epoch of 8 pairs: one process takes 8 steps; 2 DDP processes take 4 steps each and read between
     them each pair of the single-process draw once (interleaved: rank r takes every 2nd from r)."""
     overrides = ("trainer.max_epochs=1", "data.samples_per_scene=8", "data.val=[]")
-    (single,) = recorded_run(world, tmp_path / "single", *overrides)
-    ranks = recorded_run(world, tmp_path / "ddp", *overrides, "trainer=ddp", "trainer.accelerator=cpu",
-                         "trainer.devices=2")
+    (single,) = recorded_run(world, tmp_path / "single", monkeypatch, *overrides)
+    ranks = recorded_run(world, tmp_path / "ddp", monkeypatch, *overrides, processes=2)
     assert single["global_step"] == len(single["drawn"]) == 8
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert [r["global_step"] for r in ranks] == [4, 4]  # half the single-process steps

@@ -15,7 +15,7 @@ def test_submitit_local_sweep_runs_each_value_as_a_job(world, tmp_path):  # noqa
                 "hydra.launcher.gpus_per_node=0", "hydra.launcher.tasks_per_node=1"]
     run = run_script("train.py", "-m", *launcher,
                      *small(world, None, "trainer.max_epochs=1", "model.coarse.attention=linear,full",
-                            f"hydra.sweep.dir={sweep}"))
+                            f"hydra.sweep.dir={sweep}"), threads=1)  # the two jobs run at once
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Submitit 'local' sweep output dir" in run.stdout + run.stderr
     for job, attention in (("0", "linear"), ("1", "full")):

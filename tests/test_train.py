@@ -3,6 +3,7 @@ non-finite losses are skipped and counted, DDP validation equals single-process 
 value in its own folder and the collector tabulates them, and configuration errors say what is wrong."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,9 +137,12 @@ def test_nonfinite_losses_are_skipped_then_stop_training(world, tmp_path, monkey
         train_script.train(config_of(small(world, tmp_path / "b", "trainer.max_epochs=1", "max_nonfinite_steps=2")))
 
 
-def run_script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """`python ARGS` in a process of its own: for commands that start processes (DDP, launchers)."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def run_script(*args: str, cwd: Path = ROOT, threads: int | None = None) -> subprocess.CompletedProcess:
+    """`python ARGS` in a process of its own: for commands that start processes (DDP, launchers). `threads`:
+    torch's threads in each process, when several run at once (two of two threads each on two cores spend
+    most of their time waiting for each other)."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def run_script_here(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -149,13 +153,15 @@ def test_ddp_validation_equals_single_process(world, tmp_path):
     """The same weights validated by 2 CPU processes under DDP and by one: the same metrics, every pair once."""
     train_script.train(config_of(small(world, tmp_path / "trained", "trainer.max_epochs=1")))
     checkpoint = tmp_path / "trained" / "checkpoints" / "last.ckpt"
-    results = {}
-    for name, extra in (("single", []), ("ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])):
-        run = run_script("train.py", *small(world, tmp_path / name, "validate_only=true", f"init_checkpoint={checkpoint}",
-                                            "model.match_coarse.threshold=0", "validation.epipolar_threshold=1e-2",
-                                            *extra))  # matches from a young model, some within a loose threshold
-        assert run.returncode == 0, run.stderr[-3000:]
-        results[name] = json.loads((tmp_path / name / "summary.json").read_text())["validation"]
+    validation = lambda name, *extra: small(  # noqa: E731
+        world, tmp_path / name, "validate_only=true", f"init_checkpoint={checkpoint}",
+        "model.match_coarse.threshold=0", "validation.epipolar_threshold=1e-2",  # a young model's matches,
+        *extra)  # some within a loose threshold
+    results = {"single": train_script.train(config_of(validation("single")))["validation"]}
+    run = run_script("train.py", *validation("ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
+                     threads=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results["ddp"] = json.loads((tmp_path / "ddp" / "summary.json").read_text())["validation"]
     assert results["single"]["val/pairs"] > 2 and results["single"]["val/matches"] > 5  # enough to compare
     assert results["single"]["val/precision"] > 0
     assert results["ddp"] == pytest.approx(results["single"])
