@@ -19,7 +19,7 @@ from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
 from geometry.warp import warp_depth
 from lightning_modules.loftr_module import LoFTRModule, TrainingConfig
-from tests.losses.test_learning import tiny_loftr
+from tests.helpers import tiny_model_config
 
 pytest.importorskip("pycolmap")
 
@@ -99,7 +99,7 @@ def test_prepared_pairs_train_through_sparse_supervision(photos):
     error = (sparse.warped0[0, sparse.index0] - dense.warped0[0, sparse.index0]).norm(dim=-1)[known]
     assert known.sum() > 5 and error.median() < 1.0
 
-    module = LoFTRModule(TrainingConfig(model=tiny_loftr().config))  # the dispatch: a sparse batch trains
+    module = LoFTRModule(TrainingConfig(model=tiny_model_config()))  # the dispatch: a sparse batch trains
     dataset.config.longer_side = 160  # small images: a quick step
     loss = module.training_step(default_collate([dataset[k] for k in range(2)]), 0)
     loss.backward()
