@@ -79,6 +79,17 @@ TRAINING_RUNS = {
     "sweep": lambda w: w[:1] == ["-m"] and not any(word.startswith("hydra/launcher=") for word in w),
     "in-house": lambda w: experiment_of(w) == "finetune_inhouse",
 }
+# Which README evaluate.py and match.py command each test runs: every one must be exactly one of these
+EVALUATION_RUNS = {
+    "LoFTR test sets": lambda w: any(f"benchmark={name}" in w for name in ("megadepth1500", "scannet1500")),
+    "classical on the world": lambda w: "benchmark=synthetic" in w and "matcher=loftr" not in w,
+    "in-house": lambda w: "benchmark.root=data/site_test" in w,
+    "hpatches": lambda w: "benchmark=hpatches" in w,
+}
+MATCH_RUNS = {
+    "main job's demo": lambda w: "outputs/train/synthetic/latest/checkpoints/last.ckpt" in w,
+    "official checkpoint": lambda w: "weights/outdoor_ds.ckpt" in w,
+}
 NOT_RUN_HERE = {  # README commands that need what this machine lacks, and the test that runs their substance
     "hydra/launcher=submitit_slurm": "a SLURM cluster; tests/test_launcher.py runs a sweep through submitit_local",
 }
@@ -174,7 +185,7 @@ def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home,
     words = shlex.split(command)
     assert words[:2] == ["python", "match.py"] and "outputs/train/synthetic/latest/checkpoints/last.ckpt" in words
     # README's demo is the same command (with the default world's images)
-    [demo] = [w for w in readme_commands("match.py") if "outputs/train/synthetic/latest/checkpoints/last.ckpt" in w]
+    [demo] = [w for w in readme_commands("match.py") if MATCH_RUNS["main job's demo"](w)]
     assert [w for w in demo if not w.endswith(".jpg")] == [w for w in words[2:] if not w.endswith(".jpg")]
     matched = run(home, *words[1:])
     found = int(re.search(r"(\d+) matches", matched.stdout).group(1))
@@ -235,11 +246,12 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
     for name in ("outdoor_ds.ckpt", "indoor_ds_new.ckpt"):
         (weights / name).write_bytes(trained)
     for benchmark in ("megadepth1500", "scannet1500"):
-        [words] = [w for w in readme_commands("evaluate.py") if f"benchmark={benchmark}" in w]
+        [words] = [w for w in readme_commands("evaluate.py")
+                   if EVALUATION_RUNS["LoFTR test sets"](w) and f"benchmark={benchmark}" in w]
         out = tmp_path / benchmark
         run(home, "evaluate.py", *substituted(words, places), *EVALUATE_OVERRIDES, f"out_dir={out}")
         assert json.loads((out / "summary.json").read_text())["overall"]["pairs"] == 2
-    synthetic = [w for w in readme_commands("evaluate.py") if "benchmark=synthetic" in w and "matcher=loftr" not in w]
+    synthetic = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["classical on the world"](w)]
     assert len(synthetic) == 2  # SIFT, and ASIFT under rotation (on data/world, the default root)
     for index, words in enumerate(synthetic):
         run(home, "evaluate.py", *words, "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES, "max_pairs=1",
@@ -267,6 +279,7 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # 
         assert (home / "data" / name / "scene_info" / "inhouse.npz").is_file(), name
     evaluations, trainings = readme_commands("evaluate.py", section), readme_commands("train.py", section)
     assert len(evaluations) == 2 and len(trainings) == 2
+    assert all(EVALUATION_RUNS["in-house"](words) for words in evaluations)
     run(home, "evaluate.py", *evaluations[0], *EVALUATE_OVERRIDES, "out_dir=outputs/before")
     tiny = [*TRAIN_OVERRIDES, *RECIPES["finetune_inhouse"]]
     run(home, "train.py", *trainings[0], *tiny, "+data.val.0.longer_side=320")
@@ -280,6 +293,38 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # 
     assert last_checkpoint(home / "outputs" / "dense")["global_step"] == 2
     tracks = load_scene_info(home / "data" / "site_sparse" / "scene_info" / "inhouse.npz")["correspondences"]
     assert len(tracks) > 0 and all(len(pair) > 0 for pair in tracks)  # the imported model's tracks label pairs
+
+
+def test_hpatches_and_an_official_checkpoint(tmp_path):
+    """README's HPatches tilt test (on a tiny release in HPatches' layout) and its match.py command for an
+    official checkpoint (random weights under the official names)."""
+    from tests.data.test_hpatches import SEQUENCES, write_sequence
+    from tests.helpers import image_pair
+
+    for seed, name in enumerate(SEQUENCES):
+        write_sequence(tmp_path / "hpatches", name, seed)
+    [words] = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["hpatches"](w)]
+    words = [w.replace("benchmark.root=DIR", f"benchmark.root={tmp_path / 'hpatches'}") for w in words]
+    run(tmp_path, "evaluate.py", *words, *EVALUATE_OVERRIDES, "max_pairs=1", "out_dir=outputs/hpatches")
+    summary = json.loads((tmp_path / "outputs" / "hpatches" / "summary.json").read_text())
+    assert summary["overall"]["pairs"] > 0
+    kornia_loftr = pytest.importorskip("kornia.feature.loftr.loftr")
+    (tmp_path / "weights").mkdir()
+    official = {f"matcher.{k}": v for k, v in kornia_loftr.LoFTR(pretrained=None).state_dict().items()}
+    torch.save({"epoch": 29, "state_dict": official}, tmp_path / "weights" / "outdoor_ds.ckpt")
+    for name, image in zip(("a.jpg", "b.jpg"), image_pair(240, 320)):
+        cv2.imwrite(str(tmp_path / name), (image[0, 0].numpy() * 255).astype("uint8"))
+    [words] = [w for w in readme_commands("match.py") if MATCH_RUNS["official checkpoint"](w)]
+    matched = run(tmp_path, "match.py", *words)
+    assert re.search(r"\d+ matches", matched.stdout) and (tmp_path / "outputs" / "ab" / "matches.png").is_file()
+
+
+def test_every_readme_evaluation_and_match_command_is_run_here():
+    for script, runs in (("evaluate.py", EVALUATION_RUNS), ("match.py", MATCH_RUNS)):
+        commands = readme_commands(script)
+        assert len(commands) >= len(runs)
+        for words in commands:
+            assert sum(selects(words) for selects in runs.values()) == 1, (script, words)
 
 
 def test_every_experiment_has_its_recipe_run_here():
