@@ -79,7 +79,7 @@ def run_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                 if isinstance(exit_.code, str):
                     print(exit_.code, file=sys.stderr)
                 code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-            except BaseException:  # noqa: BLE001 (what the interpreter does with it)
+            except Exception:  # what the interpreter does with it (Ctrl-C still stops the tests)
                 traceback.print_exc()
                 code = 1
     finally:
