@@ -170,8 +170,8 @@ def test_ddp_validation_equals_single_process(world, tmp_path):
 
 def test_sweep_runs_each_value_and_collects_a_table(world, tmp_path):
     sweep = tmp_path / "sweep"
-    run = run_script_here("train.py", "-m", *small(world, None, "trainer.max_epochs=1", "model.coarse.attention=linear,full",
-                                             f"hydra.sweep.dir={sweep}"))
+    run = run_script_here("train.py", "-m", *small(world, None, "trainer.max_epochs=1",
+                                                  "model.coarse.attention=linear,full", f"hydra.sweep.dir={sweep}"))
     assert run.returncode == 0, run.stderr[-3000:]
     runs = sorted(path.parent for path in sweep.glob("*/summary.json"))
     assert [p.name for p in runs] == ["0", "1"]
