@@ -20,9 +20,12 @@ import torch
 
 from data.megadepth import load_scene_info
 from data.synthetic.__main__ import main as generate_world
+from data.synthetic.texture import make_texture, warp_homography
 from data.synthetic.world import WorldConfig, render_scene
 from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
-from tests.helpers import run_here
+from tests.data.test_hpatches import SEQUENCES, write_sequence
+from tests.helpers import WARP, run_here
+from tests.test_match_cli import official_checkpoint, official_state_dict, write_image  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.recipe
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,12 +298,9 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # 
     assert len(tracks) > 0 and all(len(pair) > 0 for pair in tracks)  # the imported model's tracks label pairs
 
 
-def test_hpatches_and_an_official_checkpoint(tmp_path):
+def test_hpatches_and_an_official_checkpoint(tmp_path, official_checkpoint):  # noqa: F811
     """README's HPatches tilt test (on a tiny release in HPatches' layout) and its match.py command for an
     official checkpoint (random weights under the official names)."""
-    from tests.data.test_hpatches import SEQUENCES, write_sequence
-    from tests.helpers import image_pair
-
     for seed, name in enumerate(SEQUENCES):
         write_sequence(tmp_path / "hpatches", name, seed)
     [words] = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["hpatches"](w)]
@@ -308,12 +308,11 @@ def test_hpatches_and_an_official_checkpoint(tmp_path):
     run(tmp_path, "evaluate.py", *words, *EVALUATE_OVERRIDES, "max_pairs=1", "out_dir=outputs/hpatches")
     summary = json.loads((tmp_path / "outputs" / "hpatches" / "summary.json").read_text())
     assert summary["overall"]["pairs"] > 0
-    kornia_loftr = pytest.importorskip("kornia.feature.loftr.loftr")
     (tmp_path / "weights").mkdir()
-    official = {f"matcher.{k}": v for k, v in kornia_loftr.LoFTR(pretrained=None).state_dict().items()}
-    torch.save({"epoch": 29, "state_dict": official}, tmp_path / "weights" / "outdoor_ds.ckpt")
-    for name, image in zip(("a.jpg", "b.jpg"), image_pair(240, 320)):
-        cv2.imwrite(str(tmp_path / name), (image[0, 0].numpy() * 255).astype("uint8"))
+    (tmp_path / "weights" / "outdoor_ds.ckpt").symlink_to(official_checkpoint)
+    image = make_texture(240, 320, seed=3)
+    write_image(tmp_path / "a.jpg", image)
+    write_image(tmp_path / "b.jpg", warp_homography(image, WARP))
     [words] = [w for w in readme_commands("match.py") if MATCH_RUNS["official checkpoint"](w)]
     matched = run(tmp_path, "match.py", *words)
     assert re.search(r"\d+ matches", matched.stdout) and (tmp_path / "outputs" / "ab" / "matches.png").is_file()
