@@ -86,3 +86,28 @@ def run_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         sys.argv = saved_argv
         os.chdir(saved_cwd)
     return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
+
+
+def refusal(run: subprocess.CompletedProcess, *named: str) -> str:
+    """The one line a command refused bad input with: exit code 2, no traceback, a single non-empty line on
+    stderr that contains every string of `named` (the input, the key, the size, ...). Returns the line."""
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.returncode == 2, f"exit code {run.returncode}\n{run.stderr[-3000:]}"
+    lines = [line for line in run.stderr.splitlines() if line.strip() and not line.startswith("warning: ")]
+    assert len(lines) == 1, run.stderr[-3000:]
+    for text in named:
+        assert text in lines[0], f"{text!r} not in: {lines[0]}"
+    return lines[0]
+
+
+def snapshot(*roots: Path) -> dict[Path, bytes]:
+    """Every file under `roots` (files or folders) and its bytes: compare before and after a command to show
+    that it changed nothing that was there."""
+    files = [p for root in roots for p in ([root] if root.is_file() else sorted(root.rglob("*"))) if p.is_file()]
+    return {path: path.read_bytes() for path in files}
+
+
+def assert_unchanged(before: dict[Path, bytes]) -> None:
+    """Every file of `before` still there with the same bytes."""
+    changed = [str(path) for path, data in before.items() if not path.is_file() or path.read_bytes() != data]
+    assert not changed, f"changed or removed: {changed}"
