@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
 import hydra
@@ -27,9 +28,13 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from data.datamodule import DATASETS, DataConfig, PairDataModule
 from data.synthetic.manifest import read_world_manifest, world_manifest
 from lightning_modules.callbacks import PairsPerSecond
-from lightning_modules.config import FinalEvaluation, TrainConfig, WorldSettings, register_configs, training_config
+from lightning_modules.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from lightning_modules.config import (CallbackSettings, FinalEvaluation, TrainConfig, WorldSettings, register_configs,
+                                      training_config)
 from lightning_modules.loftr_module import LoFTRModule, NonFiniteLossError
-from models.checkpoint import CheckpointError
+from models.checkpoint import CheckpointError, fit_problems, read_checkpoint
+from utils.annotations import fits, type_name
+from utils.cli import run_hydra_main
 
 register_configs()
 
@@ -95,17 +100,11 @@ def _wandb_logged_in() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def build_callbacks(settings: dict, run_dir: Path, data: DataConfig, logging: bool) -> list[pl.Callback]:
-    options = dict(settings)
-    checkpoint = dict(options.pop("checkpoint", {}))
-    monitor = checkpoint.pop("monitor", "auto")
+def build_callbacks(settings: CallbackSettings, run_dir: Path, data: DataConfig, logging: bool) -> list[pl.Callback]:
+    monitor = settings.checkpoint.monitor
     if monitor == "auto":
         homography = any(entry.get("type") == "homography" for entry in data.val)
         monitor = "val/auc@10" if homography else "val/auc@20"
-    every_n_train_steps = checkpoint.pop("every_n_train_steps", None)
-    if checkpoint:
-        raise ConfigError(f"callbacks.checkpoint: unknown option(s) {sorted(checkpoint)}; valid: monitor, "
-                          f"every_n_train_steps")
     folder = run_dir / "checkpoints"
     # last.ckpt on its own callback: Lightning 2.6 refreshes save_last only when a best checkpoint is saved
     # and at the end of every training epoch: Lightning's default saves it after validation only when validation
@@ -113,34 +112,39 @@ def build_callbacks(settings: dict, run_dir: Path, data: DataConfig, logging: bo
     # and at train end, so that it always holds the final step
     from lightning_modules.callbacks import LastCheckpoint
 
-    callbacks: list[pl.Callback] = [LastCheckpoint(folder, every_n_train_steps)]
+    callbacks: list[pl.Callback] = [LastCheckpoint(folder, settings.checkpoint.every_n_train_steps)]
     if data.val:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
                                                       save_top_k=1, auto_insert_metric_name=False,
                                                       enable_version_counter=False))
-    if options.pop("learning_rate_monitor", True) and logging:  # logger=none: nothing to log the rate to
+    if settings.learning_rate_monitor and logging:  # logger=none: nothing to log the rate to
         callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
-    options.pop("progress_bar", None)  # build_trainer's: the bar itself
     callbacks.append(PairsPerSecond())  # logged, and shown on the bar when there is one
-    if options:
-        raise ConfigError(f"callbacks: unknown option(s) {sorted(options)}; valid: checkpoint, learning_rate_monitor, "
-                          f"progress_bar")
     return callbacks
 
 
-def build_trainer(settings: dict, logger, callbacks: list[pl.Callback], progress_bar: bool = True) -> pl.Trainer:
+def check_trainer_settings(settings: dict) -> None:
+    """ConfigError naming the first `trainer.` option that pl.Trainer does not take, or of the wrong type."""
     valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
     unknown = sorted(set(settings) - valid)
     if unknown:
         raise ConfigError(f"trainer: unknown option(s) {unknown}; valid Trainer arguments: {', '.join(sorted(valid))}")
+    annotations = typing.get_type_hints(pl.Trainer.__init__)
+    for key, value in settings.items():
+        if key in annotations and not fits(value, annotations[key]):
+            raise ConfigError(f"trainer.{key}={value!r}: expected {type_name(annotations[key])}")
     if settings.get("use_distributed_sampler", False):
         raise ConfigError("trainer.use_distributed_sampler=true: the data module shards its loaders across the "
                           "ranks itself; Lightning's sampler would shard them again")
+
+
+def build_trainer(settings: dict, logger, callbacks: list[pl.Callback], progress_bar: bool = True) -> pl.Trainer:
     # PairDataModule shards each loader by the trainer's global_rank and world_size, once; Lightning's
     # distributed sampler on top gave each rank 1/world_size of its shard, and the training loader would
     # lose its resumable state (data/datamodule.py, ResumableLoader)
     settings = {**settings, "use_distributed_sampler": False}
-    return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=progress_bar)
+    return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=progress_bar,
+                      plugins=[AtomicCheckpointIO()])
 
 
 def checked_data(data: DataConfig) -> PairDataModule:
@@ -179,11 +183,10 @@ def final_evaluation(settings: FinalEvaluation, module: LoFTRModule, run_dir: Pa
 def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
     """Fit, then evaluate; returns the run's summary (also written to run_dir/summary.json). `link_latest_run`:
     point `latest` beside run_dir to it (not in a sweep, whose folder would then list one run twice)."""
+    check_trainer_settings(config.trainer)  # before a world is generated or data read
     pl.seed_everything(config.seed, workers=True, verbose=False)
     ensure_world(config.world)
     datamodule = checked_data(config.data)
-    if config.ckpt_path is not None and not Path(config.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={config.ckpt_path}: no such checkpoint to resume from")
     run_dir = Path(config.run_dir)
     try:
         module = LoFTRModule(training_config(config))
@@ -191,15 +194,17 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
         raise ConfigError(f"init_checkpoint: {error}") from None
     except ValueError as error:  # the model's own checks: widths, backbone type and group order
         raise ConfigError(f"model: {error}") from None
+    if config.ckpt_path is not None:
+        check_resumable(config.ckpt_path, module)
     logger = build_logger(config.logger, run_dir, config.experiment_name)
     callbacks = build_callbacks(config.callbacks, run_dir, config.data, bool(logger))
-    trainer = build_trainer(config.trainer, logger, callbacks, bool(config.callbacks.get("progress_bar", True)))
+    trainer = build_trainer(config.trainer, logger, callbacks, config.callbacks.progress_bar)
     try:
         if config.validate_only:
             trainer.validate(module, datamodule=datamodule)
         else:
             trainer.fit(module, datamodule=datamodule, ckpt_path=config.ckpt_path)
-    except (FileNotFoundError, ValueError) as error:  # data roots, files, dataset options
+    except (FileNotFoundError, ValueError, CheckpointWriteError) as error:  # data files, options, a full disk
         raise ConfigError(str(error)) from None
 
     summary = {"experiment": config.experiment_name, "global_step": trainer.global_step,
@@ -218,6 +223,23 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
         if command is not None:
             print(f"match two held-out images with the trained model:\n  {command}")
     return summary
+
+
+def check_resumable(path: str, module: LoFTRModule) -> None:
+    """ConfigError unless `path` is a training checkpoint of train.py (steps, optimizer and loops, not weights
+    only) whose weights are finite and fit `module`'s model."""
+    try:
+        checkpoint = read_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(f"ckpt_path={path}: {error}") from None
+    if not {"state_dict", "optimizer_states", "loops"} <= set(checkpoint):
+        raise ConfigError(f"ckpt_path={path}: holds weights only, not the state of a training run to resume; "
+                          f"to train from these weights give init_checkpoint={path} instead")
+    problems = fit_problems(module.state_dict(), checkpoint["state_dict"])
+    if problems:
+        shown = "; ".join(problem if len(problem) < 200 else problem[:200] + " ..." for problem in problems)
+        raise ConfigError(f"ckpt_path={path}: was trained with another model than this configuration's ({shown}); "
+                          f"resume with the configuration the run was started with")
 
 
 def link_latest(run_dir: Path) -> Path | None:
@@ -288,4 +310,4 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

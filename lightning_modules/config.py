@@ -39,6 +39,19 @@ class FinalEvaluation:
 
 
 @dataclass
+class CheckpointSettings:
+    monitor: str = "auto"  # best.ckpt by it; auto: val/auc@20 for pose data, val/auc@10 for homography data
+    every_n_train_steps: int | None = None  # last.ckpt every N steps (None: every epoch)
+
+
+@dataclass
+class CallbackSettings:
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    progress_bar: bool = True
+    learning_rate_monitor: bool = True
+
+
+@dataclass
 class TrainConfig:
     model: LoFTRConfig = field(default_factory=LoFTRConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -47,7 +60,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     trainer: dict[str, Any] = field(default_factory=dict)  # pytorch_lightning.Trainer arguments
     logger: dict[str, Any] = field(default_factory=dict)  # {name: wandb | csv | tensorboard | none, ...}
-    callbacks: dict[str, Any] = field(default_factory=dict)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     world: WorldSettings = field(default_factory=WorldSettings)
     final_evaluation: FinalEvaluation = field(default_factory=FinalEvaluation)
     init_checkpoint: str | None = None  # fine-tune from these weights (official LoFTR, kornia or ours)
@@ -58,6 +71,7 @@ class TrainConfig:
     freeze_backbone: bool = False
     max_nonfinite_steps: int = 20
     ckpt_path: str | None = None  # resume this run: its last.ckpt (steps, schedule, optimizer state)
+    overwrite_run_dir: bool = False  # start a run in a folder that holds an earlier run's checkpoints
     validate_only: bool = False  # no training: validate the model (init_checkpoint's weights) on data.val
     seed: int = 66  # LoFTR's default seed
     experiment_name: str = "default"

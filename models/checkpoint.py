@@ -43,11 +43,14 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return converted
 
 
-def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
-    """The model state dict of a checkpoint file (a Lightning checkpoint or a plain state dict).
+def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
+    """The checkpoint file at `path` as torch.load gives it (a Lightning checkpoint dict or a plain state
+    dict), checked: it holds a state dict of tensors and every weight is finite. The one reader of every
+    checkpoint the project loads: to initialise, resume, match and evaluate.
 
     Files from elsewhere are untrusted: they are read with `weights_only=True`, which refuses pickled code.
-    `trusted=True` lifts that for files you made yourself with arbitrary objects inside.
+    `trusted=True` lifts that for files you made yourself with arbitrary objects inside. FileNotFoundError,
+    or CheckpointError with one line naming the file, for anything that cannot be used.
     """
     path = Path(path)
     if not path.is_file():
@@ -57,38 +60,51 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     except pickle.UnpicklingError as error:
         if not zipfile.is_zipfile(path):  # torch >= 1.6 writes zip archives; this is no checkpoint at all
             raise CheckpointError(f"{path} is not a PyTorch checkpoint (corrupt or another format)") from None
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        found = re.search(r"(?:Unsupported global:|unsupported) GLOBAL ([\w.]+)", str(error))  # torch's wordings
         what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
             f"{path} holds objects that are not plain tensors{what}, so weights_only=True refused it. "
             f"If you trust the file, load it with trusted=True (match.py: --trust-checkpoint)"
         ) from None
     except Exception as error:  # a truncated archive, an unreadable file, ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {reason}") from None
+    state_dict = state_dict_of(checkpoint)
+    if state_dict is None:
         raise CheckpointError(f"{path} is neither a Lightning checkpoint nor a state dict of tensors")
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {key} holds NaN or inf values (saved from a diverged run?); "
+                                  f"refusing to load it")
     return checkpoint
 
 
-def read_model_config(path: str | Path) -> dict | None:
+def state_dict_of(checkpoint) -> dict[str, torch.Tensor] | None:
+    """The model weights in what torch.load returned: a Lightning checkpoint's `state_dict`, or the plain state
+    dict itself; None when it holds no dict of tensors."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return None
+    return checkpoint
+
+
+def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The model state dict of a checkpoint file; see `read_checkpoint`."""
+    return state_dict_of(read_checkpoint(path, trusted))
+
+
+def model_config_of(checkpoint: dict) -> dict | None:
     """The model configuration that our training stored in a checkpoint (hyper_parameters.training.model, a
     plain dict of LoFTRConfig's fields), or None for files that carry none (official, kornia)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # read_state_dict reports unreadable files
-        return None
     hyper = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     model = (hyper or {}).get("training", {}).get("model") if isinstance(hyper, dict) else None
     return model if isinstance(model, dict) else None
 
 
-def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """Copy a (converted) state dict into `model`, failing with the full list of missing, unexpected and
-    wrongly shaped keys rather than loading part of it."""
-    state_dict = convert_state_dict(state_dict)
-    own = model.state_dict()
+def fit_problems(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps `state_dict` from loading into a model whose state dict is `own`: one line each for the
+    missing, unexpected and wrongly shaped keys; empty when it fits."""
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = sorted(
@@ -96,12 +112,18 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
         for k in set(own) & set(state_dict)
         if state_dict[k].shape != own[k].shape
     )
-    if missing or unexpected or mismatched:
-        lines = []
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if keys:
-                lines.append(f"{title} ({len(keys)}): " + ", ".join(keys))
-        raise CheckpointError("checkpoint does not fit the model:\n  " + "\n  ".join(lines))
+    return [f"{title} ({len(keys)}): " + ", ".join(keys)
+            for title, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+            if keys]
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Copy a (converted) state dict into `model`, failing with the full list of missing, unexpected and
+    wrongly shaped keys (one line) rather than loading part of it."""
+    state_dict = convert_state_dict(state_dict)
+    problems = fit_problems(model.state_dict(), state_dict)
+    if problems:
+        raise CheckpointError("checkpoint does not fit the model: " + "; ".join(problems))
     model.load_state_dict(state_dict)
 
 

@@ -203,7 +203,7 @@ def test_configuration_errors_name_the_key(world, tmp_path):
     assert schedule.returncode == 2 and "optimizer.schedule='linear' is not one of" in schedule.stderr
     with pytest.raises(train_script.ConfigError, match=r"trainer: unknown option\(s\) \['max_step'\]"):
         train_script.train(config_of(small(world, tmp_path, "+trainer.max_step=3")))
-    with pytest.raises(train_script.ConfigError, match=r"ckpt_path=.*nowhere.ckpt: no such checkpoint"):
+    with pytest.raises(train_script.ConfigError, match=r"ckpt_path=.*nowhere.ckpt: checkpoint not found"):
         train_script.train(config_of(small(world, tmp_path, f"ckpt_path={tmp_path / 'nowhere.ckpt'}")))
     with pytest.raises(train_script.ConfigError, match=r"init_checkpoint: checkpoint not found: .*missing.ckpt"):
         train_script.train(config_of(small(world, tmp_path, f"init_checkpoint={tmp_path / 'missing.ckpt'}")))

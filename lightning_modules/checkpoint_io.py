@@ -1,0 +1,46 @@
+"""Checkpoints written so that a kill or a full disk never costs the previous one.
+
+Lightning 2.6 writes through fsspec to a temporary file in $TMPDIR and `shutil.move`s it into place; when
+$TMPDIR is on another filesystem than the run folder (local scratch beside shared storage, as on most
+clusters) that move is a copy which truncates the target first, and a kill or a full disk in the copy leaves
+last.ckpt empty. Here the temporary file lies beside its target, is synced, and only then replaces it
+(`os.replace`, atomic within one filesystem: utils/files.py). Reading goes through models/checkpoint.py's loader.
+"""
+
+import errno
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from models.checkpoint import read_checkpoint
+from utils.files import written_atomically
+
+
+class CheckpointWriteError(Exception):
+    """A checkpoint could not be written (full disk, no permission); the previous one is intact."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints written atomically beside their target; read with `weights_only=True` unless the
+    run trusts its files (`trusted`), through the project's one checkpoint loader."""
+
+    def __init__(self, trusted: bool = False):
+        self.trusted = trusted
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        try:
+            with written_atomically(path) as temporary, open(temporary, "wb") as file:
+                torch.save(checkpoint, file)
+        except OSError as error:
+            reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or error
+            raise CheckpointWriteError(f"cannot write checkpoint {path.name} to {path.parent}: {reason}; any "
+                                       f"previous one there is intact") from None
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path, trusted=self.trusted if weights_only is None else not weights_only)
+

@@ -1,0 +1,1 @@
+"""Helpers every layer may use (files on disk); they import nothing of the project."""

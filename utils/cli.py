@@ -1,0 +1,38 @@
+"""The Hydra entry points' common ending: a configuration Hydra cannot compose (a wrongly typed value, an
+unknown key or group option) is one line naming the override, with exit code 2, as every other bad input."""
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+# Hydra's own report of these lines: where the error sits in the schema, and how to get the full traceback
+_NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR")
+
+
+def run_hydra_main(main: Callable[[], None]) -> None:
+    """Call a `@hydra.main` function; a composition error becomes `PROGRAM: error: ...` and exit code 2."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises its errors instead of printing them
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as error:
+        print(f"{Path(sys.argv[0]).name}: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(error: BaseException) -> str:
+    """The messages of `error` and of its causes on one line, `; `-separated, without Hydra's schema notes
+    and search path."""
+    lines = []
+    while error is not None:
+        for line in str(error).splitlines():
+            line = line.strip().rstrip(".")
+            if line.startswith("Config search path"):
+                break
+            if line and not line.startswith(_NOISE) and line not in lines:
+                lines.append(line)
+        error = error.__cause__
+    return "; ".join(lines).replace(":; ", ": ")
