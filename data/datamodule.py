@@ -9,6 +9,7 @@ and a run resumed mid-epoch reads the rest of that epoch's pairs only.
 """
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,13 @@ from omegaconf import MISSING
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
+from utils.annotations import fits, type_name
+
 from .augment import PhotometricAugmentation, PhotometricConfig, RandomSwap
 from .errors import SkipBadPairs
 from .homography import HomographyConfig, HomographyPairs
 from .inhouse.dataset import SparseConfig, SparsePairs
+from .io import naming
 from .megadepth import MegaDepthConfig, MegaDepthPairs
 from .sampling import SceneBalancedSampler
 from .scannet import ScanNetConfig, ScanNetPairs
@@ -52,19 +56,28 @@ class DataConfig:
 
 
 def build_dataset(entry: dict, augment: PhotometricAugmentation | None = None) -> Dataset:
-    """A dataset from `{"type": ..., **fields}`, with errors that list the valid choices."""
+    """A dataset from `{"type": ..., **fields}`, with errors that list the valid choices or name the field
+    and the type it needs."""
     entry = dict(entry)
     kind = entry.pop("type", None)
     if kind not in DATASETS:
         raise ValueError(f"dataset type {kind!r} is not one of {sorted(DATASETS)}")
     config_class, dataset_class = DATASETS[kind]
-    names = {f.name for f in dataclasses.fields(config_class)}
+    fields = dataclasses.fields(config_class)
+    names = {f.name for f in fields}
     unknown = sorted(set(entry) - names)
     if unknown:
         raise ValueError(f"{kind} dataset: unknown field(s) {unknown}; valid fields are {sorted(names)}")
-    for key, value in entry.items():  # lists from YAML where the config holds tuples
-        if isinstance(value, list):
-            entry[key] = tuple(value)
+    unset = [f.name for f in fields if f.name not in entry
+             and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if unset:
+        raise ValueError(f"{kind} dataset: set {', '.join(unset)}")
+    annotations = typing.get_type_hints(config_class)
+    for key, value in entry.items():
+        if isinstance(value, list):  # lists from YAML where the config holds tuples
+            entry[key] = value = tuple(value)
+        if not fits(value, annotations[key]):
+            raise ValueError(f"{kind} dataset: {key}={value!r} is not {type_name(annotations[key])}")
     return dataset_class(config_class(**entry), augment=augment)
 
 
@@ -96,8 +109,10 @@ class PairDataModule(pl.LightningDataModule):
         self._resume_at: dict[str, int] | None = None  # a checkpoint's training position, for the next loader
 
     def setup(self, stage: str | None = None) -> None:
-        """Build every split's datasets (once: train.py calls this before Lightning does, so that a bad
-        entry stops the run before a model or logger exists); errors name the entry, e.g. `data.val.0: ...`."""
+        """Build every split's datasets and check the headers of every file their pairs read (once: train.py
+        calls this before Lightning does, so that a bad entry or file stops the run before a model or logger
+        exists, not when its pair is loaded); errors name the entry, e.g. `data.val.0: ...`. Training files
+        are left to the loader under `skip_bad_pairs`, which skips and counts their pairs."""
         if self.datasets:
             return
         for split in ("train", "val", "test"):
@@ -105,10 +120,11 @@ class PairDataModule(pl.LightningDataModule):
             augment = self.augment if split == "train" else None
             datasets = []
             for position, entry in enumerate(entries):
-                try:
-                    datasets.append(build_dataset(entry, augment))
-                except (FileNotFoundError, ValueError) as error:
-                    raise type(error)(f"data.{split}.{position}: {error}") from None
+                with naming(f"data.{split}.{position}"):
+                    dataset = build_dataset(entry, augment)
+                    if split != "train" or not self.config.skip_bad_pairs:
+                        dataset.check_files()
+                datasets.append(dataset)
             if split == "train" and self.config.skip_bad_pairs:  # evaluation must see every pair, or fail
                 datasets = [SkipBadPairs(dataset) for dataset in datasets]
             if split == "train" and self.config.random_swap:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import read_grayscale
+from .io import check_image_header, read_grayscale
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -64,6 +64,11 @@ class HomographyPairs(Dataset):
         self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
             raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+
+    def check_files(self) -> None:
+        """ValueError naming the photo when one does not start as an image OpenCV reads (data/io.py)."""
+        for path in self.images:
+            check_image_header(path)
 
     def __len__(self) -> int:
         return len(self.images) * self.config.pairs_per_image

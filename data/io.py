@@ -1,5 +1,7 @@
-"""Reading images and depth maps, with errors that name the file."""
+"""Reading images and depth maps, with errors that name the file; checking their headers without decoding."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -44,6 +46,51 @@ def read_depth_h5(path: str | Path) -> np.ndarray:
         raise ValueError(f"depth map {path} has shape {depth.shape}, expected (H, W)")
     check_depth(depth, path)
     return depth
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_image_header(path: str | Path) -> None:
+    """FileNotFoundError when `path` is not a file, ValueError when its first bytes are not the signature of a
+    format OpenCV reads. Nothing is decoded: a file cut short after its header passes here and fails when read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    if not cv2.haveImageReader(str(path)):
+        raise ValueError(f"image {path} does not start as an image OpenCV reads (empty, corrupt or another format)")
+
+
+def check_depth_h5_header(path: str | Path) -> None:
+    """FileNotFoundError when `path` is not a file, ValueError when it does not start as an HDF5 file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"depth map not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"depth map {path} does not start as an HDF5 file (empty, corrupt or another format)")
+
+
+def check_depth_png_header(path: str | Path) -> None:
+    """FileNotFoundError when `path` is not a file, ValueError when it does not start with PNG's signature."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"depth map not found: {path}")
+    with open(path, "rb") as file:
+        if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise ValueError(f"depth map {path} does not start as a PNG file (empty, corrupt or another format)")
+
+
+@contextmanager
+def naming(what: str) -> Iterator[None]:
+    """A FileNotFoundError or ValueError (of any subclass) raised inside, re-raised as the same of the two with
+    its message prefixed by `what`."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError) as error:
+        kind = FileNotFoundError if isinstance(error, FileNotFoundError) else ValueError
+        raise kind(f"{what}: {error}") from None
 
 
 def check_depth(depth: np.ndarray, path: str | Path) -> None:

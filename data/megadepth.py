@@ -1,7 +1,7 @@
 """MegaDepth pairs in the layout of LoFTR's preprocessed scene-info files.
 
-A scene-info file is a pickled dict (read by `np.load(..., allow_pickle=True)`) with `image_paths` and
-`depth_paths` (relative to a root folder; None for images without a pair), `intrinsics` (3x3), `poses`
+A scene-info file is a pickled dict (read by data/untrusted.py, which refuses pickled code) with `image_paths`
+and `depth_paths` (relative to a root folder; None for images without a pair), `intrinsics` (3x3), `poses`
 (4x4 world-to-camera) and `pair_infos`: ((i0, i1), overlap score, central matches).
 """
 
@@ -16,7 +16,8 @@ from torch.utils.data import Dataset
 from .augment import PhotometricAugmentation
 from .crop import checked_crop_size, covisible_windows, crop_view
 from .errors import loading_pair
-from .io import listed_files, read_depth_h5, read_grayscale
+from .io import check_depth_h5_header, check_image_header, listed_files, naming, read_depth_h5, read_grayscale
+from .untrusted import UntrustedPickleError, load_index
 
 
 @dataclass
@@ -35,6 +36,7 @@ class MegaDepthConfig:
     # scale `longer_side` gives, image 1's where image 0's lands (data/crop.py); None: whole images
     crop_size: tuple[int, int] | None = None
     seed: int = 0  # crop draws come from (seed, epoch, pair index)
+    trust_index: bool = False  # read the scene-info files with plain pickle (only for files you trust)
 
     def __post_init__(self):
         self.crop_size = checked_crop_size(self.crop_size, self.divisible_by)
@@ -46,15 +48,19 @@ SCENE_INFO_KEYS = ("image_paths", "depth_paths", "intrinsics", "poses", "pair_in
 MEGADEPTH_1500_SCENES = ("0022_0.1_0.3", "0015_0.1_0.3", "0015_0.3_0.5", "0022_0.3_0.5", "0022_0.5_0.7")
 
 
-def load_scene_info(path: str | Path) -> dict:
+def load_scene_info(path: str | Path, trusted: bool = False) -> dict:
+    """The scene-info dict of `path` (a pickled dict as LoFTR writes them, a dict saved with np.save, or an
+    np.savez archive), pickled code refused unless `trusted` (data/untrusted.py)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scene-info file not found: {path}")
     try:
-        info = np.load(path, allow_pickle=True)  # LoFTR's files are pickled dicts; np.savez archives work too
+        info = load_index(path, trusted)
         if isinstance(info, np.ndarray) and info.dtype == object and info.ndim == 0:
             info = info.item()  # a dict saved with np.save
         info = dict(info.items())
+    except UntrustedPickleError:
+        raise
     except Exception as error:
         raise ValueError(f"cannot read scene-info file {path} as a dict: {error}") from None
     missing = [key for key in SCENE_INFO_KEYS if key not in info]
@@ -123,7 +129,7 @@ class MegaDepthPairs(Dataset):
             self.scene_files += listed_files(config.scene_list, config.scene_info_dir)
         if not self.scene_files:
             raise ValueError("megadepth dataset: no scene-info files; set `scene_info` or `scene_list`")
-        self.scenes = [load_scene_info(path) for path in self.scene_files]
+        self.scenes = [load_scene_info(path, config.trust_index) for path in self.scene_files]
         self.scene_names = [Path(path).stem for path in self.scene_files]
         self.pairs: list[tuple[int, int, int, float]] = []  # (scene, i0, i1, overlap)
         for scene, (path, info) in enumerate(zip(self.scene_files, self.scenes)):
@@ -139,6 +145,24 @@ class MegaDepthPairs(Dataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def check_files(self) -> None:
+        """FileNotFoundError or ValueError naming the file and its scene-info file when an image or depth map
+        that a pair reads is missing or does not start as its format does (data/io.py): headers only, each
+        file once, so that a bad file stops a run before training rather than when its pair is loaded."""
+        checked: set[Path] = set()
+        for scene, i0, i1, _ in self.pairs:
+            info = self.scenes[scene]
+            for i in (i0, i1):
+                image = self.root / info["image_paths"][i]
+                if image in checked:
+                    continue
+                checked.add(image)
+                with naming(f"{self.scene_files[scene]}: pair ({i0}, {i1})"):
+                    if info["depth_paths"][i] is None:
+                        raise ValueError(f"image {i} ({image}) has no depth path")
+                    check_image_header(image)
+                    check_depth_h5_header(self.root / info["depth_paths"][i])
 
     def _pose(self, info: dict, i: int) -> np.ndarray:
         pose = np.asarray(info["poses"][i], np.float64).reshape(4, 4)

@@ -124,11 +124,12 @@ def write_pair_list(path: str | Path, records: list[PairRecord]) -> None:
     Path(path).write_text("".join(f"{line}\n" for line in lines))
 
 
-def scene_info_records(path: str | Path, min_overlap: float = 0.0, max_overlap: float = 1.0) -> list[PairRecord]:
+def scene_info_records(path: str | Path, min_overlap: float = 0.0, max_overlap: float = 1.0,
+                       trusted: bool = False) -> list[PairRecord]:
     """The pairs of a MegaDepth scene-info file (data/megadepth.py) with overlap in [min, max], as records:
     names are the scene-info image paths (relative to the MegaDepth root), T_0to1 = pose1 @ pose0^-1 from the
-    world-to-camera poses. Errors name the file and the pair."""
-    info = load_scene_info(path)
+    world-to-camera poses. Errors name the file and the pair. trusted: unpickle any object (files you trust)."""
+    info = load_scene_info(path, trusted)
     records = []
     for (i0, i1), overlap, *_ in info["pair_infos"]:
         if not min_overlap <= overlap <= max_overlap:

@@ -16,7 +16,8 @@ from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import listed_files, read_grayscale
+from .io import check_depth_png_header, check_image_header, listed_files, naming, read_grayscale
+from .untrusted import UntrustedPickleError, load_index
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ScanNetConfig:
     min_overlap: float = 0.0  # LoFTR trains on score in [0.4, 0.8]; the test index has no score
     max_overlap: float = 1.0
     image_size: tuple[int, int] = (640, 480)  # (width, height) of the network input (LoFTR)
+    trust_index: bool = False  # read pickled objects in the index files with plain pickle (only files you trust)
 
 
 def read_depth_png(path: Path) -> np.ndarray:
@@ -54,12 +56,19 @@ def read_pose(path: Path) -> np.ndarray:
     return pose
 
 
-def _load_npz(path: str | Path, keys: tuple[str, ...]) -> dict:
+def _load_npz(path: str | Path, keys: tuple[str, ...], trusted: bool) -> dict:
+    """The arrays of an np.savez archive, object arrays read without running pickled code unless `trusted`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"index file not found: {path}")
-    with np.load(path, allow_pickle=True) as data:
-        content = {key: data[key] for key in data.files}
+    try:
+        content = load_index(path, trusted)
+    except UntrustedPickleError:
+        raise
+    except Exception as error:
+        raise ValueError(f"cannot read index file {path}: {error}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"index file {path} is not an np.savez archive")
     missing = [key for key in keys if key not in content]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)} (has {', '.join(sorted(content))})")
@@ -73,7 +82,7 @@ class ScanNetPairs(Dataset):
         self.config = config
         self.augment = augment
         self.root = Path(config.root)
-        self.intrinsics = _load_npz(config.intrinsics, ())
+        self.intrinsics = _load_npz(config.intrinsics, (), config.trust_index)
         self.pairs: list[tuple[str, int, int, np.ndarray | None]] = []  # (scene, frame0, frame1, rel_pose)
         self.index_files = list(config.index)
         if config.index_list is not None:
@@ -81,7 +90,7 @@ class ScanNetPairs(Dataset):
         if not self.index_files:
             raise ValueError("scannet dataset: no index files; set `index` or `index_list`")
         for path in self.index_files:
-            index = _load_npz(path, ("name",))
+            index = _load_npz(path, ("name",), config.trust_index)
             scores = index.get("score")
             rel_poses = index.get("rel_pose")
             for row, (scene, sub, frame0, frame1) in enumerate(index["name"]):
@@ -95,6 +104,23 @@ class ScanNetPairs(Dataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def check_files(self) -> None:
+        """FileNotFoundError or ValueError naming the file and the pair's scene when a colour image, depth map or
+        pose (training indices without `rel_pose`) that a pair reads is missing or does not start as its format
+        does (data/io.py): headers only, each frame once."""
+        checked: set[tuple[str, int]] = set()
+        for scene, frame0, frame1, rel_pose in self.pairs:
+            for frame in (frame0, frame1):
+                if (scene, frame) in checked:
+                    continue
+                checked.add((scene, frame))
+                folder = self.root / scene
+                with naming(f"ScanNet {scene}, frames {frame0}, {frame1}"):
+                    check_image_header(folder / "color" / f"{frame}.jpg")
+                    check_depth_png_header(folder / "depth" / f"{frame}.png")
+                    if rel_pose is None and not (folder / "pose" / f"{frame}.txt").is_file():
+                        raise FileNotFoundError(f"pose not found: {folder / 'pose' / f'{frame}.txt'}")
 
     def scene_indices(self) -> list[list[int]]:
         """Dataset indices grouped by scene, for `SceneBalancedSampler`."""

@@ -149,6 +149,7 @@ class MegaDepth1500(SceneInfoBenchmark):
     root: str | None = None  # LoFTR's data/megadepth/test: scene-info image paths (Undistorted_SfM/...) are under it
     scene_info_dir: str | None = None  # LoFTR's assets/megadepth_test_1500_scene_info: the SCENE.npz files
     scenes: tuple[str, ...] = MEGADEPTH_1500_SCENES  # scene-info file stems
+    trust_index: bool = False  # unpickle any object in the scene-info files (only files you trust)
     resize: Resize = field(default_factory=lambda: Resize(longer_side=840))
     epipolar_threshold: float = 1e-4  # LoFTR: outdoor
 
@@ -160,10 +161,12 @@ class MegaDepth1500(SceneInfoBenchmark):
         if missing:
             raise FileNotFoundError(f"{self.name} benchmark: {', '.join(f'{s}.npz' for s in missing)} not in "
                                     f"{folder}: set `scene_info_dir` (or `scenes`)")
+        self._records()  # a scene-info file that cannot be read, or holds pickled code, is named now
 
     def _records(self) -> list[tuple[str, PairRecord]]:
         folder = Path(self.scene_info_dir)
-        return [(scene, record) for scene in self.scenes for record in scene_info_records(folder / f"{scene}.npz")]
+        return [(scene, record) for scene in self.scenes
+                for record in scene_info_records(folder / f"{scene}.npz", trusted=self.trust_index)]
 
 
 
@@ -182,6 +185,7 @@ class ScanNet1500(Benchmark):
     intrinsics_size: tuple[int, int] = (640, 480)  # (width, height) of the frames the intrinsics describe
     resize: Resize = field(default_factory=lambda: Resize(size=(640, 480)))
     epipolar_threshold: float = 5e-4  # LoFTR: indoor
+    trust_index: bool = False  # read pickled objects in the index files with plain pickle (only files you trust)
 
     def check(self) -> None:
         self._need("root", "the ScanNet test folder holding sceneXXXX_YY/color/{frame}.jpg")
@@ -191,11 +195,12 @@ class ScanNet1500(Benchmark):
             if not (folder / getattr(self, option)).is_file():
                 raise FileNotFoundError(f"{self.name} benchmark: {folder / getattr(self, option)} not found: set "
                                         f"`index_dir` (or `{option}`)")
+        self._dataset()  # an index that cannot be read, or holds pickled code, is named now
 
     def _dataset(self) -> ScanNetPairs:
         folder = Path(self.index_dir)
         return ScanNetPairs(ScanNetConfig(root=self.root, index=(str(folder / self.index),),
-                                          intrinsics=str(folder / self.intrinsics)))
+                                          intrinsics=str(folder / self.intrinsics), trust_index=self.trust_index))
 
     def num_pairs(self) -> int:
         self.check()
@@ -269,6 +274,7 @@ class Synthetic(SceneInfoBenchmark):
     kind: ClassVar[str] = "pose"
     root: str | None = None  # the world folder: scene_info/, sceneXXXX/, test.txt
     split_file: str = "test.txt"  # relative to root
+    trust_index: bool = False  # unpickle any object in the scene-info files (only files you trust)
     resize: Resize = field(default_factory=lambda: Resize(longer_side=640))  # the generator's default width
     epipolar_threshold: float = 1e-4  # as MegaDepth
 
@@ -285,12 +291,14 @@ class Synthetic(SceneInfoBenchmark):
         if missing:
             raise FileNotFoundError(f"{self.name} benchmark: {split} lists scene-info files that do not exist "
                                     f"({', '.join(missing)}): set `split_file`, or regenerate the world")
+        self._records()  # a scene-info file that cannot be read, or holds pickled code, is named now
 
     def _scene_infos(self) -> list[Path]:
         return [Path(path) for path in listed_files(Path(self.root) / self.split_file, self.root)]
 
     def _records(self) -> list[tuple[str, PairRecord]]:
-        return [(path.stem, record) for path in self._scene_infos() for record in scene_info_records(path)]
+        return [(path.stem, record) for path in self._scene_infos()
+                for record in scene_info_records(path, trusted=self.trust_index)]
 
 
 

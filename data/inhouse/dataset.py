@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from ..augment import PhotometricAugmentation
 from ..crop import checked_crop_size
 from ..errors import loading_pair
-from ..io import read_grayscale
+from ..io import check_image_header, naming, read_grayscale
 from ..megadepth import load_scene_info, prepare_image
 from .labels import check_inside, read_labels
 
@@ -41,6 +41,7 @@ class SparseConfig:
     # at the scale `longer_side` gives (as data/crop.py for depth); None: whole images
     crop_size: tuple[int, int] | None = None
     seed: int = 0
+    trust_index: bool = False  # read the scene-info files with plain pickle (only for files you trust)
 
     def __post_init__(self):
         self.crop_size = checked_crop_size(self.crop_size, self.divisible_by)
@@ -80,7 +81,7 @@ class SparsePairs(Dataset):
                              "SfM did not register); use two dataset entries")
 
     def _add_scene(self, path: Path) -> None:
-        info = load_scene_info(path)
+        info = load_scene_info(path, self.config.trust_index)
         if "correspondences" not in info:
             raise ValueError(f"{path} has no `correspondences`: not written by `python -m data.inhouse prepare` "
                              f"(a MegaDepth-layout scene with depth is read by the `megadepth` dataset type)")
@@ -101,6 +102,17 @@ class SparsePairs(Dataset):
     def _add(self, pair: _Pair) -> None:
         if len(pair.points) >= self.config.min_correspondences:
             self.pairs.append(pair)
+
+    def check_files(self) -> None:
+        """FileNotFoundError or ValueError naming the image and its scene (the scene-info or label file's name)
+        when an image that a pair reads is missing or does not start as an image OpenCV reads; each once."""
+        checked: set[Path] = set()
+        for pair in self.pairs:
+            for image in (pair.image0, pair.image1):
+                if image not in checked:
+                    checked.add(image)
+                    with naming(f"inhouse scene {pair.scene}: pair ({pair.image0.name}, {pair.image1.name})"):
+                        check_image_header(image)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -30,10 +30,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from utils.files import check_no_output_on_input
+
 from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
 from ..io import read_grayscale
-from ..megadepth import matrix_array
-from .labels import check_inside, read_labels
+from ..megadepth import load_scene_info, matrix_array
+from .labels import LabelFileError, PairLabels, check_inside, read_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 CAMERA_MODES = ("auto", "single", "per-image")
@@ -206,16 +208,66 @@ def registered_views(models: list) -> list[View]:
     return [views[name] for name in sorted(views)]
 
 
+def check_outputs(config: PrepareConfig) -> None:
+    """PrepareError naming both when a file or folder prepare writes would land on an input: the photos, the
+    labels, the COLMAP model or depth maps."""
+    out = Path(config.out)
+    written = [out / config.scene, out / "scene_info" / f"{config.scene}.npz", out / "scenes.txt", out / "report.txt"]
+    if config.model is None:  # SfM runs
+        written += [out / "colmap", out / "sparse"]
+    try:
+        check_no_output_on_input({"--images": config.images, "--labels": config.labels, "--model": config.model,
+                                  "--depth-maps": config.depth_maps}, [("--out", path) for path in written])
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
+
+
+def check_not_all_copies(folder: Path, names: list[str]) -> None:
+    """PrepareError when every photo is a copy of one (the same bytes): they overlap fully, but from one
+    viewpoint, and SfM needs photos taken from different positions. Read only when the file sizes agree."""
+    paths = [folder / name for name in names]
+    if len({path.stat().st_size for path in paths}) > 1:
+        return
+    first = paths[0].read_bytes()
+    if all(path.read_bytes() == first for path in paths[1:]):
+        raise PrepareError(f"the {len(names)} photos in {folder} are identical (copies of one photo): structure from "
+                           f"motion needs photos taken from different positions (a baseline)")
+
+
+def read_checked_labels(path: str, images: Path, names: list[str]) -> dict[tuple[str, str], PairLabels]:
+    """The label file at `path` (labels.py), checked against the photos before SfM runs: LabelFileError naming
+    the line of a pair whose photo is not among `names` (relative to `images`) or of a point outside its photo."""
+    labels = read_labels(path)
+    found, sizes = set(names), {}
+    for pair, pair_labels in labels.items():
+        missing = [name for name in pair if name not in found]
+        if missing:
+            raise LabelFileError(f"{path} line {pair_labels.lines[0]}: image {missing[0]} is not a photo of "
+                                 f"{images}")
+        for name in pair:
+            if name not in sizes:
+                try:
+                    sizes[name] = read_grayscale(images / name).shape[::-1]  # (width, height)
+                except ValueError as error:
+                    raise PrepareError(f"{path} line {pair_labels.lines[0]}: {error}") from None
+        check_inside(path, pair, pair_labels, (sizes[pair[0]], sizes[pair[1]]))
+    return labels
+
+
 def prepare(config: PrepareConfig) -> Report:
     """Build the dataset `config` describes; returns the report. PrepareError says why input is unusable."""
     import pycolmap
 
     images, out = Path(config.images), Path(config.out)
+    check_outputs(config)
     names = find_images(images)
     report = Report(images_found=len(names))
     if config.model is None and len(names) < 2:
         raise PrepareError(f"found {len(names)} image(s) in {images} ({', '.join(IMAGE_SUFFIXES)}): structure from "
                            f"motion needs at least 2 photos that overlap")
+    if config.model is None:
+        check_not_all_copies(images, names)
+    labels = read_checked_labels(config.labels, images, names) if config.labels is not None else None
     out.mkdir(parents=True, exist_ok=True)
     if config.model is not None:
         if not Path(config.model).is_dir():
@@ -237,8 +289,9 @@ def prepare(config: PrepareConfig) -> Report:
     if config.model is not None:
         report.images_found = max(len(names), len(registered))
     if len(registered) < 2:
-        why = ("the photos may not overlap, or overlap too little: SfM needs pairs with enough SIFT matches that "
-               "agree on a two-view geometry (COLMAP's default: 15 inliers) to start and grow a model")
+        why = ("the photos may not overlap, overlap too little, or be taken from one spot (turning the camera gives "
+               "no baseline): SfM needs pairs with enough SIFT matches that agree on a two-view geometry (COLMAP's "
+               "default: 15 inliers) to start and grow a model")
         raise PrepareError(f"structure from motion registered {len(registered)} of {report.images_found} images in "
                            f"{images}: {why}")
     if len(models) > 1:
@@ -254,12 +307,12 @@ def prepare(config: PrepareConfig) -> Report:
                               min_shared_points=config.min_shared_points)
         with stage("dense layout: depth maps and pairs"):
             report.scene_info = convert_to_megadepth(colmap, out, config.scene)
-        info = pickle.loads(report.scene_info.read_bytes())
+        info = load_scene_info(report.scene_info)
         report.pairs_kept = len(info["pair_infos"])
         report.overlaps = [float(overlap) for _, overlap, _ in info["pair_infos"]]
         _classify_drops(report, [set(view.tracks) for view in registered if view.model == 0], config)
     else:
-        report.scene_info = _write_sparse(config, registered, report)
+        report.scene_info = _write_sparse(config, registered, report, labels)
     if report.pairs_kept == 0:
         raise PrepareError(f"{len(registered)} images registered but no pair kept: "
                            + "; ".join(f"{count} {reason}" for reason, count in sorted(report.dropped.items())))
@@ -284,7 +337,8 @@ def _classify_drops(report: Report, observed: list[set[int]], config: PrepareCon
     return kept
 
 
-def _write_sparse(config: PrepareConfig, registered: list[View], report: Report) -> Path:
+def _write_sparse(config: PrepareConfig, registered: list[View], report: Report,
+                  labels: dict[tuple[str, str], PairLabels] | None) -> Path:
     images, out, scene = Path(config.images), Path(config.out), config.scene
     kept = _classify_drops(report, [set(view.tracks) for view in registered], config)
     correspondences = {}
@@ -293,8 +347,8 @@ def _write_sparse(config: PrepareConfig, registered: list[View], report: Report)
         shared = sorted(set(tracks0) & set(tracks1))  # 3D points are per model: pairs within one model only
         correspondences[i0, i1] = np.array([tracks0[p] + tracks1[p] for p in shared], np.float32)
     overlaps = {(i0, i1): overlap for i0, i1, overlap in kept}
-    if config.labels is not None:
-        _use_labels(config, registered, correspondences, overlaps, report)
+    if labels is not None:
+        _use_labels(labels, registered, correspondences, overlaps, report)
 
     image_paths = []
     for view in tqdm(registered, desc="prepare: copying the registered photos", unit="photo", dynamic_ncols=True):
@@ -319,12 +373,12 @@ def _write_sparse(config: PrepareConfig, registered: list[View], report: Report)
     return path
 
 
-def _use_labels(config: PrepareConfig, registered: list[View], correspondences: dict, overlaps: dict,
-                report: Report) -> None:
+def _use_labels(labels: dict[tuple[str, str], PairLabels], registered: list[View], correspondences: dict,
+                overlaps: dict, report: Report) -> None:
     """Labelled pairs replace the tracks' correspondences (kept whatever their overlap); pairs with an
     unregistered photo, or photos in different models (no common frame for their poses), are dropped."""
     index = {view.name: k for k, view in enumerate(registered)}
-    for (name0, name1), labels in read_labels(config.labels).items():
+    for (name0, name1), pair_labels in labels.items():
         missing = [name for name in (name0, name1) if name not in index]
         if missing:
             report.dropped[f"labelled, but SfM did not register {' or '.join(missing)}"] += 1
@@ -333,8 +387,7 @@ def _use_labels(config: PrepareConfig, registered: list[View], correspondences: 
         if registered[i0].model != registered[i1].model:
             report.dropped["labelled, but its photos are in different SfM models (no common pose frame)"] += 1
             continue
-        check_inside(config.labels, (name0, name1), labels, (registered[i0].size, registered[i1].size))
-        points = labels.array()
+        points = pair_labels.array()
         if i0 > i1:  # pairs are stored (lower index, higher index)
             i0, i1, points = i1, i0, points[:, [2, 3, 0, 1]]
         correspondences[i0, i1] = points.astype(np.float32)

@@ -85,7 +85,8 @@ def test_mixed_sources_and_config_errors(sources):
 def test_skip_bad_pairs_keeps_training_batches_full_and_evaluation_strict(tmp_path):
     for seed in range(2):
         cv2.imwrite(str(tmp_path / f"{seed}.png"), make_texture(120, 160, seed=seed))
-    (tmp_path / "2.png").write_bytes(b"truncated")
+    # cut short after its header: setup's header check passes it, loading fails
+    (tmp_path / "2.png").write_bytes(cv2.imencode(".png", make_texture(120, 160, seed=2))[1].tobytes()[:64])
     photos = {"type": "homography", "root": str(tmp_path), "image_size": [160, 160]}
     config = DataConfig(train=[photos], val=[photos], batch_size=3, num_workers=0, samples_per_scene=3,
                         skip_bad_pairs=True)
