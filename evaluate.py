@@ -21,11 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 from data.errors import BadPairError
 from evaluation.benchmarks import Benchmark, build_benchmark
 from evaluation.harness import HarnessConfig, ScoredPair, apply_homography, run
-from evaluation.matchers import Matcher, build_matcher
+from evaluation.matchers import ImageTooLargeError, Matcher, build_matcher
 from evaluation.plots import ERROR_CMAP, matches_figure, save_figure
-from evaluation.report import write_report
+from evaluation.report import report_paths, write_report
 from evaluation.stress import StressConfig
 from models.checkpoint import CheckpointError
+from utils.cli import run_hydra_main
+from utils.files import check_no_output_on_input, written_atomically
+
+BENCHMARK_PATHS = ("root", "image_root", "scene_info_dir", "index_dir", "pairs_file")  # the inputs' options
 
 
 class EvaluationError(Exception):
@@ -45,6 +49,36 @@ def make_benchmark(config: DictConfig) -> Benchmark:
     except (ValueError, FileNotFoundError) as error:
         raise EvaluationError(f"{error} (on the command line: benchmark.<option>=...)") from None
     return benchmark
+
+
+def make_harness(config: DictConfig) -> HarnessConfig:
+    """The stress and pair options of the command line; EvaluationError naming the key of a wrong one."""
+    try:
+        stress = StressConfig(**OmegaConf.to_container(config.stress_config, resolve=True))
+    except (ValueError, TypeError) as error:  # TypeError: an option StressConfig does not have
+        raise EvaluationError(f"stress_config.{error}") from None
+    try:
+        return HarnessConfig(stress=config.stress, stress_config=stress, max_pairs=config.max_pairs,
+                             ransac_seed=config.ransac_seed)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+
+
+def check_out_dir(config: DictConfig) -> None:
+    """EvaluationError when a file of the run would land on an input: in the benchmark's data, or on the
+    checkpoint."""
+    inputs = {f"benchmark.{key}": config.benchmark.get(key) for key in BENCHMARK_PATHS}
+    inputs["checkpoint"] = config.checkpoint
+    out_dir = Path(config.out_dir)
+    written = [*report_paths(out_dir, config.stress).values(), out_dir / "matches"]
+    try:
+        check_no_output_on_input(inputs, [("out_dir", path) for path in written])
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+
+
+def cannot_write(out_dir: Path, error: OSError) -> EvaluationError:
+    return EvaluationError(f"cannot write the results to {out_dir}: {error.strerror or error}")
 
 
 def make_matcher(config: DictConfig) -> Matcher:
@@ -79,7 +113,6 @@ def picture_writer(out_dir: Path, count: int, threshold: float | None):
         kpts1 = matches.kpts1 if pair.warp1 is None else apply_homography(pair.warp1, matches.kpts1)  # as shown
         title = f"{pair.name}: {len(matches)} matches"
         path = out_dir / "matches" / f"{len(drawn):03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
         if scored.errors is not None and threshold is not None:
             correct = int((scored.errors < threshold).sum())
             figure = matches_figure(pair.image0, pair.image1, matches.kpts0, kpts1, scored.errors,
@@ -88,32 +121,37 @@ def picture_writer(out_dir: Path, count: int, threshold: float | None):
         else:
             figure = matches_figure(pair.image0, pair.image1, matches.kpts0, kpts1, matches.confidence, title,
                                     value_range=(0.0, 1.0))
-        save_figure(figure, path)
+        try:
+            with written_atomically(path) as temporary:
+                save_figure(figure, temporary)
+        except OSError as error:
+            raise cannot_write(out_dir, error) from None
 
     return draw
 
 
 def evaluate(config: DictConfig) -> dict:
     """Run the configured evaluation; returns the summary (see evaluation/report.py)."""
-    matcher = make_matcher(config)  # first: a wrong matcher option fails before any data is read
+    harness = make_harness(config)  # the cheap checks first: nothing is read before they pass
+    check_out_dir(config)
+    matcher = make_matcher(config)  # before the benchmark: a wrong matcher option fails before any data is read
     benchmark = make_benchmark(config)
-    stress = StressConfig(angles=tuple(config.stress_config.angles), tilts=tuple(config.stress_config.tilts),
-                          seed=config.stress_config.seed)
-    try:
-        harness = HarnessConfig(stress=config.stress, stress_config=stress, max_pairs=config.max_pairs,
-                                ransac_seed=config.ransac_seed)
-    except ValueError as error:
-        raise EvaluationError(str(error)) from None
     out_dir = Path(config.out_dir)
     draw = picture_writer(out_dir, config.plot_pairs, benchmark.epipolar_threshold)
     try:
         results = run(benchmark, matcher, harness, on_pair=draw)
     except (BadPairError, FileNotFoundError) as error:
         raise EvaluationError(str(error)) from None
+    except ImageTooLargeError as error:
+        raise EvaluationError(f"{error}: lower benchmark.resize, e.g. benchmark.resize.longer_side="
+                              f"{error.longest_side}") from None
     if not results:
         raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
     title = f"{benchmark.name} / {matcher.name}" + (f" / {config.stress}" if config.stress else "")
-    table, summary = write_report(out_dir, results, benchmark.kind, title, stress=config.stress)
+    try:
+        table, summary = write_report(out_dir, results, benchmark.kind, title, stress=config.stress)
+    except OSError as error:
+        raise cannot_write(out_dir, error) from None
     print(table)
     print(f"results -> {out_dir}")
     return summary
@@ -129,4 +167,4 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

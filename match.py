@@ -5,14 +5,14 @@ optionally a picture of the matches and, through a homography fitted to them, an
     python match.py a.jpg b.jpg --checkpoint outdoor_ds.ckpt --out outputs/ab/m.npz --overlay outputs/ab/overlay.png
     python match.py --demo --random-weights --out outputs/demo/matches.npz
 
-Bad input (a missing or undecodable image, an image too small, a checkpoint that does not fit) is reported
-on one line on stderr with exit code 2, and no output file is written.
+Bad input (a missing or undecodable image, an image too small or too large, a checkpoint that does not fit,
+an output that would overwrite an input) is reported on one line on stderr with exit code 2, and no output
+file is written.
 """
 
 import argparse
-import os
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
@@ -22,11 +22,12 @@ from matplotlib.figure import Figure
 
 from data.io import read_grayscale as read_image
 from data.synthetic.texture import make_texture, warp_homography
-from evaluation.matchers import ImageTooSmallError, LoFTRMatcher
+from evaluation.matchers import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
 from evaluation.pairs import Matches
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from models.checkpoint import CheckpointError
+from utils.files import check_no_output_on_input, written_atomically
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
 HOMOGRAPHY_THRESHOLD_PX = 3.0  # RANSAC inlier threshold of --overlay / --panorama's homography (OpenCV's default)
@@ -135,12 +136,12 @@ def build_matcher(args: argparse.Namespace) -> LoFTRMatcher:
             coarse_threshold=args.coarse_threshold, resize=args.resize, device=args.device,
         )
     except (FileNotFoundError, CheckpointError) as error:
-        raise InputError(_one_line(str(error))) from None
+        raise InputError(str(error)) from None
 
 
 def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, names: tuple[str, str]) -> Matches:
     """The matcher's matches between two (H, W) uint8 images, in their original pixels; an image too small
-    for the network is an InputError that names it."""
+    for the network, or a pair too large for the device's memory, is an InputError that names them."""
     try:
         return matcher.match(image0, image1)
     except ImageTooSmallError as error:
@@ -148,6 +149,16 @@ def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, 
         raise InputError(
             f"{names[error.index]}: {error.size[0]}x{error.size[1]} px{after} is smaller than one coarse cell "
             f"({error.stride} px on each side)"
+        ) from None
+    except ImageTooLargeError as error:
+        shown = " and ".join(f"{name} ({image.shape[1]}x{image.shape[0]} px)" for name, image in
+                             zip(names, (image0, image1)))
+        resized = (f" (resized to {' and '.join(f'{w}x{h}' for w, h in error.sizes)} px)" if matcher.resize else "")
+        raise InputError(
+            f"{shown} are too large to match at --resize {matcher.resize}{resized}: LoFTR's coarse matching would "
+            f"need {error.needed / 2**30:,.0f} GiB ({error.cell_pairs:.1e} coarse-cell pairs), more than the "
+            f"{error.available / 2**30:,.0f} GiB of {error.device.type} memory; pass --resize N with N at most "
+            f"{error.longest_side}"
         ) from None
 
 
@@ -179,10 +190,22 @@ def homography_pictures(args: argparse.Namespace, image0: np.ndarray, image1: np
     return pictures
 
 
-def _one_line(text: str) -> str:
-    """A multi-line message (load_weights lists missing, unexpected and mismatched keys) as one line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
+def check_paths(args: argparse.Namespace) -> None:
+    """InputError naming both when an output would overwrite an input (an image, the ground truth, the
+    checkpoint) or another output; before anything is read or written."""
+    inputs = {"image0": args.image0, "image1": args.image1, "--ground-truth": args.ground_truth,
+              "--checkpoint": args.checkpoint}
+    outputs = {"--out": args.out, "--plot": args.plot, "--overlay": args.overlay, "--panorama": args.panorama}
+    if args.demo:
+        outputs.update(zip(("--demo's image0", "--demo's image1"), demo_image_paths(args.out.parent)))
+    try:
+        check_no_output_on_input(inputs, outputs.items())
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def demo_image_paths(folder: Path) -> tuple[Path, Path]:
+    return folder / "demo_image0.png", folder / "demo_image1.png"
 
 
 def write_demo_images(folder: Path) -> tuple[Path, Path]:
@@ -197,25 +220,12 @@ def write_demo_images(folder: Path) -> tuple[Path, Path]:
         [2e-4, 1e-4, 1.0],  # perspective tilt (per pixel from the centre)
     ])
     image1 = warp_homography(image0, np.linalg.inv(to_centre) @ about_centre @ to_centre)
-    paths = folder / "demo_image0.png", folder / "demo_image1.png"
+    paths = demo_image_paths(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for path, image in zip(paths, (image0, image1)):
         if not cv2.imwrite(str(path), image):
             raise OSError(f"cannot write {path}")
     return paths
-
-
-@contextmanager
-def written_atomically(path: Path):
-    """A temporary path beside `path`, with the same suffix so writers pick the same format, that replaces
-    `path` only once written in full: a failed or interrupted run leaves no half-written output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{os.getpid()}-{path.name}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input)."""
     args = parse_args(argv)
     try:
+        check_paths(args)
         if args.demo:
             try:
                 args.image0, args.image1 = write_demo_images(args.out.parent)

@@ -32,6 +32,12 @@ class HarnessConfig:
     def __post_init__(self):
         if self.stress not in (None, *STRESS_KINDS):
             raise ValueError(f"stress={self.stress!r} is not one of None, {', '.join(map(repr, STRESS_KINDS))}")
+        if self.stress is not None and stress_count(self) == 0:
+            kind, key = ("angle", "angles") if self.stress == "rotation" else ("tilt", "tilts")
+            raise ValueError(f"stress={self.stress} needs at least one {kind}: stress_config.{key} is empty")
+        if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or isinstance(self.max_pairs, bool)
+                                           or self.max_pairs < 1):
+            raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
 
 
 @dataclass
@@ -125,8 +131,9 @@ def run(benchmark: Benchmark, matcher: Matcher, config: HarnessConfig | None = N
     config = config if config is not None else HarnessConfig()
     pairs = pair_count(benchmark, config)
     label = " / ".join([benchmark.name, matcher.name, *([config.stress] if config.stress else [])])
+    # only progress=False sets `disable`: an explicit value would override TQDM_DISABLE, tqdm's default
     bar = tqdm(total=None if pairs is None else pairs * stress_count(config), desc=label, unit="pair",
-               dynamic_ncols=True, disable=not progress)
+               dynamic_ncols=True, **({} if progress else {"disable": True}))
     results = []
     with bar:
         for index, pair in enumerate(islice(benchmark.pairs(), config.max_pairs)):

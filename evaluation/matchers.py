@@ -9,6 +9,8 @@ images to the benchmark's resolution before it calls a matcher, so matchers take
     loftr  our LoFTR (models/loftr.py), from a checkpoint or a model in memory
 """
 
+import math
+import os
 from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
@@ -20,12 +22,18 @@ import torch
 from omegaconf import OmegaConf
 
 from evaluation.pairs import Matches
-from models.checkpoint import CheckpointError, load_weights, read_model_config, read_state_dict
+from models.checkpoint import CheckpointError, load_weights, model_config_of, read_checkpoint, state_dict_of
 from models.loftr import LoFTR, LoFTRConfig
 
 # Lowe (IJCV 2004, sec. 7.1) rejects matches whose nearest/second-nearest distance ratio exceeds 0.8; the SIFT
 # baselines of SuperGlue (Sarlin et al., CVPR 2020) use the same 0.8.
 RATIO_THRESHOLD = 0.8
+
+# At inference LoFTR's coarse matching holds two float32 matrices of (cells of image 0) x (cells of image 1)
+# at once, the similarities and the row softmax that becomes the dual-softmax confidence
+# (models/matching/coarse.py, dual_softmax); an (H, W) input has (H / 8) (W / 8) cells. Sinkhorn and full
+# attention need more: this is the least a pair needs.
+COARSE_MATCHING_BYTES_PER_CELL_PAIR = 2 * 4
 
 
 class Matcher(Protocol):
@@ -159,6 +167,31 @@ class ImageTooSmallError(ValueError):
         )
 
 
+class ImageTooLargeError(ValueError):
+    """Two network inputs (`sizes`: (width, height) each) with too many coarse-cell pairs for the device:
+    coarse matching would need `needed` bytes, more than the `available` bytes of `device`. `longest_side`:
+    the longer side (pixels) that both inputs could be resized to and fit."""
+
+    def __init__(self, sizes: tuple[tuple[int, int], tuple[int, int]], cell_pairs: int, needed: int,
+                 available: int, device: torch.device, longest_side: int):
+        self.sizes, self.cell_pairs, self.needed, self.available = sizes, cell_pairs, needed, available
+        self.device, self.longest_side = device, longest_side
+        (w0, h0), (w1, h1) = sizes
+        super().__init__(
+            f"{w0}x{h0} and {w1}x{h1} px images are too large for LoFTR: its coarse matching needs "
+            f"{needed / 2**30:,.0f} GiB ({cell_pairs:.1e} coarse-cell pairs), more than the "
+            f"{available / 2**30:,.0f} GiB of {device.type} memory"
+        )
+
+
+def device_memory(device: torch.device) -> int:
+    """Total memory of `device` in bytes: the GPU's for CUDA, the machine's otherwise. Total, not free: the
+    guard refuses only what cannot run at all."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def resized(image: np.ndarray, factors: tuple[float, float]) -> tuple[np.ndarray, tuple[float, float]]:
     """`image` scaled by `factors` (x, y); returns it and the exact factors after rounding to whole pixels."""
     height, width = image.shape[:2]
@@ -287,8 +320,9 @@ class LoFTRMatcher:
         CheckpointError naming the file when it cannot be read or does not fit the model. A steerable (SE2)
         backbone is exported to plain torch layers, which give its features at the standard backbone's speed.
         """
-        state_dict = None if checkpoint is None else read_state_dict(checkpoint, trusted=trusted)
-        stored = None if checkpoint is None else read_model_config(checkpoint)
+        contents = None if checkpoint is None else read_checkpoint(checkpoint, trusted=trusted)
+        state_dict = None if contents is None else state_dict_of(contents)
+        stored = None if contents is None else model_config_of(contents)
         if stored is not None and config is None:  # one of ours: its own architecture and encoding
             config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoFTRConfig), stored))
             if pos_encoding == "auto":
@@ -301,8 +335,27 @@ class LoFTRMatcher:
             model.backbone = model.backbone.export()
         return cls(model.to(device), resize)
 
+    def check_memory(self, shape0: tuple[int, ...], shape1: tuple[int, ...]) -> None:
+        """ImageTooLargeError, before anything is allocated, when images of shapes (H, W) resized by
+        `self.resize` need more memory for coarse matching than the model's device has (see
+        COARSE_MATCHING_BYTES_PER_CELL_PAIR)."""
+        sizes = []
+        for height, width in (shape0[:2], shape1[:2]):
+            factor = self.resize / max(height, width) if self.resize else 1.0
+            sizes.append((max(1, round(width * factor)), max(1, round(height * factor))))
+        stride = self.model.coarse_stride
+        cells0, cells1 = (math.ceil(width / stride) * math.ceil(height / stride) for width, height in sizes)
+        needed = COARSE_MATCHING_BYTES_PER_CELL_PAIR * cells0 * cells1
+        device = next(self.model.parameters()).device
+        available = device_memory(device)
+        if needed > available:
+            # resized to a longer side N, each input has cells ~ N^2, the pair ~ N^4
+            longest = math.sqrt(max(sizes[0]) * max(sizes[1])) * (available / needed) ** 0.25
+            raise ImageTooLargeError((sizes[0], sizes[1]), cells0 * cells1, needed, available, device, int(longest))
+
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        """See `loftr_matches`."""
+        """See `loftr_matches`; ImageTooLargeError first when the pair cannot fit (`check_memory`)."""
+        self.check_memory(np.shape(image0), np.shape(image1))
         return loftr_matches(self.model, image0, image1, self.resize)
 
 

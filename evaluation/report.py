@@ -4,10 +4,13 @@ import csv
 import json
 import math
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from utils.files import written_atomically
 
 from .metrics import (HOMOGRAPHY_AUC_THRESHOLDS_PX, POSE_AUC_THRESHOLDS_DEG, PairResult, summarize,
                       summarize_groups)
@@ -110,24 +113,33 @@ def plot_auc_by_group(path: Path, groups: dict[str, dict[str, float]], title: st
     figure.savefig(path)
 
 
+def report_paths(out_dir: Path, stress: str | None = None) -> dict[str, Path]:
+    """{file name: path} of the files `write_report` writes to `out_dir`."""
+    names = ["results.csv", "summary.json", "cumulative_errors.png", *([f"auc_by_{stress}.png"] if stress else [])]
+    return {name: out_dir / name for name in names}
+
+
 def write_report(out_dir: Path, results: Sequence[PairResult], kind: str, title: str,
                  stress: str | None = None) -> tuple[str, dict]:
-    """Write results.csv, summary.json and the plots to `out_dir`; returns the table and the summary."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write results.csv, summary.json and the plots to `out_dir`; returns the table and the summary. All or
+    nothing: when a write fails (OSError: a full disk), the files of an earlier report there stay as they were."""
     overall = summarize(results, kind)
     groups = summarize_groups(results, kind)
     summary = {"title": title, "kind": kind, "overall": overall, "groups": groups}
-    write_csv(out_dir / "results.csv", results)
-    write_json(out_dir / "summary.json", summary)
     by_group: dict[str, list[PairResult]] = {}
     for result in results:
         by_group.setdefault(result.group, []).append(result)
-    if stress is not None:
-        curves = {group: errors_of(members, kind) for group, members in by_group.items()}
-        plot_auc_by_group(out_dir / f"auc_by_{stress}.png", groups, title,
-                          "rotation of image 1 (degrees)" if stress == "rotation" else "tilt t")
-    else:
-        curves = {"all pairs": errors_of(results, kind)}
-    plot_cumulative_errors(out_dir / "cumulative_errors.png", curves, kind, title)
+    with ExitStack() as outputs:  # each file replaces its earlier self only once all are written
+        paths = {name: outputs.enter_context(written_atomically(path))
+                 for name, path in report_paths(out_dir, stress).items()}
+        write_csv(paths["results.csv"], results)
+        write_json(paths["summary.json"], summary)
+        if stress is not None:
+            curves = {group: errors_of(members, kind) for group, members in by_group.items()}
+            plot_auc_by_group(paths[f"auc_by_{stress}.png"], groups, title,
+                              "rotation of image 1 (degrees)" if stress == "rotation" else "tilt t")
+        else:
+            curves = {"all pairs": errors_of(results, kind)}
+        plot_cumulative_errors(paths["cumulative_errors.png"], curves, kind, title)
     rows = {**({group: row for group, row in groups.items()} if len(groups) > 1 else {}), "all": overall}
     return format_table(rows, title), summary

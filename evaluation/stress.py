@@ -9,6 +9,8 @@ Angles are counter-clockwise as the image is displayed (x right, y down), like n
 cv2.getRotationMatrix2D.
 """
 
+import math
+import numbers
 import zlib
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Literal
@@ -29,11 +31,29 @@ BLUR_TRUNCATE_SIGMAS = 4.0  # the Gaussian is cut where it is below 4e-4 of its 
 class StressConfig:
     """angles: rotations in degrees; every 45: the multiples of 90 are lossless, the others also resample.
     tilts: t = 1 / cos(latitude) of the simulated view, latitudes 0, 60, 75.5, 80.4 and 82.8 degrees.
-    seed: draws each pair's tilt direction."""
+    seed: draws each pair's tilt direction.
+    A value of the wrong kind is a ValueError whose message starts with the field's name."""
 
     angles: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
     tilts: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
     seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "angles", _finite_numbers(self.angles, "angles", "(degrees), e.g. [0,90,180]"))
+        tilt_range = ">= 1 (t = 1 / cos(latitude): no latitude gives less; 1 is the view itself)"
+        object.__setattr__(self, "tilts", _finite_numbers(self.tilts, "tilts", tilt_range, minimum=1.0))
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+
+
+def _finite_numbers(values, name: str, expected: str, minimum: float = -math.inf) -> tuple[float, ...]:
+    """`values` (a list or tuple of finite numbers, none below `minimum`) as floats; ValueError starting with
+    `name` and saying what is `expected` otherwise."""
+    if not isinstance(values, (list, tuple)) or not all(
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= minimum for value in values):
+        raise ValueError(f"{name} must be a list of finite numbers {expected}, got {values!r}")
+    return tuple(float(value) for value in values)
 
 
 def rotate_pair(pair: EvalPair, angle_deg: float) -> EvalPair:
