@@ -35,6 +35,7 @@ from lightning_modules.loftr_module import LoFTRModule, NonFiniteLossError
 from models.checkpoint import CheckpointError, fit_problems, read_checkpoint
 from utils.annotations import fits, type_name
 from utils.cli import run_hydra_main
+from utils.files import written_atomically
 
 register_configs()
 
@@ -216,7 +217,12 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         from evaluation.report import write_json  # strict JSON: NaN/inf as null at any depth
 
-        write_json(run_dir / "summary.json", summary)
+        try:
+            with written_atomically(run_dir / "summary.json") as temporary:
+                write_json(temporary, summary)
+        except OSError as error:
+            raise ConfigError(f"cannot write {run_dir / 'summary.json'}: {error.strerror or error}; the "
+                              f"checkpoints are in {run_dir / 'checkpoints'}") from None
         latest = link_latest(run_dir) if link_latest_run else None
         checkpoint = (latest or run_dir) / "checkpoints" / "last.ckpt"
         command = match_command(config.final_evaluation, checkpoint) if checkpoint.is_file() else None

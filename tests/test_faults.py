@@ -150,6 +150,30 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
+def test_a_full_disk_at_the_summary_is_one_line_and_keeps_the_checkpoints(world, tmp_path, monkeypatch):
+    """The disk fills as summary.json is written at the end: one line naming it, the earlier summary and the
+    trained checkpoint whole."""
+    run_dir = tmp_path / "run"
+    (run_dir).mkdir()
+    (run_dir / "summary.json").write_text('{"earlier": true}\n')
+    before = snapshot(run_dir / "summary.json")
+    real_open = open
+
+    def filling_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and os.fspath(file).endswith("summary.json"):
+            real_open(file, mode, *args, **kwargs).close()
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", filling_open)
+    monkeypatch.setattr(io, "open", filling_open)
+    run = run_here([str(ROOT / "train.py"), *small(world, run_dir, "trainer.max_steps=1", "data.val=[]")], tmp_path)
+    monkeypatch.undo()
+    refusal(run, str(run_dir / "summary.json"), "No space left on device")
+    assert_unchanged(before)
+    assert step_of(run_dir / "checkpoints" / "last.ckpt") == 1
+
+
 def earlier_run(folder: Path) -> Path:
     """A run folder as train.py leaves it: checkpoints, logs and Hydra's record of the config."""
     (folder / "checkpoints").mkdir(parents=True)
