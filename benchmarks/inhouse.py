@@ -38,6 +38,7 @@ from data.synthetic.world import RenderedScene, WorldConfig, render_scene, write
 from evaluation.benchmarks import build_benchmark  # noqa: E402
 from evaluation.harness import run  # noqa: E402
 from evaluation.matchers import LoFTRMatcher  # noqa: E402
+from geometry.poses import relative_pose  # noqa: E402
 from evaluation.metrics import summarize  # noqa: E402
 from evaluation.report import format_table  # noqa: E402
 from data.supervision import supervision_for  # noqa: E402
@@ -50,8 +51,8 @@ def relative_pose_errors(info: dict, truth_poses: list[np.ndarray], ids: list[in
     """Rotation and translation-direction errors (degrees) of every kept pair's SfM relative pose."""
     rotation, direction = [], []
     for (a, b), *_ in info["pair_infos"]:
-        estimated = info["poses"][b] @ np.linalg.inv(info["poses"][a])
-        true = truth_poses[ids[b]] @ np.linalg.inv(truth_poses[ids[a]])
+        estimated = relative_pose(info["poses"][a], info["poses"][b])
+        true = relative_pose(truth_poses[ids[a]], truth_poses[ids[b]])
         R = estimated[:3, :3].T @ true[:3, :3]
         rotation.append(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
         t0, t1 = estimated[:3, 3], true[:3, 3]

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geometry.poses import relative_pose
+
 from .augment import PhotometricAugmentation
 from .crop import checked_crop_size, covisible_windows, crop_view
 from .errors import loading_pair
@@ -206,7 +208,7 @@ class MegaDepthPairs(Dataset):
             depth_paths.append(str(depth_path))
             Ks.append(np.asarray(info["intrinsics"][i], np.float64).reshape(3, 3))
         pose0, pose1 = (self._pose(info, i) for i in (i0, i1))  # world -> camera
-        T_0to1 = pose1 @ np.linalg.inv(pose0)
+        T_0to1 = relative_pose(pose0, pose1)
         size = None
         if self.config.crop_size is not None:
             size = self.config.crop_size

@@ -21,6 +21,8 @@ import numpy as np
 
 from evaluation.pairs import EvalPair
 
+from geometry.poses import relative_pose
+
 from .errors import loading_pair
 from .io import read_grayscale
 from .megadepth import load_scene_info
@@ -140,7 +142,7 @@ def scene_info_records(path: str | Path, min_overlap: float = 0.0, max_overlap: 
                 raise ValueError("an image of the pair has no path")
             pose0, pose1 = (np.asarray(info["poses"][i], np.float64).reshape(4, 4) for i in (i0, i1))
             K0, K1 = (np.asarray(info["intrinsics"][i], np.float64).reshape(3, 3) for i in (i0, i1))
-            record = PairRecord(str(names[0]), str(names[1]), K0, K1, pose1 @ np.linalg.inv(pose0))
+            record = PairRecord(str(names[0]), str(names[1]), K0, K1, relative_pose(pose0, pose1))
             check_record(record)
         except (IndexError, ValueError, np.linalg.LinAlgError) as error:
             raise ValueError(f"{path}: pair ({i0}, {i1}): {error}") from None

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
+
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
 from .io import check_depth_png_header, check_image_header, listed_files, naming, read_grayscale
@@ -152,11 +154,10 @@ class ScanNetPairs(Dataset):
             item[f"depth{side}"] = torch.from_numpy(depth)
             item[f"K{side}"] = K.clone()
         if rel_pose is not None:
-            T_0to1 = np.eye(4)
-            T_0to1[:3] = np.asarray(rel_pose, np.float64).reshape(3, 4)
+            T_0to1 = pose_from_rows(rel_pose)
         else:
             pose0, pose1 = (read_pose(self.root / scene / "pose" / f"{f}.txt") for f in (frame0, frame1))
-            T_0to1 = np.linalg.inv(pose1) @ pose0  # camera 0 -> world -> camera 1
+            T_0to1 = relative_pose_of_camera_to_world(pose0, pose1)
         item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))
         item["T_1to0"] = torch.from_numpy(np.linalg.inv(T_0to1).astype(np.float32))
         item["pair_names"] = (f"{scene}/color/{frame0}.jpg", f"{scene}/color/{frame1}.jpg")

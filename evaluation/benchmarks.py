@@ -31,6 +31,7 @@ from data.megadepth import MEGADEPTH_1500_SCENES, resized_size
 from data.pair_list import (PairListConfig, PairRecord, pair_list_pairs, pair_list_records, record_pair,
                             scene_info_records)
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
+from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
 
 from .pairs import EvalPair
 
@@ -220,11 +221,10 @@ class ScanNet1500(Benchmark):
         K = np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3)
         K0, K1 = (self._intrinsics_of(K, image) for image in images)
         if rel_pose is not None:
-            T_0to1 = np.eye(4)
-            T_0to1[:3] = np.asarray(rel_pose, np.float64).reshape(3, 4)
+            T_0to1 = pose_from_rows(rel_pose)
         else:  # a training-style index: relative pose from the camera-to-world poses
             pose0, pose1 = (read_pose(folder / "pose" / f"{frame}.txt") for frame in (frame0, frame1))
-            T_0to1 = np.linalg.inv(pose1) @ pose0
+            T_0to1 = relative_pose_of_camera_to_world(pose0, pose1)
         return EvalPair(name=f"{scene}/color/{frame0}.jpg {scene}/color/{frame1}.jpg", image0=images[0],
                         image1=images[1], K0=K0, K1=K1, T_0to1=T_0to1, group=scene)
 

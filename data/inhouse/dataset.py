@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geometry.poses import relative_pose
+
 from ..augment import PhotometricAugmentation
 from ..crop import checked_crop_size
 from ..errors import loading_pair
@@ -89,7 +91,7 @@ class SparsePairs(Dataset):
         for ((i0, i1), overlap, *_), points in zip(info["pair_infos"], info["correspondences"]):
             if self.config.min_overlap <= overlap <= self.config.max_overlap:
                 K0, K1 = (np.asarray(info["intrinsics"][i], np.float64) for i in (i0, i1))
-                camera = (K0, K1, poses[i1] @ np.linalg.inv(poses[i0]))
+                camera = (K0, K1, relative_pose(poses[i0], poses[i1]))
                 self._add(_Pair(path.stem, self.root / info["image_paths"][i0], self.root / info["image_paths"][i1],
                                 np.asarray(points, np.float64).reshape(-1, 4), camera))
 

@@ -42,6 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from geometry.poses import relative_pose
+
 from ..megadepth import MEGADEPTH_1500_SCENES
 from .manifest import clear_world_manifest, world_manifest, write_world_manifest
 from .world import (RenderedScene, WorldConfig, each_scene, generate_world, render_scene, scene_info, write_jpeg,
@@ -196,8 +198,8 @@ def _write_scannet_tree(out: Path, config: WorldConfig, splits: dict[str, list[i
             continue
         test_intrinsics[name] = scene.intrinsics[0]
         test_names += names
-        # T_0to1 = world-to-camera 1 @ camera-to-world 0, its top 3x4 row by row
-        test_poses += [(scene.poses[i1] @ np.linalg.inv(scene.poses[i0]))[:3].reshape(12) for i0, i1, _ in scene.pairs]
+        # T_0to1's top 3x4, row by row
+        test_poses += [relative_pose(scene.poses[i0], scene.poses[i1])[:3].reshape(12) for i0, i1, _ in scene.pairs]
     train_list = out / SCANNET_TRAIN_LIST
     train_list.parent.mkdir(parents=True, exist_ok=True)
     train_list.write_text("".join(f"{path.name}\n" for path in train_files))
