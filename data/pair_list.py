@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.pairs import EvalPair
-
 from geometry.poses import relative_pose
 
 from .errors import loading_pair

@@ -33,7 +33,8 @@ class RefuseUsedRunFolder(Callback):
     folder is an earlier run's."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _refuse(used_run_folder(Path(_run_dir(config)), config.get("ckpt_path"), config.get("overwrite_run_dir", False)))
+        overwrite = config.get("overwrite_run_dir", False)
+        _refuse(used_run_folder(Path(_run_dir(config)), config.get("ckpt_path"), overwrite))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse(used_run_folder(Path(config.hydra.sweep.dir), None, config.get("overwrite_run_dir", False), sweep=True))

@@ -10,8 +10,8 @@ from pathlib import Path
 def written_atomically(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path`, with the same suffix so that writers pick the same format, that replaces
     `path` only once written in full and synced: a failed or interrupted write (a full disk, a kill) leaves
-    the earlier file whole and no half-written one. Several of these in one ExitStack replace their files only once every one
-    is written."""
+    the earlier file whole and no half-written one. Several of these in one ExitStack replace their files only
+    once every one is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{os.getpid()}-{path.name}")
