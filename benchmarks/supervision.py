@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.supervision import coarse_supervision  # noqa: E402
-from losses.loftr_loss import LoFTRLoss  # noqa: E402
-from models.loftr import LoFTR  # noqa: E402
+from geometry.ground_truth import coarse_supervision
+from losses.loftr_loss import LoFTRLoss
+from models.loftr import LoFTR
 
 
 def scene(size: int, device: str) -> dict:
@@ -38,8 +38,17 @@ def scene(size: int, device: str) -> dict:
     T[:3, 3] = torch.tensor([-2.0, 0.1, 0.3])
     scale = torch.tensor([[original / size, original / size]], device=device)
     image = torch.rand(1, 1, size, size, device=device)
-    return {"image0": image, "image1": image.clone(), "depth0": depth, "depth1": depth.clone(), "K0": K, "K1": K.clone(),
-            "T_0to1": T[None], "scale0": scale, "scale1": scale.clone()}
+    return {
+        "image0": image,
+        "image1": image.clone(),
+        "depth0": depth,
+        "depth1": depth.clone(),
+        "K0": K,
+        "K1": K.clone(),
+        "T_0to1": T[None],
+        "scale0": scale,
+        "scale1": scale.clone(),
+    }
 
 
 def timed(fn, runs: int, device: str, label: str) -> float:
@@ -79,8 +88,10 @@ def main() -> None:
 
         step_seconds = timed(step, max(1, args.runs // 5), args.device, "training step")
 
-    print(f"device {args.device} ({torch.get_num_threads()} threads), {args.size}x{args.size} input, "
-          f"{len(supervision.index0)} ground-truth matches of {grid[0] * grid[1]} cells")
+    print(
+        f"device {args.device} ({torch.get_num_threads()} threads), {args.size}x{args.size} input, "
+        f"{len(supervision.index0)} ground-truth matches of {grid[0] * grid[1]} cells"
+    )
     print(f"{'coarse ground truth ms':>22} | {'training step ms':>16} | share of the step")
     print(f"{gt_seconds * 1e3:22.1f} | {step_seconds * 1e3:16.0f} | {gt_seconds / step_seconds:.2%}")
 

@@ -1,55 +1,109 @@
-"""The batch contract between datasets, the model, supervision and evaluation (one place for the shapes).
+"""The batch contract between the datasets, the model, the ground truth and evaluation: every key, its shape.
 
-A batch is a dict with LoFTR's conventional keys, B pairs:
+A batch is a dict with LoFTR's conventional keys (B pairs), what the datasets emit and the default collate
+stacks. `check_batch` checks one where it enters the model and the ground truth (the LightningModule's
+steps): a missing or misshapen key is a ValueError naming it.
 
-    image0, image1   (B, 1, H, W) float in [0, 1]: grayscale network inputs, resized and padded
-    mask0, mask1     (B, H, W) bool, optional: True on the image, False on the bottom/right padding
-    scale0, scale1   (B, 2) float, optional: (x, y) factors from network-input pixels to original pixels
-    depth0, depth1   (B, H', W') float: depth in the ORIGINAL image frame, 0 (or NaN) where unknown
-    K0, K1           (B, 3, 3): intrinsics of the original image frame
-    T_0to1, T_1to0   (B, 4, 4): relative poses, camera 0 coordinates -> camera 1 coordinates and back
-    H_0to1           (B, 3, 3): for image-only pairs instead of depth/pose, in original pixel frames
-    pair_names       list of (name0, name1); dataset_name: list of str
-
-Pixel coordinates are (x, y) with pixel (c, r) at (c, r); coarse cell (c, r) sits on network-input pixel
-(8c, 8r). Geometry runs in the original frames: network-input pixels times `scale` (LoFTR's convention).
-The grid at stride s of an (H, W) input is `grid_size((H, W), s)` = ceil(H / s) x ceil(W / s), the backbone's.
+Pixel coordinates are (x, y) with pixel (c, r) at (c, r); network-input pixels times `scale` are original
+pixels, where the geometry runs (LoFTR's convention). The feature grids and the frame conversions are in
+geometry/grid.py.
 """
+
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 import torch
 
 
-def original_frame(points: torch.Tensor, batch: dict, side: int) -> torch.Tensor:
-    """Network-input pixels (B, N, 2) of image `side` -> pixels of its original frame."""
-    scale = batch.get(f"scale{side}")
-    return points if scale is None else points * scale[:, None, :].to(points.dtype)
+class Batch(TypedDict, total=False):
+    """B pairs. Images: network inputs; geometry: the ORIGINAL image frames. Which geometry a pair carries
+    selects its ground truth (geometry/ground_truth.py): correspondences, else a homography, else depth + pose."""
+
+    image0: torch.Tensor  # (B, 1, H0, W0) float in [0, 1]: grayscale, resized and padded
+    image1: torch.Tensor  # (B, 1, H1, W1)
+    mask0: torch.Tensor  # (B, H0, W0) bool: True on the image, False on the bottom/right padding
+    mask1: torch.Tensor  # (B, H1, W1)
+    scale0: torch.Tensor  # (B, 2) float: (x, y) factors from network-input to original pixels
+    scale1: torch.Tensor  # (B, 2)
+    depth0: torch.Tensor  # (B, D0h, D0w) float: depth of the original frame (zero-padded), 0 or NaN unknown
+    depth1: torch.Tensor  # (B, D1h, D1w)
+    K0: torch.Tensor  # (B, 3, 3): intrinsics of the original frame
+    K1: torch.Tensor  # (B, 3, 3)
+    T_0to1: torch.Tensor  # (B, 4, 4): camera-0 coordinates -> camera-1 coordinates
+    T_1to0: torch.Tensor  # (B, 4, 4): its inverse
+    H_0to1: torch.Tensor  # (B, 3, 3): homography pairs, original pixels of image 0 -> image 1
+    correspondences0: torch.Tensor  # (B, N, 2): labelled points, original pixels of image 0 (data/inhouse)
+    correspondences1: torch.Tensor  # (B, N, 2): their partners in image 1
+    correspondences_valid: torch.Tensor  # (B, N) bool: False on the padding to N
+    pair_names: Sequence[Sequence[str]]  # (name0s, name1s), each B names (the collated pair of names)
+    dataset_name: Sequence[str]  # B names
+    scene_name: Sequence[str]  # B names
 
 
-def network_frame(points: torch.Tensor, batch: dict, side: int) -> torch.Tensor:
-    """Pixels (B, N, 2) of the original frame of image `side` -> its network-input pixels."""
-    scale = batch.get(f"scale{side}")
-    return points if scale is None else points / scale[:, None, :].to(points.dtype)
+# The shape of every tensor key: ints are exact, strings name a size that must agree wherever it appears
+# (per batch); "B" is the batch size.
+SHAPES: dict[str, tuple[int | str, ...]] = {
+    "image0": ("B", 1, "H0", "W0"), "image1": ("B", 1, "H1", "W1"),
+    "mask0": ("B", "H0", "W0"), "mask1": ("B", "H1", "W1"),
+    "scale0": ("B", 2), "scale1": ("B", 2),
+    "depth0": ("B", "D0h", "D0w"), "depth1": ("B", "D1h", "D1w"),
+    "K0": ("B", 3, 3), "K1": ("B", 3, 3), "T_0to1": ("B", 4, 4), "T_1to0": ("B", 4, 4), "H_0to1": ("B", 3, 3),
+    "correspondences0": ("B", "N", 2), "correspondences1": ("B", "N", 2), "correspondences_valid": ("B", "N"),
+}
+NAME_KEYS = ("dataset_name", "scene_name")  # B strings each
+# the geometry of each kind of ground truth, in the order geometry/ground_truth.py picks it
+GROUND_TRUTH_KEYS = {
+    "correspondences": ("correspondences0", "correspondences1", "correspondences_valid"),
+    "homography": ("H_0to1",),
+    "depth and pose": ("depth0", "depth1", "K0", "K1", "T_0to1"),
+}
 
 
-def grid_size(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
-    """(rows, columns) of the feature grid at `stride` of an image of (height, width) network-input pixels:
-    ceil(side / stride), what the backbone's padded stride-2 convolutions give, so any side works. Cell (c, r)
-    sits on pixel (stride c, stride r); the last row/column of cells may sit near the image's far edge."""
-    return tuple(-(-int(side) // stride) for side in image_hw)
+def check_batch(batch: Mapping, ground_truth: bool = True) -> None:
+    """ValueError naming each missing or misshapen key of `batch` (see `Batch`); `ground_truth`: it must also
+    carry the geometry of one kind of ground truth, complete."""
+    problems = [f"{key} is missing" for key in ("image0", "image1") if key not in batch]
+    sizes: dict[str, int] = {}
+    for key, shape in SHAPES.items():
+        if key not in batch:
+            continue
+        value = batch[key]
+        if not isinstance(value, torch.Tensor):
+            problems.append(f"{key} must be a tensor {_shown(shape)}, got {type(value).__name__}")
+        elif value.dim() != len(shape) or not all(_fits(size, dim, sizes) for size, dim in zip(value.shape, shape)):
+            problems.append(f"{key} has shape {tuple(value.shape)}, expected {_shown(shape, sizes)}")
+    problems += _name_problems(batch, sizes.get("B"))
+    if ground_truth:
+        kinds = {kind: [key for key in keys if key not in batch] for kind, keys in GROUND_TRUTH_KEYS.items()}
+        started = {kind: missing for kind, missing in kinds.items() if len(missing) < len(GROUND_TRUTH_KEYS[kind])}
+        if not any(not missing for missing in kinds.values()):
+            if started:
+                problems += [f"{kind} ground truth needs {', '.join(missing)}" for kind, missing in started.items()]
+            else:
+                problems.append("no ground truth: needs " + ", or ".join(
+                    " + ".join(keys) for keys in GROUND_TRUTH_KEYS.values()))
+    if problems:
+        raise ValueError("batch: " + "; ".join(problems))
 
 
-def cells_on_image(size: torch.Tensor, grid: tuple[int, int], stride: int) -> torch.Tensor:
-    """(B, h*w) bool, row-major: coarse cells whose pixel (stride c, stride r) lies on the image of valid
-    size (B, 2) = (height, width), not on its padding."""
-    rows = torch.arange(grid[0], device=size.device)[None, :, None] * stride < size[:, 0, None, None]
-    cols = torch.arange(grid[1], device=size.device)[None, None, :] * stride < size[:, 1, None, None]
-    return (rows & cols).flatten(1)
+def _fits(size: int, dim: int | str, sizes: dict[str, int]) -> bool:
+    """Whether `size` fits `dim`: equal to an int, or to the size a name took first (recorded in `sizes`)."""
+    if isinstance(dim, int):
+        return size == dim
+    return sizes.setdefault(dim, size) == size
 
 
-def valid_extent(mask: torch.Tensor | None, grid: tuple[int, int], batch: int, device) -> torch.Tensor:
-    """(B, 2) long: the valid (rows, columns) of each sample, from a mask that is True on a top-left rectangle,
-    given as (B, h, w) or flattened (B, h*w) over a `grid` = (h, w); the whole grid without a mask."""
-    if mask is None:
-        return torch.tensor([grid], device=device).expand(batch, 2)
-    mask = mask.view(-1, *grid)
-    return torch.stack([mask.any(2).sum(1), mask.any(1).sum(1)], 1)
+def _shown(shape: tuple[int | str, ...], sizes: dict[str, int] | None = None) -> str:
+    sizes = sizes or {}
+    return "(" + ", ".join(str(sizes.get(dim, dim)) if isinstance(dim, str) else str(dim) for dim in shape) + ")"
+
+
+def _name_problems(batch: Mapping, size: int | None) -> list[str]:
+    problems = []
+    for key in NAME_KEYS:
+        if key in batch and size is not None and len(batch[key]) != size:
+            problems.append(f"{key} has {len(batch[key])} names for {size} pairs")
+    names = batch.get("pair_names")
+    if names is not None and (len(names) != 2 or (size is not None and any(len(side) != size for side in names))):
+        problems.append(f"pair_names must be two lists of {size} names (image 0's, image 1's)")
+    return problems

@@ -1,98 +1,34 @@
 """The LightningModule that trains and validates a LoFTR-family matcher: wiring only.
 
-Ground truth (data/supervision.py), the model (models/), the losses (losses/) and the metrics
-(evaluation/metrics.py) live elsewhere; this module runs them in Lightning's loop, schedules the learning
-rate as LoFTR does, skips non-finite steps, aggregates validation metrics over all pairs of all ranks and
-logs a few match figures.
+The batch contract (data/batch.py), the ground truth (geometry/ground_truth.py), the model (models/), the
+losses and their targets (losses/), the pair scorer (evaluation/scoring.py), the figures (evaluation/plots.py)
+and the learning-rate schedule (schedule.py) live elsewhere; this module runs them in Lightning's loop: it
+checks each batch once, computes its ground truth once (before the forward, which pads the training matches
+with it), skips non-finite steps, aggregates validation metrics over all pairs of all ranks and logs a few
+match figures.
 """
 
-import bisect
-import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
-from data.batch import grid_size
-from data.supervision import supervision_for
-from evaluation.metrics import (PairResult, epipolar_errors, homography_error, match_precision, pose_error,
-                                summarize)
-from evaluation.plots import ERROR_CMAP, figure_to_rgb, matches_figure
-from losses.loftr_loss import LoFTRLoss, LossConfig
+from data.batch import check_batch
+from evaluation.metrics import PairResult, summarize
+from evaluation.plots import figure_to_rgb, scored_matches_figure
+from evaluation.scoring import score_matches
+from geometry.grid import grid_size
+from geometry.ground_truth import supervision_for
+from losses.loftr_loss import LoFTRLoss
+from losses.targets import FineWindow
 from models.checkpoint import load_checkpoint
-from models.loftr import LoFTR, LoFTRConfig, MatchResult
+from models.loftr import LoFTR, MatchResult
 
+from .config import TrainingConfig
 from .figures import log_image
-
-
-SCHEDULES = ("multistep", "cosine")
-
-
-@dataclass
-class OptimizerConfig:
-    """AdamW with LoFTR's schedule: linear warm-up over `warmup_steps` optimizer steps from
-    `warmup_ratio` x lr, then x `gamma` at each epoch in `milestones` ("multistep"); or, after the same
-    warm-up, a cosine from lr down to `final_ratio` x lr at the last step ("cosine", for short runs).
-    With `scale_lr`, `lr` and `warmup_steps` are for `reference_batch_size` pairs a step: the lr scales with
-    the true batch and the warm-up inversely (the same number of pairs), as LoFTR's train.py scales both."""
-
-    lr: float = 6e-3  # LoFTR's TRAINER.CANONICAL_LR (its outdoor config raises it to 8e-3) ...
-    reference_batch_size: int = 64  # ... for this true batch size (CANONICAL_BS); scaled linearly to ours
-    scale_lr: bool = True  # False: `lr` as given, whatever the batch size
-    weight_decay: float = 0.1  # TRAINER.ADAMW_DECAY
-    decay_biases_and_norms: bool = True  # LoFTR decays every parameter; False: weights of layers only
-    warmup_steps: int = 1875  # TRAINER.WARMUP_STEP (outdoor: 3 epochs at 64 pairs a step); 0: none
-    warmup_ratio: float = 0.1  # TRAINER.WARMUP_RATIO
-    schedule: str = "multistep"  # one of SCHEDULES
-    milestones: tuple[int, ...] = (8, 12, 16, 20, 24)  # TRAINER.MSLR_MILESTONES (outdoor; indoor 3, 6, 9, 12)
-    gamma: float = 0.5  # TRAINER.MSLR_GAMMA
-    final_ratio: float = 0.02  # cosine: the last step's lr over the peak
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"optimizer.schedule={self.schedule!r} is not one of {list(SCHEDULES)}")
-
-    def scaled_warmup_steps(self, true_batch: int) -> int:
-        """Warm-up steps at `true_batch` pairs a step: LoFTR's floor(WARMUP_STEP / (true_batch /
-        CANONICAL_BS)) with `scale_lr` (at least one step unless there is no warm-up), else `warmup_steps`."""
-        if not self.scale_lr or self.warmup_steps == 0:
-            return self.warmup_steps
-        return max(self.warmup_steps * self.reference_batch_size // true_batch, 1)  # exact integer floor
-
-    def factor(self, step: int, epoch: int, total_steps: int, warmup_steps: int | None = None) -> float:
-        """The learning-rate multiplier after `step` of `total_steps` optimizer steps, in epoch `epoch`;
-        `warmup_steps`: the (scaled) warm-up length, `self.warmup_steps` when None."""
-        warmup_steps = self.warmup_steps if warmup_steps is None else warmup_steps
-        warmup = 1.0
-        if step < warmup_steps:
-            warmup = self.warmup_ratio + (1 - self.warmup_ratio) * step / warmup_steps
-        if self.schedule == "cosine":
-            progress = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
-            return warmup * (self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-        return warmup * self.gamma ** bisect.bisect_right(self.milestones, epoch)
-
-
-@dataclass
-class ValidationConfig:
-    epipolar_threshold: float = 1e-4  # a match is correct below it (LoFTR: 1e-4 MegaDepth, 5e-4 ScanNet)
-    num_figures: int = 4  # match figures logged per validation (rank 0, first batches)
-    ransac_seed: int = 0
-
-
-@dataclass
-class TrainingConfig:
-    model: LoFTRConfig = field(default_factory=LoFTRConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
-    init_checkpoint: str | None = None  # fine-tune from these weights (official LoFTR, kornia or ours)
-    trust_init_checkpoint: bool = False  # allow pickled objects in it (only for files you trust)
-    freeze_backbone: bool = False  # fine-tuning: train the transformers and matching only
-    max_nonfinite_steps: int = 20  # consecutive NaN/inf losses tolerated (skipped) before training stops
-
 
 # validation metrics are computed from every rank's pairs on every rank (all_gather), so they need no
 # sync_dist reduction; Lightning's advice to add one does not apply
@@ -110,8 +46,7 @@ class LoFTRModule(pl.LightningModule):
         # plain containers only, so our checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters({"training": asdict(config)})
         self.model = LoFTR(config.model)
-        self.loss = LoFTRLoss(config.loss, coarse_stride=self.model.coarse_stride,
-                              window=config.model.fine.window_size)
+        self.loss = LoFTRLoss(config.loss, FineWindow(self.model.coarse_stride, size=config.model.fine.window_size))
         if config.init_checkpoint is not None:
             load_checkpoint(self.model, config.init_checkpoint, trusted=config.trust_init_checkpoint)
         if config.freeze_backbone:
@@ -130,6 +65,7 @@ class LoFTRModule(pl.LightningModule):
     # ------------------------------------------------------------------------------------------- training
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor | None:
+        check_batch(batch)
         # the backbone's grids, before the forward that needs the ground truth for its training pads
         grid0 = grid_size(batch["image0"].shape[2:], self.model.coarse_stride)
         grid1 = grid_size(batch["image1"].shape[2:], self.model.coarse_stride)
@@ -176,7 +112,8 @@ class LoFTRModule(pl.LightningModule):
     def configure_optimizers(self):
         settings = self.config.optimizer
         parameters = [p for p in self.parameters() if p.requires_grad]
-        decays = lambda p: settings.decay_biases_and_norms or p.ndim > 1  # noqa: E731 (biases, norm scales: 1-d)
+        def decays(p):
+            return settings.decay_biases_and_norms or p.ndim > 1  # biases, norm scales: 1-d
         groups = [{"params": [p for p in parameters if decays(p)], "weight_decay": settings.weight_decay},
                   {"params": [p for p in parameters if not decays(p)], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.learning_rate())
@@ -222,6 +159,7 @@ class LoFTRModule(pl.LightningModule):
         self._val_results = []
 
     def validation_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
+        check_batch(batch)
         result = self.model(batch, window_heatmaps=self.loss.config.needs_window)
         # the loss of the model's own matches (no ground-truth padding at evaluation): it falls as it learns
         grid0, grid1 = result.coarse_grid0, result.coarse_grid1
@@ -238,23 +176,18 @@ class LoFTRModule(pl.LightningModule):
         return (result.keypoints0[chosen].double().cpu().numpy(), result.keypoints1[chosen].double().cpu().numpy())
 
     def _score(self, batch: dict, result: MatchResult, sample: int) -> tuple[PairResult, np.ndarray | None]:
+        """The pair's result, scored as evaluate.py scores it, and its per-match epipolar errors (pose pairs)."""
         kpts0, kpts1 = self._matches(result, sample)
         names = batch.get("pair_names")
         name = " ".join(str(n[sample]) for n in names) if names is not None else f"{self.global_rank}:{sample}"
-        scored = PairResult(name=name, group=str(batch.get("scene_name", [""])[sample]), num_matches=len(kpts0),
-                            runtime_s=0.0)
-        seed = self.config.validation.ransac_seed
-        errors = None
         if "T_0to1" in batch:
-            K0, K1, T = (batch[key][sample].double().cpu().numpy() for key in ("K0", "K1", "T_0to1"))
-            scored.pose = pose_error(T, kpts0, kpts1, K0, K1, seed=seed)
-            errors = epipolar_errors(kpts0, kpts1, K0, K1, T)
-            scored.precision = match_precision(errors, self.config.validation.epipolar_threshold)
-        else:
-            height, width = batch["image0"].shape[2:]
-            H = batch["H_0to1"][sample].double().cpu().numpy()
-            scored.homography_error_px = homography_error(H, kpts0, kpts1, height, width, seed=seed)
-        return scored, errors
+            geometry = {key: batch[key][sample].double().cpu().numpy() for key in ("K0", "K1", "T_0to1")}
+        else:  # homography pairs are made at the network size: its frame is the original one
+            geometry = {"H_0to1": batch["H_0to1"][sample].double().cpu().numpy(),
+                        "image0_size": tuple(batch["image0"].shape[2:])}
+        return score_matches(kpts0, kpts1, name=name, group=str(batch.get("scene_name", [""])[sample]),
+                             epipolar_threshold=self.config.validation.epipolar_threshold,
+                             ransac_seed=self.config.validation.ransac_seed, **geometry)
 
     def _log_figure(self, batch: dict, result: MatchResult, errors: np.ndarray | None, index: int | str) -> None:
         if self.logger is None:
@@ -264,17 +197,10 @@ class LoFTRModule(pl.LightningModule):
         # keypoints are in original pixels; the images shown are the network inputs
         scales = [batch[f"scale{side}"][0].double().cpu().numpy() if f"scale{side}" in batch else np.ones(2)
                   for side in (0, 1)]
-        kpts0, kpts1 = kpts0 / scales[0], kpts1 / scales[1]
-        threshold = self.config.validation.epipolar_threshold
-        if errors is not None:
-            figure = matches_figure(images[0], images[1], kpts0, kpts1, errors,
-                                    f"step {self.global_step}: {int((errors < threshold).sum())}/{len(errors)} correct",
-                                    color_label="symmetric epipolar error", value_range=(0.0, 2 * threshold),
-                                    cmap=ERROR_CMAP, threshold=threshold)
-        else:
-            confidence = result.confidence[result.batch_index == 0].float().cpu().numpy()
-            figure = matches_figure(images[0], images[1], kpts0, kpts1, confidence, f"step {self.global_step}",
-                                    value_range=(0.0, 1.0))
+        confidence = result.confidence[result.batch_index == 0].float().cpu().numpy()
+        figure = scored_matches_figure(images[0], images[1], kpts0 / scales[0], kpts1 / scales[1],
+                                       f"step {self.global_step}", errors=errors,
+                                       threshold=self.config.validation.epipolar_threshold, confidence=confidence)
         log_image(self.logger, f"val/matches_{index}", figure_to_rgb(figure), self.global_step)
 
     def on_validation_epoch_end(self) -> None:

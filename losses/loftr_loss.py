@@ -6,11 +6,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from data.supervision import Supervision, fine_supervision, subpixel_supervision, window_supervision
+from geometry.ground_truth import Supervision
 from models.loftr import MatchResult
 
 from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
 from .fine import fine_heatmap_nll, fine_l2_with_std
+from .targets import FineWindow, fine_targets, subpixel_targets, window_targets
 
 
 @dataclass
@@ -26,7 +27,7 @@ class LossConfig:
     fine_nll_weight: float = 0.0  # cross-entropy of the fine heatmap (losses/fine.py); 0: LoFTR's loss only
     # whose heatmaps the cross-entropy trains: "centre", the match's own query (LoFTR's cell centre), or
     # "window", every position of image 0's window that the ground truth reaches (25x the fine samples):
-    # dense targets on the fine grid, or sparse labels carried by their fitted Jacobian (window_supervision)
+    # dense targets on the fine grid, or sparse labels carried by their fitted Jacobian (losses/targets.py)
     fine_nll_queries: str = "centre"
     # the stride-1 stage (model.subpixel), when the model has one: cross-entropy of its heatmap plus the
     # std-weighted L2 of its expectation, against the true match in its window
@@ -54,11 +55,14 @@ class LossParts:
 
 
 class LoFTRLoss(nn.Module):
-    def __init__(self, config: LossConfig | None = None, coarse_stride: int = 8, fine_stride: int = 2,
-                 window: int = 5):
+    """The loss of a model's outputs against a batch's ground truth (geometry/ground_truth.py, computed once by
+    the caller, which needs it before the forward for the training pads); the fine targets are encoded here,
+    at the model's own coarse matches, in the units of `window`."""
+
+    def __init__(self, config: LossConfig | None = None, window: FineWindow = FineWindow()):
         super().__init__()
         self.config = config if config is not None else LossConfig()
-        self.coarse_stride, self.fine_stride, self.window = coarse_stride, fine_stride, window
+        self.window = window
 
     def forward(self, result: MatchResult, supervision: Supervision) -> LossParts:
         cfg = self.config
@@ -84,24 +88,31 @@ class LoFTRLoss(nn.Module):
                 cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision, log_positive, supervision.negatives(),
             )
 
-        matches = (supervision, coarse.batch_index, coarse.index0, coarse.index1,
-                   self.coarse_stride, self.fine_stride, self.window)
-        target, known = fine_supervision(*matches, query=result.fine.query)
+        matches = (coarse.batch_index, coarse.index0, coarse.index1)
+        target, known = fine_targets(supervision, *matches, self.window, query=result.fine.query)
         target = target.to(result.fine.expectation.dtype)
-        fine_loss = fine_l2_with_std(result.fine.expectation, result.fine.std, target, known, cfg.fine_correct_threshold)
+        fine_loss = fine_l2_with_std(
+            result.fine.expectation, result.fine.std, target, known, cfg.fine_correct_threshold
+        )
         if cfg.needs_window:
             if result.fine.window_log_heatmaps is None:
                 raise ValueError("loss.fine_nll_queries='window' needs the model run with window_heatmaps=True")
             if not supervision.has_window_targets:
-                raise ValueError("loss.fine_nll_queries='window' needs fine targets off the cell centres: dense "
-                                 "ground truth with supervision_for(..., fine_stride=...), or sparse labels")
-            window_target, window_known = window_supervision(*matches)
+                raise ValueError(
+                    "loss.fine_nll_queries='window' needs fine targets off the cell centres: dense "
+                    "ground truth with supervision_for(..., fine_stride=...), or sparse labels"
+                )
+            window_target, window_known = window_targets(supervision, *matches, self.window)
             fine_loss = fine_loss + cfg.fine_nll_weight * fine_heatmap_nll(
-                result.fine.window_log_heatmaps.flatten(0, 1), window_target.flatten(0, 1).to(target.dtype),
-                window_known.flatten(), cfg.fine_correct_threshold)
+                result.fine.window_log_heatmaps.flatten(0, 1),
+                window_target.flatten(0, 1).to(target.dtype),
+                window_known.flatten(),
+                cfg.fine_correct_threshold,
+            )
         elif cfg.fine_nll_weight:
             fine_loss = fine_loss + cfg.fine_nll_weight * fine_heatmap_nll(
-                result.fine.log_heatmap, target, known, cfg.fine_correct_threshold)
+                result.fine.log_heatmap, target, known, cfg.fine_correct_threshold
+            )
         if result.subpixel is not None:
             fine_loss = fine_loss + cfg.subpixel_weight * self._subpixel_loss(result, supervision, target, known)
         supervised = known & (target.abs().amax(dim=-1) < cfg.fine_correct_threshold)
@@ -113,13 +124,14 @@ class LoFTRLoss(nn.Module):
             num_fine_supervised=int(supervised.sum()),
         )
 
-    def _subpixel_loss(self, result: MatchResult, supervision: Supervision, target: torch.Tensor,
-                       known: torch.Tensor) -> torch.Tensor:
+    def _subpixel_loss(
+        self, result: MatchResult, supervision: Supervision, target: torch.Tensor, known: torch.Tensor
+    ) -> torch.Tensor:
         """The stride-1 stage against the true match of the first stage's query (`target`, `known`)."""
         sub = result.subpixel
         window = int(round(sub.log_heatmap.shape[1] ** 0.5))
-        sub_target = subpixel_supervision(target, result.coarse.index1, supervision.grid1, sub.anchor, window,
-                                          self.coarse_stride, self.fine_stride, self.window)
+        sub_target = subpixel_targets(target, result.coarse.index1, supervision.grid1, sub.anchor, window, self.window)
         threshold = self.config.fine_correct_threshold
-        return (fine_heatmap_nll(sub.log_heatmap, sub_target, known, threshold)
-                + fine_l2_with_std(sub.expectation, sub.std, sub_target.to(sub.expectation.dtype), known, threshold))
+        return fine_heatmap_nll(sub.log_heatmap, sub_target, known, threshold) + fine_l2_with_std(
+            sub.expectation, sub.std, sub_target.to(sub.expectation.dtype), known, threshold
+        )

@@ -7,7 +7,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from data.batch import cells_on_image, grid_size, valid_extent
+from geometry.grid import cell_pixels, cells_on_image, grid_size, valid_extent
 
 from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
@@ -16,7 +16,6 @@ from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expecta
 from .matching.subpixel import PixelFeatures, SubpixelConfig, SubpixelMatches, subpixel_refine
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
-
 
 CPU_FINE_CHUNK = 256  # matches per fine-level pass on CPU (64-512 measured on a 2-core machine)
 
@@ -37,7 +36,7 @@ class LoFTRConfig:
 class MatchResult:
     """What the matcher returns. Keypoints are (x, y) pixels of each image as given to the model, multiplied
     by the batch's `scale0` / `scale1` (original size / network input size) when the batch has them.
-    Coarse cell (c, r) sits on pixel (8c, 8r), LoFTR's convention; the grids are `data.batch.grid_size`
+    Coarse cell (c, r) sits on pixel (8c, 8r), LoFTR's convention; the grids are `geometry.grid.grid_size`
     (ceil(side / 8)), so any image side works."""
 
     keypoints0: torch.Tensor  # (N, 2) float
@@ -56,7 +55,10 @@ class LoFTR(nn.Module):
         super().__init__()
         self.config = config = config if config is not None else LoFTRConfig()
         self.backbone = build_backbone(config.backbone)
-        if self.backbone.coarse_dim != config.coarse.d_model or self.backbone.fine_dim != config.fine.transformer.d_model:
+        if (
+            self.backbone.coarse_dim != config.coarse.d_model
+            or self.backbone.fine_dim != config.fine.transformer.d_model
+        ):
             raise ValueError(
                 f"backbone widths (coarse {self.backbone.coarse_dim}, fine {self.backbone.fine_dim}) must equal "
                 f"the transformers' d_model ({config.coarse.d_model}, {config.fine.transformer.d_model})"
@@ -74,8 +76,9 @@ class LoFTR(nn.Module):
     def coarse_stride(self) -> int:
         return self.backbone.coarse_stride
 
-    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None,
-                window_heatmaps: bool = False) -> MatchResult:
+    def forward(
+        self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None, window_heatmaps: bool = False
+    ) -> MatchResult:
         """Match `batch["image0"]` (B, 1, H0, W0) with `batch["image1"]` (B, 1, H1, W1), grayscale in [0, 1].
 
         Optional batch keys: `mask0`/`mask1` (B, H, W) bool, True on the image and False on the padding to the
@@ -104,13 +107,15 @@ class LoFTR(nn.Module):
         kpts0, kpts1 = self._fine_points(coarse, fine, grid0, grid1)
         subpixel = None
         if self.pixel_features is not None:
-            subpixel = subpixel_refine(pixels0, pixels1, coarse.batch_index, kpts0.round().long(), kpts1,
-                                       self.config.subpixel.window_size)
+            subpixel = subpixel_refine(
+                pixels0, pixels1, coarse.batch_index, kpts0.round().long(), kpts1, self.config.subpixel.window_size
+            )
             kpts1 = subpixel.anchor + subpixel.expectation.to(kpts1.dtype) * (self.config.subpixel.window_size // 2)
         return self._keypoints(coarse, fine, subpixel, kpts0, kpts1, grid0, grid1, size0, size1, batch)
 
-    def _refine(self, fine0, fine1, tokens0, tokens1, coarse: CoarseMatches, grid0, grid1,
-                window_heatmaps: bool) -> FineMatches:
+    def _refine(
+        self, fine0, fine1, tokens0, tokens1, coarse: CoarseMatches, grid0, grid1, window_heatmaps: bool
+    ) -> FineMatches:
         """The fine level for every coarse match. Matches are refined independently of each other, so on CPU
         they go through in chunks whose activations stay in cache (the fine level runs ~25% faster than in one
         pass); a GPU takes them all at once."""
@@ -121,15 +126,20 @@ class LoFTR(nn.Module):
         parts = []
         for start in range(0, max(len(b), 1), chunk):
             part = slice(start, start + chunk)
-            win0, win1 = self.fine_preprocess(fine0, fine1, tokens0, tokens1, b[part], i[part], j[part], grid0, grid1, step)
+            win0, win1 = self.fine_preprocess(
+                fine0, fine1, tokens0, tokens1, b[part], i[part], j[part], grid0, grid1, step
+            )
             if len(win0):
                 win0, win1 = self.loftr_fine(win0, win1)
             parts.append(fine_expectation(win0, win1, query_radius, window_heatmaps))
         if len(parts) == 1:
             return parts[0]
-        return FineMatches(*(
-            None if getattr(parts[0], f.name) is None else torch.cat([getattr(p, f.name) for p in parts])
-            for f in fields(FineMatches)))  # window_log_heatmaps stays None unless asked for
+        return FineMatches(
+            *(
+                None if getattr(parts[0], f.name) is None else torch.cat([getattr(p, f.name) for p in parts])
+                for f in fields(FineMatches)
+            )
+        )  # window_log_heatmaps stays None unless asked for
 
     def _fine_margin(self) -> int:
         """Fine cells along each border that no fine window reads at inference: border removal keeps matches
@@ -151,7 +161,8 @@ class LoFTR(nn.Module):
         size share one backbone pass."""
         margin = self._fine_margin()
         full = all(
-            bool((size == torch.tensor(image.shape[2:], device=size.device)).all()) for image, size in zip(images, sizes)
+            bool((size == torch.tensor(image.shape[2:], device=size.device)).all())
+            for image, size in zip(images, sizes)
         )
         if full:
             if images[0].shape == images[1].shape:
@@ -162,13 +173,16 @@ class LoFTR(nn.Module):
         out = []
         for image, size in zip(images, sizes):
             maps = None
-            for (vh, vw) in {tuple(s.tolist()) for s in size}:
+            for vh, vw in {tuple(s.tolist()) for s in size}:
                 same = (size == torch.tensor([vh, vw], device=size.device)).all(1).nonzero().flatten()
                 region = self._maps(image[same, :, :vh, :vw], margin)
                 if maps is None:  # zero maps the batch's size, at each map's stride
-                    maps = [None if m is None else image.new_zeros(image.shape[0], m.shape[1],
-                                                                   *grid_size(image.shape[2:], s))
-                            for m, s in zip(region, self._strides())]
+                    maps = [
+                        None
+                        if m is None
+                        else image.new_zeros(image.shape[0], m.shape[1], *grid_size(image.shape[2:], s))
+                        for m, s in zip(region, self._strides())
+                    ]
                 for m, r in zip(maps, region):
                     if m is not None:
                         m[same, :, : r.shape[2], : r.shape[3]] = r.to(m.dtype)
@@ -189,8 +203,7 @@ class LoFTR(nn.Module):
         i, j = coarse.index0, coarse.index1
         stride, fine_stride = self.coarse_stride, self.backbone.fine_stride
         dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
-        kpts0 = torch.stack([i % grid0[1], i // grid0[1]], 1).to(dtype) * stride
-        kpts1 = torch.stack([j % grid1[1], j // grid1[1]], 1).to(dtype) * stride
+        kpts0, kpts1 = cell_pixels(i, grid0, stride, dtype), cell_pixels(j, grid1, stride, dtype)
         window = self.fine_preprocess.window
         grid = window_grid(window, kpts0.device, dtype) * (window // 2 * fine_stride)  # pixels from the centre
         return kpts0 + grid[fine.query], kpts1 + fine.expectation.to(dtype) * (window // 2 * fine_stride)

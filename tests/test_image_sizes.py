@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from data.batch import grid_size  # noqa: F401 (the one grid helper)
 from data.homography import HomographyConfig, HomographyPairs
-from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig
+from geometry.grid import grid_size
+from lightning_modules.config import TrainingConfig
+from lightning_modules.loftr_module import LoFTRModule
+from lightning_modules.schedule import OptimizerConfig
 from losses.loftr_loss import LossConfig
 from tests.helpers import tiny_model_config
 
@@ -51,7 +53,9 @@ def test_a_training_step_on_sides_not_divisible_by_8(photos, width, height, wind
     loss = LossConfig(fine_nll_weight=1.0, fine_nll_queries="window") if window_loss else LossConfig()
     module = LoFTRModule(TrainingConfig(model=tiny_model_config(), loss=loss, optimizer=OptimizerConfig()))
     module.train()
-    batch = homography_batch(photos, width, height, count=2 if width * height < 50_000 else 1)  # one 642x481 pair: ~35 s
+    batch = homography_batch(
+        photos, width, height, count=2 if width * height < 50_000 else 1
+    )  # one 642x481 pair: ~35 s
     total = module.training_step(batch, 0)
     assert total is not None and torch.isfinite(total)
     total.backward()

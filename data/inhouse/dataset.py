@@ -7,7 +7,7 @@ Items follow data/batch.py, with the correspondences padded to a fixed count so 
     correspondences_valid                (N,) bool: False on the padding
     K0, K1, T_0to1, T_1to0               only with poses (a scene-info file of prepare)
 
-`data.supervision.sparse_supervision` turns them into ground truth; the LightningModule picks it by the keys.
+`geometry.ground_truth.sparse_supervision` turns them into ground truth; the LightningModule picks it by the keys.
 """
 
 from dataclasses import dataclass
@@ -158,8 +158,9 @@ class SparsePairs(Dataset):
         for side in (0, 1):
             original = images[side] if self.augment is None else self.augment(images[side], index, side)
             image = prepare_image(original, config, size)
-            item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
-            item[f"correspondences{side}"] = torch.from_numpy(padded[:, 2 * side:2 * side + 2].copy())
+            for key in ("image", "mask", "scale"):
+                item[f"{key}{side}"] = image[key]
+            item[f"correspondences{side}"] = torch.from_numpy(padded[:, 2 * side : 2 * side + 2].copy())
         item["correspondences_valid"] = torch.from_numpy(valid)
         if Ks is not None:
             T_0to1 = pair.camera[2]
@@ -171,8 +172,9 @@ class SparsePairs(Dataset):
         item["scene_name"] = pair.scene
         return item
 
-    def _crop(self, images: list[np.ndarray], points: np.ndarray, rng: np.random.Generator
-              ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    def _crop(
+        self, images: list[np.ndarray], points: np.ndarray, rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
         """Windows of `crop_size` network pixels (at the `longer_side` scale) around a random correspondence,
         jittered by up to a quarter window; the correspondences inside both, shifted to the windows."""
         crop_w, crop_h = self.config.crop_size
@@ -182,13 +184,13 @@ class SparsePairs(Dataset):
             height, width = image.shape
             factor = max(height, width) / self.config.longer_side  # original pixels per network pixel
             window = np.array([min(round(crop_w * factor), width), min(round(crop_h * factor), height)])
-            centre = anchor[2 * side:2 * side + 2] + rng.uniform(-0.25, 0.25, 2) * window
+            centre = anchor[2 * side : 2 * side + 2] + rng.uniform(-0.25, 0.25, 2) * window
             corner = np.clip(np.round(centre - window / 2), 0, [width - window[0], height - window[1]]).astype(int)
-            crops.append(image[corner[1]:corner[1] + window[1], corner[0]:corner[0] + window[0]])
+            crops.append(image[corner[1] : corner[1] + window[1], corner[0] : corner[0] + window[0]])
             corners.append(corner.astype(np.float64))
         shifted = points - np.concatenate(corners)
         inside = np.ones(len(points), bool)
         for side, crop in enumerate(crops):
-            xy = shifted[:, 2 * side:2 * side + 2]
+            xy = shifted[:, 2 * side : 2 * side + 2]
             inside &= (xy >= -0.5).all(1) & (xy[:, 0] < crop.shape[1] - 0.5) & (xy[:, 1] < crop.shape[0] - 0.5)
         return crops, shifted[inside], corners

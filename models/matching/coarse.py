@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.batch import valid_extent
+from geometry.grid import valid_extent
 
 from .optimal_transport import log_optimal_transport
 

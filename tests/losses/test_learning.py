@@ -2,10 +2,10 @@
 
 import torch
 
-from data.supervision import coarse_supervision
+from geometry.ground_truth import coarse_supervision
 from losses.loftr_loss import LoFTRLoss
 from models.loftr import LoFTR
-from tests.data.test_supervision import FOCAL, Z, plane_batch, translation
+from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
 from tests.helpers import image_pair, tiny_model_config
 
 

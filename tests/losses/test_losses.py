@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from data.supervision import coarse_supervision
+from geometry.ground_truth import coarse_supervision
 from losses.coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
 from losses.fine import bilinear_target, fine_heatmap_nll, fine_l2_with_std
 from losses.loftr_loss import LoFTRLoss, LossConfig
 from models.loftr import LoFTR, LoFTRConfig
 from models.matching.fine import window_grid
-from tests.data.test_supervision import FOCAL, Z, plane_batch, translation
+from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
 
 
 def test_focal_loss_by_hand():

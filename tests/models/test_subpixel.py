@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from data.supervision import coarse_supervision, fine_supervision, subpixel_supervision
+from geometry.ground_truth import coarse_supervision
 from losses.loftr_loss import LoFTRLoss, LossConfig
+from losses.targets import fine_targets, subpixel_targets
 from models.loftr import LoFTR, LoFTRConfig
 from models.matching.subpixel import PixelFeatures, SubpixelConfig, subpixel_refine, upsample_to_pixels
-from tests.data.test_supervision import FOCAL, Z, plane_batch, translation
+from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
 from tests.helpers import image_pair, sharpen_
 
 
@@ -60,12 +61,12 @@ def test_subpixel_target_is_the_true_match_from_the_anchor():
     supervision = coarse_supervision(batch, (12, 16), (12, 16))
     b, i, j = supervision.batch_index, supervision.index0, supervision.index1
     assert len(i) > 100
-    target, known = fine_supervision(supervision, b, i, j)
+    target, known = fine_targets(supervision, b, i, j)
     assert known.all()
     points0 = torch.stack([i % 16, i // 16], -1).double() * 8
     # an anchor one pixel off the nearest, as a first stage may leave it
     anchor = (points0 + torch.tensor([3.25, -1.5], dtype=torch.float64)).round().long() + torch.tensor([1, 0])
-    offset = subpixel_supervision(target, j, supervision.grid1, anchor, subpixel_window=5)
+    offset = subpixel_targets(target, j, supervision.grid1, anchor, subpixel_window=5)
     assert torch.allclose(anchor + offset * 2, points0 + torch.tensor([3.25, -1.5], dtype=torch.float64), atol=1e-6)
 
 

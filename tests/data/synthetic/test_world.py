@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from data.megadepth import MegaDepthConfig, MegaDepthPairs
-from data.supervision import coarse_supervision
 from data.scannet import ScanNetConfig, ScanNetPairs
 from data.synthetic.manifest import read_world_manifest, world_manifest
 from data.synthetic.trees import write_world
 from data.synthetic.world import Scene, WorldConfig, generate_world, render_scene
+from geometry.grid import cell_pixels
+from geometry.ground_truth import coarse_supervision
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,7 @@ def test_ground_truth_matches_the_renderer_exactly(tmp_path, layout):
         grid = tuple(size // 8 for size in batch["image0"].shape[2:])
         supervision = coarse_supervision(batch, grid, grid)
         i = supervision.index0
-        pixels = torch.stack([i % grid[1], i // grid[1]], -1).double() * 8 * batch["scale0"][0].double()
+        pixels = cell_pixels(i, grid, 8, torch.float64) * batch["scale0"][0].double()
         K0, K1 = truth.intrinsics[i0], truth.intrinsics[i1]
         cam_to_world = np.linalg.inv(truth.poses[i0])
         rays = np.c_[pixels.numpy(), np.ones(len(i))] @ np.linalg.inv(K0).T @ cam_to_world[:3, :3].T

@@ -3,9 +3,10 @@ ground truth of the same warp."""
 
 import torch
 
-from data.supervision import coarse_supervision, sparse_supervision, supervision_for, window_supervision
+from geometry.ground_truth import coarse_supervision, sparse_supervision, supervision_for
 from geometry.warp import warp_homography
 from losses.coarse import focal_loss
+from losses.targets import window_targets
 
 GRID = (15, 20)  # 120 x 160 network pixels, stride 8
 HOMOGRAPHY = torch.tensor([[1.05, 0.2, 10.0], [-0.15, 0.95, 6.0], [2e-4, -1e-4, 1.0]], dtype=torch.float64)[None]
@@ -55,10 +56,12 @@ def test_window_targets_carry_the_label_by_the_fitted_jacobian():
         sparse = sparse_supervision(batch, GRID, GRID)
         dense = coarse_supervision(batch, GRID, GRID, fine_stride=2)
         matches = (sparse.batch_index, sparse.index0, sparse.index1)
-        target, known = window_supervision(sparse, *matches)
-        truth, truth_known = window_supervision(dense, *matches)
+        target, known = window_targets(sparse, *matches)
+        truth, truth_known = window_targets(dense, *matches)
         both = known & truth_known
-        assert both.float().mean() > 0.8 and both[:, 12].equal(sparse.warped0_valid[0, sparse.index0] & truth_known[:, 12])
+        assert both.float().mean() > 0.8 and both[:, 12].equal(
+            sparse.warped0_valid[0, sparse.index0] & truth_known[:, 12]
+        )
         assert (target - truth)[both].abs().max() * 4 < tolerance_px  # window units: 4 network pixels
 
 
@@ -67,12 +70,18 @@ def test_one_label_per_cell_nearest_to_the_centre_and_negatives_in_labelled_rows
     # only from within 1 px of a cell centre. The first two fall into cell (2, 1) of image 0 (centre (16, 8)):
     # the nearer wins; the last is 3 px from its centre (104, 72): no label
     points0 = torch.tensor([[[17.0, 9.0], [16.5, 7.0], [63.5, 40.5], [101.0, 69.0]]], dtype=torch.float64)
-    batch = {"image0": torch.zeros(1, 1, 120, 160), "image1": torch.zeros(1, 1, 120, 160),
-             "correspondences0": points0, "correspondences1": points0 + torch.tensor([21.0, 13.0]),
-             "correspondences_valid": torch.tensor([[True, True, True, True]])}
+    batch = {
+        "image0": torch.zeros(1, 1, 120, 160),
+        "image1": torch.zeros(1, 1, 120, 160),
+        "correspondences0": points0,
+        "correspondences1": points0 + torch.tensor([21.0, 13.0]),
+        "correspondences_valid": torch.tensor([[True, True, True, True]]),
+    }
     sparse = supervision_for(batch, GRID, GRID)
-    assert sorted(zip(sparse.index0.tolist(), sparse.index1.tolist())) == [(1 * 20 + 2, 3 * 20 + 5),
-                                                                          (5 * 20 + 8, 7 * 20 + 11)]
+    assert sorted(zip(sparse.index0.tolist(), sparse.index1.tolist())) == [
+        (1 * 20 + 2, 3 * 20 + 5),
+        (5 * 20 + 8, 7 * 20 + 11),
+    ]
     assert not sparse.warped0_valid.any()
     assert torch.equal(sparse.warped0[0, 22], torch.tensor([37.0, 21.0]))  # the centre (16, 8), shifted
     negatives = sparse.negatives()[0]
@@ -85,8 +94,13 @@ def test_one_label_per_cell_nearest_to_the_centre_and_negatives_in_labelled_rows
 def test_labels_follow_the_image_scale():
     """Correspondences in original pixels of a 2x larger image: the same labels as the network-frame ones."""
     batch = labelled_batch(HOMOGRAPHY)
-    scaled = dict(batch, correspondences0=batch["correspondences0"] * 2, correspondences1=batch["correspondences1"] * 3,
-                  scale0=torch.tensor([[2.0, 2.0]]), scale1=torch.tensor([[3.0, 3.0]]))
+    scaled = dict(
+        batch,
+        correspondences0=batch["correspondences0"] * 2,
+        correspondences1=batch["correspondences1"] * 3,
+        scale0=torch.tensor([[2.0, 2.0]]),
+        scale1=torch.tensor([[3.0, 3.0]]),
+    )
     plain, from_original = sparse_supervision(batch, GRID, GRID), sparse_supervision(scaled, GRID, GRID)
     assert torch.equal(plain.index0, from_original.index0) and torch.equal(plain.index1, from_original.index1)
     assert torch.allclose(plain.warped0, from_original.warped0, atol=1e-6)

@@ -3,8 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from data.supervision import coarse_supervision, fine_supervision, window_supervision
+from geometry.ground_truth import coarse_supervision
 from geometry.warp import warp_depth, warp_homography
+from losses.targets import fine_targets, window_targets
 from tests.geometry.test_warp import megadepth_pair
 
 FOCAL, Z = 100.0, 5.0
@@ -14,8 +15,15 @@ def plane_batch(height, width, T, principal=None, dtype=torch.float64) -> dict:
     cx, cy = principal if principal is not None else ((width - 1) / 2, (height - 1) / 2)
     K = torch.tensor([[[FOCAL, 0, cx], [0, FOCAL, cy], [0, 0, 1]]], dtype=dtype)
     depth = torch.full((1, height, width), Z, dtype=dtype)
-    return {"image0": torch.zeros(1, 1, height, width, dtype=dtype), "image1": torch.zeros(1, 1, height, width, dtype=dtype),
-            "depth0": depth, "depth1": depth.clone(), "K0": K, "K1": K.clone(), "T_0to1": T[None].to(dtype)}
+    return {
+        "image0": torch.zeros(1, 1, height, width, dtype=dtype),
+        "image1": torch.zeros(1, 1, height, width, dtype=dtype),
+        "depth0": depth,
+        "depth1": depth.clone(),
+        "K0": K,
+        "K1": K.clone(),
+        "T_0to1": T[None].to(dtype),
+    }
 
 
 def translation(tx, ty, tz=0.0):
@@ -56,9 +64,13 @@ def test_homography_correspondences_follow_the_analytic_warp_in_both_frames():
     H = torch.tensor([[1.05, 0.08, 12.0], [-0.04, 0.97, 20.0], [1e-4, -5e-5, 1.0]], dtype=torch.float64)
     scale0 = torch.tensor([[2.0, 2.0]], dtype=torch.float64)  # originals twice the network size
     scale1 = torch.tensor([[2.5, 2.5]], dtype=torch.float64)
-    batch = {"image0": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
-             "image1": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
-             "scale0": scale0, "scale1": scale1, "H_0to1": H[None]}
+    batch = {
+        "image0": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
+        "image1": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
+        "scale0": scale0,
+        "scale1": scale1,
+        "H_0to1": H[None],
+    }
     sup = coarse_supervision(batch, (12, 16), (12, 16))
     rows, cols = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
     centres = torch.stack([cols, rows], -1).reshape(1, -1, 2).double() * 8
@@ -82,7 +94,8 @@ def test_padding_changes_nothing_but_excludes_padded_cells():
     padded["mask0"], padded["mask1"] = mask, mask.clone()
     unpadded = coarse_supervision(small, (11, 15), (11, 15))
     with_padding = coarse_supervision(padded, (12, 16), (12, 16))
-    to_big = lambda index: index // 15 * 16 + index % 15  # noqa: E731  same cell on the wider grid
+    def to_big(index):
+        return index // 15 * 16 + index % 15  # same cell on the wider grid
     assert matches(with_padding) == {(b, to_big(i), to_big(j)) for b, i, j in matches(unpadded)}
 
 
@@ -90,7 +103,7 @@ def test_fine_offsets_are_exact_for_subcell_shifts():
     """A shift of (3, -2) px: every match lies 3 px right and 2 px up of its cell centre, i.e. at
     (3, -2) / (radius 2 x fine stride 2) in window units."""
     sup = coarse_supervision(plane_batch(96, 128, translation(3 * Z / FOCAL, -2 * Z / FOCAL)), (12, 16), (12, 16))
-    offset, known = fine_supervision(sup, sup.batch_index, sup.index0, sup.index1)
+    offset, known = fine_targets(sup, sup.batch_index, sup.index0, sup.index1)
     assert known.all() and len(offset) > 100
     assert torch.allclose(offset, torch.tensor([[0.75, -0.5]], dtype=torch.float64).expand_as(offset), atol=1e-9)
 
@@ -116,8 +129,11 @@ def test_real_megadepth_pair():
 
 def homography_batch():
     H = torch.tensor([[1.05, 0.08, 12.0], [-0.04, 0.97, 20.0], [1e-4, -5e-5, 1.0]], dtype=torch.float64)
-    return H, {"image0": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
-               "image1": torch.zeros(1, 1, 96, 128, dtype=torch.float64), "H_0to1": H[None]}
+    return H, {
+        "image0": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
+        "image1": torch.zeros(1, 1, 96, 128, dtype=torch.float64),
+        "H_0to1": H[None],
+    }
 
 
 def test_window_targets_follow_the_analytic_homography():
@@ -126,7 +142,7 @@ def test_window_targets_follow_the_analytic_homography():
     H, batch = homography_batch()
     sup = coarse_supervision(batch, (12, 16), (12, 16), fine_stride=2)
     b, i, j = sup.batch_index, sup.index0, sup.index1
-    target, known = window_supervision(sup, b, i, j)
+    target, known = window_targets(sup, b, i, j)
     assert target.shape == (len(i), 25, 2) and len(i) > 50
 
     shifts = torch.arange(-2, 3, dtype=torch.float64) * 2
@@ -136,14 +152,15 @@ def test_window_targets_follow_the_analytic_homography():
     points = centre0[:, None] + torch.stack([dx, dy], -1).reshape(1, 25, 2)
     expected = (warp_homography(points.reshape(1, -1, 2), H[None]).reshape(-1, 25, 2) - centre1[:, None]) / 4
     size = torch.tensor([128.0, 96.0], dtype=torch.float64)
-    on_pixel = lambda p: ((p >= -0.5) & (p < size - 0.5)).all(-1)  # noqa: E731  (geometry.warp.inside_image)
+    def on_pixel(p):
+        return ((p >= -0.5) & (p < size - 0.5)).all(-1)  # (geometry.warp.inside_image)
     assert torch.equal(known, on_pixel(points) & on_pixel(expected * 4 + centre1[:, None]))
     assert (target - expected)[known].abs().max() < 1e-9
 
-    centre_target, centre_known = fine_supervision(sup, b, i, j)
+    centre_target, centre_known = fine_targets(sup, b, i, j)
     assert torch.allclose(target[:, 12], centre_target, atol=1e-9) and torch.equal(known[:, 12], centre_known)
     query = torch.randint(0, 25, (len(i),))
-    picked, picked_known = fine_supervision(sup, b, i, j, query=query)
+    picked, picked_known = fine_targets(sup, b, i, j, query=query)
     rows = torch.arange(len(i))
     assert torch.equal(picked, target[rows, query]) and torch.equal(picked_known, known[rows, query])
 
@@ -153,7 +170,7 @@ def test_off_centre_queries_are_unknown_without_fine_grid_ground_truth():
     sup = coarse_supervision(batch, (12, 16), (12, 16))  # no fine_stride: cell centres only
     b, i, j = sup.batch_index, sup.index0, sup.index1
     query = torch.where(torch.arange(len(i)) % 2 == 0, 12, 7)
-    _, known = fine_supervision(sup, b, i, j, query=query)
+    _, known = fine_targets(sup, b, i, j, query=query)
     assert known[query == 12].all() and not known[query == 7].any()
-    target, window_known = window_supervision(sup, b, i, j)
+    target, window_known = window_targets(sup, b, i, j)
     assert torch.equal(window_known[:, 12], known[query == 12][:1].expand(len(i))) and not window_known[:, :12].any()

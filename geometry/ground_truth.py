@@ -1,10 +1,12 @@
-"""SuperGlue-style ground truth for LoFTR, built per batch on the training device.
+"""SuperGlue-style ground truth labels for LoFTR, built per batch (after collation, on the training device)
+from the batch's geometry (data/batch.py): which coarse cells match, and where points of image 0 land in image 1.
 
 Coarse: the centre of every coarse cell of image 0 is warped into image 1 (depth + pose, or homography); the
 pair (i, j) is a ground-truth match when the warp is valid (known depth, in front of the camera, depth-
 consistent), lands on a real cell j of image 1, and the centre of j warps back onto cell i (mutual).
-Fine: for each coarse match, where the warped centre of i lies in the fine window around cell j; on request
-(`window_supervision`) also where every other position of i's fine window lands.
+Where points land: the warped centre of every cell of image 0 (`Supervision.warped0`), and on request every
+pixel of image 0's fine grid. The fine losses' targets, in their window units, are built from these in
+losses/targets.py.
 Sparse (`sparse_supervision`): the same from known correspondences (SfM tracks, labelled points) instead of
 a dense warp; the coarse loss may then take as negatives only the rows and columns of labelled cells.
 """
@@ -13,9 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
-from geometry.warp import inside_image, warp_depth, warp_homography
-
-from .batch import cells_on_image, grid_size, network_frame, original_frame, valid_extent
+from .grid import (
+    cell_centres,
+    cell_pixels,
+    cells_on_image,
+    grid_size,
+    nearest_cell,
+    to_network,
+    to_original,
+    valid_extent,
+)
+from .warp import inside_image, warp_depth, warp_homography
 
 
 @dataclass
@@ -66,14 +76,6 @@ class Supervision:
         return dense
 
 
-def cell_centres(grid: tuple[int, int], stride: int, batch: int, device, dtype) -> torch.Tensor:
-    """(B, h*w, 2) network-input pixels (stride c, stride r) of every cell, row-major."""
-    rows, cols = torch.meshgrid(torch.arange(grid[0], device=device), torch.arange(grid[1], device=device),
-                                indexing="ij")
-    centres = torch.stack([cols, rows], -1).reshape(1, -1, 2).to(dtype) * stride
-    return centres.expand(batch, -1, -1)
-
-
 def _valid_size(batch: dict, side: int) -> torch.Tensor:
     """(B, 2) valid (height, width) of image `side` in network-input pixels: the padding mask's rectangle."""
     image, mask = batch[f"image{side}"], batch.get(f"mask{side}")
@@ -83,29 +85,20 @@ def _valid_size(batch: dict, side: int) -> torch.Tensor:
 def _warp(batch: dict, points: torch.Tensor, source: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp network-input pixels (B, N, 2) of image `source` into the other image: (valid, network pixels)."""
     target = 1 - source
-    points = original_frame(points, batch, source)
+    points = to_original(points, batch.get(f"scale{source}"))
     if "H_0to1" in batch:
         H = batch["H_0to1"].to(points.dtype)
         warped = warp_homography(points, H if source == 0 else torch.linalg.inv(H))
         valid = torch.ones(points.shape[:2], dtype=torch.bool, device=points.device)
     else:
-        T = batch["T_0to1"] if source == 0 else batch.get("T_1to0", None)
+        T = batch["T_0to1"] if source == 0 else batch.get("T_1to0")
         if T is None:
             T = torch.linalg.inv(batch["T_0to1"])
         valid, warped = warp_depth(
             points, batch[f"depth{source}"].to(points.dtype), batch[f"depth{target}"].to(points.dtype),
             batch[f"K{source}"].to(points.dtype), batch[f"K{target}"].to(points.dtype), T.to(points.dtype),
         )
-    return valid, network_frame(warped, batch, target)
-
-
-def _nearest_cell(points: torch.Tensor, grid: tuple[int, int], stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of the cell whose centre is nearest to network pixels (B, N, 2), and whether it is on the grid."""
-    cells = (points / stride).round()
-    on_grid = (cells[..., 0] >= 0) & (cells[..., 0] < grid[1]) & (cells[..., 1] >= 0) & (cells[..., 1] < grid[0])
-    cells = cells.long()
-    index = cells[..., 1].clamp(0, grid[0] - 1) * grid[1] + cells[..., 0].clamp(0, grid[1] - 1)
-    return index, on_grid
+    return valid, to_network(warped, batch.get(f"scale{target}"))
 
 
 @torch.no_grad()
@@ -122,8 +115,8 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     valid01, warped0 = _warp(batch, cell_centres(grid0, stride, b, device, dtype), source=0)
     valid10, warped1 = _warp(batch, cell_centres(grid1, stride, b, device, dtype), source=1)
     valid01 &= cells0 & inside_image(warped0, size1)
-    nearest1, on_grid1 = _nearest_cell(warped0, grid1, stride)
-    nearest0, on_grid0 = _nearest_cell(warped1, grid0, stride)
+    nearest1, on_grid1 = nearest_cell(warped0, grid1, stride)
+    nearest0, on_grid0 = nearest_cell(warped1, grid0, stride)
     valid10 &= cells1 & inside_image(warped1, size0) & on_grid0  # the same tests both ways: swapping the
     # images of a pair transposes its ground truth
 
@@ -144,108 +137,6 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     return supervision
 
 
-@torch.no_grad()
-def fine_supervision(
-    supervision: Supervision,
-    batch_index: torch.Tensor,
-    index0: torch.Tensor,
-    index1: torch.Tensor,
-    stride: int = 8,
-    fine_stride: int = 2,
-    window: int = 5,
-    query: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """For coarse matches (b, i, j) (the model's training samples): the position of the true match of cell i
-    in the fine window around cell j, normalized so that the window spans [-1, 1] (the model's expectation
-    units), and whether it is known (M,) bool. Matches outside the window have |offset| > 1.
-
-    `query` (M,) long: the true match of that position of image 0's window (row-major) instead of the centre
-    (`FineMatches.query`); see `window_supervision` for where it is known."""
-    centre = window * window // 2
-    if query is not None and bool((query != centre).any()):
-        offset, known = window_supervision(supervision, batch_index, index0, index1, stride, fine_stride, window)
-        rows = torch.arange(len(query), device=query.device)
-        return offset[rows, query], known[rows, query]
-    known = supervision.warped0_valid[batch_index, index0]
-    if query is not None:  # every query is the centre: its target, without the rest of the window
-        known = known & (query == centre)
-    offset = _window_offset(supervision.warped0[batch_index, index0], supervision.grid1, index1, stride,
-                            (window // 2) * fine_stride)
-    return offset, known
-
-
-def _cell_pixels(index: torch.Tensor, grid: tuple[int, int], stride: int, dtype) -> torch.Tensor:
-    """(M, 2) pixels (x, y) of cells `index` (M,) (row-major on `grid`, rows x columns): cell (c, r) on (sc, sr)."""
-    return torch.stack([index % grid[1], index // grid[1]], -1).to(dtype) * stride
-
-
-def _window_offset(warped: torch.Tensor, grid1: tuple[int, int], index1: torch.Tensor, stride: int,
-                   reach: int) -> torch.Tensor:
-    """Network pixels `warped` (M, ..., 2) of image 1 relative to the centre of cell `index1` (M,), in window
-    units (`reach` pixels from the centre to the window's edge)."""
-    centre1 = _cell_pixels(index1, grid1, stride, warped.dtype)
-    return (warped - centre1.reshape((len(index1),) + (1,) * (warped.dim() - 2) + (2,))) / reach
-
-
-@torch.no_grad()
-def window_supervision(
-    supervision: Supervision,
-    batch_index: torch.Tensor,
-    index0: torch.Tensor,
-    index1: torch.Tensor,
-    stride: int = 8,
-    fine_stride: int = 2,
-    window: int = 5,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`fine_supervision` for every position of image 0's fine window around cell i (row-major): offsets
-    (M, w*w, 2) in image 1's window units and known (M, w*w) bool.
-
-    Dense ground truth with `warped0_fine`: each position's exact warp. Sparse labels: the centre's target
-    carried by the fitted Jacobian (exact for an affine warp; a homography's second-order term over <= 4 px
-    is hundredths of a pixel). Otherwise the centre's target only, the other positions unknown.
-    """
-    dtype, step, radius = supervision.warped0.dtype, stride // fine_stride, window // 2
-    axis = torch.arange(window, device=index0.device) - radius
-    dy, dx = torch.meshgrid(axis, axis, indexing="ij")
-    shift = torch.stack([dx, dy], -1).reshape(-1, 2)  # (w*w, 2) fine pixels (x, y) from the centre, row-major
-    cols = (index0 % supervision.grid0[1] * step)[:, None] + shift[:, 0]  # (M, w*w) fine pixels
-    rows = (index0 // supervision.grid0[1] * step)[:, None] + shift[:, 1]
-    if supervision.warped0_fine is not None:
-        if supervision.fine_stride != fine_stride:
-            raise ValueError(f"the supervision's fine grid has stride {supervision.fine_stride}, "
-                             f"the model's {fine_stride}")
-        fine_h, fine_w = supervision.fine_grid
-    elif supervision.image_size0 is not None:  # the model's fine map; the last cells' windows may reach past it
-        fine_h, fine_w = grid_size(supervision.image_size0, fine_stride)
-    else:
-        fine_h, fine_w = supervision.grid0[0] * step, supervision.grid0[1] * step
-    on_grid = (rows >= 0) & (rows < fine_h) & (cols >= 0) & (cols < fine_w)
-    centre = supervision.warped0[batch_index, index0][:, None]  # (M, 1, 2)
-    centre_known = supervision.warped0_valid[batch_index, index0][:, None]
-    if supervision.warped0_fine is not None:
-        flat = rows.clamp(0, fine_h - 1) * fine_w + cols.clamp(0, fine_w - 1)
-        warped = supervision.warped0_fine[batch_index[:, None], flat]  # (M, w*w, 2)
-        known = supervision.warped0_fine_valid[batch_index[:, None], flat] & on_grid
-    elif supervision.jacobian0 is not None:
-        jacobian = supervision.jacobian0[batch_index, index0]  # (M, 2, 2)
-        warped = centre + torch.einsum("mij,qj->mqi", jacobian, shift.to(dtype) * fine_stride)
-        known = centre_known & on_grid
-    else:  # known at the centre only
-        warped = centre + shift.to(dtype) * fine_stride
-        known = centre_known & (shift == 0).all(-1)
-    return _window_offset(warped, supervision.grid1, index1, stride, radius * fine_stride), known
-
-
-def subpixel_supervision(fine_target: torch.Tensor, index1: torch.Tensor, grid1: tuple[int, int],
-                         anchor: torch.Tensor, subpixel_window: int, stride: int = 8, fine_stride: int = 2,
-                         window: int = 5) -> torch.Tensor:
-    """The true match of the stride-1 stage (`SubpixelMatches`) in the window around its anchor pixel (M, 2),
-    in that window's units, from `fine_target` (M, 2), the first stage's (`fine_supervision`): the same point,
-    measured from the centre of cell j in the stride-2 window's units. Known where the first stage's is."""
-    true1 = _cell_pixels(index1, grid1, stride, fine_target.dtype) + fine_target * ((window // 2) * fine_stride)
-    return (true1 - anchor.to(true1.dtype)) / (subpixel_window // 2)
-
-
 # ------------------------------------------------------------------------------ sparse correspondences
 
 
@@ -264,8 +155,9 @@ def _local_affine(points0: torch.Tensor, points1: torch.Tensor, valid: torch.Ten
     k = min(neighbours, max(points0.shape[1] - 1, 1))
     nearest, index = distance.topk(k, dim=-1, largest=False)  # (B, N, k)
     near = nearest < radius
-    gather = lambda p: torch.gather(p[:, None].expand(-1, p.shape[1], -1, -1), 2,  # noqa: E731
-                                    index[..., None].expand(-1, -1, -1, 2))
+    def gather(p):
+        return torch.gather(p[:, None].expand(-1, p.shape[1], -1, -1), 2,
+                                        index[..., None].expand(-1, -1, -1, 2))
     d0, d1 = gather(points0) - points0[:, :, None], gather(points1) - points1[:, :, None]  # (B, N, k, 2)
     w = near.to(points0.dtype)[..., None]
     count = near.sum(-1)
@@ -322,20 +214,20 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     b, device = image0.shape[0], image0.device
     dtype = torch.float64 if image0.dtype == torch.float64 else torch.float32
     valid = batch["correspondences_valid"].bool()
-    points0 = network_frame(batch["correspondences0"].to(dtype), batch, 0)
-    points1 = network_frame(batch["correspondences1"].to(dtype), batch, 1)
+    points0 = to_network(batch["correspondences0"].to(dtype), batch.get("scale0"))
+    points1 = to_network(batch["correspondences1"].to(dtype), batch.get("scale1"))
     size0, size1 = _valid_size(batch, 0), _valid_size(batch, 1)
     cells0, cells1 = cells_on_image(size0, grid0, stride), cells_on_image(size1, grid1, stride)
-    index0, on_grid0 = _nearest_cell(points0, grid0, stride)
-    centre0 = torch.stack([index0 % grid0[1], index0 // grid0[1]], -1).to(dtype) * stride
+    index0, on_grid0 = nearest_cell(points0, grid0, stride)
+    centre0 = cell_pixels(index0, grid0, stride, dtype)
     A, fitted = _local_affine(points0, points1, valid, fit_radius, fit_tolerance)
     A = torch.where(fitted[..., None, None], A, torch.eye(2, dtype=dtype, device=device))  # else: the plain shift
     warped = points1 + torch.einsum("bnij,bnj->bni", A, centre0 - points0)
-    index1, on_grid1 = _nearest_cell(warped, grid1, stride)
-    centre1 = torch.stack([index1 % grid1[1], index1 // grid1[1]], -1).to(dtype) * stride
+    index1, on_grid1 = nearest_cell(warped, grid1, stride)
+    centre1 = cell_pixels(index1, grid1, stride, dtype)
     # mutual as in `coarse_supervision`: the centre of j, carried back by the same expansion, lands in cell i
     back = centre0 + torch.linalg.solve(A, (centre1 - warped)[..., None])[..., 0]
-    mutual = (_nearest_cell(back, grid0, stride)[0] == index0) & inside_image(back, size0)
+    mutual = (nearest_cell(back, grid0, stride)[0] == index0) & inside_image(back, size0)
     # without a trusted fit the plain shift is off by |A - I| |centre - p0|, often a whole cell under rotation
     # or zoom: such a correspondence labels its cell only from within `unfitted_radius` of the centre
     trusted = fitted | ((points0 - centre0).abs().amax(-1) <= unfitted_radius)
