@@ -21,12 +21,13 @@ import torch
 from matplotlib.figure import Figure
 
 from data.io import read_grayscale as read_image
-from data.synthetic.texture import make_texture, warp_homography
-from evaluation.matchers import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
-from evaluation.pairs import Matches
+from data.pairs import Matches
+from data.synthetic.texture import make_texture
+from evaluation.loftr_matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
-from models.checkpoint import CheckpointError
+from geometry.warp import apply_homography, warp_image
+from models.checkpoint import POS_ENCODINGS, CheckpointError
 from utils.files import check_no_output_on_input, written_atomically
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run without a checkpoint, to try the pipeline (the matches are meaningless)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a checkpoint that holds pickled objects besides tensors (only for files you trust)")
-    parser.add_argument("--pos-encoding", choices=["auto", "legacy", "fixed"], default="auto",
+    parser.add_argument("--pos-encoding", choices=POS_ENCODINGS, default="auto",
                         help="positional encoding: legacy for the released official weights, fixed for models trained "
                              "with the corrected one; auto picks legacy for official checkpoints (matcher.* keys)")
     parser.add_argument("--resize", type=_non_negative_int, default=640, metavar="PIXELS",
@@ -171,9 +172,7 @@ def fit_homography(matches: Matches, wanted_by: str) -> tuple[np.ndarray, int]:
                             HOMOGRAPHY_THRESHOLD_PX)
     if H is None or not np.isfinite(H).all():
         raise InputError(f"{wanted_by}: no homography fits the {len(matches)} matches")
-    mapped = np.c_[matches.kpts0, np.ones(len(matches))] @ H.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        errors = np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - matches.kpts1, axis=1)
+    errors = np.linalg.norm(apply_homography(H, matches.kpts0) - matches.kpts1, axis=1)
     return H, int((errors < HOMOGRAPHY_THRESHOLD_PX).sum())
 
 
@@ -219,7 +218,7 @@ def write_demo_images(folder: Path) -> tuple[Path, Path]:
         [zoom * np.sin(angle), zoom * np.cos(angle), 0.0],
         [2e-4, 1e-4, 1.0],  # perspective tilt (per pixel from the centre)
     ])
-    image1 = warp_homography(image0, np.linalg.inv(to_centre) @ about_centre @ to_centre)
+    image1 = warp_image(image0, np.linalg.inv(to_centre) @ about_centre @ to_centre)
     paths = demo_image_paths(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for path, image in zip(paths, (image0, image1)):

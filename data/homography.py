@@ -16,9 +16,7 @@ from torch.utils.data import Dataset
 
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import check_image_header, read_grayscale
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+from .io import IMAGE_SUFFIXES, check_image_header, read_grayscale
 
 
 @dataclass

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.pairs import EvalPair
-
 from .io import read_grayscale
+from .pairs import EvalPair
 
 NUM_IMAGES = 6  # every sequence: a reference image 1 and five targets
 SPLITS = {"illumination": "i_", "viewpoint": "v_"}  # split -> sequence folder prefix

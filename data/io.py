@@ -7,6 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# Photo formats that the datasets look for in a folder (all decoded by cv2.imread); lower case, with the dot
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def read_grayscale(path: str | Path) -> np.ndarray:
     """(H, W) uint8 grayscale image at `path`; FileNotFoundError or ValueError naming it otherwise."""

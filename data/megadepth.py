@@ -19,6 +19,7 @@ from .augment import PhotometricAugmentation
 from .crop import checked_crop_size, covisible_windows, crop_view
 from .errors import loading_pair
 from .io import check_depth_h5_header, check_image_header, listed_files, naming, read_depth_h5, read_grayscale
+from .resize import resized_size
 from .untrusted import UntrustedPickleError, load_index
 
 
@@ -79,14 +80,6 @@ def matrix_array(matrices: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def resized_size(width: int, height: int, longer_side: int, divisible_by: int) -> tuple[int, int]:
-    """(width, height) with the longer side `longer_side`, aspect kept, each floored to a multiple of
-    `divisible_by` (LoFTR's resize rule)."""
-    factor = longer_side / max(width, height)
-    new_w, new_h = int(round(width * factor)), int(round(height * factor))
-    return max(new_w // divisible_by * divisible_by, divisible_by), max(new_h // divisible_by * divisible_by, divisible_by)
-
-
 def prepare_image(image: np.ndarray, config: MegaDepthConfig, size: tuple[int, int] | None = None
                   ) -> dict[str, torch.Tensor]:
     """A uint8 (H, W) image as the network input: resized, padded, with its mask and scale. `size`: (width,
@@ -95,7 +88,8 @@ def prepare_image(image: np.ndarray, config: MegaDepthConfig, size: tuple[int, i
     new_w, new_h = size if size is not None else resized_size(width, height, config.longer_side, config.divisible_by)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     out_h, out_w = (config.longer_side, config.longer_side) if config.pad_to_square and size is None else (new_h, new_w)
-    out_h, out_w = -(-out_h // config.divisible_by) * config.divisible_by, -(-out_w // config.divisible_by) * config.divisible_by
+    step = config.divisible_by
+    out_h, out_w = -(-out_h // step) * step, -(-out_w // step) * step  # padded up to multiples of the stride
     canvas = np.zeros((out_h, out_w), np.float32)
     canvas[:new_h, :new_w] = resized / 255.0
     mask = np.zeros((out_h, out_w), bool)
@@ -169,7 +163,8 @@ class MegaDepthPairs(Dataset):
     def _pose(self, info: dict, i: int) -> np.ndarray:
         pose = np.asarray(info["poses"][i], np.float64).reshape(4, 4)
         R = pose[:3, :3]
-        rigid = np.allclose(R @ R.T, np.eye(3), atol=1e-3) and np.linalg.det(R) > 0 and np.allclose(pose[3], [0, 0, 0, 1])
+        rigid = (np.allclose(R @ R.T, np.eye(3), atol=1e-3) and np.linalg.det(R) > 0
+                 and np.allclose(pose[3], [0, 0, 0, 1]))
         if not rigid:
             raise ValueError(f"pose of image {i} ({info['image_paths'][i]}) is not a rigid transform")
         return pose
@@ -218,7 +213,8 @@ class MegaDepthPairs(Dataset):
         for side in (0, 1):
             original = images[side] if self.augment is None else self.augment(images[side], index, side)
             image = prepare_image(original, self.config, size)
-            item[f"image{side}"], item[f"mask{side}"], item[f"scale{side}"] = image["image"], image["mask"], image["scale"]
+            for key in ("image", "mask", "scale"):
+                item[f"{key}{side}"] = image[key]
             item[f"depth{side}"] = pad_depth(depths[side], self.config.depth_pad_size, depth_paths[side])
             item[f"K{side}"] = torch.as_tensor(Ks[side].astype(np.float32))
         item["T_0to1"] = torch.from_numpy(T_0to1.astype(np.float32))

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.pairs import EvalPair
 from geometry.poses import relative_pose
 
 from .errors import loading_pair
 from .io import read_grayscale
 from .megadepth import load_scene_info
+from .pairs import EvalPair
 
 NUM_TOKENS = 38
 FORMAT = "name0 name1 rot0 rot1 K0(9 values) K1(9) T_0to1(16)"

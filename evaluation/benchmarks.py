@@ -4,7 +4,7 @@ Each benchmark is a small dataclass whose defaults are the published protocol; `
 makes one from the registry `BENCHMARKS`. All of them expose
     name, kind ("pose" or "homography"), resize (a `Resize`), epipolar_threshold (normalized image coordinates,
     None for homography benchmarks), check(), num_pairs() and pairs() -> Iterator[EvalPair].
-Pairs hold the images at their original resolution (evaluation/pairs.py); the harness applies `resize` for
+Pairs hold the images at their original resolution (data/pairs.py); the harness applies `resize` for
 every matcher alike. `check()` (also run by `pairs()`) raises an error naming the option to set when a root or
 index file is missing, before any pair is loaded.
 
@@ -27,20 +27,26 @@ from data.errors import loading_pair
 from data.homography import HomographyConfig, HomographyPairs
 from data.hpatches import D2NET_EXCLUDED, NUM_IMAGES, HPatchesConfig, hpatches_pairs, hpatches_sequences
 from data.io import listed_files, read_grayscale
-from data.megadepth import MEGADEPTH_1500_SCENES, resized_size
-from data.pair_list import (PairListConfig, PairRecord, pair_list_pairs, pair_list_records, record_pair,
-                            scene_info_records)
+from data.megadepth import MEGADEPTH_1500_SCENES
+from data.pair_list import (
+    PairListConfig,
+    PairRecord,
+    pair_list_pairs,
+    pair_list_records,
+    record_pair,
+    scene_info_records,
+)
+from data.pairs import EvalPair
+from data.resize import resized_size, scaled_side
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
 from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
-
-from .pairs import EvalPair
-
 
 
 @dataclass(frozen=True)
 class Resize:
     """How both images are resized before matching: exactly one of `longer_side`, `shorter_side` (aspect kept,
-    each side then floored to a multiple of `divisible_by`, LoFTR's rule) or a fixed `size` (width, height)."""
+    each side then floored to a multiple of `divisible_by`, LoFTR's rule: data/resize.py) or a fixed `size`
+    (width, height)."""
 
     longer_side: int | None = None
     shorter_side: int | None = None
@@ -64,8 +70,8 @@ class Resize:
             return self.size
         if self.longer_side is not None:
             return resized_size(width, height, self.longer_side, self.divisible_by)
-        factor, step = self.shorter_side / min(width, height), self.divisible_by
-        return tuple(max(int(round(side * factor)) // step * step, step) for side in (width, height))
+        factor = self.shorter_side / min(width, height)
+        return scaled_side(width, factor, self.divisible_by), scaled_side(height, factor, self.divisible_by)
 
 
 class Benchmark:

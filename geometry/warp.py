@@ -2,9 +2,12 @@
 
 Pixel coordinates are (x, y) with pixel (c, r) of an image at (c, r), LoFTR's convention (coarse cell (c, r)
 sits on pixel (8c, 8r)). Poses are `T_0to1` (4, 4): camera-0 coordinates -> camera-1 coordinates.
-Everything is batched over B and N in torch: no loop over points.
+Everything is batched over B and N in torch (no loop over points), except `apply_homography`, the numpy
+twin for evaluation's (N, 2) arrays, and `warp_image`, which warps a whole image by a homography (OpenCV).
 """
 
+import cv2
+import numpy as np
 import torch
 
 DEPTH_CONSISTENCY_THR = 0.2  # relative depth error accepted by LoFTR's ground truth (LoFTR sec. 3.5)
@@ -108,3 +111,19 @@ def warp_homography(points0: torch.Tensor, H_0to1: torch.Tensor) -> torch.Tensor
     # a point on the line at infinity has no image: keep the sign, avoid dividing by 0
     w = torch.where(w.abs() < 1e-12, torch.full_like(w, 1e-12), w)
     return homogeneous[..., :2] / w
+
+
+def apply_homography(H: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Pixels (N, 2) mapped by a homography (3, 3): numpy float64; a point sent to the line at infinity comes
+    back inf or NaN (callers decide what such a point means)."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    projected = np.c_[points, np.ones(len(points))] @ np.asarray(H, np.float64).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return projected[:, :2] / projected[:, 2:]
+
+
+def warp_image(image: np.ndarray, H: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """`image` (H, W[, C]) warped by the homography `H` (3, 3), pixels of `image` -> pixels of the result,
+    bilinear, to `size` (width, height) (default: the size of `image`); black where nothing maps."""
+    height, width = image.shape[:2]
+    return cv2.warpPerspective(image, np.asarray(H, np.float64), size or (width, height), flags=cv2.INTER_LINEAR)

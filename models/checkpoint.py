@@ -1,4 +1,5 @@
-"""Loading LoFTR weights: official Lightning checkpoints, kornia state dicts, and our own."""
+"""Loading LoFTR weights (official Lightning checkpoints, kornia state dicts, our own) and telling from
+their keys which LoFTR they need (positional encoding, coarse matcher)."""
 
 import pickle
 import re
@@ -21,10 +22,30 @@ _RENAMES = [
 _WRAPPER_PREFIXES = ("matcher.", "model.", "module.")
 # Buffers some releases saved that are recomputed here.
 _DERIVED = ("pos_encoding.pe",)
+# What the positional encoding of a LoFTR is chosen by: "legacy" for the released official weights, "fixed" for
+# weights trained with the corrected encoding, "auto" to tell from the checkpoint's keys (`needs_legacy_encoding`)
+POS_ENCODINGS = ("auto", "legacy", "fixed")
 
 
 class CheckpointError(RuntimeError):
     pass
+
+
+def needs_legacy_encoding(state_dict: dict[str, torch.Tensor], pos_encoding: str = "auto") -> bool:
+    """Whether weights run with the official release's positional encoding (LoFTRConfig.temp_bug_fix False):
+    as `pos_encoding` says ("legacy" or "fixed"), or for "auto" exactly when the keys are an official Lightning
+    checkpoint's (`matcher.*`). ValueError for another `pos_encoding`."""
+    if pos_encoding not in POS_ENCODINGS:
+        raise ValueError(f"pos_encoding must be 'auto', 'legacy' or 'fixed', got {pos_encoding!r}")
+    if pos_encoding == "auto":
+        return any(key.startswith("matcher.") for key in state_dict)
+    return pos_encoding == "legacy"
+
+
+def needs_sinkhorn(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether weights are a LoFTR-OT checkpoint's, which runs the Sinkhorn coarse matcher: its learnt dustbin
+    score (`coarse_matching.bin_score`) says so."""
+    return any(key.endswith("coarse_matching.bin_score") for key in state_dict)
 
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 import match
-from data.synthetic.texture import make_texture, warp_homography
-from evaluation.matchers import build_loftr, resize_longer_side
+from data.resize import resize_longer_side
+from data.synthetic.texture import make_texture
+from evaluation.loftr_matcher import build_loftr
 from evaluation.plots import panorama, warp_overlay
 from geometry.estimation import estimate_homography
+from geometry.warp import warp_image
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
 from tests.helpers import WARP, sharpen_
@@ -34,7 +36,7 @@ def write_image(path: Path, image: np.ndarray) -> Path:
 def pair(tmp_path) -> tuple[Path, Path]:
     """A 160x120 texture and its warp, as PNGs."""
     image = make_texture(120, 160, seed=3)
-    return write_image(tmp_path / "a.png", image), write_image(tmp_path / "b.png", warp_homography(image, WARP))
+    return write_image(tmp_path / "a.png", image), write_image(tmp_path / "b.png", warp_image(image, WARP))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def test_keypoints_after_resizing_are_in_original_pixels(capfd, tmp_path, offici
     height, width = size
     original = make_texture(height, width, seed=5)
     originals = (write_image(tmp_path / "a.png", original),
-                 write_image(tmp_path / "b.png", warp_homography(original, WARP)))
+                 write_image(tmp_path / "b.png", warp_image(original, WARP)))
     resized, scale = [], None
     for path in originals:
         small, scale = resize_longer_side(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), resize)
@@ -224,8 +226,19 @@ def bad_inputs(tmp_path: Path, pair: tuple[Path, Path], state_dict) -> dict[str,
     }
 
 
-@pytest.mark.parametrize("case", ["missing image", "corrupt image", "truncated image", "tiny image", "too thin once resized",
-                                  "missing checkpoint", "not a checkpoint", "checkpoint missing keys"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing image",
+        "corrupt image",
+        "truncated image",
+        "tiny image",
+        "too thin once resized",
+        "missing checkpoint",
+        "not a checkpoint",
+        "checkpoint missing keys",
+    ],
+)
 def test_bad_input_is_one_line_naming_it_and_writes_nothing(capfd, pair, tmp_path, official_state_dict, case):
     argv, name = bad_inputs(tmp_path, pair, official_state_dict)[case]
     out_dir = tmp_path / "out"
@@ -248,8 +261,9 @@ def test_needs_a_checkpoint_or_random_weights(capfd, pair, tmp_path):
 
 def test_plot_writes_a_picture(capfd, pair, tmp_path):
     plot = tmp_path / "pictures" / "matches.png"
-    code, stdout, _ = run(capfd, *pair, "--random-weights", "--resize", "0", *FAST,
-                          "--out", tmp_path / "matches.npz", "--plot", plot)
+    code, stdout, _ = run(
+        capfd, *pair, "--random-weights", "--resize", "0", *FAST, "--out", tmp_path / "matches.npz", "--plot", plot
+    )
     assert code == 0 and str(plot) in stdout
     picture = cv2.imread(str(plot))
     assert picture is not None and picture.shape[1] >= 2 * 160
@@ -269,9 +283,19 @@ def test_demo_writes_its_images_and_matches(capfd, tmp_path):
 def test_command_line_exit_code(tmp_path, pair):
     """The script itself, as a user runs it: a missing checkpoint exits with 2 and says which file."""
     result = subprocess.run(
-        [sys.executable, "match.py", *map(str, pair), "--checkpoint", str(tmp_path / "absent.ckpt"),
-         "--out", str(tmp_path / "m.npz")],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "match.py",
+            *map(str, pair),
+            "--checkpoint",
+            str(tmp_path / "absent.ckpt"),
+            "--out",
+            str(tmp_path / "m.npz"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "absent.ckpt" in result.stderr and not (tmp_path / "m.npz").exists()
@@ -288,8 +312,21 @@ def decisive_checkpoint(tmp_path_factory) -> Path:
 
 def test_overlay_and_panorama_are_the_pictures_of_the_fitted_homography(capfd, pair, tmp_path, decisive_checkpoint):
     out, overlay, pano = tmp_path / "out" / "m.npz", tmp_path / "out" / "overlay.png", tmp_path / "out" / "pano.png"
-    code, stdout, stderr = run(capfd, *pair, "--checkpoint", decisive_checkpoint, "--resize", "0", *FAST,
-                               "--out", out, "--overlay", overlay, "--panorama", pano)
+    code, stdout, stderr = run(
+        capfd,
+        *pair,
+        "--checkpoint",
+        decisive_checkpoint,
+        "--resize",
+        "0",
+        *FAST,
+        "--out",
+        out,
+        "--overlay",
+        overlay,
+        "--panorama",
+        pano,
+    )
     assert code == 0, stderr
     assert "homography:" in stdout and str(overlay) in stdout and str(pano) in stdout
     assert sorted(out.parent.iterdir()) == sorted([out, overlay, pano])  # no temporary file left behind
@@ -305,8 +342,20 @@ def test_overlay_and_panorama_are_the_pictures_of_the_fitted_homography(capfd, p
 
 def test_demo_writes_overlay_and_panorama(capfd, tmp_path):
     folder = tmp_path / "demo"
-    code, stdout, stderr = run(capfd, "--demo", "--random-weights", "--resize", "160", *FAST, "--out", folder / "m.npz",
-                               "--overlay", folder / "overlay.png", "--panorama", folder / "pano.png")
+    code, stdout, stderr = run(
+        capfd,
+        "--demo",
+        "--random-weights",
+        "--resize",
+        "160",
+        *FAST,
+        "--out",
+        folder / "m.npz",
+        "--overlay",
+        folder / "overlay.png",
+        "--panorama",
+        folder / "pano.png",
+    )
     assert code == 0, stderr
     assert cv2.imread(str(folder / "overlay.png")).shape == (*match.DEMO_SIZE, 3)
     assert cv2.imread(str(folder / "pano.png")) is not None
@@ -316,9 +365,23 @@ def test_too_few_matches_for_a_homography_is_a_clean_error(capfd, tmp_path):
     """Threshold 1 keeps no match of the random model: no homography, one line naming the flags, no output."""
     folder = tmp_path / "demo"
     outputs = [folder / "m.npz", folder / "overlay.png", folder / "pano.png"]
-    code, stdout, stderr = run(capfd, "--demo", "--random-weights", "--resize", "160", "--coarse-threshold", "1",
-                               "--device", "cpu", "--out", outputs[0], "--overlay", outputs[1],
-                               "--panorama", outputs[2])
+    code, stdout, stderr = run(
+        capfd,
+        "--demo",
+        "--random-weights",
+        "--resize",
+        "160",
+        "--coarse-threshold",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        outputs[0],
+        "--overlay",
+        outputs[1],
+        "--panorama",
+        outputs[2],
+    )
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == (
@@ -339,8 +402,9 @@ def test_panorama_of_a_wild_homography_is_a_clean_error(capfd, pair, tmp_path, m
 @pytest.mark.parametrize("flag", ["--overlay", "--panorama"])
 def test_homography_pictures_need_a_format_opencv_writes(capfd, pair, tmp_path, flag):
     with pytest.raises(SystemExit) as exit_info:
-        match.main([*map(str, pair), "--random-weights", "--out", str(tmp_path / "m.npz"),
-                    flag, str(tmp_path / "x.svg")])
+        match.main(
+            [*map(str, pair), "--random-weights", "--out", str(tmp_path / "m.npz"), flag, str(tmp_path / "x.svg")]
+        )
     assert exit_info.value.code == 2
     assert f"{flag} {tmp_path / 'x.svg'}: OpenCV cannot write this format" in capfd.readouterr().err
 

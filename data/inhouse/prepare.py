@@ -33,11 +33,13 @@ from tqdm import tqdm
 from utils.files import check_no_output_on_input
 
 from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
-from ..io import read_grayscale
+from ..io import IMAGE_SUFFIXES, read_grayscale
 from ..megadepth import load_scene_info, matrix_array
 from .labels import LabelFileError, PairLabels, check_inside, read_labels
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+# the photos structure from motion reads: pycolmap 4.2.1 cannot decode WebP (Bitmap.read returns nothing)
+SFM_IMAGE_SUFFIXES = tuple(suffix for suffix in IMAGE_SUFFIXES if suffix != ".webp")
+
 CAMERA_MODES = ("auto", "single", "per-image")
 
 
@@ -117,7 +119,7 @@ def find_images(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise PrepareError(f"image folder not found: {folder}")
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                  if p.is_file() and p.suffix.lower() in SFM_IMAGE_SUFFIXES)
 
 
 @contextmanager
@@ -204,7 +206,8 @@ def registered_views(models: list) -> list[View]:
             pose = np.eye(4)
             pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
             tracks = {(index, point): xy for point, xy in track_observations(image).items()}
-            views[image.name] = View(image.name, camera_matrix(camera), pose, (camera.width, camera.height), tracks, index)
+            size = (camera.width, camera.height)
+            views[image.name] = View(image.name, camera_matrix(camera), pose, size, tracks, index)
     return [views[name] for name in sorted(views)]
 
 
@@ -263,7 +266,7 @@ def prepare(config: PrepareConfig) -> Report:
     names = find_images(images)
     report = Report(images_found=len(names))
     if config.model is None and len(names) < 2:
-        raise PrepareError(f"found {len(names)} image(s) in {images} ({', '.join(IMAGE_SUFFIXES)}): structure from "
+        raise PrepareError(f"found {len(names)} image(s) in {images} ({', '.join(SFM_IMAGE_SUFFIXES)}): structure from "
                            f"motion needs at least 2 photos that overlap")
     if config.model is None:
         check_not_all_copies(images, names)

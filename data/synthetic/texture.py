@@ -59,9 +59,3 @@ def photo_texture(size: int, seed: int = 0) -> np.ndarray:
     patch = np.rot90(photo[top:top + crop, left:left + crop], int(rng.integers(4)))
     interpolation = cv2.INTER_AREA if crop > size else cv2.INTER_CUBIC
     return cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=interpolation)
-
-
-def warp_homography(image: np.ndarray, homography: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Warp `image` by the 3x3 `homography` (pixel coordinates of image -> of the result) to `size` (w, h)."""
-    height, width = image.shape[:2]
-    return cv2.warpPerspective(image, homography, size or (width, height), flags=cv2.INTER_LINEAR)

@@ -5,13 +5,12 @@ import pickle
 import h5py
 import numpy as np
 import pytest
-import torch
 from torch.utils.data import default_collate
 
 from data.colmap import ColmapConfig, convert_to_megadepth, read_colmap_array, write_colmap_array
 from data.megadepth import MegaDepthConfig, MegaDepthPairs
-from data.supervision import coarse_supervision
 from data.synthetic.world import WorldConfig, generate_world
+from geometry.ground_truth import coarse_supervision
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -56,7 +55,12 @@ def colmap_scene(tmp_path_factory):
             for j, (depth_j, pose_j, K_j) in enumerate(zip(depths, poses, Ks)):
                 p = pose_j[:3, :3] @ point + pose_j[:3, 3]
                 u, v = K_j[0, 0] * p[0] / p[2] + K_j[0, 2], K_j[1, 1] * p[1] / p[2] + K_j[1, 2]
-                if p[2] > 0 and 0 <= u < 159.5 and 0 <= v < 119.5 and abs(depth_j[round(v), round(u)] - p[2]) < 0.01 * p[2]:
+                if (
+                    p[2] > 0
+                    and 0 <= u < 159.5
+                    and 0 <= v < 119.5
+                    and abs(depth_j[round(v), round(u)] - p[2]) < 0.01 * p[2]
+                ):
                     track.append((j, len(keypoints[j])))
                     keypoints[j].append((u + 0.5, v + 0.5))
             tracks.append((point, track))
@@ -66,7 +70,8 @@ def colmap_scene(tmp_path_factory):
         write_colmap_array(root / "depth_maps" / f"{name}.geometric.bin", depths[j])
         image = pycolmap.Image(name=name, keypoints=np.array(keypoints[j]), camera_id=j + 1, image_id=j + 1)
         reconstruction.add_image_with_trivial_frame(
-            image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3]))
+            image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3])
+        )
     for point, track in tracks:
         if len(track) >= 2:
             colmap_track = pycolmap.Track()
@@ -79,8 +84,13 @@ def colmap_scene(tmp_path_factory):
 
 def test_converted_reconstruction_reads_like_megadepth(colmap_scene, tmp_path):
     root, info, depths = colmap_scene
-    config = ColmapConfig(model=str(root / "sparse"), images=str(root / "images"), depth_maps=str(root / "depth_maps"),
-                          min_overlap=0.05, min_shared_points=5)
+    config = ColmapConfig(
+        model=str(root / "sparse"),
+        images=str(root / "images"),
+        depth_maps=str(root / "depth_maps"),
+        min_overlap=0.05,
+        min_shared_points=5,
+    )
     scene_info = convert_to_megadepth(config, tmp_path / "out", "house")
     converted = pickle.loads(scene_info.read_bytes())
     assert len(converted["pair_infos"]) >= 2
@@ -89,15 +99,18 @@ def test_converted_reconstruction_reads_like_megadepth(colmap_scene, tmp_path):
         assert np.allclose(converted["intrinsics"][k], info["intrinsics"][k])
         stored = h5py.File(tmp_path / "out" / converted["depth_paths"][k], "r")["depth"][()]
         assert np.array_equal(stored, depths[k])
-    dataset = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path / "out"), scene_info=(str(scene_info),),
-                                             longer_side=160, depth_pad_size=160))
+    dataset = MegaDepthPairs(
+        MegaDepthConfig(root=str(tmp_path / "out"), scene_info=(str(scene_info),), longer_side=160, depth_pad_size=160)
+    )
     batch = default_collate([dataset[0]])
     assert len(coarse_supervision(batch, (20, 20), (20, 20)).index0) > 10
 
 
 def test_distorted_cameras_and_missing_files_are_refused(colmap_scene, tmp_path):
     root, _, _ = colmap_scene
-    config = ColmapConfig(model=str(root / "sparse"), images=str(tmp_path / "nowhere"), depth_maps=str(root / "depth_maps"))
+    config = ColmapConfig(
+        model=str(root / "sparse"), images=str(tmp_path / "nowhere"), depth_maps=str(root / "depth_maps")
+    )
     with pytest.raises(FileNotFoundError, match="nowhere"):
         convert_to_megadepth(config, tmp_path / "out", "house")
     reconstruction = pycolmap.Reconstruction(str(root / "sparse"))
@@ -107,6 +120,8 @@ def test_distorted_cameras_and_missing_files_are_refused(colmap_scene, tmp_path)
         camera.params = [params[0], params[2], params[3], 0.1]
     (tmp_path / "radial").mkdir()
     reconstruction.write(str(tmp_path / "radial"))
-    config = ColmapConfig(model=str(tmp_path / "radial"), images=str(root / "images"), depth_maps=str(root / "depth_maps"))
+    config = ColmapConfig(
+        model=str(tmp_path / "radial"), images=str(root / "images"), depth_maps=str(root / "depth_maps")
+    )
     with pytest.raises(ValueError, match="SIMPLE_RADIAL: undistort"):
         convert_to_megadepth(config, tmp_path / "out2", "house")

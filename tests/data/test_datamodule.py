@@ -3,14 +3,14 @@
 import cv2
 import pytest
 import torch
+from torch.utils.data import DataLoader, default_collate
 
 from data.augment import PhotometricConfig, RandomSwap, swap_sides
 from data.datamodule import DataConfig, PairDataModule, build_dataset
-from torch.utils.data import DataLoader, default_collate
 from data.errors import BadPairError
-from data.supervision import coarse_supervision
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, generate_world
+from geometry.ground_truth import coarse_supervision
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,9 @@ def test_skip_bad_pairs_keeps_training_batches_full_and_evaluation_strict(tmp_pa
                         skip_bad_pairs=True)
     module = PairDataModule(config)
     module.setup("fit")
-    with pytest.warns(RuntimeWarning, match=r"skipped a bad pair \(1 so far.*homography pair 2: cannot decode image .*2.png"):
+    with pytest.warns(
+        RuntimeWarning, match=r"skipped a bad pair \(1 so far.*homography pair 2: cannot decode image .*2.png"
+    ):
         batch = next(iter(module.train_dataloader()))
     assert batch["image0"].shape[0] == 3 and all("2.png" not in name for name in batch["pair_names"][0])
     with pytest.raises(BadPairError, match="homography pair 2"):
@@ -123,14 +125,16 @@ def test_random_swap_draws_per_pair_and_epoch_alike_in_every_worker(sources):
     swap = module.datasets["train"][0]
     assert isinstance(swap, RandomSwap)
     plain = swap.dataset
-    order = lambda: [swap[i]["pair_names"] != plain[i]["pair_names"] for i in range(len(plain))]  # noqa: E731
+    def order():
+        return [swap[i]["pair_names"] != plain[i]["pair_names"] for i in range(len(plain))]
     first = order()
     assert 0 < sum(first) < len(first)
     assert order() == first
     loader = module.train_dataloader()
     loader.sampler.set_epoch(1)
     assert swap.epoch == 1 and order() != first
-    names = lambda workers: [b["pair_names"] for b in DataLoader(swap, batch_size=2, num_workers=workers)]  # noqa: E731
+    def names(workers):
+        return [b["pair_names"] for b in DataLoader(swap, batch_size=2, num_workers=workers)]
     assert names(0) == names(2)
 
 
@@ -139,7 +143,8 @@ def test_training_loader_resumes_mid_epoch_in_the_right_epoch(sources, workers):
     """The loader's state (epoch, pairs handed out) restored into a new loader, as a resumed run does: the
     rest of that epoch's pairs, even when `iter` comes before `set_epoch` (Lightning's order on resume)."""
     world, _ = sources
-    names = lambda batches: [name for batch in batches for name in batch["pair_names"][0]]  # noqa: E731
+    def names(batches):
+        return [name for batch in batches for name in batch["pair_names"][0]]
     module = PairDataModule(DataConfig(train=[world], num_workers=workers, samples_per_scene=3, random_swap=True))
     module.setup("fit")
     loader = module.train_dataloader()

@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import default_collate
 
 from data.homography import HomographyConfig, HomographyPairs, sample_homography
-from data.supervision import coarse_supervision
 from data.synthetic.texture import make_texture
+from geometry.ground_truth import coarse_supervision
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from data.hpatches import D2NET_EXCLUDED, HPatchesConfig, hpatches_pairs, read_homography
-from data.synthetic.texture import make_texture, warp_homography
+from data.synthetic.texture import make_texture
+from geometry.warp import warp_image
 
 SIZE = (80, 60)  # (width, height) of the tiny images
 
@@ -34,7 +35,7 @@ def write_sequence(root: Path, name: str, seed: int) -> list[np.ndarray]:
     homographies = sequence_homographies(seed, name.startswith("v_"))
     cv2.imwrite(str(folder / "1.ppm"), cv2.cvtColor(reference, cv2.COLOR_GRAY2BGR))
     for k, H in enumerate(homographies, start=2):
-        cv2.imwrite(str(folder / f"{k}.ppm"), cv2.cvtColor(warp_homography(reference, H), cv2.COLOR_GRAY2BGR))
+        cv2.imwrite(str(folder / f"{k}.ppm"), cv2.cvtColor(warp_image(reference, H), cv2.COLOR_GRAY2BGR))
         np.savetxt(folder / f"H_1_{k}", H)
     return homographies
 
@@ -62,7 +63,7 @@ def test_pairs_carry_the_written_homographies(release):
         assert pair.group == ("illumination" if sequence.startswith("i_") else "viewpoint")
         assert pair.image0.dtype == np.uint8 and pair.image0.shape == (SIZE[1], SIZE[0])
         # H maps image-1 pixels to image-k pixels: warping image 1 by it gives image k (PPM is lossless)
-        np.testing.assert_array_equal(pair.image1, warp_homography(pair.image0, pair.H_0to1))
+        np.testing.assert_array_equal(pair.image1, warp_image(pair.image0, pair.H_0to1))
         pair.validate()
 
 

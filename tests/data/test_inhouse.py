@@ -14,11 +14,12 @@ from data.datamodule import build_dataset
 from data.inhouse.__main__ import main
 from data.inhouse.labels import LabelFileError, read_labels
 from data.inhouse.prepare import PrepareConfig, PrepareError, prepare
-from data.supervision import coarse_supervision, sparse_supervision
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
+from geometry.ground_truth import coarse_supervision, sparse_supervision
 from geometry.warp import warp_depth
-from lightning_modules.loftr_module import LoFTRModule, TrainingConfig
+from lightning_modules.config import TrainingConfig
+from lightning_modules.loftr_module import LoFTRModule
 from tests.helpers import tiny_model_config
 
 pytest.importorskip("pycolmap")
@@ -110,7 +111,7 @@ def test_labels_replace_the_tracks_of_their_pair(photos, tmp_path):
     root, scene, _, info, ids = photos
     (a, b), *_ = info["pair_infos"][0]
     name0, name1 = (Path(info["image_paths"][k]).name for k in (a, b))
-    unregistered = sorted(set(f"{k:02d}.png" for k in range(10)) - {Path(p).name for p in info["image_paths"]})[0]
+    unregistered = sorted({f"{k:02d}.png" for k in range(10)} - {Path(p).name for p in info["image_paths"]})[0]
     labels = tmp_path / "labels.csv"
     labels.write_text(f"image0,image1,x0,y0,x1,y1\n{name1}, {name0}, 10, 20, 30, 40\n{name0} {name1} 1 2 3 4\n"
                       f"{name0},{unregistered},5,5,6,6\n")
@@ -121,19 +122,29 @@ def test_labels_replace_the_tracks_of_their_pair(photos, tmp_path):
     assert np.array_equal(written["correspondences"][index], [[30, 40, 10, 20], [1, 2, 3, 4]])
     assert report.labelled_pairs == 1 and any(unregistered in reason for reason in report.dropped)
     labels.write_text(f"{name0},{name1},10,20,30,40\n{name0},{name1},10,20,330,40\n")
-    with pytest.raises(LabelFileError, match=r"labels.csv line 2: point \(330, 40\) lies outside image \d+\.png \(320x240"):
-        prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out2"),
-                              model=str(root / "out" / "sparse" / "0"), labels=str(labels)))
+    outside = r"labels.csv line 2: point \(330, 40\) lies outside image \d+\.png \(320x240"
+    with pytest.raises(LabelFileError, match=outside):
+        prepare(
+            PrepareConfig(
+                images=str(root / "photos"),
+                out=str(tmp_path / "out2"),
+                model=str(root / "out" / "sparse" / "0"),
+                labels=str(labels),
+            )
+        )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a.jpg,b.jpg,1,2,3\n", "line 1: expected 6 fields"),
-    ("# comment\n\na.jpg,b.jpg,1,2,3,4\na.jpg,b.jpg,1,2,3,y\n", "line 4: y1 = 'y' is not a number"),
-    ("a.jpg,a.jpg,1,2,3,4\n", "line 1: both points are on image a.jpg"),
-    ("x0,y0\na.jpg b.jpg 1 nan 3 4\n", "line 1: expected 6 fields"),
-    ("a.jpg b.jpg 1 nan 3 4\n", "line 1: y0 = 'nan' is not a finite"),
-    ("# nothing\n", "no correspondences"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a.jpg,b.jpg,1,2,3\n", "line 1: expected 6 fields"),
+        ("# comment\n\na.jpg,b.jpg,1,2,3,4\na.jpg,b.jpg,1,2,3,y\n", "line 4: y1 = 'y' is not a number"),
+        ("a.jpg,a.jpg,1,2,3,4\n", "line 1: both points are on image a.jpg"),
+        ("x0,y0\na.jpg b.jpg 1 nan 3 4\n", "line 1: expected 6 fields"),
+        ("a.jpg b.jpg 1 nan 3 4\n", "line 1: y0 = 'nan' is not a finite"),
+        ("# nothing\n", "no correspondences"),
+    ],
+)
 def test_malformed_label_files_name_the_line(tmp_path, text, message):
     (tmp_path / "labels.txt").write_text(text)
     with pytest.raises(LabelFileError, match=message):
@@ -141,8 +152,9 @@ def test_malformed_label_files_name_the_line(tmp_path, text, message):
 
 
 def test_label_file_pairs_in_either_order_are_one_pair(tmp_path):
-    (tmp_path / "labels.txt").write_text("image0,image1,x0,y0,x1,y1\na.jpg,b.jpg,1,2,3,4\nb.jpg\tc.jpg 5 6 7 8\n"
-                                         "b.jpg,a.jpg,10,20,30,40\n")
+    (tmp_path / "labels.txt").write_text(
+        "image0,image1,x0,y0,x1,y1\na.jpg,b.jpg,1,2,3,4\nb.jpg\tc.jpg 5 6 7 8\nb.jpg,a.jpg,10,20,30,40\n"
+    )
     labels = read_labels(tmp_path / "labels.txt")
     assert sorted(labels) == [("a.jpg", "b.jpg"), ("b.jpg", "c.jpg")]
     assert labels["a.jpg", "b.jpg"].array().tolist() == [[1, 2, 3, 4], [30, 40, 10, 20]]
@@ -164,8 +176,15 @@ def test_too_few_or_unrelated_photos_say_how_many_registered_and_why(tmp_path, c
 def test_pairs_dropped_by_overlap_are_reported(photos, tmp_path):
     root, *_ = photos
     with pytest.raises(PrepareError, match=r"no pair kept: \d+ overlap above 0.05 .*; \d+ share fewer than 30"):
-        prepare(PrepareConfig(images=str(root / "photos"), out=str(tmp_path / "out"),
-                              model=str(root / "out" / "sparse" / "0"), min_overlap=0.01, max_overlap=0.05))
+        prepare(
+            PrepareConfig(
+                images=str(root / "photos"),
+                out=str(tmp_path / "out"),
+                model=str(root / "out" / "sparse" / "0"),
+                min_overlap=0.01,
+                max_overlap=0.05,
+            )
+        )
 
 
 def test_labels_alone_train_without_poses(photos, tmp_path):
@@ -174,10 +193,19 @@ def test_labels_alone_train_without_poses(photos, tmp_path):
     (a, b), *_ = info["pair_infos"][0]
     names = [Path(info["image_paths"][k]).name for k in (a, b)]
     points = info["correspondences"][0]
-    (tmp_path / "labels.csv").write_text("".join(f"{names[0]},{names[1]},{x0},{y0},{x1},{y1}\n"
-                                                 for x0, y0, x1, y1 in points))
-    dataset = build_dataset({"type": "inhouse", "root": str(root / "photos"), "labels": str(tmp_path / "labels.csv"),
-                             "longer_side": 320, "pad_to_square": False, "max_correspondences": 256})
+    (tmp_path / "labels.csv").write_text(
+        "".join(f"{names[0]},{names[1]},{x0},{y0},{x1},{y1}\n" for x0, y0, x1, y1 in points)
+    )
+    dataset = build_dataset(
+        {
+            "type": "inhouse",
+            "root": str(root / "photos"),
+            "labels": str(tmp_path / "labels.csv"),
+            "longer_side": 320,
+            "pad_to_square": False,
+            "max_correspondences": 256,
+        }
+    )
     batch = default_collate([dataset[0]])
     assert "T_0to1" not in batch and int(batch["correspondences_valid"].sum()) == min(len(points), 256)
     assert len(sparse_supervision(batch, (30, 40), (30, 40)).index0) > 10
@@ -186,7 +214,12 @@ def test_labels_alone_train_without_poses(photos, tmp_path):
 def test_random_swap_swaps_the_correspondences():
     from data.augment import swap_sides
 
-    item = {"image0": torch.zeros(1, 4, 4), "image1": torch.ones(1, 4, 4), "correspondences0": torch.tensor([[1.0, 2.0]]),
-            "correspondences1": torch.tensor([[3.0, 4.0]]), "correspondences_valid": torch.tensor([True])}
+    item = {
+        "image0": torch.zeros(1, 4, 4),
+        "image1": torch.ones(1, 4, 4),
+        "correspondences0": torch.tensor([[1.0, 2.0]]),
+        "correspondences1": torch.tensor([[3.0, 4.0]]),
+        "correspondences_valid": torch.tensor([True]),
+    }
     swapped = swap_sides(item)
     assert swapped["correspondences0"].tolist() == [[3.0, 4.0]] and swapped["correspondences1"].tolist() == [[1.0, 2.0]]

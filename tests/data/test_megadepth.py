@@ -12,9 +12,10 @@ from torch.utils.data import default_collate
 
 from data.errors import BadPairError, SkipBadPairs
 from data.io import read_depth_h5, read_grayscale
-from data.megadepth import MegaDepthConfig, MegaDepthPairs, load_scene_info, resized_size
-from data.supervision import coarse_supervision
+from data.megadepth import MegaDepthConfig, MegaDepthPairs, load_scene_info
+from data.resize import resized_size
 from data.synthetic.world import WorldConfig, generate_world
+from geometry.ground_truth import coarse_supervision
 from geometry.warp import warp_depth
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -35,14 +36,17 @@ def test_megadepth_1500_indices_load(tmp_path):
     assert len(dataset) == 1500  # 300 pairs per file: MegaDepth-1500
     scene, i0, i1, overlap = dataset.pairs[0]
     assert dataset.scenes[scene]["image_paths"][i0].startswith("Undistorted_SfM/")
-    narrow = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path), scene_info=tuple(files), min_overlap=0.3, max_overlap=0.5))
+    narrow = MegaDepthPairs(
+        MegaDepthConfig(root=str(tmp_path), scene_info=tuple(files), min_overlap=0.3, max_overlap=0.5)
+    )
     assert 0 < len(narrow) < 1500 and all(0.3 <= p[3] <= 0.5 for p in narrow.pairs)
 
 
 def sample_dataset(**overrides) -> MegaDepthPairs:
     needs(SAMPLE)
-    config = MegaDepthConfig(root=str(SAMPLE), scene_info=(str(SAMPLE / "sample.npz"),), min_overlap=0.6,
-                             max_overlap=0.65, **overrides)
+    config = MegaDepthConfig(
+        root=str(SAMPLE), scene_info=(str(SAMPLE / "sample.npz"),), min_overlap=0.6, max_overlap=0.65, **overrides
+    )
     return MegaDepthPairs(config)
 
 
@@ -84,8 +88,9 @@ def test_bad_files_are_named(tmp_path):
     scene = tmp_path / "scene.npz"
     with open(scene, "wb") as file:
         pickle.dump(info, file)  # how LoFTR's scene-info files are written
-    dataset = MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6,
-                                             max_overlap=0.65))
+    dataset = MegaDepthPairs(
+        MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6, max_overlap=0.65)
+    )
     with pytest.raises(BadPairError, match=r"scene.npz: pair 0 .*image not found: .*missing.jpg"):
         dataset[0]
     corrupt = tmp_path / "corrupt.jpg"
@@ -94,8 +99,9 @@ def test_bad_files_are_named(tmp_path):
     with open(scene, "wb") as file:
         pickle.dump(info, file)  # how LoFTR's scene-info files are written
     with pytest.raises(ValueError, match="corrupt.jpg"):
-        MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6,
-                                       max_overlap=0.65))[0]
+        MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(scene),), min_overlap=0.6, max_overlap=0.65))[
+            0
+        ]
 
 
 def test_augmentation_changes_images_not_depth_nor_geometry():
@@ -123,7 +129,9 @@ def test_bad_root_index_and_pose_are_named(tmp_path):
     poses[i0] = poses[i0] * 2.0  # a scaled rotation is no rigid transform
     (tmp_path / "scaled.npz").write_bytes(pickle.dumps(dict(info, poses=poses, pair_infos=[info["pair_infos"][0]])))
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(SAMPLE), scene_info=(str(tmp_path / "scaled.npz"),)))
-    with pytest.raises(ValueError, match=r"scaled.npz: pair 0 \(images 1474, 1462\): pose of image 1474 .* not a rigid"):
+    with pytest.raises(
+        ValueError, match=r"scaled.npz: pair 0 \(images 1474, 1462\): pose of image 1474 .* not a rigid"
+    ):
         dataset[0]
 
 
@@ -147,8 +155,9 @@ def test_nan_depth_names_the_file_and_the_pair(tiny_world, tmp_path):
     info["depth_paths"] = np.array(info["depth_paths"], dtype=object)
     info["depth_paths"][i0] = str(broken)  # an absolute path wins over the root
     (tmp_path / "scene.npz").write_bytes(pickle.dumps(info))
-    broken_set = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=(str(tmp_path / "scene.npz"),),
-                                                longer_side=160))
+    broken_set = MegaDepthPairs(
+        MegaDepthConfig(root=str(root), scene_info=(str(tmp_path / "scene.npz"),), longer_side=160)
+    )
     with pytest.raises(BadPairError, match=rf"scene.npz: pair 1 \(images {i0}, {i1}\): depth map .*nan.h5 has 100 NaN"):
         broken_set[1]
 
@@ -160,7 +169,9 @@ def test_bad_pairs_are_skipped_and_counted_when_configured(tiny_world, tmp_path)
     (i0, _), *_ = info["pair_infos"][0]
     info["image_paths"][i0] = "gone.jpg"
     (tmp_path / "scene.npz").write_bytes(pickle.dumps(info))
-    dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=(str(tmp_path / "scene.npz"),), longer_side=160))
+    dataset = MegaDepthPairs(
+        MegaDepthConfig(root=str(root), scene_info=(str(tmp_path / "scene.npz"),), longer_side=160)
+    )
     bad = [index for index, (_, a, b, _) in enumerate(dataset.pairs) if i0 in (a, b)]
     good = [index for index in range(len(dataset)) if index not in bad]
     assert bad and good
@@ -204,9 +215,9 @@ def test_crops_give_the_ground_truth_of_the_whole_pair(crop_world):
         corners = [(full[f"K{side}"][:2, 2] - crop[f"K{side}"][:2, 2]).round() for side in (0, 1)]
         for side in (0, 1):
             x, y = corners[side].long().tolist()
-            assert torch.equal(crop[f"depth{side}"][:128, :192], full[f"depth{side}"][y:y + 128, x:x + 192])
+            assert torch.equal(crop[f"depth{side}"][:128, :192], full[f"depth{side}"][y : y + 128, x : x + 192])
             _, i0, i1, _ = whole.pairs[index]
-            original = read_grayscale(root / whole.scenes[0]["image_paths"][(i0, i1)[side]])[y:y + 128, x:x + 192]
+            original = read_grayscale(root / whole.scenes[0]["image_paths"][(i0, i1)[side]])[y : y + 128, x : x + 192]
             expected = cv2.resize(original, (96, 64), interpolation=cv2.INTER_AREA) / 255.0
             assert np.abs(crop[f"image{side}"][0].numpy() - expected).max() < 1e-6
         supervision = coarse_supervision(default_collate([crop]), (8, 12), (8, 12), 8)
@@ -214,8 +225,14 @@ def test_crops_give_the_ground_truth_of_the_whole_pair(crop_world):
         cells = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(12), indexing="ij"), -1).reshape(1, -1, 2)
         pixels0 = (cells.flip(-1) * 8 * 2 + corners[0]).double()
         pair = {key: full[key][None].double() for key in ("depth0", "depth1", "K0", "K1", "T_0to1")}
-        whole_valid, landed = warp_depth(pixels0, pair["depth0"][:, :240, :320], pair["depth1"][:, :240, :320],
-                                         pair["K0"], pair["K1"], pair["T_0to1"])
+        whole_valid, landed = warp_depth(
+            pixels0,
+            pair["depth0"][:, :240, :320],
+            pair["depth1"][:, :240, :320],
+            pair["K0"],
+            pair["K1"],
+            pair["T_0to1"],
+        )
         in_crop1 = (landed[0] - corners[1]) / 2  # network pixels of crop 1
         well_inside = ((in_crop1 >= 2) & (in_crop1 <= torch.tensor([96 - 3, 64 - 3]))).all(-1)
         valid = supervision.warped0_valid[0]
@@ -227,8 +244,10 @@ def test_crops_give_the_ground_truth_of_the_whole_pair(crop_world):
 def test_crops_overlap_and_change_with_the_epoch(crop_world):
     root, info_path = crop_world
     dataset = MegaDepthPairs(crop_config(root, info_path))
-    with_matches = [len(coarse_supervision(default_collate([dataset[i]]), (8, 12), (8, 12), 8).index0) > 0
-                    for i in range(len(dataset))]
+    with_matches = [
+        len(coarse_supervision(default_collate([dataset[i]]), (8, 12), (8, 12), 8).index0) > 0
+        for i in range(len(dataset))
+    ]
     assert len(with_matches) >= 5 and all(with_matches)  # windows around a shared point see the same surfaces
     first = dataset[0]["K0"]
     assert torch.equal(first, dataset[0]["K0"])  # the same draw for the same (seed, epoch, index)
@@ -244,5 +263,7 @@ def test_crop_size_is_checked(crop_world):
     with pytest.raises(ValueError, match="crop_size must be .* multiples of 8"):
         crop_config(root, info_path, crop_size=(100, 64))
     too_large = MegaDepthPairs(crop_config(root, info_path, crop_size=(320, 64)))  # 640 original pixels wide
-    with pytest.raises(BadPairError, match="a crop of 640x128 original pixels does not fit an image of 320x240: lower crop_size"):
+    with pytest.raises(
+        BadPairError, match="a crop of 640x128 original pixels does not fit an image of 320x240: lower crop_size"
+    ):
         too_large[0]

@@ -9,8 +9,15 @@ import pytest
 
 from data.errors import BadPairError
 from data.megadepth import load_scene_info
-from data.pair_list import (PairListConfig, PairRecord, pair_list_pairs, read_pair_list, record_pair,
-                            scene_info_records, write_pair_list)
+from data.pair_list import (
+    PairListConfig,
+    PairRecord,
+    pair_list_pairs,
+    read_pair_list,
+    record_pair,
+    scene_info_records,
+    write_pair_list,
+)
 from data.synthetic.texture import make_texture
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "megadepth_sample"

@@ -19,8 +19,8 @@ def test_every_scene_gives_the_same_number_of_pairs():
     drawn = list(SceneBalancedSampler(SCENES, samples_per_scene=5, seed=0))
     assert len(drawn) == 15
     assert Counter(scene_of(i) for i in drawn) == {0: 5, 1: 5, 2: 5}
-    assert len(set(i for i in drawn if scene_of(i) == 0)) == 5  # enough pairs: no repeats
-    assert set(i for i in drawn if scene_of(i) == 1) <= set(SCENES[1])  # too few: drawn with replacement
+    assert len({i for i in drawn if scene_of(i) == 0}) == 5  # enough pairs: no repeats
+    assert {i for i in drawn if scene_of(i) == 1} <= set(SCENES[1])  # too few: drawn with replacement
 
 
 def test_seeded_and_reshuffled_each_epoch():
@@ -51,14 +51,22 @@ def test_bad_arguments():
 
 
 def test_megadepth_scenes_feed_the_sampler(tmp_path):
-    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "loftr_test_indices" / "megadepth_test_1500_scene_info"
+    folder = (
+        Path(__file__).resolve().parents[3]
+        / "shared"
+        / "data"
+        / "loftr_test_indices"
+        / "megadepth_test_1500_scene_info"
+    )
     if not folder.exists():
         pytest.skip("MegaDepth-1500 indices not here")
-    dataset = MegaDepthPairs(MegaDepthConfig(root=str(tmp_path), scene_info=tuple(sorted(map(str, folder.glob("*.npz"))))))
+    dataset = MegaDepthPairs(
+        MegaDepthConfig(root=str(tmp_path), scene_info=tuple(sorted(map(str, folder.glob("*.npz")))))
+    )
     groups = dataset.scene_indices()
     assert [len(g) for g in groups] == [300] * 5
     drawn = list(SceneBalancedSampler(groups, samples_per_scene=20))
-    assert Counter(dataset.pairs[i][0] for i in drawn) == {k: 20 for k in range(5)}
+    assert Counter(dataset.pairs[i][0] for i in drawn) == dict.fromkeys(range(5), 20)
 
 
 def test_resume_skips_the_drawn_indices_once():

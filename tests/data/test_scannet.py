@@ -9,8 +9,8 @@ from torch.utils.data import default_collate
 
 from data.errors import BadPairError
 from data.scannet import ScanNetConfig, ScanNetPairs
-from data.supervision import coarse_supervision
 from data.synthetic.texture import make_texture
+from geometry.ground_truth import coarse_supervision
 
 TEST_1500 = Path(__file__).resolve().parents[3] / "shared" / "data" / "loftr_test_indices" / "scannet_test_1500"
 
@@ -66,9 +66,14 @@ def test_missing_and_broken_files_are_named(tmp_path):
     dataset = ScanNetPairs(config)
     with pytest.raises(ValueError, match=r"pose/1.txt is not finite"):
         dataset[0]
-    with pytest.raises(BadPairError, match=r"ScanNet pair 1 \(scene0002_00, frames 0, 7\): image not found: .*color/7.jpg"):
+    with pytest.raises(
+        BadPairError, match=r"ScanNet pair 1 \(scene0002_00, frames 0, 7\): image not found: .*color/7.jpg"
+    ):
         dataset[1]
     np.savez(tmp_path / "other.npz", name=np.array([[3, 0, 0, 1]]))
     with pytest.raises(ValueError, match="no intrinsics for scene0003_00"):
-        ScanNetPairs(ScanNetConfig(root=str(tmp_path), index=(str(tmp_path / "other.npz"),),
-                                   intrinsics=str(tmp_path / "intrinsics.npz")))
+        ScanNetPairs(
+            ScanNetConfig(
+                root=str(tmp_path), index=(str(tmp_path / "other.npz"),), intrinsics=str(tmp_path / "intrinsics.npz")
+            )
+        )

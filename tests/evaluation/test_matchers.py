@@ -5,18 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from data.synthetic.texture import make_texture, warp_homography
-from evaluation.matchers import (
-    MATCHERS,
-    ASIFTMatcher,
-    ImageTooSmallError,
-    LoFTRMatcher,
-    SIFTMatcher,
-    build_loftr,
-    build_matcher,
-    mutual_ratio_matches,
-)
-from evaluation.pairs import Matches
+from data.pairs import Matches
+from data.synthetic.texture import make_texture
+from evaluation.baselines import ASIFTMatcher, SIFTMatcher, mutual_ratio_matches
+from evaluation.loftr_matcher import ImageTooSmallError, LoFTRMatcher, build_loftr
+from evaluation.matchers import MATCHERS, build_matcher
+from geometry.warp import apply_homography, warp_image
 from models.checkpoint import CheckpointError
 from models.loftr import LoFTRConfig
 
@@ -46,8 +40,7 @@ def tilt(t: float, degrees: float = 30.0) -> np.ndarray:
 
 def transfer_errors(matches: Matches, H: np.ndarray) -> np.ndarray:
     """(N,) pixel distance between kpts1 and kpts0 mapped by H."""
-    mapped = np.c_[matches.kpts0, np.ones(len(matches))] @ H.T
-    return np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - matches.kpts1, axis=1)
+    return np.linalg.norm(apply_homography(H, matches.kpts0) - matches.kpts1, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +58,7 @@ def asift() -> ASIFTMatcher:
 
 @pytest.mark.parametrize("name", ["sift", "asift"])
 def test_matches_agree_with_the_homography(texture, name):
-    matches = build_matcher(name).match(texture, warp_homography(texture, MILD))
+    matches = build_matcher(name).match(texture, warp_image(texture, MILD))
     assert len(matches) >= 50
     assert matches.kpts0.shape == matches.kpts1.shape == (len(matches), 2)
     assert matches.kpts0.dtype == matches.kpts1.dtype == matches.confidence.dtype == np.float32
@@ -77,14 +70,14 @@ def test_ratio_test_rejects_repeated_patterns_and_unrelated_images(texture):
     """A tiled image has each keypoint several times over, so every nearest neighbour has an equally close
     second and the ratio test drops it; two unrelated textures have no distinctive matches either."""
     sift = SIFTMatcher()
-    related = len(sift.match(texture, warp_homography(texture, MILD)))
+    related = len(sift.match(texture, warp_image(texture, MILD)))
     unrelated = make_texture(HEIGHT, WIDTH, seed=1)
     assert len(sift.match(texture, unrelated)) < 0.1 * related
     assert len(SIFTMatcher(ratio=1.0).match(texture, unrelated)) > 0.3 * related  # the ratio test did it
 
     tiled = np.tile(make_texture(48, 64, seed=2), (5, 5))
     assert len(sift.describe(tiled)[0]) > 500
-    assert len(sift.match(tiled, warp_homography(tiled, MILD))) <= 2
+    assert len(sift.match(tiled, warp_image(tiled, MILD))) <= 2
 
 
 def test_mutual_check_and_ratio_test_on_hand_made_descriptors():
@@ -117,16 +110,17 @@ def test_matching_is_symmetric(texture):
     np.testing.assert_array_equal(forward[1], backward[0][order])
     np.testing.assert_allclose(forward[2], backward[2][order])
 
-    image1 = warp_homography(texture, MILD)
+    image1 = warp_image(texture, MILD)
     ab, ba = SIFTMatcher().match(texture, image1), SIFTMatcher().match(image1, texture)
-    as_set = lambda kpts0, kpts1: set(map(tuple, np.c_[kpts0, kpts1].tolist()))  # noqa: E731
+    def as_set(kpts0, kpts1):
+        return set(map(tuple, np.c_[kpts0, kpts1].tolist()))
     assert as_set(ab.kpts0, ab.kpts1) == as_set(ba.kpts1, ba.kpts0)
 
 
 def test_asift_beats_sift_on_a_strong_tilt(texture, asift):
     """A tilt of 4 (a ~75 degree viewing angle) defeats SIFT's similarity invariance; ASIFT simulates it."""
     H = tilt(4.0)
-    image1 = warp_homography(texture, H)
+    image1 = warp_image(texture, H)
     correct = {}
     for matcher in (SIFTMatcher(), asift):
         matches = matcher.match(texture, image1)
@@ -157,7 +151,8 @@ def test_max_features_limits_the_keypoints(texture):
 
 
 def run_directly(model, image0: np.ndarray, image1: np.ndarray):
-    as_tensor = lambda image: torch.from_numpy(image)[None, None].float() / 255  # noqa: E731
+    def as_tensor(image):
+        return torch.from_numpy(image)[None, None].float() / 255
     with torch.inference_mode():
         return model({"image0": as_tensor(image0), "image1": as_tensor(image1)})
 
@@ -171,7 +166,7 @@ def random_model():
 @pytest.mark.parametrize("size", [(96, 128), (93, 122)], ids=["multiple of 8", "not a multiple of 8"])
 def test_loftr_matcher_equals_the_model_run_directly(random_model, size):
     image0 = make_texture(*size, seed=3)
-    image1 = warp_homography(image0, MILD)
+    image1 = warp_image(image0, MILD)
     matches = LoFTRMatcher(random_model).match(image0, image1)
     expected = run_directly(random_model, image0, image1)
     assert len(matches) > 0
@@ -184,7 +179,7 @@ def test_loftr_matcher_equals_the_model_run_directly(random_model, size):
 
 def test_loftr_matcher_runs_a_training_model_in_eval_mode_and_restores_it(random_model):
     image0 = make_texture(96, 128, seed=3)
-    image1 = warp_homography(image0, MILD)
+    image1 = warp_image(image0, MILD)
     expected = LoFTRMatcher(random_model).match(image0, image1)
     random_model.train()
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from geometry.warp import warp_depth, warp_homography
+from geometry.warp import apply_homography, warp_depth, warp_homography, warp_image
 
 F, H, W, Z = 100.0, 96, 128, 5.0
 K = torch.tensor([[[F, 0.0, (W - 1) / 2], [0.0, F, (H - 1) / 2], [0.0, 0.0, 1.0]]], dtype=torch.float64)
@@ -136,3 +136,23 @@ def test_depth_is_interpolated_on_surfaces_and_not_across_edges():
     assert torch.allclose(interpolate_depth(ramp, points)[0], torch.tensor([12.25, 14.5, 17.0]))
     edge = interpolate_depth(step, points)[0]
     assert edge[0] == 12.25 and edge[1] in (14.0, 50.0) and edge[2] == 50.0  # nearest pixel at the edge
+
+
+def test_image_warp_moves_pixels_where_the_homography_maps_them():
+    """An integer shift moves every pixel exactly; the points of a perspective warp land where
+    `apply_homography` says (a bright dot, found by its centroid)."""
+    image = (np.arange(20 * 30) % 251).astype(np.uint8).reshape(20, 30)
+    shift = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]])
+    moved = warp_image(image, shift)
+    assert moved.shape == image.shape
+    np.testing.assert_array_equal(moved[2:, 3:], image[:-2, :-3])
+    assert (moved[:2] == 0).all() and (moved[:, :3] == 0).all()
+    assert warp_image(image, shift, size=(40, 25)).shape == (25, 40)
+
+    dot = np.zeros((60, 80), np.float32)
+    dot[20:23, 30:33] = 1.0  # centred on (31, 21)
+    H = np.array([[0.9, -0.1, 8.0], [0.05, 1.1, -3.0], [2e-4, 1e-4, 1.0]])
+    warped = warp_image(dot, H)
+    rows, cols = np.nonzero(warped)
+    centroid = np.average(np.c_[cols, rows], axis=0, weights=warped[rows, cols])
+    np.testing.assert_allclose(centroid, apply_homography(H, [[31.0, 21.0]])[0], atol=0.1)

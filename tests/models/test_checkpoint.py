@@ -21,14 +21,18 @@ def test_official_lightning_checkpoint_loads(tmp_path, official_state_dict):
     torch.save({"epoch": 29, "state_dict": {f"matcher.{k}": v for k, v in official_state_dict.items()}}, path)
     model = load_checkpoint(LoFTR(), path)
     assert torch.equal(model.backbone.lateral3.weight, official_state_dict["backbone.layer3_outconv.weight"])
-    assert torch.equal(model.backbone.merge1.norm.running_var, official_state_dict["backbone.layer1_outconv2.1.running_var"])
+    assert torch.equal(
+        model.backbone.merge1.norm.running_var, official_state_dict["backbone.layer1_outconv2.1.running_var"]
+    )
 
 
 def test_plain_kornia_state_dict_loads(tmp_path, official_state_dict):
     path = tmp_path / "kornia.pth"
     torch.save(official_state_dict, path)
     model = load_checkpoint(LoFTR(), path)
-    assert torch.equal(model.loftr_fine.layers[1].mlp[2].weight, official_state_dict["loftr_fine.layers.1.mlp.2.weight"])
+    assert torch.equal(
+        model.loftr_fine.layers[1].mlp[2].weight, official_state_dict["loftr_fine.layers.1.mlp.2.weight"]
+    )
 
 
 def test_sinkhorn_checkpoint_needs_its_bin_score(tmp_path, official_state_dict):
@@ -63,7 +67,9 @@ class NotATensor:
 def test_pickled_objects_are_refused_unless_trusted(tmp_path, official_state_dict):
     path = tmp_path / "with_objects.ckpt"
     torch.save({"state_dict": official_state_dict, "hyper_parameters": NotATensor()}, path)
-    with pytest.raises(CheckpointError, match=r"not plain tensors \(tests.models.test_checkpoint.NotATensor\).*weights_only"):
+    with pytest.raises(
+        CheckpointError, match=r"not plain tensors \(tests.models.test_checkpoint.NotATensor\).*weights_only"
+    ):
         read_state_dict(path)
     assert set(read_state_dict(path, trusted=True)) == set(official_state_dict)
 

@@ -87,7 +87,8 @@ def test_bf16_autocast_finds_the_float32_matches():
         with torch.autocast("cpu", torch.bfloat16):
             mixed = model({"image0": image0, "image1": image1})
     assert len(reference.keypoints0) >= 30
-    cells = lambda result: {tuple(p) for p in result.keypoints0.round().long().tolist()}  # noqa: E731
+    def cells(result):
+        return {tuple(p) for p in result.keypoints0.round().long().tolist()}
     shared = cells(reference) & cells(mixed)
     assert len(shared) >= 0.8 * len(reference.keypoints0)
     assert mixed.keypoints1.dtype == torch.float32

@@ -167,7 +167,7 @@ def test_bad_config_names_the_field_and_the_choices(change, field, choices):
 
 
 def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matches(tmp_path):
-    from evaluation.matchers import LoFTRMatcher, build_loftr
+    from evaluation.loftr_matcher import LoFTRMatcher, build_loftr
     from models.backbone.se2_resnet_fpn import PlainSE2ResNetFPN
 
     model = build_loftr(None, config=se2_loftr_config(), coarse_threshold=0.0)

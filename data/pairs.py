@@ -1,9 +1,11 @@
 """The contract between benchmarks, matchers and the evaluation harness (one place for the shapes).
 
 A benchmark yields `EvalPair`s: two original images and their ground truth, a relative pose (with
-intrinsics) or a homography. A matcher turns two images into `Matches`. The harness resizes the images to the
-benchmark's resolution for every matcher alike, maps the matches back to the original frames (undoing
-`warp1` for the stress tests) and scores them there.
+intrinsics) or a homography. A matcher turns two (H, W) uint8 images (`check_grayscale`) into `Matches`. The
+harness resizes the images to the benchmark's resolution for every matcher alike, maps the matches back to the
+original frames (undoing `warp1` for the stress tests) and scores them there.
+
+It lives in data/ because the datasets that yield pairs (hpatches, pair_list) sit below evaluation/.
 """
 
 from dataclasses import dataclass
@@ -60,3 +62,10 @@ class Matches:
 
     def __len__(self) -> int:
         return len(self.kpts0)
+
+
+def check_grayscale(image: np.ndarray, name: str) -> None:
+    """ValueError naming `name` unless `image` is an (H, W) uint8 grayscale array, what every matcher takes."""
+    if not isinstance(image, np.ndarray) or image.ndim != 2 or image.dtype != np.uint8:
+        shape, dtype = np.shape(image), getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"{name} must be an (H, W) uint8 grayscale array, got shape {shape} and dtype {dtype}")
