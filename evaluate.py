@@ -5,72 +5,67 @@ homography AUC@3/5/10), matches and runtime per pair, optionally under rotation 
     python evaluate.py benchmark=megadepth1500 benchmark.root=... benchmark.scene_info_dir=... \
         matcher=loftr checkpoint=weights/outdoor_ds.ckpt
     python evaluate.py benchmark=synthetic matcher=loftr checkpoint=last.ckpt stress=rotation
+    python evaluate.py benchmark=synthetic predictions=outputs/evaluate/RUN/predictions.h5 ransac_threshold=1.0
 
-Prints the table and writes results.csv (per pair), summary.json, cumulative_errors.png (and auc_by_rotation.png
-or auc_by_tilt.png) and match pictures of the first pairs to the run folder (`out_dir`). Choices and options:
-configs/evaluate.yaml, configs/benchmark/, configs/matcher/.
+Predicts, then scores: every scored pair's matches go to predictions.h5 in the run folder (`out_dir`), and the
+table is computed from them; `predictions=FILE` scores an earlier run's again (another RANSAC threshold or
+seed) without building the matcher. Prints the table and writes results.csv (per pair), summary.json,
+cumulative_errors.png (and auc_by_rotation.png or auc_by_tilt.png) and match pictures of the first pairs to
+the run folder. Choices and options: configs/evaluate.yaml (schema: evaluation/config.py), configs/benchmark/,
+configs/matcher/.
 """
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from data.errors import BadPairError
 from evaluation.benchmarks import Benchmark, build_benchmark
-from evaluation.harness import HarnessConfig, ScoredPair, apply_homography, run
-from evaluation.matchers import ImageTooLargeError, Matcher, build_matcher
-from evaluation.plots import ERROR_CMAP, matches_figure, save_figure
+from evaluation.config import EvaluateConfig, evaluate_config, register_configs
+from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, score_predictions
+from evaluation.loftr_matcher import ImageTooLargeError
+from evaluation.matchers import Matcher, build_matcher
+from evaluation.plots import save_figure, scored_matches_figure
+from evaluation.predictions import Prediction, PredictionsError, PredictionStore, RunHeader
 from evaluation.report import report_paths, write_report
-from evaluation.stress import StressConfig
+from geometry.warp import apply_homography
 from models.checkpoint import CheckpointError
 from utils.cli import run_hydra_main
 from utils.files import check_no_output_on_input, written_atomically
 
 BENCHMARK_PATHS = ("root", "image_root", "scene_info_dir", "index_dir", "pairs_file")  # the inputs' options
+PREDICTIONS = "predictions.h5"  # in the run folder
+
+register_configs()
 
 
 class EvaluationError(Exception):
     """Bad input: a missing data root or checkpoint, a wrong option. Reported as one line, exit code 2."""
 
 
-def _options(section: DictConfig) -> tuple[str, dict]:
-    options = OmegaConf.to_container(section, resolve=True)
-    return options.pop("name"), options
-
-
-def make_benchmark(config: DictConfig) -> Benchmark:
-    name, options = _options(config.benchmark)
+def make_benchmark(settings: EvaluateConfig) -> Benchmark:
+    options = dict(settings.benchmark)
     try:
-        benchmark = build_benchmark(name, **options)
+        benchmark = build_benchmark(options.pop("name"), **options)
         benchmark.check()
     except (ValueError, FileNotFoundError) as error:
         raise EvaluationError(f"{error} (on the command line: benchmark.<option>=...)") from None
     return benchmark
 
 
-def make_harness(config: DictConfig) -> HarnessConfig:
-    """The stress and pair options of the command line; EvaluationError naming the key of a wrong one."""
-    try:
-        stress = StressConfig(**OmegaConf.to_container(config.stress_config, resolve=True))
-    except (ValueError, TypeError) as error:  # TypeError: an option StressConfig does not have
-        raise EvaluationError(f"stress_config.{error}") from None
-    try:
-        return HarnessConfig(stress=config.stress, stress_config=stress, max_pairs=config.max_pairs,
-                             ransac_seed=config.ransac_seed)
-    except ValueError as error:
-        raise EvaluationError(str(error)) from None
-
-
-def check_out_dir(config: DictConfig) -> None:
-    """EvaluationError when a file of the run would land on an input: in the benchmark's data, or on the
-    checkpoint."""
-    inputs = {f"benchmark.{key}": config.benchmark.get(key) for key in BENCHMARK_PATHS}
-    inputs["checkpoint"] = config.checkpoint
-    out_dir = Path(config.out_dir)
-    written = [*report_paths(out_dir, config.stress).values(), out_dir / "matches"]
+def check_out_dir(settings: EvaluateConfig) -> None:
+    """EvaluationError when a file of the run would land on an input: in the benchmark's data, on the
+    checkpoint or on the predictions scored again."""
+    inputs = {f"benchmark.{key}": settings.benchmark.get(key) for key in BENCHMARK_PATHS}
+    inputs.update(checkpoint=settings.checkpoint, predictions=settings.predictions)
+    out_dir = Path(settings.out_dir)
+    written = [*report_paths(out_dir, settings.stress).values(), out_dir / "matches"]
+    if settings.predictions is None:
+        written.append(out_dir / PREDICTIONS)
     try:
         check_no_output_on_input(inputs, [("out_dir", path) for path in written])
     except ValueError as error:
@@ -81,17 +76,18 @@ def cannot_write(out_dir: Path, error: OSError) -> EvaluationError:
     return EvaluationError(f"cannot write the results to {out_dir}: {error.strerror or error}")
 
 
-def make_matcher(config: DictConfig) -> Matcher:
-    name, options = _options(config.matcher)
+def make_matcher(settings: EvaluateConfig) -> Matcher:
+    options = dict(settings.matcher)
+    name = options.pop("name")
     if name == "loftr":
         device = options.pop("device", "auto")
         options["device"] = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        options["checkpoint"] = config.checkpoint
-        if config.checkpoint is None:
+        options["checkpoint"] = settings.checkpoint
+        if settings.checkpoint is None:
             print("warning: matcher=loftr without checkpoint=FILE: random weights, meaningless matches",
                   file=sys.stderr)
-    elif config.checkpoint is not None:
-        raise EvaluationError(f"checkpoint={config.checkpoint} is for matcher=loftr, not matcher={name}")
+    elif settings.checkpoint is not None:
+        raise EvaluationError(f"checkpoint={settings.checkpoint} is for matcher=loftr, not matcher={name}")
     try:
         return build_matcher(name, **options)
     except TypeError as error:  # an option the matcher's constructor does not take
@@ -111,18 +107,11 @@ def picture_writer(out_dir: Path, count: int, threshold: float | None):
         drawn.append(scored.pair.name)
         matches, pair = scored.matches, scored.pair
         kpts1 = matches.kpts1 if pair.warp1 is None else apply_homography(pair.warp1, matches.kpts1)  # as shown
-        title = f"{pair.name}: {len(matches)} matches"
-        path = out_dir / "matches" / f"{len(drawn):03d}.png"
-        if scored.errors is not None and threshold is not None:
-            correct = int((scored.errors < threshold).sum())
-            figure = matches_figure(pair.image0, pair.image1, matches.kpts0, kpts1, scored.errors,
-                                    f"{title}, {correct} correct", color_label="symmetric epipolar error",
-                                    value_range=(0.0, 2 * threshold), cmap=ERROR_CMAP, threshold=threshold)
-        else:
-            figure = matches_figure(pair.image0, pair.image1, matches.kpts0, kpts1, matches.confidence, title,
-                                    value_range=(0.0, 1.0))
+        figure = scored_matches_figure(pair.image0, pair.image1, matches.kpts0, kpts1,
+                                       f"{pair.name}: {len(matches)} matches", errors=scored.errors,
+                                       threshold=threshold, confidence=matches.confidence)
         try:
-            with written_atomically(path) as temporary:
+            with written_atomically(out_dir / "matches" / f"{len(drawn):03d}.png") as temporary:
                 save_figure(figure, temporary)
         except OSError as error:
             raise cannot_write(out_dir, error) from None
@@ -130,27 +119,53 @@ def picture_writer(out_dir: Path, count: int, threshold: float | None):
     return draw
 
 
-def evaluate(config: DictConfig) -> dict:
+def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor]:
+    """The benchmark, the matcher's name and a predictor that matches a variant, stores the prediction in
+    out_dir/predictions.h5 (which replaces an earlier one when `outputs` closes) and reads it back: the scores
+    are the store's."""
+    matcher = make_matcher(settings)  # before the benchmark: a wrong matcher option fails before any data is read
+    benchmark = make_benchmark(settings)
+    header = RunHeader(benchmark.name, repr(benchmark.resize), matcher.name, settings.stress)
+    path = outputs.enter_context(written_atomically(Path(settings.out_dir) / PREDICTIONS))
+    store = outputs.enter_context(PredictionStore.create(path, header))
+
+    def predict(variant: Variant) -> Prediction:
+        store.add(variant.key, match_variant(variant, matcher))
+        return store.get(variant.key)
+
+    return benchmark, matcher.name, predict
+
+
+def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor]:
+    """The benchmark, the name of the matcher that made `settings.predictions` and a predictor reading them
+    (the file stays open until `outputs` closes); the matcher is never built. PredictionsError when the file is
+    missing, unreadable or made with other benchmark or stress settings."""
+    store = outputs.enter_context(PredictionStore.open(settings.predictions))
+    benchmark = make_benchmark(settings)
+    store.check_fits(benchmark.name, repr(benchmark.resize), settings.stress)
+    return benchmark, store.header.matcher, lambda variant: store.get(variant.key)
+
+
+def evaluate(settings: EvaluateConfig) -> dict:
     """Run the configured evaluation; returns the summary (see evaluation/report.py)."""
-    harness = make_harness(config)  # the cheap checks first: nothing is read before they pass
-    check_out_dir(config)
-    matcher = make_matcher(config)  # before the benchmark: a wrong matcher option fails before any data is read
-    benchmark = make_benchmark(config)
-    out_dir = Path(config.out_dir)
-    draw = picture_writer(out_dir, config.plot_pairs, benchmark.epipolar_threshold)
+    check_out_dir(settings)  # the cheap checks first: nothing is read before they pass
+    out_dir = Path(settings.out_dir)
     try:
-        results = run(benchmark, matcher, harness, on_pair=draw)
-    except (BadPairError, FileNotFoundError) as error:
+        with ExitStack() as outputs:  # predictions.h5 and the report replace earlier files together
+            prepare = predicting if settings.predictions is None else reading
+            benchmark, matcher_name, predict = prepare(settings, outputs)
+            draw = picture_writer(out_dir, settings.plot_pairs, benchmark.epipolar_threshold)
+            results = score_predictions(benchmark, predict, matcher_name, settings, on_pair=draw)
+            if not results:
+                raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
+            title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else [])])
+            table, summary = write_report(out_dir, results, benchmark.kind, title, stress=settings.stress)
+    except (BadPairError, FileNotFoundError, PredictionsError) as error:  # inputs that cannot be read
         raise EvaluationError(str(error)) from None
     except ImageTooLargeError as error:
         raise EvaluationError(f"{error}: lower benchmark.resize, e.g. benchmark.resize.longer_side="
                               f"{error.longest_side}") from None
-    if not results:
-        raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
-    title = f"{benchmark.name} / {matcher.name}" + (f" / {config.stress}" if config.stress else "")
-    try:
-        table, summary = write_report(out_dir, results, benchmark.kind, title, stress=config.stress)
-    except OSError as error:
+    except OSError as error:  # the outputs: a full disk, a folder that cannot be made
         raise cannot_write(out_dir, error) from None
     print(table)
     print(f"results -> {out_dir}")
@@ -160,7 +175,11 @@ def evaluate(config: DictConfig) -> dict:
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(config: DictConfig) -> None:
     try:
-        evaluate(config)
+        try:
+            settings = evaluate_config(config)
+        except ValueError as error:  # a config class's own check of its values, naming the key
+            raise EvaluationError(str(error)) from None
+        evaluate(settings)
     except EvaluationError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         sys.exit(2)

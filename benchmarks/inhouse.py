@@ -26,37 +26,38 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.training import model_config  # noqa: E402
-from data.datamodule import DataConfig, PairDataModule  # noqa: E402
-from data.inhouse.prepare import PrepareConfig, prepare  # noqa: E402
-from data.synthetic.world import RenderedScene, WorldConfig, render_scene, write_megadepth  # noqa: E402
-from evaluation.benchmarks import build_benchmark  # noqa: E402
-from evaluation.harness import run  # noqa: E402
-from evaluation.matchers import LoFTRMatcher  # noqa: E402
-from geometry.poses import relative_pose  # noqa: E402
-from evaluation.metrics import summarize  # noqa: E402
-from evaluation.report import format_table  # noqa: E402
-from data.supervision import supervision_for  # noqa: E402
-from lightning_modules import loftr_module  # noqa: E402
-from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig  # noqa: E402
-from losses.loftr_loss import LossConfig  # noqa: E402
+from benchmarks.training import model_config
+from data.datamodule import DataConfig, PairDataModule
+from data.inhouse.prepare import PrepareConfig, prepare
+from data.synthetic.world import RenderedScene, WorldConfig, render_scene, write_megadepth
+from evaluation.benchmarks import build_benchmark
+from evaluation.harness import run
+from evaluation.loftr_matcher import LoFTRMatcher
+from evaluation.metrics import summarize
+from evaluation.report import format_table
+from geometry.estimation import angle_between, pose_errors
+from geometry.ground_truth import supervision_for
+from geometry.poses import relative_pose
+from lightning_modules import loftr_module
+from lightning_modules.config import TrainingConfig
+from lightning_modules.loftr_module import LoFTRModule
+from lightning_modules.schedule import OptimizerConfig
+from losses.loftr_loss import LossConfig
 
 
 def relative_pose_errors(info: dict, truth_poses: list[np.ndarray], ids: list[int]) -> tuple[list, list]:
-    """Rotation and translation-direction errors (degrees) of every kept pair's SfM relative pose."""
+    """Rotation and translation-direction errors (degrees) of every kept pair's SfM relative pose; the
+    direction is not folded (SfM knows the sign of a baseline, unlike an essential matrix)."""
     rotation, direction = [], []
     for (a, b), *_ in info["pair_infos"]:
         estimated = relative_pose(info["poses"][a], info["poses"][b])
         true = relative_pose(truth_poses[ids[a]], truth_poses[ids[b]])
-        R = estimated[:3, :3].T @ true[:3, :3]
-        rotation.append(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
-        t0, t1 = estimated[:3, 3], true[:3, 3]
-        direction.append(np.degrees(np.arccos(np.clip(t0 @ t1 / np.linalg.norm(t0) / np.linalg.norm(t1), -1, 1))))
+        rotation.append(pose_errors(true, estimated[:3, :3], estimated[:3, 3])[1])
+        direction.append(angle_between(estimated[:3, 3], true[:3, 3]))
     return rotation, direction
 
 

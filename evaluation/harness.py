@@ -2,7 +2,12 @@
 
 Every matcher sees the same pixels: both images resized by the benchmark's rule (`Benchmark.resize`). The
 matches are scaled back to the original frames, image 1's stress transform (`EvalPair.warp1`) is undone, and
-the pair is scored there with the estimation and metrics the papers use (evaluation/metrics.py).
+the pair is scored there with the estimation and metrics the papers use (evaluation/scoring.py).
+
+Evaluation predicts, then scores: `score_predictions` walks the benchmark's pairs and their stress variants
+(`variants`), asks a predictor for each variant's matches and scores them (`score_variant`). The predictor
+matches (`run`, with `match_variant`) or reads a stored run (evaluate.py's predictions=), so re-scoring with
+another RANSAC setting shares every step but the matching.
 """
 
 import time
@@ -13,13 +18,17 @@ from itertools import islice
 import numpy as np
 from tqdm import tqdm
 
-from .benchmarks import Benchmark
-from .matchers import Matcher, resized
-from .metrics import PairResult, epipolar_errors, homography_error, match_precision, pose_error
-from .pairs import EvalPair, Matches
-from .stress import StressConfig, rotate_pair, tilt_direction, tilt_pair
+from data.pairs import EvalPair, Matches
+from data.resize import resized
+from geometry.estimation import POSE_RANSAC_THRESHOLD_PX
+from geometry.warp import apply_homography
 
-STRESS_KINDS = ("rotation", "tilt")
+from .benchmarks import Benchmark
+from .matchers import Matcher
+from .metrics import PairResult
+from .predictions import Prediction
+from .scoring import score_matches
+from .stress import STRESS_KINDS, StressConfig, stress_variants
 
 
 @dataclass
@@ -28,6 +37,7 @@ class HarnessConfig:
     stress_config: StressConfig = field(default_factory=StressConfig)
     max_pairs: int | None = None  # the first N pairs of the benchmark; None: all
     ransac_seed: int = 0  # OpenCV's RANSAC is seeded per pair, so runs repeat
+    ransac_threshold: float = POSE_RANSAC_THRESHOLD_PX  # pixels: the pose estimator's inlier threshold
 
     def __post_init__(self):
         if self.stress not in (None, *STRESS_KINDS):
@@ -38,6 +48,26 @@ class HarnessConfig:
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or isinstance(self.max_pairs, bool)
                                            or self.max_pairs < 1):
             raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
+        if not self.ransac_threshold > 0:
+            raise ValueError(f"ransac_threshold must be a positive number of pixels, got {self.ransac_threshold!r}")
+
+
+@dataclass
+class Variant:
+    """One pair as the matcher is shown it.
+
+    key: names the pair and its stress setting, "INDEX NAME" (the pair's index in the benchmark, the
+        variant's name, e.g. "3 a.jpg b.jpg rot 90"): what a stored prediction is found by.
+    pair: the pair as shown (image1 after its stress warp, `warp1`).
+    factors: each image's (x, y) factors from original pixels to the pixels the matcher is given.
+    """
+
+    key: str
+    pair: EvalPair
+    factors: tuple[tuple[float, float], tuple[float, float]]
+
+
+Predictor = Callable[[Variant], Prediction]  # a variant's matches: matched, or read from a store
 
 
 @dataclass
@@ -58,17 +88,24 @@ def resize_factors(benchmark: Benchmark, image: np.ndarray) -> tuple[float, floa
     return new_width / width, new_height / height
 
 
-def apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Pixels (N, 2) mapped by a (3, 3) homography."""
-    projected = np.c_[points, np.ones(len(points))] @ homography.T
-    return projected[:, :2] / projected[:, 2:]
+def variants(benchmark: Benchmark, config: HarnessConfig) -> Iterator[Variant]:
+    """Every variant `score_predictions` scores: the first `config.max_pairs` pairs, each at every stress
+    setting. A stressed image 1 is resized by the factors of its original (their geometric mean, the same in x
+    and y), so only the rotation or tilt changes, not the scale."""
+    for index, pair in enumerate(islice(benchmark.pairs(), config.max_pairs)):
+        factors0, factors1 = resize_factors(benchmark, pair.image0), resize_factors(benchmark, pair.image1)
+        uniform1 = (float(np.sqrt(factors1[0] * factors1[1])),) * 2  # a turned canvas: alike in x and y
+        for variant in stress_variants(pair, index, config.stress, config.stress_config):
+            factors = (factors0, factors1 if variant.warp1 is None else uniform1)
+            yield Variant(f"{index} {variant.name}", variant, factors)
 
 
-def match_pair(pair: EvalPair, matcher: Matcher, factors: tuple[tuple[float, float], tuple[float, float]]
-               ) -> tuple[Matches, float]:
-    """Matches in the ORIGINAL frames of both images (undoing the resize and `warp1`), and the matching time
-    in seconds. `factors`: each image's resize factors (x, y)."""
-    (image0, scale0), (image1, scale1) = resized(pair.image0, factors[0]), resized(pair.image1, factors[1])
+def match_variant(variant: Variant, matcher: Matcher) -> Prediction:
+    """The matcher's matches on `variant` in the ORIGINAL frames of both images (undoing the resize and
+    `warp1`), and the matching time in seconds."""
+    pair = variant.pair
+    image0, scale0 = resized(pair.image0, variant.factors[0])
+    image1, scale1 = resized(pair.image1, variant.factors[1])
     start = time.perf_counter()
     matches = matcher.match(image0, image1)
     runtime = time.perf_counter() - start
@@ -76,34 +113,18 @@ def match_pair(pair: EvalPair, matcher: Matcher, factors: tuple[tuple[float, flo
     kpts1 = np.asarray(matches.kpts1, np.float64).reshape(-1, 2) / scale1
     if pair.warp1 is not None:
         kpts1 = apply_homography(np.linalg.inv(pair.warp1), kpts1)
-    return Matches(kpts0, kpts1, np.asarray(matches.confidence, np.float64).reshape(-1)), runtime
+    return Prediction(Matches(kpts0, kpts1, np.asarray(matches.confidence, np.float64).reshape(-1)), runtime)
 
 
-def score_pair(pair: EvalPair, matches: Matches, runtime: float, benchmark: Benchmark, seed: int) -> ScoredPair:
-    """The PairResult of `matches` (original frames) on `pair`."""
-    result = PairResult(pair.name, pair.group, len(matches), runtime)
-    errors = None
-    if pair.has_pose:
-        result.pose = pose_error(pair.T_0to1, matches.kpts0, matches.kpts1, pair.K0, pair.K1, seed=seed)
-        errors = epipolar_errors(matches.kpts0, matches.kpts1, pair.K0, pair.K1, pair.T_0to1)
-        if benchmark.epipolar_threshold is not None:
-            result.precision = match_precision(errors, benchmark.epipolar_threshold)
-    else:
-        height, width = pair.image0.shape[:2]
-        result.homography_error_px = homography_error(pair.H_0to1, matches.kpts0, matches.kpts1, height, width,
-                                                      seed=seed)
+def score_variant(pair: EvalPair, prediction: Prediction, benchmark: Benchmark, config: HarnessConfig) -> ScoredPair:
+    """The ScoredPair of `prediction` (original frames) on `pair`."""
+    matches = prediction.matches
+    result, errors = score_matches(
+        matches.kpts0, matches.kpts1, name=pair.name, group=pair.group, runtime_s=prediction.runtime_s,
+        K0=pair.K0, K1=pair.K1, T_0to1=pair.T_0to1, H_0to1=pair.H_0to1, image0_size=pair.image0.shape[:2],
+        epipolar_threshold=benchmark.epipolar_threshold, ransac_seed=config.ransac_seed,
+        ransac_threshold_px=config.ransac_threshold)
     return ScoredPair(pair, result, matches, errors)
-
-
-def stressed(pair: EvalPair, index: int, config: HarnessConfig) -> Iterator[EvalPair]:
-    """The pair itself, or its image 1 at every angle / tilt of the stress test."""
-    if config.stress is None:
-        yield pair
-    elif config.stress == "rotation":
-        yield from (rotate_pair(pair, angle) for angle in config.stress_config.angles)
-    else:
-        direction = tilt_direction(config.stress_config.seed, index, pair.name)
-        yield from (tilt_pair(pair, tilt, direction) for tilt in config.stress_config.tilts)
 
 
 def stress_count(config: HarnessConfig) -> int:
@@ -122,29 +143,32 @@ def pair_count(benchmark: Benchmark, config: HarnessConfig) -> int | None:
     return count if config.max_pairs is None else min(count, config.max_pairs)
 
 
-def run(benchmark: Benchmark, matcher: Matcher, config: HarnessConfig | None = None,
-        on_pair: Callable[[ScoredPair], None] | None = None, progress: bool = True) -> list[PairResult]:
-    """Score `matcher` on every pair of `benchmark` (and every stress setting); `on_pair` sees each scored pair
-    as it is done (pictures). A stressed image 1 is resized by the factors of its original (their geometric
-    mean, the same in x and y), so only the rotation or tilt changes, not the scale. `progress`: a tqdm bar on
-    stderr, one step per scored pair (variant), named "benchmark / matcher"; TQDM_DISABLE=1 turns it off."""
+def score_predictions(benchmark: Benchmark, predict: Predictor, matcher_name: str,
+                      config: HarnessConfig | None = None, on_pair: Callable[[ScoredPair], None] | None = None,
+                      progress: bool = True) -> list[PairResult]:
+    """Score `predict`'s prediction for every variant of `benchmark` (see `variants`); `on_pair` sees each
+    scored pair as it is done (pictures). `progress`: a tqdm bar on stderr, one step per scored variant, named
+    "benchmark / matcher_name" (the matcher that made the predictions); TQDM_DISABLE=1 turns it off."""
     config = config if config is not None else HarnessConfig()
     pairs = pair_count(benchmark, config)
-    label = " / ".join([benchmark.name, matcher.name, *([config.stress] if config.stress else [])])
+    label = " / ".join([benchmark.name, matcher_name, *([config.stress] if config.stress else [])])
     # only progress=False sets `disable`: an explicit value would override TQDM_DISABLE, tqdm's default
     bar = tqdm(total=None if pairs is None else pairs * stress_count(config), desc=label, unit="pair",
                dynamic_ncols=True, **({} if progress else {"disable": True}))
     results = []
     with bar:
-        for index, pair in enumerate(islice(benchmark.pairs(), config.max_pairs)):
-            factors0, factors1 = resize_factors(benchmark, pair.image0), resize_factors(benchmark, pair.image1)
-            uniform1 = (float(np.sqrt(factors1[0] * factors1[1])),) * 2  # a turned canvas: alike in x and y
-            for variant in stressed(pair, index, config):
-                matches, runtime = match_pair(variant, matcher,
-                                              (factors0, factors1 if variant.warp1 is None else uniform1))
-                scored = score_pair(variant, matches, runtime, benchmark, config.ransac_seed)
-                results.append(scored.result)
-                bar.update()
-                if on_pair is not None:
-                    on_pair(scored)
+        for variant in variants(benchmark, config):
+            scored = score_variant(variant.pair, predict(variant), benchmark, config)
+            results.append(scored.result)
+            bar.update()
+            if on_pair is not None:
+                on_pair(scored)
     return results
+
+
+def run(benchmark: Benchmark, matcher: Matcher, config: HarnessConfig | None = None,
+        on_pair: Callable[[ScoredPair], None] | None = None, progress: bool = True) -> list[PairResult]:
+    """Match and score `matcher` on every pair of `benchmark` (and every stress setting): `score_predictions`
+    with `match_variant` as the predictor."""
+    return score_predictions(benchmark, lambda variant: match_variant(variant, matcher), matcher.name, config,
+                             on_pair, progress)

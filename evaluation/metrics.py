@@ -7,8 +7,9 @@ as a miss at every threshold.
 """
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -119,7 +120,8 @@ def epipolar_errors(
 
     K0, K1: (3, 3) intrinsics; T_0to1: (4, 4) camera 0 -> camera 1. Its scale does not matter.
     """
-    as_tensor = lambda array: torch.as_tensor(np.asarray(array, np.float64))  # noqa: E731
+    def as_tensor(array):
+        return torch.as_tensor(np.asarray(array, np.float64))
     K0, K1, T_0to1 = as_tensor(K0), as_tensor(K1), as_tensor(T_0to1)
     x0 = normalize_points(as_tensor(kpts0).reshape(-1, 2), K0)
     x1 = normalize_points(as_tensor(kpts1).reshape(-1, 2), K1)
@@ -130,16 +132,6 @@ def match_precision(errors: np.ndarray, threshold: float) -> float:
     """Share in [0, 1] of one pair's matches with an error below `threshold`; 0 for a pair with no matches."""
     errors = np.asarray(errors)
     return float((errors < threshold).mean()) if errors.size else 0.0
-
-
-def epipolar_precision(errors_per_pair: Iterable[np.ndarray], threshold: float) -> float:
-    """LoFTR's matching precision in percent: the mean over pairs of each pair's share of matches whose
-    epipolar error (`epipolar_errors`, squared, normalized) is below `threshold`; a pair with no matches
-    counts 0. Use EPIPOLAR_THRESHOLD_SCANNET or EPIPOLAR_THRESHOLD_MEGADEPTH."""
-    shares = [match_precision(errors, threshold) for errors in errors_per_pair]
-    if not shares:
-        raise ValueError("epipolar_precision needs at least one pair")
-    return 100 * float(np.mean(shares))
 
 
 def homography_error(

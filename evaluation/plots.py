@@ -127,6 +127,37 @@ def figure_to_rgb(figure: Figure, dpi: float = 100) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def scored_matches_figure(
+    image0: np.ndarray,
+    image1: np.ndarray,
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    title: str = "",
+    errors: np.ndarray | None = None,
+    threshold: float | None = None,
+    confidence: np.ndarray | None = None,
+) -> Figure:
+    """The matches of a scored pair. With `errors` (N,) and `threshold`: coloured by the error, green below the
+    threshold (correct), orange to red above (incorrect, red from twice the threshold), and the title gains the
+    count of correct matches. Otherwise coloured by `confidence` (N,) in [0, 1], red (low) to green (high).
+
+    Arguments as `matches_figure`; errors and threshold in one unit, e.g. the squared normalized symmetric
+    epipolar error of `epipolar_errors` with the benchmark's threshold. ValueError when neither colouring is
+    given.
+    """
+    if errors is not None and threshold is not None:
+        errors = np.asarray(errors, np.float64).reshape(-1)
+        summary = f"{int((errors < threshold).sum())}/{len(errors)} correct (epipolar error < {threshold:g})"
+        return matches_figure(
+            image0, image1, kpts0, kpts1, errors, f"{title}\n{summary}" if title else summary,
+            color_label="symmetric epipolar error", value_range=(0.0, 2 * threshold), cmap=ERROR_CMAP,
+            threshold=threshold,
+        )
+    if confidence is None:
+        raise ValueError("scored_matches_figure colours by errors with a threshold, or by confidence: give either")
+    return matches_figure(image0, image1, kpts0, kpts1, confidence, title, value_range=(0.0, 1.0))
+
+
 def epipolar_matches_figure(
     image0: np.ndarray,
     image1: np.ndarray,
@@ -138,17 +169,10 @@ def epipolar_matches_figure(
     threshold: float,
     title: str = "",
 ) -> Figure:
-    """The matches coloured by their `epipolar_errors` against the true pose: green below `threshold`
-    (correct), orange to red above (incorrect, red from twice the threshold); the title gains the precision.
-    Arguments as `matches_figure` and `epipolar_errors`; threshold in squared normalized units."""
+    """The `scored_matches_figure` of matches against a true pose: coloured by their `epipolar_errors`.
+    Arguments as `epipolar_errors`; threshold in squared normalized units."""
     errors = epipolar_errors(kpts0, kpts1, K0, K1, T_0to1)
-    correct = int((errors < threshold).sum())
-    summary = f"{correct}/{len(errors)} correct (epipolar error < {threshold:g})"
-    return matches_figure(
-        image0, image1, kpts0, kpts1, errors, f"{title}\n{summary}" if title else summary,
-        color_label="symmetric epipolar error", value_range=(0.0, 2 * threshold), cmap=ERROR_CMAP,
-        threshold=threshold,
-    )
+    return scored_matches_figure(image0, image1, kpts0, kpts1, title, errors=errors, threshold=threshold)
 
 
 # ----------------------------------------------------------------------------------------------- homography

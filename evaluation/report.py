@@ -12,8 +12,7 @@ from matplotlib.figure import Figure
 
 from utils.files import written_atomically
 
-from .metrics import (HOMOGRAPHY_AUC_THRESHOLDS_PX, POSE_AUC_THRESHOLDS_DEG, PairResult, summarize,
-                      summarize_groups)
+from .metrics import HOMOGRAPHY_AUC_THRESHOLDS_PX, POSE_AUC_THRESHOLDS_DEG, PairResult, summarize, summarize_groups
 
 COLUMNS = ("pairs", "precision", "matches", "runtime_ms")  # after the AUC columns
 
@@ -141,5 +140,5 @@ def write_report(out_dir: Path, results: Sequence[PairResult], kind: str, title:
         else:
             curves = {"all pairs": errors_of(results, kind)}
         plot_cumulative_errors(paths["cumulative_errors.png"], curves, kind, title)
-    rows = {**({group: row for group, row in groups.items()} if len(groups) > 1 else {}), "all": overall}
+    rows = {**(groups if len(groups) > 1 else {}), "all": overall}
     return format_table(rows, title), summary

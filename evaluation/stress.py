@@ -12,13 +12,14 @@ cv2.getRotationMatrix2D.
 import math
 import numbers
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, Literal
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 
-from evaluation.pairs import EvalPair
+from data.pairs import EvalPair
 
 # Anti-aliasing before a t-fold subsampling: a Gaussian of standard deviation c * sqrt(t^2 - 1) along the
 # subsampled direction, with c = 0.8 (Morel & Yu, "ASIFT: A new framework for fully affine invariant image
@@ -26,22 +27,29 @@ from evaluation.pairs import EvalPair
 ASIFT_BLUR_C = 0.8
 BLUR_TRUNCATE_SIGMAS = 4.0  # the Gaussian is cut where it is below 4e-4 of its peak
 
+StressKind = Literal["rotation", "tilt"]
+STRESS_KINDS = get_args(StressKind)
 
-@dataclass(frozen=True)
+
+@dataclass
 class StressConfig:
     """angles: rotations in degrees; every 45: the multiples of 90 are lossless, the others also resample.
     tilts: t = 1 / cos(latitude) of the simulated view, latitudes 0, 60, 75.5, 80.4 and 82.8 degrees.
     seed: draws each pair's tilt direction.
-    A value of the wrong kind is a ValueError whose message starts with the field's name."""
+    A value of the wrong kind is a ValueError whose message starts with the field's name.
 
-    angles: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
-    tilts: tuple[float, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
-    seed: int = 0
+    The fields are typed loosely (Any) because evaluate.py's schema (evaluation/config.py) holds this class:
+    OmegaConf would refuse `stress_config.seed=abc` with only "could not be converted to Integer", before the
+    check here says what is wanted. After __post_init__ angles and tilts are tuples of floats, seed an int."""
+
+    angles: tuple[Any, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
+    tilts: tuple[Any, ...] = (1.0, 2.0, 4.0, 6.0, 8.0)
+    seed: Any = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "angles", _finite_numbers(self.angles, "angles", "(degrees), e.g. [0,90,180]"))
+        self.angles = _finite_numbers(self.angles, "angles", "(degrees), e.g. [0,90,180]")
         tilt_range = ">= 1 (t = 1 / cos(latitude): no latitude gives less; 1 is the view itself)"
-        object.__setattr__(self, "tilts", _finite_numbers(self.tilts, "tilts", tilt_range, minimum=1.0))
+        self.tilts = _finite_numbers(self.tilts, "tilts", tilt_range, minimum=1.0)
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
 
@@ -99,22 +107,23 @@ def tilt_pair(pair: EvalPair, tilt: float, direction_deg: float) -> EvalPair:
     return replace(shown, name=f"{shown.name} dir {direction_deg:.1f}")
 
 
-def stress_pairs(
-    pairs: Iterable[EvalPair], kind: Literal["rotation", "tilt"], config: StressConfig | None = None
-) -> Iterator[EvalPair]:
-    """Every pair at every angle of config.angles (kind "rotation") or every tilt of config.tilts (kind
-    "tilt"), pair by pair. A pair's tilt direction, uniform in [0, 180) degrees, is the same for all its
-    tilts (so a tilt curve compares like with like) and depends only on config.seed, the pair's index and
-    its name: the same run repeats exactly."""
+def stress_variants(pair: EvalPair, index: int, kind: StressKind | None,
+                    config: StressConfig | None = None) -> Iterator[EvalPair]:
+    """The variants of the benchmark's `index`-th pair that a stress test scores: the pair itself (kind None),
+    or the pair at every angle of config.angles (kind "rotation") or every tilt of config.tilts (kind "tilt").
+    A pair's tilt direction, uniform in [0, 180) degrees, is the same for all its tilts (so a tilt curve
+    compares like with like) and depends only on config.seed, `index` and the pair's name: the same run
+    repeats exactly."""
     config = config or StressConfig()
-    if kind not in ("rotation", "tilt"):
-        raise ValueError(f"kind must be 'rotation' or 'tilt', got {kind!r}")
-    for index, pair in enumerate(pairs):
-        if kind == "rotation":
-            yield from (rotate_pair(pair, angle) for angle in config.angles)
-        else:
-            direction = tilt_direction(config.seed, index, pair.name)
-            yield from (tilt_pair(pair, tilt, direction) for tilt in config.tilts)
+    if kind is None:
+        yield pair
+    elif kind == "rotation":
+        yield from (rotate_pair(pair, angle) for angle in config.angles)
+    elif kind == "tilt":
+        direction = tilt_direction(config.seed, index, pair.name)
+        yield from (tilt_pair(pair, tilt, direction) for tilt in config.tilts)
+    else:
+        raise ValueError(f"stress={kind!r} is not one of None, {', '.join(map(repr, STRESS_KINDS))}")
 
 
 def tilt_direction(seed: int, index: int, name: str) -> float:

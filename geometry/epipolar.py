@@ -22,25 +22,13 @@ def normalize_points(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return (points - centre) / focal  # K has no skew in the datasets we read
 
 
-def _epipolar_terms(x0: torch.Tensor, x1: torch.Tensor, E: torch.Tensor):
+def symmetric_epipolar_distance(x0: torch.Tensor, x1: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+    """Squared symmetric epipolar distance of normalized matches x0, x1 (..., N, 2) under E (..., 3, 3):
+    (x1^T E x0)^2 (1 / |(E x0)_12|^2 + 1 / |(E^T x1)_12|^2), the sum of the squared distances of each point to
+    the other's epipolar line. LoFTR's epipolar precision thresholds this (5e-4 ScanNet, 1e-4 MegaDepth)."""
     x0 = torch.cat([x0, torch.ones_like(x0[..., :1])], -1)
     x1 = torch.cat([x1, torch.ones_like(x1[..., :1])], -1)
     line1 = x0 @ E.transpose(-1, -2)  # E x0: epipolar lines in image 1, (..., N, 3)
     line0 = x1 @ E  # E^T x1: epipolar lines in image 0
     residual = (x1 * line1).sum(-1)  # x1^T E x0
-    return residual, line0, line1
-
-
-def symmetric_epipolar_distance(x0: torch.Tensor, x1: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
-    """Squared symmetric epipolar distance of normalized matches x0, x1 (..., N, 2) under E (..., 3, 3):
-    (x1^T E x0)^2 (1 / |(E x0)_12|^2 + 1 / |(E^T x1)_12|^2), the sum of the squared distances of each point to
-    the other's epipolar line. LoFTR's epipolar precision thresholds this (5e-4 ScanNet, 1e-4 MegaDepth)."""
-    residual, line0, line1 = _epipolar_terms(x0, x1, E)
     return residual**2 * (1 / line1[..., :2].square().sum(-1) + 1 / line0[..., :2].square().sum(-1))
-
-
-def sampson_distance(x0: torch.Tensor, x1: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
-    """Squared Sampson distance (x1^T E x0)^2 / (|(E x0)_12|^2 + |(E^T x1)_12|^2): the first-order geometric
-    error of a match, (..., N)."""
-    residual, line0, line1 = _epipolar_terms(x0, x1, E)
-    return residual**2 / (line1[..., :2].square().sum(-1) + line0[..., :2].square().sum(-1))

@@ -3,24 +3,28 @@ the MegaDepth sample (skipped without ../shared/data), the files a run writes, a
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from tqdm import tqdm
 
 from data.pair_list import scene_info_records, write_pair_list
 from data.synthetic.world import WorldConfig, generate_world
 from evaluate import EvaluationError, evaluate
-from tests.helpers import run_here
+from evaluation import harness
+from evaluation.config import EvaluateConfig, evaluate_config
+from tests.helpers import refusal, run_here
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "megadepth_sample"
 
 
-def config_of(*overrides: str):
+def config_of(*overrides: str) -> EvaluateConfig:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("evaluate", overrides=list(overrides))
+        return evaluate_config(compose("evaluate", overrides=list(overrides)))
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +101,58 @@ def test_input_errors_name_what_to_set(tmp_path):
 
 def test_command_line_exit_codes(tmp_path):
     """A missing data root: one line on stderr and exit code 2; an unknown benchmark: Hydra lists the choices."""
-    run = lambda *args: run_here(["evaluate.py", *args, f"out_dir={tmp_path}"], ROOT)  # noqa: E731
+    def run(*args):
+        return run_here(["evaluate.py", *args, f"out_dir={tmp_path}"], ROOT)
     missing = run("benchmark=hpatches")
     assert missing.returncode == 2
     assert "evaluate.py: error: hpatches benchmark: set `root`" in missing.stderr
     unknown = run("benchmark=megadepth")
     assert unknown.returncode != 0 and "megadepth1500" in unknown.stderr and "scannet1500" in unknown.stderr
+
+
+def test_a_stored_run_is_scored_again_without_the_matcher(world, tmp_path):
+    """Every run stores its matches in predictions.h5 and scores from them; predictions=FILE scores them again:
+    with the same settings the same table and per-pair results, with another RANSAC threshold new pose errors,
+    and the matcher is never built (a LoFTR whose checkpoint does not exist would fail)."""
+    common = [f"benchmark.root={world}", "max_pairs=2"]
+    first = evaluate(config_of(*common, "matcher=sift", "plot_pairs=0", f"out_dir={tmp_path / 'a'}"))
+    stored = tmp_path / "a" / "predictions.h5"
+    assert stored.is_file()
+    unbuildable = ["matcher=loftr", f"checkpoint={tmp_path / 'missing.ckpt'}", f"predictions={stored}"]
+    again = evaluate(config_of(*common, *unbuildable, "plot_pairs=1", f"out_dir={tmp_path / 'b'}"))
+    assert again == first and again["title"] == "synthetic / sift"  # the stored matcher's name
+    assert (tmp_path / "b" / "results.csv").read_text() == (tmp_path / "a" / "results.csv").read_text()
+    assert (tmp_path / "b" / "matches" / "001.png").is_file() and not (tmp_path / "b" / "predictions.h5").exists()
+    looser = evaluate(config_of(*common, *unbuildable, "ransac_threshold=3.0", "plot_pairs=0",
+                                f"out_dir={tmp_path / 'c'}"))
+    assert looser["overall"]["matches"] == first["overall"]["matches"]
+    rows = [(tmp_path / run / "results.csv").read_text().splitlines()[1:] for run in ("a", "c")]
+    assert [row.split(",")[:4] for row in rows[0]] == [row.split(",")[:4] for row in rows[1]]  # same matches, times
+    assert rows[0] != rows[1]  # new pose errors
+
+
+@pytest.fixture
+def stored_run(world, tmp_path_factory) -> Path:
+    """predictions.h5 of SIFT on the first pair of the world's test split, no stress."""
+    out_dir = tmp_path_factory.mktemp("stored")
+    evaluate(config_of(f"benchmark.root={world}", "max_pairs=1", "plot_pairs=0", f"out_dir={out_dir}"))
+    return out_dir / "predictions.h5"
+
+
+def test_predictions_that_are_missing_broken_or_of_other_settings_are_one_line(world, stored_run, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setattr(harness, "tqdm", partial(tqdm, disable=True))  # a bar's line on stderr is not the refusal
+    (tmp_path / "broken.h5").write_bytes(stored_run.read_bytes()[:1000])
+    cases = {
+        "missing": ([f"predictions={tmp_path / 'nowhere.h5'}"], ["nowhere.h5 does not exist"]),
+        "broken": ([f"predictions={tmp_path / 'broken.h5'}"], ["broken.h5 cannot be read"]),
+        "another stress": ([f"predictions={stored_run}", "stress=rotation"],
+                           ["made with stress=None, not rotation"]),
+        "more pairs": ([f"predictions={stored_run}", "max_pairs=2"], ["hold no matches for pair '1 ", "predictions="]),
+    }
+    for case, (overrides, named) in cases.items():
+        out_dir = tmp_path / case
+        run = run_here(["evaluate.py", f"benchmark.root={world}", "plot_pairs=0", *overrides, f"out_dir={out_dir}"],
+                       ROOT)
+        refusal(run, "evaluate.py: error: predictions", *named)
+        assert not (out_dir / "results.csv").exists(), case

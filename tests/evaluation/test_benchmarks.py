@@ -44,7 +44,9 @@ def test_registry_and_defaults():
             (name, kind, threshold, resize)
     assert build_benchmark("megadepth1500", resize={"longer_side": 1152}).resize.longer_side == 1152
     assert build_benchmark("hpatches").exclude[0] == "i_contruction" and len(build_benchmark("hpatches").exclude) == 8
-    with pytest.raises(ValueError, match="choose one of megadepth1500, scannet1500, hpatches, synthetic, pairs, homographies"):
+    with pytest.raises(
+        ValueError, match="choose one of megadepth1500, scannet1500, hpatches, synthetic, pairs, homographies"
+    ):
         build_benchmark("megadepth")
     with pytest.raises(ValueError, match="no option scene_info.*scene_info_dir"):
         build_benchmark("megadepth1500", scene_info="x")
@@ -61,26 +63,29 @@ def test_resize_rules():
         Resize()
 
 
-@pytest.mark.parametrize("name, options, option", [
-    ("megadepth1500", {}, "root"),
-    ("megadepth1500", {"root": "TMP"}, "scene_info_dir"),
-    ("megadepth1500", {"root": "TMP/nowhere"}, "root"),
-    ("megadepth1500", {"root": "TMP", "scene_info_dir": "TMP"}, "scene_info_dir"),  # no 0022_0.1_0.3.npz in it
-    ("scannet1500", {}, "root"),
-    ("scannet1500", {"root": "TMP"}, "index_dir"),
-    ("scannet1500", {"root": "TMP", "index_dir": "TMP"}, "index_dir"),  # no test.npz in it
-    ("hpatches", {}, "root"),
-    ("hpatches", {"root": "TMP/nowhere"}, "root"),
-    ("synthetic", {}, "root"),
-    ("synthetic", {"root": "TMP"}, "split_file"),  # no test.txt in it
-    ("synthetic", {"root": "TMP", "split_file": "empty.txt"}, "split_file"),
-    ("synthetic", {"root": "TMP", "split_file": "missing_scene.txt"}, "split_file"),
-    ("pairs", {}, "pairs_file"),
-    ("pairs", {"pairs_file": "TMP/nowhere.txt"}, "pairs_file"),
-    ("pairs", {"pairs_file": "TMP/empty.txt"}, "image_root"),
-    ("homographies", {}, "root"),
-    ("homographies", {"root": "TMP/nowhere"}, "root"),
-])
+@pytest.mark.parametrize(
+    "name, options, option",
+    [
+        ("megadepth1500", {}, "root"),
+        ("megadepth1500", {"root": "TMP"}, "scene_info_dir"),
+        ("megadepth1500", {"root": "TMP/nowhere"}, "root"),
+        ("megadepth1500", {"root": "TMP", "scene_info_dir": "TMP"}, "scene_info_dir"),  # no 0022_0.1_0.3.npz in it
+        ("scannet1500", {}, "root"),
+        ("scannet1500", {"root": "TMP"}, "index_dir"),
+        ("scannet1500", {"root": "TMP", "index_dir": "TMP"}, "index_dir"),  # no test.npz in it
+        ("hpatches", {}, "root"),
+        ("hpatches", {"root": "TMP/nowhere"}, "root"),
+        ("synthetic", {}, "root"),
+        ("synthetic", {"root": "TMP"}, "split_file"),  # no test.txt in it
+        ("synthetic", {"root": "TMP", "split_file": "empty.txt"}, "split_file"),
+        ("synthetic", {"root": "TMP", "split_file": "missing_scene.txt"}, "split_file"),
+        ("pairs", {}, "pairs_file"),
+        ("pairs", {"pairs_file": "TMP/nowhere.txt"}, "pairs_file"),
+        ("pairs", {"pairs_file": "TMP/empty.txt"}, "image_root"),
+        ("homographies", {}, "root"),
+        ("homographies", {"root": "TMP/nowhere"}, "root"),
+    ],
+)
 def test_missing_paths_name_the_option(tmp_path, name, options, option):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "missing_scene.txt").write_text("scene_info/nowhere.npz\n")
@@ -180,7 +185,8 @@ def depth_consistent_share(pair, root: Path, info: dict) -> float:
             depths.append(torch.from_numpy(np.asarray(file["depth"], np.float64))[None])
     y, x = np.mgrid[0:120:4, 0:160:4]
     points = torch.from_numpy(np.stack([x.ravel(), y.ravel()], -1)[None].astype(np.float64))
-    as_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))[None]  # noqa: E731
+    def as_t(a):
+        return torch.from_numpy(np.asarray(a, np.float64))[None]
     valid, _ = warp_depth(points, depths[0], depths[1], as_t(pair.K0), as_t(pair.K1), as_t(pair.T_0to1))
     return float(valid.double().mean())
 
@@ -190,7 +196,7 @@ def test_synthetic_benchmark_ground_truth_agrees_with_depth(world):
     pairs = list(benchmark.pairs())
     info = load_scene_info(world / "scene_info" / "scene0002.npz")
     assert len(pairs) == benchmark.num_pairs() == len(info["pair_infos"]) > 0
-    for pair, ((i0, i1), overlap, _) in zip(pairs, info["pair_infos"]):
+    for pair, (_, overlap, _) in zip(pairs, info["pair_infos"]):
         assert pair.group == "scene0002" and pair.image0.shape == (120, 160) and pair.image0.dtype == np.uint8
         # the pair's geometry maps image 0 into image 1 where the depth maps agree, as much as the world's
         # own overlap score says (computed by the generator from its exact depths and poses)

@@ -8,13 +8,14 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from data.synthetic.texture import make_texture, warp_homography
+from data.pairs import EvalPair, Matches
+from data.synthetic.texture import make_texture
+from evaluation.baselines import SIFTMatcher
 from evaluation.benchmarks import Benchmark, Resize
 from evaluation.harness import HarnessConfig, run
-from evaluation.matchers import SIFTMatcher
 from evaluation.metrics import summarize, summarize_groups
-from evaluation.pairs import EvalPair, Matches
 from evaluation.stress import StressConfig
+from geometry.warp import warp_image
 
 
 @dataclass
@@ -89,7 +90,7 @@ def homography_pair(size=(320, 240)) -> EvalPair:
     width, height = size
     image0 = make_texture(height, width, seed=3)
     H = np.array([[0.95, -0.12, 20.0], [0.1, 0.98, -8.0], [1e-4, -5e-5, 1.0]])
-    return EvalPair("h", image0, warp_homography(image0, H), H_0to1=H, group="h")
+    return EvalPair("h", image0, warp_image(image0, H), H_0to1=H, group="h")
 
 
 @pytest.mark.parametrize("stress, settings", [("rotation", {"angles": (0, 90, 180, 270, 30)}),

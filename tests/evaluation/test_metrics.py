@@ -12,9 +12,9 @@ from evaluation.metrics import (
     PairResult,
     PoseError,
     epipolar_errors,
-    epipolar_precision,
     error_auc,
     homography_error,
+    match_precision,
     pose_error,
     score_pose,
     summarize,
@@ -103,17 +103,17 @@ def test_epipolar_error_is_squared_and_normalized():
     errors = epipolar_errors(kpts0, kpts1 + np.stack([np.zeros(8), offsets], -1), K, K, T)
     assert errors == pytest.approx(2 * (offsets / 500) ** 2, abs=1e-15)
     # 10 px: 8e-4, over both thresholds; the exact six are under them
-    assert epipolar_precision([errors], EPIPOLAR_THRESHOLD_SCANNET) == pytest.approx(75.0)
-    assert epipolar_precision([errors], EPIPOLAR_THRESHOLD_MEGADEPTH) == pytest.approx(75.0)
+    assert match_precision(errors, EPIPOLAR_THRESHOLD_SCANNET) == pytest.approx(0.75)
+    assert match_precision(errors, EPIPOLAR_THRESHOLD_MEGADEPTH) == pytest.approx(0.75)
     # 4 px: 1.28e-4, correct on ScanNet, wrong on MegaDepth
     errors = epipolar_errors(kpts0[:2], kpts1[:2] + [[0, 4.0], [0, 0]], K, K, T)
-    assert epipolar_precision([errors], EPIPOLAR_THRESHOLD_SCANNET) == 100.0
-    assert epipolar_precision([errors], EPIPOLAR_THRESHOLD_MEGADEPTH) == 50.0
+    assert match_precision(errors, EPIPOLAR_THRESHOLD_SCANNET) == 1.0
+    assert match_precision(errors, EPIPOLAR_THRESHOLD_MEGADEPTH) == 0.5
 
 
 def test_epipolar_precision_general_pose():
     """Exact matches are all correct; the same matches moved 20 px across their epipolar line in image 1 are
-    all wrong; a pair with no matches counts 0 in the mean over pairs."""
+    all wrong; a pair with no matches scores 0."""
     T, kpts0, kpts1 = two_view(num_points=50)
     exact = epipolar_errors(kpts0, kpts1, K0, K1, T)
     assert exact.max() < 1e-20
@@ -123,10 +123,10 @@ def test_epipolar_precision_general_pose():
     moved = epipolar_errors(kpts0, kpts1 + 20 * normals, K0, K1, T)
     assert moved.min() > EPIPOLAR_THRESHOLD_SCANNET
     mixed = np.concatenate([exact[:30], moved[30:]])
-    assert epipolar_precision([exact], EPIPOLAR_THRESHOLD_SCANNET) == 100.0
-    assert epipolar_precision([moved], EPIPOLAR_THRESHOLD_SCANNET) == 0.0
-    assert epipolar_precision([mixed], EPIPOLAR_THRESHOLD_SCANNET) == pytest.approx(60.0)
-    assert epipolar_precision([mixed, exact, np.zeros(0)], EPIPOLAR_THRESHOLD_SCANNET) == pytest.approx(160 / 3)
+    assert match_precision(exact, EPIPOLAR_THRESHOLD_SCANNET) == 1.0
+    assert match_precision(moved, EPIPOLAR_THRESHOLD_SCANNET) == 0.0
+    assert match_precision(mixed, EPIPOLAR_THRESHOLD_SCANNET) == pytest.approx(0.6)
+    assert match_precision(np.zeros(0), EPIPOLAR_THRESHOLD_SCANNET) == 0.0
     assert epipolar_errors(np.zeros((0, 2)), np.zeros((0, 2)), K0, K1, T).shape == (0,)
 
 

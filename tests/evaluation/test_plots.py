@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import Normalize
 
-from data.synthetic.texture import make_texture, warp_homography
+from data.synthetic.texture import make_texture
 from evaluation.metrics import epipolar_errors
 from evaluation.plots import (
     ERROR_CMAP,
@@ -14,10 +14,12 @@ from evaluation.plots import (
     figure_to_rgb,
     matches_figure,
     panorama,
+    scored_matches_figure,
     warp_footprint,
     warp_overlay,
     write_rgb,
 )
+from geometry.warp import warp_image
 
 HEIGHT, WIDTH = 120, 160
 # rotation, shear and perspective; image 0's left and bottom edges land outside image 1's frame
@@ -31,7 +33,7 @@ def translation(x: float, y: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def pair() -> tuple[np.ndarray, np.ndarray]:
     image0 = make_texture(HEIGHT, WIDTH, seed=4)
-    return image0, warp_homography(image0, H_TRUE)
+    return image0, warp_image(image0, H_TRUE)
 
 
 # ----------------------------------------------------------------------------------------------- overlay
@@ -131,7 +133,8 @@ def stereo_matches(offset_px: np.ndarray):
     T[0, 3] = -1.0  # camera 1 sits at x = +1 in camera 0's frame
     rng = np.random.default_rng(0)
     points = np.c_[rng.uniform(-1, 1, (len(offset_px), 2)), rng.uniform(4, 8, len(offset_px))]
-    project = lambda X: (X @ K.T)[:, :2] / X[:, 2:]  # noqa: E731
+    def project(X):
+        return (X @ K.T)[:, :2] / X[:, 2:]
     kpts0 = project(points)
     kpts1 = project(points + T[:3, 3]) + np.c_[np.zeros_like(offset_px), offset_px]
     return kpts0, kpts1, K, T
@@ -166,6 +169,22 @@ def test_epipolar_figure_reports_precision_and_renders_to_rgb():
     rgb = figure_to_rgb(figure, dpi=50)
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
     assert rgb.shape[1] == 12 * 50  # the 12-inch-wide figure at 50 dpi
+
+
+def test_scored_figure_colours_by_error_with_a_threshold_else_by_confidence():
+    offsets = np.array([0.0, 0.5, 3.0, 8.0])
+    kpts0, kpts1, K, T = stereo_matches(offsets)
+    image = make_texture(240, 320, seed=0)
+    errors = epipolar_errors(kpts0, kpts1, K, K, T)
+    by_error = scored_matches_figure(image, image, kpts0, kpts1, "pair", errors=errors, threshold=1e-4,
+                                     confidence=np.ones(4))
+    assert by_error.axes[0].get_title() == "pair\n3/4 correct (epipolar error < 0.0001)"
+    assert by_error.axes[1].get_ylabel() == "symmetric epipolar error"  # the colour bar
+    for given in ({"errors": errors}, {"threshold": 1e-4}, {}):  # no threshold, or no errors: by confidence
+        by_confidence = scored_matches_figure(image, image, kpts0, kpts1, "pair", confidence=np.ones(4), **given)
+        assert by_confidence.axes[0].get_title() == "pair" and by_confidence.axes[1].get_ylabel() == "confidence"
+    with pytest.raises(ValueError, match="errors with a threshold, or by confidence"):
+        scored_matches_figure(image, image, kpts0, kpts1, "pair", errors=errors)
 
 
 def test_matches_figure_checks_its_inputs():

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from evaluation.pairs import EvalPair
-from evaluation.stress import StressConfig, rotate_pair, stress_pairs, tilt_pair
+from data.pairs import EvalPair
+from evaluation.stress import StressConfig, rotate_pair, stress_variants, tilt_pair
+from geometry.warp import apply_homography
 
 HEIGHT, WIDTH = 60, 84
 # Blob centres (x, y), four near the corners and one in the middle, some between pixels; over 32 px apart, so
@@ -23,11 +24,6 @@ def make_pair(image1: np.ndarray, name: str = "pair", warp1: np.ndarray | None =
     return EvalPair(name, image0=image1.copy(), image1=image1, H_0to1=np.eye(3), warp1=warp1, group="scene")
 
 
-def apply(warp: np.ndarray, points: np.ndarray) -> np.ndarray:
-    mapped = np.concatenate([points, np.ones((len(points), 1))], 1) @ warp.T
-    return mapped[:, :2] / mapped[:, 2:]
-
-
 def centroids(image: np.ndarray, near: np.ndarray, radius: int = 5) -> np.ndarray:
     """Intensity centroids (N, 2) of `image` in windows of `radius` pixels about the points `near` (N, 2)."""
     found = []
@@ -42,7 +38,7 @@ def centroids(image: np.ndarray, near: np.ndarray, radius: int = 5) -> np.ndarra
 def assert_inside_canvas(pair: EvalPair) -> None:
     """The corners of the original image's extent (pixel squares) lie on the shown canvas."""
     extent = np.array([[-0.5, -0.5], [WIDTH - 0.5, -0.5], [-0.5, HEIGHT - 0.5], [WIDTH - 0.5, HEIGHT - 0.5]])
-    corners = apply(pair.warp1, extent)
+    corners = apply_homography(pair.warp1, extent)
     height, width = pair.image1.shape
     assert (corners >= -0.5 - 1e-9).all() and (corners <= np.array([width, height]) - 0.5 + 1e-9).all()
 
@@ -55,7 +51,7 @@ def test_quarter_turns_move_every_pixel_exactly(angle):
     assert pair.image1.shape == expected_shape and pair.image1.dtype == np.uint8
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
     points = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float64)
-    shown = apply(pair.warp1, points)
+    shown = apply_homography(pair.warp1, points)
     assert np.abs(shown - np.rint(shown)).max() < 1e-9
     columns, rows = np.rint(shown).astype(int).T
     assert (pair.image1[rows, columns] == image[ys.ravel(), xs.ravel()]).all()
@@ -66,14 +62,14 @@ def test_quarter_turns_move_every_pixel_exactly(angle):
 def test_quarter_turn_is_counter_clockwise_as_displayed():
     """The top-right corner goes to the top-left, as np.rot90 turns an array."""
     pair = rotate_pair(make_pair(blob_image()), 90)
-    assert apply(pair.warp1, np.array([[WIDTH - 1.0, 0.0]])) == pytest.approx(np.array([[0.0, 0.0]]))
+    assert apply_homography(pair.warp1, np.array([[WIDTH - 1.0, 0.0]])) == pytest.approx(np.array([[0.0, 0.0]]))
     assert (pair.image1 == np.rot90(blob_image())).all()
 
 
 @pytest.mark.parametrize("angle", [30.0, -135.0, 200.0])
 def test_rotation_moves_blobs_to_warp1(angle):
     pair = rotate_pair(make_pair(blob_image()), angle)
-    expected = apply(pair.warp1, BLOBS)
+    expected = apply_homography(pair.warp1, BLOBS)
     assert np.abs(centroids(pair.image1, expected) - expected).max() < 0.1  # within a pixel, comfortably
     assert_inside_canvas(pair)
     diagonal = np.abs(np.cos(np.radians(angle))) * np.array([WIDTH, HEIGHT]) + np.abs(
@@ -84,7 +80,7 @@ def test_rotation_moves_blobs_to_warp1(angle):
 @pytest.mark.parametrize("direction", [0.0, 30.0, 90.0, 127.0])
 def test_tilt_moves_blobs_to_warp1(direction):
     pair = tilt_pair(make_pair(blob_image()), 4.0, direction)
-    expected = apply(pair.warp1, BLOBS)
+    expected = apply_homography(pair.warp1, BLOBS)
     assert np.abs(centroids(pair.image1, expected) - expected).max() < 0.1
     assert_inside_canvas(pair)
     assert pair.group == "tilt 4" and pair.name == f"pair tilt 4 dir {direction:.1f}"
@@ -117,7 +113,7 @@ def test_tilt_blur_is_the_asift_gaussian(tilt):
     row, xs = pair.image1[10].astype(np.float64), np.arange(pair.image1.shape[1])
     mean = (row * xs).sum() / row.sum()
     assert row.sum() * tilt == pytest.approx(1.0, abs=1e-4)
-    assert mean == pytest.approx(apply(pair.warp1, np.array([[41.0, 10.0]]))[0, 0], abs=1e-3)
+    assert mean == pytest.approx(apply_homography(pair.warp1, np.array([[41.0, 10.0]]))[0, 0], abs=1e-3)
     variance = (row * (xs - mean) ** 2).sum() / row.sum() * tilt**2
     assert variance == pytest.approx(0.64 * (tilt**2 - 1) + 1 / 6, abs=0.15)
 
@@ -145,27 +141,40 @@ def test_composes_with_an_existing_warp1():
     # a pair already showing a rotated image 1: the tilt applies on top, warp1 still maps original pixels
     rotated = rotate_pair(make_pair(image), 30.0)
     tilted = tilt_pair(rotated, 2.0, 60.0)
-    expected = apply(tilted.warp1, BLOBS)
+    expected = apply_homography(tilted.warp1, BLOBS)
     assert np.abs(centroids(tilted.image1, expected) - expected).max() < 0.1
     shift = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]])
     shifted = rotate_pair(make_pair(image, warp1=shift), 90)
     assert shifted.warp1 == pytest.approx(rotate_pair(make_pair(image), 90).warp1 @ shift)
 
 
-def test_stress_pairs_cover_every_setting_and_repeat():
+def all_variants(pairs: list[EvalPair], kind, config: StressConfig | None = None) -> list[EvalPair]:
+    return [variant for index, pair in enumerate(pairs) for variant in stress_variants(pair, index, kind, config)]
+
+
+def test_stress_variants_cover_every_setting_and_repeat():
     pairs = [make_pair(blob_image(), name) for name in ("a", "b", "c")]
-    rotated = list(stress_pairs(pairs, "rotation"))
+    assert all_variants(pairs, None) == pairs  # no stress: the pairs themselves
+    rotated = all_variants(pairs, "rotation")
     assert len(rotated) == 3 * 8 and [p.group for p in rotated[:8]] == [f"rot {a}" for a in range(0, 360, 45)]
     config = StressConfig(tilts=(1.0, 4.0), seed=3)
-    tilted = list(stress_pairs(pairs, "tilt", config))
-    again = list(stress_pairs(pairs, "tilt", config))
+    tilted = all_variants(pairs, "tilt", config)
+    again = all_variants(pairs, "tilt", config)
     assert [p.name for p in tilted] == [p.name for p in again]
     assert all((p.image1 == q.image1).all() and (p.warp1 == q.warp1).all() for p, q in zip(tilted, again))
     directions = [p.name.split(" dir ")[1] for p in tilted]
     assert directions[0] == directions[1] and len(set(directions)) == 3  # one direction per pair
-    other_seed = list(stress_pairs(pairs, "tilt", StressConfig(tilts=(4.0,), seed=4)))
+    other_seed = all_variants(pairs, "tilt", StressConfig(tilts=(4.0,), seed=4))
     assert [p.name for p in other_seed] != [p.name for p in tilted[1::2]]
-    with pytest.raises(ValueError):
-        list(stress_pairs(pairs, "shear"))
+    with pytest.raises(ValueError, match="stress='shear'"):
+        list(stress_variants(pairs[0], 0, "shear"))
     with pytest.raises(ValueError):
         tilt_pair(pairs[0], 0.5, 0.0)
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [("angles", ["abc"], "finite"), ("angles", 45, "list"),
+                                                       ("tilts", [0.5], ">= 1"), ("seed", "abc", "whole number")])
+def test_stress_config_names_a_wrong_field(field, value, named):
+    with pytest.raises(ValueError, match=rf"^{field} must be .*{named}"):
+        StressConfig(**{field: value})
+    assert StressConfig(angles=[0, 90]).angles == (0.0, 90.0)  # a YAML list of ints: a tuple of floats

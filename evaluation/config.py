@@ -1,0 +1,44 @@
+"""The schema of `configs/evaluate.yaml`: a typed dataclass registered with Hydra, so that every key is known
+(overridable without `+`) and a misspelt one fails at composition, naming it.
+
+The harness's options (stress, stress_config, max_pairs, ransac_seed, ransac_threshold) are HarnessConfig's,
+with its defaults; the YAML file only sets the run folder. Benchmarks and matchers are groups
+(configs/benchmark/, configs/matcher/) whose options each benchmark or matcher checks itself."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from .harness import HarnessConfig
+
+
+@dataclass
+class EvaluateConfig(HarnessConfig):
+    """evaluate.py's options: the harness's (inherited, with their checks) and what to match, with what, where
+    the run's files go and which stored predictions to score again."""
+
+    benchmark: dict[str, Any] = field(default_factory=dict)  # {name: ..., options}: configs/benchmark/NAME.yaml
+    matcher: dict[str, Any] = field(default_factory=dict)  # {name: ..., options}: configs/matcher/NAME.yaml
+    checkpoint: str | None = None  # matcher=loftr: ours, kornia's or the official LoFTR files; None: random weights
+    # Any: HarnessConfig checks it and says what it wants ("a whole number >= 1"), which OmegaConf's own check
+    # of an int would not ("could not be converted to Integer")
+    max_pairs: Any = None
+    plot_pairs: int = 3  # match pictures of the first N pairs (coloured by epipolar error, or by confidence)
+    predictions: str | None = None  # an earlier run's predictions.h5: score it again, no matcher is built or run
+    out_dir: str = "outputs/evaluate/${benchmark.name}/${matcher.name}/${now:%Y-%m-%d_%H-%M-%S}"
+
+
+def evaluate_config(config: DictConfig) -> EvaluateConfig:
+    """The composed configuration as typed values; ValueError naming the key of a wrong value (a
+    StressConfig field as `stress_config.<field>`)."""
+    try:
+        OmegaConf.to_object(config.stress_config)
+    except ValueError as error:  # StressConfig's own check, whose message starts with the field's name
+        raise ValueError(f"stress_config.{error}") from None
+    return OmegaConf.to_object(config)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
