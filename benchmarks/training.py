@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.megadepth import MegaDepthConfig, MegaDepthPairs  # noqa: E402
-from data.synthetic.world import WorldConfig, generate_world  # noqa: E402
-from lightning_modules.config import register_configs  # noqa: E402
-from lightning_modules.loftr_module import LoFTRModule, TrainingConfig  # noqa: E402
-from models.loftr import LoFTRConfig  # noqa: E402
+from data.megadepth import MegaDepthConfig, MegaDepthPairs
+from data.synthetic.world import WorldConfig, generate_world
+from lightning_modules.config import TrainingConfig, register_configs
+from lightning_modules.loftr_module import LoFTRModule
+from models.loftr import LoFTRConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -3,39 +3,39 @@
 
 The YAML files only override these defaults (the papers' values, see each dataclass)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from data.datamodule import DataConfig
+from data.synthetic.ensure import WorldSettings
+from evaluation.final import FinalEvaluation
 from losses.loftr_loss import LossConfig
 from models.loftr import LoFTRConfig
 
-from .loftr_module import OptimizerConfig, TrainingConfig, ValidationConfig
+from .schedule import OptimizerConfig
 
 
 @dataclass
-class WorldSettings:
-    """The synthetic world the `synthetic` data reads; generated at `root` when absent and `generate`."""
-
-    generate: bool = False
-    root: str = "data/world"
-    scenes: int = 6
-    test_scenes: int = 1  # the last scenes; the one before them validates, the rest train
-    cameras: int = 20
-    size: tuple[int, int] = (640, 480)  # (width, height)
-    textures: str = "mixed"
-    seed: int = 0
+class ValidationConfig:
+    epipolar_threshold: float = 1e-4  # a match is correct below it (LoFTR: 1e-4 MegaDepth, 5e-4 ScanNet)
+    num_figures: int = 4  # match figures logged per validation (rank 0, first batches)
+    ransac_seed: int = 0
 
 
 @dataclass
-class FinalEvaluation:
-    """After training: the trained model and baselines on a benchmark (evaluate.py's), one table."""
+class TrainingConfig:
+    """What the LightningModule is built from, and stores in its checkpoints (hyper_parameters.training)."""
 
-    benchmark: dict[str, Any] | None = None  # {name: ..., options}; null: no final evaluation
-    baselines: list[str] = field(default_factory=lambda: ["sift"])
-    max_pairs: int | None = None
+    model: LoFTRConfig = field(default_factory=LoFTRConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    init_checkpoint: str | None = None  # fine-tune from these weights (official LoFTR, kornia or ours)
+    trust_init_checkpoint: bool = False  # allow pickled objects in it (only for files you trust)
+    freeze_backbone: bool = False  # fine-tuning: train the transformers and matching only
+    max_nonfinite_steps: int = 20  # consecutive NaN/inf losses tolerated (skipped) before training stops
 
 
 @dataclass
@@ -52,24 +52,19 @@ class CallbackSettings:
 
 
 @dataclass
-class TrainConfig:
-    model: LoFTRConfig = field(default_factory=LoFTRConfig)
+class TrainConfig(TrainingConfig):
+    """The whole of configs/train.yaml: the module's TrainingConfig (model, loss, optimizer, validation,
+    init_checkpoint, ...) and what train.py builds around it."""
+
     data: DataConfig = field(default_factory=DataConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
     trainer: dict[str, Any] = field(default_factory=dict)  # pytorch_lightning.Trainer arguments
     logger: dict[str, Any] = field(default_factory=dict)  # {name: wandb | csv | tensorboard | none, ...}
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     world: WorldSettings = field(default_factory=WorldSettings)
     final_evaluation: FinalEvaluation = field(default_factory=FinalEvaluation)
-    init_checkpoint: str | None = None  # fine-tune from these weights (official LoFTR, kornia or ours)
     # keys an experiment needs set (not null), checked before anything runs: a `???` in an experiment file
     # cannot do it, since OmegaConf keeps a schema default under a merged `???`
     required: list[str] = field(default_factory=list)
-    trust_init_checkpoint: bool = False
-    freeze_backbone: bool = False
-    max_nonfinite_steps: int = 20
     ckpt_path: str | None = None  # resume this run: its last.ckpt (steps, schedule, optimizer state)
     overwrite_run_dir: bool = False  # start a run in a folder that holds an earlier run's checkpoints
     validate_only: bool = False  # no training: validate the model (init_checkpoint's weights) on data.val
@@ -79,11 +74,8 @@ class TrainConfig:
 
 
 def training_config(config: TrainConfig) -> TrainingConfig:
-    """What the LightningModule needs of the whole configuration."""
-    return TrainingConfig(model=config.model, loss=config.loss, optimizer=config.optimizer,
-                          validation=config.validation, init_checkpoint=config.init_checkpoint,
-                          trust_init_checkpoint=config.trust_init_checkpoint, freeze_backbone=config.freeze_backbone,
-                          max_nonfinite_steps=config.max_nonfinite_steps)
+    """The TrainingConfig part of the whole configuration: what the LightningModule gets, field by field."""
+    return TrainingConfig(**{part.name: getattr(config, part.name) for part in fields(TrainingConfig)})
 
 
 def register_configs() -> None:

@@ -1,4 +1,5 @@
-"""A run folder that holds checkpoints belongs to its run: train.py refuses to start another run in it.
+"""A run folder that holds checkpoints belongs to its run: train.py refuses to start another run in it; and
+`latest` beside the run folders points to the newest.
 
 Checked in a Hydra callback, before Hydra writes the new run's `.hydra/` record over the old one: a fixed
 `hydra.run.dir` (README's torchrun recipe) is one forgotten `ckpt_path=` away from replacing a run's
@@ -6,6 +7,7 @@ last.ckpt, best.ckpt and logs. Resuming the run (`ckpt_path=` one of its own che
 `overwrite_run_dir=true` lets it go on.
 """
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,18 @@ def _refuse(problem: str | None) -> None:
     if problem is not None:
         print(f"{Path(sys.argv[0]).name}: error: {problem}", file=sys.stderr)
         sys.exit(2)
+
+
+def link_latest(run_dir: Path) -> Path | None:
+    """A stable path to the newest run: `latest` beside run_dir, a symlink to it (replaced atomically), e.g.
+    outputs/train/synthetic/latest. None, with a warning, where it cannot be made."""
+    link, temporary = run_dir.parent / "latest", run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        print(f"warning: cannot point {link} to {run_dir}: {error}", file=sys.stderr)
+        return None
+    return link

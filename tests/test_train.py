@@ -14,10 +14,12 @@ from hydra import compose, initialize_config_dir
 
 import train as train_script
 from data.synthetic.__main__ import main as generate_world
-from evaluation.matchers import LoFTRMatcher
+from data.synthetic.ensure import WorldSettings, ensure_world
+from evaluation.loftr_matcher import LoFTRMatcher
 from lightning_modules.loftr_module import LoFTRModule
 from losses.loftr_loss import LoFTRLoss
 from tests.helpers import run_here
+from tests.lightning_modules.test_config import TRAINING_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +67,7 @@ def test_short_run_writes_checkpoints_and_summary(world, tmp_path):
     # our checkpoints are plain: they load with weights_only=True, in evaluate.py and match.py too
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["training"]["model"]["coarse"]["d_model"] == 64
+    assert list(checkpoint["hyper_parameters"]["training"]) == TRAINING_KEYS  # the module's part only
     matcher = LoFTRMatcher.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # its tiny architecture
     own = matcher.model.state_dict()
     trained = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
@@ -103,7 +106,8 @@ def test_resume_continues_the_same_run(world, tmp_path, one_thread, monkeypatch)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
-    lr = lambda run: torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"][0]["_last_lr"]  # noqa: E731
+    def lr(run):
+        return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"][0]["_last_lr"]
     assert lr(tmp_path / "straight") == lr(tmp_path / "split")
 
 
@@ -153,10 +157,11 @@ def test_ddp_validation_equals_single_process(world, tmp_path):
     """The same weights validated by 2 CPU processes under DDP and by one: the same metrics, every pair once."""
     train_script.train(config_of(small(world, tmp_path / "trained", "trainer.max_epochs=1")))
     checkpoint = tmp_path / "trained" / "checkpoints" / "last.ckpt"
-    validation = lambda name, *extra: small(  # noqa: E731
-        world, tmp_path / name, "validate_only=true", f"init_checkpoint={checkpoint}",
-        "model.match_coarse.threshold=0", "validation.epipolar_threshold=1e-2",  # a young model's matches,
-        *extra)  # some within a loose threshold
+    def validation(name, *extra):
+        return small(
+            world, tmp_path / name, "validate_only=true", f"init_checkpoint={checkpoint}",
+            "model.match_coarse.threshold=0", "validation.epipolar_threshold=1e-2",  # a young model's matches,
+            *extra)  # some within a loose threshold
     results = {"single": train_script.train(config_of(validation("single")))["validation"]}
     run = run_script("train.py", *validation("ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
                      threads=1)
@@ -236,23 +241,34 @@ def test_tiny_model_learns(tmp_path):
 def test_world_is_generated_once_and_again_when_its_settings_differ(tmp_path, capsys):
     """Any setting of the world (its manifest, world.json) that differs from the one on disk makes it again:
     the scene split, but also the size, cameras, textures and seed, which the split files do not show."""
-    from lightning_modules.config import WorldSettings
-
-    settings = dict(generate=True, root=str(tmp_path / "w"), scenes=3, test_scenes=1, cameras=3, size=(64, 48))
-    train_script.ensure_world(WorldSettings(**settings))
+    settings = {"generate": True, "root": str(tmp_path / "w"), "scenes": 3, "test_scenes": 1, "cameras": 3,
+                "size": (64, 48)}
+    ensure_world(WorldSettings(**settings))
     assert "generating the synthetic world" in capsys.readouterr().out
     written = (tmp_path / "w" / "world.json").stat().st_mtime_ns
-    train_script.ensure_world(WorldSettings(**settings))
+    ensure_world(WorldSettings(**settings))
     assert capsys.readouterr().out == "" and (tmp_path / "w" / "world.json").stat().st_mtime_ns == written
-    train_script.ensure_world(WorldSettings(**{**settings, "scenes": 4, "test_scenes": 2}))
+    ensure_world(WorldSettings(**{**settings, "scenes": 4, "test_scenes": 2}))
     assert "made with other settings (scenes 3 -> 4, test_scenes 1 -> 2)" in capsys.readouterr().out
     assert (tmp_path / "w" / "test.txt").read_text().split() == ["scene_info/scene0002.npz", "scene_info/scene0003.npz"]
     for change in ({"seed": 1}, {"size": (80, 48)}):  # cameras and textures: the same comparison
         settings.update(scenes=4, test_scenes=2, **change)
-        train_script.ensure_world(WorldSettings(**settings))
+        ensure_world(WorldSettings(**settings))
         assert "made with other settings" in capsys.readouterr().out, change
     with __import__("h5py").File(tmp_path / "w" / "scene0000" / "depths" / "0.h5", "r") as depth:
         assert depth["depth"].shape == (48, 80)
+
+
+def test_a_world_that_cannot_be_made_is_one_line(world, tmp_path):
+    """Settings the generator refuses (two scenes: too few for a training, a validation and a test scene)
+    stop the run with exit code 2 and one line naming the folder, before any data is read."""
+    root = tmp_path / "w"
+    run = run_script_here("train.py", *small(world, tmp_path / "run", "world.generate=true", f"world.root={root}",
+                                             "world.scenes=2", "world.test_scenes=1"), cwd=tmp_path)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and run.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: could not generate the synthetic world in {root}: 2 scenes with 1 test scenes: at least "
+        f"one test scene, and one scene each for training and validation besides")
 
 
 @pytest.mark.parametrize("shown", [True, False])

@@ -1,5 +1,6 @@
 """The Hydra entry points' common ending: a configuration Hydra cannot compose (a wrongly typed value, an
-unknown key or group option) is one line naming the override, with exit code 2, as every other bad input."""
+unknown key or group option) is one line naming the override, with exit code 2, as every other bad input; and
+the keys a composed configuration still leaves `???`."""
 
 import os
 import sys
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # Hydra's own report of these lines: where the error sits in the schema, and how to get the full traceback
@@ -36,3 +38,18 @@ def one_line(error: BaseException) -> str:
                 lines.append(line)
         error = error.__cause__
     return "; ".join(lines).replace(":; ", ": ")
+
+
+def unset_keys(node: DictConfig | ListConfig, prefix: str = "") -> list[str]:
+    """The dotted keys still `???` under `node`, found without resolving interpolations (OmegaConf's own
+    `missing_keys` resolves them, and `${data.root}/train` then raises on `data.root`)."""
+    found = []
+    for key in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        name = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            found.append(name)
+            continue
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not (child._is_none() or child._is_interpolation()):
+            found += unset_keys(child, f"{name}.")
+    return found

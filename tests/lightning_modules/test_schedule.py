@@ -2,7 +2,9 @@
 
 import pytest
 
-from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig
+from lightning_modules.config import TrainingConfig
+from lightning_modules.loftr_module import LoFTRModule
+from lightning_modules.schedule import OptimizerConfig
 
 
 def test_warmup_then_decay_at_the_milestones():

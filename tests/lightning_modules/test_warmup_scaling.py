@@ -6,7 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from lightning_modules.loftr_module import LoFTRModule, OptimizerConfig, TrainingConfig
+from lightning_modules.config import TrainingConfig
+from lightning_modules.loftr_module import LoFTRModule
+from lightning_modules.schedule import OptimizerConfig
 
 # (per-device batch, devices, accumulated batches) -> true batch
 SETUPS = {64: (8, 4, 2), 8: (8, 1, 1), 128: (16, 2, 4)}

@@ -1,0 +1,146 @@
+"""What train.py builds around the LoFTRModule from its configuration, each checked before a step runs: the
+data module, the module itself, the logger, the callbacks and the trainer; and whether a checkpoint resumes.
+
+Every wrong setting or missing input is a ConfigError naming the key, which train.py reports in one line.
+"""
+
+import inspect
+import os
+import typing
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from data.datamodule import DATASETS, DataConfig, PairDataModule
+from models.checkpoint import CheckpointError, fit_problems, read_checkpoint
+from utils.annotations import fits, type_name
+
+from .callbacks import LastCheckpoint, PairsPerSecond
+from .checkpoint_io import AtomicCheckpointIO
+from .config import CallbackSettings, TrainingConfig
+from .loftr_module import LoFTRModule
+
+
+class ConfigError(Exception):
+    """A wrong configuration or a missing input: reported in one line, exit code 2."""
+
+
+def checked_data(data: DataConfig) -> PairDataModule:
+    """The data module with every split's datasets built: an unknown type or field, a missing root, list or
+    index file stops here, naming the entry (`data.val.0: ...`), before a model or logger is made."""
+    for split in ("train", "val", "test"):
+        for position, entry in enumerate(getattr(data, split)):
+            if entry.get("type") not in DATASETS:
+                raise ConfigError(f"data.{split}.{position}.type={entry.get('type')!r}: "
+                                  f"choose one of {sorted(DATASETS)}")
+    datamodule = PairDataModule(data)
+    try:
+        datamodule.setup()
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    return datamodule
+
+
+def build_module(config: TrainingConfig) -> LoFTRModule:
+    """The module, its model built and `init_checkpoint`'s weights loaded; ConfigError naming the key when the
+    checkpoint cannot be read or the model's settings do not go together."""
+    try:
+        return LoFTRModule(config)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(f"init_checkpoint: {error}") from None
+    except ValueError as error:  # the model's own checks: widths, backbone type and group order
+        raise ConfigError(f"model: {error}") from None
+
+
+def check_resumable(path: str, module: LoFTRModule) -> None:
+    """ConfigError unless `path` is a training checkpoint of train.py (steps, optimizer and loops, not weights
+    only) whose weights are finite and fit `module`'s model."""
+    try:
+        checkpoint = read_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise ConfigError(f"ckpt_path={path}: {error}") from None
+    if not {"state_dict", "optimizer_states", "loops"} <= set(checkpoint):
+        raise ConfigError(f"ckpt_path={path}: holds weights only, not the state of a training run to resume; "
+                          f"to train from these weights give init_checkpoint={path} instead")
+    problems = fit_problems(module.state_dict(), checkpoint["state_dict"])
+    if problems:
+        shown = "; ".join(problem if len(problem) < 200 else problem[:200] + " ..." for problem in problems)
+        raise ConfigError(f"ckpt_path={path}: was trained with another model than this configuration's ({shown}); "
+                          f"resume with the configuration the run was started with")
+
+
+def build_logger(settings: dict, run_dir: Path, name: str):
+    """The `logger` setting's Lightning logger writing under `run_dir` (False for `none`); wandb runs offline
+    unless a login is found (`offline: auto`)."""
+    options = dict(settings)
+    kind = options.pop("name", "none")
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return pl.loggers.CSVLogger(save_dir=run_dir, name="csv", version="")
+    if kind == "tensorboard":
+        return pl.loggers.TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="")
+    if kind == "wandb":
+        offline = options.pop("offline", "auto")
+        if offline == "auto":
+            offline = not _wandb_logged_in()
+        if offline:
+            os.environ.setdefault("WANDB_MODE", "offline")
+            print(f"wandb runs offline (no login found); to upload later: wandb sync {run_dir}/wandb/offline-run-*")
+        return pl.loggers.WandbLogger(save_dir=str(run_dir), name=name, offline=bool(offline), **options)
+    raise ConfigError(f"logger={kind!r} is not one of wandb, csv, tensorboard, none")
+
+
+def _wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "online":
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def build_callbacks(settings: CallbackSettings, run_dir: Path, data: DataConfig, logging: bool) -> list[pl.Callback]:
+    """last.ckpt and (with validation data) best.ckpt under run_dir/checkpoints, the learning-rate monitor
+    (when something logs) and the pairs-per-second meter."""
+    monitor = settings.checkpoint.monitor
+    if monitor == "auto":
+        homography = any(entry.get("type") == "homography" for entry in data.val)
+        monitor = "val/auc@10" if homography else "val/auc@20"
+    folder = run_dir / "checkpoints"
+    # last.ckpt on its own callback, every epoch (or N steps) and at train end, so that it holds the final step:
+    # Lightning's save_last follows validation, and with check_val_every_n_epoch > 1 or no validation data it
+    # was saved rarely or never
+    callbacks: list[pl.Callback] = [LastCheckpoint(folder, settings.checkpoint.every_n_train_steps)]
+    if data.val:
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
+                                                      save_top_k=1, auto_insert_metric_name=False,
+                                                      enable_version_counter=False))
+    if settings.learning_rate_monitor and logging:  # logger=none: nothing to log the rate to
+        callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
+    callbacks.append(PairsPerSecond())  # logged, and shown on the bar when there is one
+    return callbacks
+
+
+def check_trainer_settings(settings: dict) -> None:
+    """ConfigError naming the first `trainer.` option that pl.Trainer does not take, or of the wrong type."""
+    valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        raise ConfigError(f"trainer: unknown option(s) {unknown}; valid Trainer arguments: {', '.join(sorted(valid))}")
+    annotations = typing.get_type_hints(pl.Trainer.__init__)
+    for key, value in settings.items():
+        if key in annotations and not fits(value, annotations[key]):
+            raise ConfigError(f"trainer.{key}={value!r}: expected {type_name(annotations[key])}")
+    if settings.get("use_distributed_sampler", False):
+        raise ConfigError("trainer.use_distributed_sampler=true: the data module shards its loaders across the "
+                          "ranks itself; Lightning's sampler would shard them again")
+
+
+def build_trainer(settings: dict, logger, callbacks: list[pl.Callback], progress_bar: bool = True) -> pl.Trainer:
+    """pl.Trainer with the `trainer` settings (checked by check_trainer_settings), writing checkpoints
+    atomically."""
+    # PairDataModule shards each loader by the trainer's global_rank and world_size, once; Lightning's
+    # distributed sampler on top gave each rank 1/world_size of its shard, and the training loader would
+    # lose its resumable state (data/datamodule.py, ResumableLoader)
+    settings = {**settings, "use_distributed_sampler": False}
+    return pl.Trainer(**settings, logger=logger, callbacks=callbacks, enable_progress_bar=progress_bar,
+                      plugins=[AtomicCheckpointIO()])
