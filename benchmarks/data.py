@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.megadepth import MegaDepthConfig, MegaDepthPairs  # noqa: E402
-from data.synthetic.world import WorldConfig, generate_world  # noqa: E402
+from data.megadepth import MegaDepthConfig, MegaDepthPairs
+from data.synthetic.world import WorldConfig, generate_world
 
 
 def main() -> None:

@@ -29,13 +29,14 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kornia.feature.loftr.loftr import LoFTR as KorniaLoFTR, default_cfg  # noqa: E402
+from kornia.feature.loftr.loftr import LoFTR as KorniaLoFTR
+from kornia.feature.loftr.loftr import default_cfg
 
-from models.backbone import build_backbone  # noqa: E402
-from models.backbone.resnet_fpn import ResNetFPNConfig  # noqa: E402
-from models.checkpoint import load_weights  # noqa: E402
-from models.loftr import LoFTR, LoFTRConfig  # noqa: E402
-from tests.helpers import image_pair, sharpen_  # noqa: E402
+from models.backbone import build_backbone
+from models.backbone.resnet_fpn import ResNetFPNConfig
+from models.checkpoint import load_weights
+from models.loftr import LoFTR, LoFTRConfig
+from tests.helpers import image_pair, sharpen_
 
 
 def speed_up(model: LoFTR, channels_last: bool, compile_: bool) -> LoFTR:
@@ -153,7 +154,8 @@ def compare(size: tuple[int, int], args) -> dict:
                                for name, model in models.items()}, args.runs)
 
     (k0, k1), (o0, o1) = outputs["kornia"], outputs["ours"]
-    key = lambda kpts: {tuple(p) for p in kpts.round().long().tolist()}  # noqa: E731  coarse cells
+    def key(kpts):
+        return {tuple(p) for p in kpts.round().long().tolist()}  # coarse cells
     same_set = key(k0) == key(o0) and len(k0) == len(o0)
     kp_diff = float("nan")
     if same_set and len(k0):
@@ -184,7 +186,7 @@ def compare_backbones(size: tuple[int, int], args) -> list[dict]:
     times = interleaved_times({name: lambda b=backbone: run_backbone(b, image0, image1, args.autocast)
                                for name, backbone in backbones.items()}, args.runs)
     rows = []
-    for name, backbone in backbones.items():
+    for name in backbones:
         trained = backbones[name.removesuffix("-export")]  # an export's weights are expanded, not free parameters
         row = {"size": f"{size[0]}x{size[1]}", "backbone": name, "ms": 1e3 * statistics.median(times[name]),
                "params": sum(p.numel() for p in trained.parameters())}
@@ -242,15 +244,18 @@ def main() -> None:
             args.json.write_text(json.dumps(rows, indent=2))
         return
     rows = [compare(tuple(int(v) for v in s.split("x")), args) for s in args.sizes]
-    header = f"{'size':>9} | {'kornia ms':>9} | {'ours ms':>8} | {'speed-up':>8} | {'matches':>11} | same | {'max dkpt px':>11}"
+    header = (f"{'size':>9} | {'kornia ms':>9} | {'ours ms':>8} | {'speed-up':>8} | {'matches':>11} | same | "
+              f"{'max dkpt px':>11}")
     if not args.no_memory:
         header += f" | {'peak MB kornia':>14} | {'ours':>6}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        line = (f"{r['size']:>9} | {r['kornia_ms']:9.0f} | {r['ours_ms']:8.0f} | {r['speedup']:7.2f}x | "
-                f"{r['matches_kornia']:>5}/{r['matches_ours']:<5} | {'yes' if r['same_matches'] else 'NO ':>4} | "
-                f"{r['max_kpt_diff_px']:11.1e}")
+        line = (
+            f"{r['size']:>9} | {r['kornia_ms']:9.0f} | {r['ours_ms']:8.0f} | {r['speedup']:7.2f}x | "
+            f"{r['matches_kornia']:>5}/{r['matches_ours']:<5} | {'yes' if r['same_matches'] else 'NO ':>4} | "
+            f"{r['max_kpt_diff_px']:11.1e}"
+        )
         if not args.no_memory:
             line += f" | {r['kornia_peak_mb']:14.0f} | {r['ours_peak_mb']:6.0f}"
         print(line)

@@ -17,12 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.benchmarks import build_benchmark  # noqa: E402
-from evaluation.harness import HarnessConfig, run  # noqa: E402
-from evaluation.matchers import LoFTRMatcher, Matcher, SIFTMatcher  # noqa: E402
-from evaluation.metrics import summarize_groups  # noqa: E402
-from evaluation.stress import StressConfig  # noqa: E402
-from models.checkpoint import CheckpointError  # noqa: E402
+from evaluation.baselines import SIFTMatcher
+from evaluation.benchmarks import build_benchmark
+from evaluation.harness import HarnessConfig, run
+from evaluation.loftr_matcher import LoFTRMatcher
+from evaluation.matchers import Matcher
+from evaluation.metrics import summarize_groups
+from evaluation.stress import StressConfig
+from models.checkpoint import CheckpointError
 
 AUC_KEYS = {"pose": ("auc@5", "auc@10", "auc@20"), "homography": ("auc@3", "auc@5", "auc@10")}
 

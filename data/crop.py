@@ -11,6 +11,7 @@ import torch
 
 from geometry.warp import warp_depth
 
+
 def checked_crop_size(crop_size, divisible_by: int) -> tuple[int, int] | None:
     """A config's `crop_size` as (width, height) ints, both multiples of `divisible_by`; None stays None."""
     if crop_size is None:
@@ -40,13 +41,22 @@ def covisible_windows(depth0: np.ndarray, depth1: np.ndarray, K0: np.ndarray, K1
     h1, w1 = depth1.shape
     for (width, height), (image_w, image_h) in ((window0, (w0, h0)), (window1, (w1, h1))):
         if width > image_w or height > image_h:
-            raise ValueError(f"a crop of {width}x{height} original pixels does not fit an image of {image_w}x{image_h}: "
-                             f"lower crop_size or raise longer_side")
-    ys, xs = np.mgrid[_CANDIDATE_STEP // 2:h0:_CANDIDATE_STEP, _CANDIDATE_STEP // 2:w0:_CANDIDATE_STEP]
+            raise ValueError(
+                f"a crop of {width}x{height} original pixels does not fit an image of {image_w}x{image_h}: "
+                f"lower crop_size or raise longer_side"
+            )
+    ys, xs = np.mgrid[_CANDIDATE_STEP // 2 : h0 : _CANDIDATE_STEP, _CANDIDATE_STEP // 2 : w0 : _CANDIDATE_STEP]
     points = np.stack([xs.ravel(), ys.ravel()], 1)
-    as_batch = lambda a: torch.as_tensor(np.asarray(a, np.float64))[None]  # noqa: E731
-    inside, landed = warp_depth(as_batch(points), as_batch(np.nan_to_num(depth0)), as_batch(np.nan_to_num(depth1)),
-                                as_batch(K0), as_batch(K1), as_batch(T_0to1))
+    def as_batch(a):
+        return torch.as_tensor(np.asarray(a, np.float64))[None]
+    inside, landed = warp_depth(
+        as_batch(points),
+        as_batch(np.nan_to_num(depth0)),
+        as_batch(np.nan_to_num(depth1)),
+        as_batch(K0),
+        as_batch(K1),
+        as_batch(T_0to1),
+    )
     inside, landed = inside[0].numpy(), landed[0].numpy()
 
     def corner(centre: np.ndarray, window: tuple[int, int], image_w: int, image_h: int) -> tuple[int, int]:
@@ -64,12 +74,13 @@ def covisible_windows(depth0: np.ndarray, depth1: np.ndarray, K0: np.ndarray, K1
     return corner(centres[0], window0, w0, h0), corner(centres[1], window1, w1, h1)
 
 
-def crop_view(image: np.ndarray, depth: np.ndarray, K: np.ndarray, corner: tuple[int, int],
-              window: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_view(
+    image: np.ndarray, depth: np.ndarray, K: np.ndarray, corner: tuple[int, int], window: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The window (width, height) at `corner` (x, y) of an image, its aligned depth map and its intrinsics:
     the principal point moves by the corner, so the crop is an image of the same camera."""
     (x, y), (width, height) = corner, window
     shifted = np.array(K, np.float64, copy=True)
     shifted[0, 2] -= x
     shifted[1, 2] -= y
-    return image[y:y + height, x:x + width], depth[y:y + height, x:x + width], shifted
+    return image[y : y + height, x : x + width], depth[y : y + height, x : x + width], shifted

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import MISSING
 import torch
+from omegaconf import MISSING
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from utils.annotations import fits, type_name

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.synthetic.texture import make_texture, warp_homography
+from data.synthetic.texture import make_texture
+from geometry.warp import warp_image
 from models.backbone.resnet_fpn import ResNetFPNConfig
 from models.loftr import LoFTRConfig
 from models.matching.coarse import CoarseMatchingConfig
@@ -37,8 +38,9 @@ def tiny_model_config() -> LoFTRConfig:
 def image_pair(height: int, width: int, seed: int = 1, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """A textured image and its warp by `WARP`, as (1, 1, H, W) tensors in [0, 1]."""
     image0 = make_texture(height, width, seed=seed)
-    image1 = warp_homography(image0, WARP)
-    as_tensor = lambda image: torch.from_numpy(image)[None, None].to(dtype) / 255  # noqa: E731
+    image1 = warp_image(image0, WARP)
+    def as_tensor(image):
+        return torch.from_numpy(image)[None, None].to(dtype) / 255
     return as_tensor(image0), as_tensor(image1)
 
 

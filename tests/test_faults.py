@@ -34,16 +34,16 @@ import train as train_script
 from data.datamodule import DataConfig, PairDataModule
 from data.megadepth import MegaDepthConfig, MegaDepthPairs
 from data.synthetic.__main__ import main as generate_world
-from data.synthetic.texture import make_texture, warp_homography
+from data.synthetic.texture import make_texture
 from data.untrusted import load_index
 from evaluation import harness
+from geometry.warp import warp_image
 from lightning_modules.run_folder import used_run_folder
 from models.loftr import LoFTR
 from tests.helpers import WARP, assert_unchanged, refusal, run_here, snapshot
 from tests.test_match_cli import official_checkpoint, official_state_dict, write_image  # noqa: F401 (fixtures)
 from tests.test_recipes import RECIPES, TRAIN_OVERRIDES
 from tests.test_train import ROOT, config_of, small, world  # noqa: F401 (a fixture)
-
 
 # --------------------------------------------------------------------------- checkpoints and run folders (train.py)
 
@@ -549,7 +549,7 @@ def photos(tmp_path) -> Path:
     symbolic link to a.png."""
     image = make_texture(120, 160, seed=3)
     write_image(tmp_path / "a.png", image)
-    write_image(tmp_path / "b.png", warp_homography(image, WARP))
+    write_image(tmp_path / "b.png", warp_image(image, WARP))
     K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])
     T = np.eye(4)
     T[0, 3] = 0.5

@@ -9,7 +9,7 @@ import yaml
 from tests.test_train import run_script, small, world  # noqa: F401  (world: the module-scoped fixture)
 
 
-def test_submitit_local_sweep_runs_each_value_as_a_job(world, tmp_path):  # noqa: F811
+def test_submitit_local_sweep_runs_each_value_as_a_job(world, tmp_path):
     sweep = tmp_path / "sweep"
     launcher = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1",
                 "hydra.launcher.gpus_per_node=0", "hydra.launcher.tasks_per_node=1"]

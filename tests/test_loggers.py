@@ -27,11 +27,11 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
 
 
-def run(world: Path, run_dir: Path, logger: str) -> dict:  # noqa: F811
+def run(world: Path, run_dir: Path, logger: str) -> dict:
     return train_script.train(config_of(small(world, run_dir, f"logger={logger}", "trainer.max_epochs=1")))
 
 
-def test_wandb_offline_writes_an_offline_run(world, tmp_path, offline_wandb):  # noqa: F811
+def test_wandb_offline_writes_an_offline_run(world, tmp_path, offline_wandb):
     summary = run(world, tmp_path / "run", "wandb")
     assert summary["global_step"] == 4
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
@@ -40,7 +40,7 @@ def test_wandb_offline_writes_an_offline_run(world, tmp_path, offline_wandb):  #
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_csv_writes_train_loss_rows(world, tmp_path):  # noqa: F811
+def test_csv_writes_train_loss_rows(world, tmp_path):
     run(world, tmp_path, "csv")
     with open(tmp_path / "csv" / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -49,7 +49,7 @@ def test_csv_writes_train_loss_rows(world, tmp_path):  # noqa: F811
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_tensorboard_writes_the_train_loss_scalar(world, tmp_path):  # noqa: F811
+def test_tensorboard_writes_the_train_loss_scalar(world, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run(world, tmp_path, "tensorboard")
@@ -63,7 +63,7 @@ def test_tensorboard_writes_the_train_loss_scalar(world, tmp_path):  # noqa: F81
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_none_writes_no_log_folder(world, tmp_path, monkeypatch):  # noqa: F811
+def test_none_writes_no_log_folder(world, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # Lightning's default folder would appear in the working directory
     summary = run(world, tmp_path / "run", "none")
     assert summary["global_step"] == 4

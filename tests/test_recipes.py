@@ -20,8 +20,9 @@ import torch
 
 from data.megadepth import load_scene_info
 from data.synthetic.__main__ import main as generate_world
-from data.synthetic.texture import make_texture, warp_homography
+from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
+from geometry.warp import warp_image
 from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
 from tests.data.test_hpatches import SEQUENCES, write_sequence
 from tests.helpers import WARP, run_here
@@ -162,7 +163,7 @@ def last_checkpoint(run_dir: Path) -> dict:
 def reloaded_matches(run_dir: Path, image: Path):
     """The run's last checkpoint loaded as evaluate.py and match.py load it, matching an image with itself:
     (the number of matches, the matcher)."""
-    from evaluation.matchers import LoFTRMatcher
+    from evaluation.loftr_matcher import LoFTRMatcher
 
     matcher = LoFTRMatcher.from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     gray = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
@@ -195,11 +196,19 @@ def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home,
     assert found > 0 and (home / "outputs" / "demo" / "matches.png").is_file()
 
 
-@pytest.mark.parametrize("experiment", ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "loftr_scannet"])
+@pytest.mark.parametrize("experiment",
+                         ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "loftr_scannet"])
 def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_path, experiment):
     [words] = [w for w in readme_training("paper recipe") if experiment_of(w) == experiment]
     run_dir = tmp_path / "run"
-    run(home, "train.py", *substituted(words, places), *TRAIN_OVERRIDES, *RECIPES[experiment], f"hydra.run.dir={run_dir}")
+    run(
+        home,
+        "train.py",
+        *substituted(words, places),
+        *TRAIN_OVERRIDES,
+        *RECIPES[experiment],
+        f"hydra.run.dir={run_dir}",
+    )
     assert last_checkpoint(run_dir)["global_step"] == 2
     summary = json.loads((run_dir / "summary.json").read_text())
     assert "val/auc@20" in summary["validation"]
@@ -216,28 +225,45 @@ def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
     sweep with its table."""
     [se2] = readme_training("se2 synthetic")
     run(home, "train.py", *se2, *TRAIN_OVERRIDES, *RECIPES["se2_synthetic"])
-    _, matcher = reloaded_matches(home / "outputs" / "train" / "se2_synthetic" / "latest",
-                                  next((home / "data" / "world").glob("*/images/*.jpg")))
+    _, matcher = reloaded_matches(
+        home / "outputs" / "train" / "se2_synthetic" / "latest", next((home / "data" / "world").glob("*/images/*.jpg"))
+    )
     assert matcher.model.config.backbone.group_order == 8
     [c4] = readme_training("C4 backbone")
     run(home, "train.py", *c4, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/c4")
-    assert last_checkpoint(home / "outputs" / "c4")["hyper_parameters"]["training"]["model"]["backbone"]["group_order"] == 4
+    assert (
+        last_checkpoint(home / "outputs" / "c4")["hyper_parameters"]["training"]["model"]["backbone"]["group_order"]
+        == 4
+    )
     [sweep] = readme_training("sweep")
     run(home, "train.py", *sweep, *TRAIN_OVERRIDES, *RECIPES["synthetic"])
     [folder] = list((home / "outputs" / "train" / "multirun").iterdir())
     [collect] = readme_commands("scripts/collect_runs.py")
-    table = run(home, "scripts/collect_runs.py", *[w.replace("outputs/train/multirun/TIME", str(folder)) for w in collect])
+    table = run(
+        home, "scripts/collect_runs.py", *[w.replace("outputs/train/multirun/TIME", str(folder)) for w in collect]
+    )
     assert "model.coarse.attention=linear" in table.stdout and "model.coarse.attention=full" in table.stdout
 
 
 def test_docker_compose_example_trains_on_the_mounted_tree(places, tmp_path):
     header = re.sub(r"\\\n#\s*", " ", (ROOT / "docker-compose.yml").read_text())
-    [example] = [line.split("run --rm train", 1)[1] for line in header.splitlines()
-                 if "run --rm train experiment=loftr_megadepth" in line]
+    [example] = [
+        line.split("run --rm train", 1)[1]
+        for line in header.splitlines()
+        if "run --rm train experiment=loftr_megadepth" in line
+    ]
     words = substituted(shlex.split(example.split("#")[0]), places)
     run_dir = tmp_path / "run"
-    run(tmp_path, "train.py", *words, *TRAIN_OVERRIDES, *RECIPES["loftr_megadepth"], "trainer.accelerator=cpu",
-        "trainer.devices=1", f"hydra.run.dir={run_dir}")
+    run(
+        tmp_path,
+        "train.py",
+        *words,
+        *TRAIN_OVERRIDES,
+        *RECIPES["loftr_megadepth"],
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        f"hydra.run.dir={run_dir}",
+    )
     assert last_checkpoint(run_dir)["global_step"] == 2
 
 
@@ -249,27 +275,38 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
     for name in ("outdoor_ds.ckpt", "indoor_ds_new.ckpt"):
         (weights / name).write_bytes(trained)
     for benchmark in ("megadepth1500", "scannet1500"):
-        [words] = [w for w in readme_commands("evaluate.py")
-                   if EVALUATION_RUNS["LoFTR test sets"](w) and f"benchmark={benchmark}" in w]
+        [words] = [
+            w
+            for w in readme_commands("evaluate.py")
+            if EVALUATION_RUNS["LoFTR test sets"](w) and f"benchmark={benchmark}" in w
+        ]
         out = tmp_path / benchmark
         run(home, "evaluate.py", *substituted(words, places), *EVALUATE_OVERRIDES, f"out_dir={out}")
         assert json.loads((out / "summary.json").read_text())["overall"]["pairs"] == 2
     synthetic = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["classical on the world"](w)]
     assert len(synthetic) == 2  # SIFT, and ASIFT under rotation (on data/world, the default root)
     for index, words in enumerate(synthetic):
-        run(home, "evaluate.py", *words, "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES, "max_pairs=1",
-            f"out_dir={tmp_path / str(index)}")
+        run(
+            home,
+            "evaluate.py",
+            *words,
+            "benchmark.resize.longer_side=160",
+            *EVALUATE_OVERRIDES,
+            "max_pairs=1",
+            f"out_dir={tmp_path / str(index)}",
+        )
         assert (tmp_path / str(index) / "summary.json").is_file()
 
 
-def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # noqa: F811
+def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):
     """README's "Train on your own photos", command by command: SfM on the photos and on the held-out photos,
     the starting checkpoint evaluated, fine-tuned, evaluated again; and from an existing COLMAP model, sparse
     and with dense depth (data=inhouse_colmap)."""
     weights = home / "weights"
     weights.mkdir(exist_ok=True)
     (weights / "outdoor_ds.ckpt").write_bytes(
-        (home / "outputs" / "train" / "synthetic" / "latest" / "checkpoints" / "last.ckpt").read_bytes())
+        (home / "outputs" / "train" / "synthetic" / "latest" / "checkpoints" / "last.ckpt").read_bytes()
+    )
     colmap_root, *_ = colmap_scene
     (home / "colmap" / "stereo").mkdir(parents=True, exist_ok=True)
     for source, target in (("images", "images"), ("sparse", "sparse"), ("depth_maps", "stereo/depth_maps")):
@@ -298,7 +335,7 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):  # 
     assert len(tracks) > 0 and all(len(pair) > 0 for pair in tracks)  # the imported model's tracks label pairs
 
 
-def test_hpatches_and_an_official_checkpoint(tmp_path, official_checkpoint):  # noqa: F811
+def test_hpatches_and_an_official_checkpoint(tmp_path, official_checkpoint):
     """README's HPatches tilt test (on a tiny release in HPatches' layout) and its match.py command for an
     official checkpoint (random weights under the official names)."""
     for seed, name in enumerate(SEQUENCES):
@@ -312,7 +349,7 @@ def test_hpatches_and_an_official_checkpoint(tmp_path, official_checkpoint):  # 
     (tmp_path / "weights" / "outdoor_ds.ckpt").symlink_to(official_checkpoint)
     image = make_texture(240, 320, seed=3)
     write_image(tmp_path / "a.jpg", image)
-    write_image(tmp_path / "b.jpg", warp_homography(image, WARP))
+    write_image(tmp_path / "b.jpg", warp_image(image, WARP))
     [words] = [w for w in readme_commands("match.py") if MATCH_RUNS["official checkpoint"](w)]
     matched = run(tmp_path, "match.py", *words)
     assert re.search(r"\d+ matches", matched.stdout) and (tmp_path / "outputs" / "ab" / "matches.png").is_file()

@@ -46,8 +46,17 @@ from geometry.poses import relative_pose
 
 from ..megadepth import MEGADEPTH_1500_SCENES
 from .manifest import clear_world_manifest, world_manifest, write_world_manifest
-from .world import (RenderedScene, WorldConfig, each_scene, generate_world, render_scene, scene_info, write_jpeg,
-                    write_scene_info, write_views)
+from .world import (
+    RenderedScene,
+    WorldConfig,
+    each_scene,
+    generate_world,
+    render_scene,
+    scene_info,
+    write_jpeg,
+    write_scene_info,
+    write_views,
+)
 
 LAYOUTS = ("flat", "megadepth", "scannet")
 

@@ -26,7 +26,6 @@ from geometry.poses import relative_pose
 from geometry.warp import warp_depth
 
 from ..megadepth import matrix_array
-
 from .texture import make_texture, photo_texture
 
 TEXTURES = ("procedural", "photos", "mixed")
@@ -150,7 +149,8 @@ def true_overlap(depth0, depth1, K0, K1, w2c0, w2c1, step: int = 8) -> float:
     height, width = depth0.shape
     y, x = np.mgrid[0:height:step, 0:width:step]
     points = torch.from_numpy(np.stack([x.ravel(), y.ravel()], -1)[None].astype(np.float64))
-    as_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))[None]  # noqa: E731
+    def as_t(a):
+        return torch.from_numpy(np.asarray(a, np.float64))[None]
     valid, _ = warp_depth(points, as_t(depth0), as_t(depth1), as_t(K0), as_t(K1), as_t(relative_pose(w2c0, w2c1)))
     return float(valid.double().mean())
 

@@ -27,10 +27,8 @@ class SinePositionEncoding(nn.Module):
 
     def frequencies(self) -> torch.Tensor:
         half = self.d_model // 2
-        if self.temp_bug_fix:
-            log_step = -math.log(10000.0) / half
-        else:
-            log_step = (-math.log(10000.0) / self.d_model) // 2  # == -1.0, kept for the official weights
+        # the legacy step is (-log(10000) / d_model) // 2 == -1.0, kept for the official weights (LoFTR issue #41)
+        log_step = -math.log(10000.0) / half if self.temp_bug_fix else (-math.log(10000.0) / self.d_model) // 2
         return torch.exp(torch.arange(0, half, 2).float() * log_step)
 
     def table(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
