@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# Official / kornia backbone names -> ours (the FPN layers are named by role here).
+# Official / kornia / Efficient LoFTR backbone names -> ours (the FPN layers are named by role here).
 _RENAMES = [
     (r"^backbone\.layer3_outconv\.", "backbone.lateral3."),
     (r"^backbone\.layer2_outconv\.", "backbone.lateral2."),
@@ -17,6 +17,13 @@ _RENAMES = [
     (r"^backbone\.layer(\d)_outconv2\.0\.", r"backbone.merge\1.conv1."),
     (r"^backbone\.layer(\d)_outconv2\.1\.", r"backbone.merge\1.norm."),
     (r"^backbone\.layer(\d)_outconv2\.3\.", r"backbone.merge\1.conv2."),
+    # Efficient LoFTR's RepVGG blocks (upstream's `rbr_*` branches -> models/backbone/repvgg.py's names)
+    (r"\.rbr_dense\.bn\.", ".conv3x3.norm."),
+    (r"\.rbr_dense\.conv\.", ".conv3x3.conv."),
+    (r"\.rbr_1x1\.bn\.", ".conv1x1.norm."),
+    (r"\.rbr_1x1\.conv\.", ".conv1x1.conv."),
+    (r"\.rbr_identity\.", ".identity."),
+    (r"\.rbr_reparam\.", ".fused."),
 ]
 # Prefixes of the wrapping LightningModule: official PL_LoFTR stores the model as `matcher`.
 _WRAPPER_PREFIXES = ("matcher.", "model.", "module.")
