@@ -1,4 +1,5 @@
-"""2D sine positional encoding of LoFTR (a DETR-style encoding over the coarse grid)."""
+"""Positional encodings over a feature grid: LoFTR's additive 2D sine code, and Efficient LoFTR's rotary one
+(RoPE, Su et al. 2021), which turns queries and keys so that their dot product depends on relative position."""
 
 import math
 
@@ -49,3 +50,41 @@ class SinePositionEncoding(nn.Module):
     def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """tokens: (B, height * width, C) in row-major cell order -> same shape, encoded."""
         return tokens + self.table(height, width, tokens.device, tokens.dtype)
+
+
+class RotaryPositionEncoding(nn.Module):
+    """2D rotary encoding of Efficient LoFTR's self-attention (its RoPEPositionEncodingSine): the channels of
+    a (N, H, W, C) map form C/2 pairs, and pair p is turned by the angle (position) w_k, where even pairs take
+    the row and odd pairs the column (counted from 1), k = p // 2 and w_k = 10000^(-k / (C/4)). Turning q by
+    angle a and k by b gives q . k turned by a - b: attention sees relative positions only.
+
+    Positions are scaled by `reference_size / test_size` (upstream's `npe`: the training size over the test
+    size, both 832 by default, so 1). `table_dtype`: upstream keeps its cos/sin tables in float16, which the
+    official weights were trained with; float32 or float64 for exactness."""
+
+    def __init__(self, d_model: int, reference_size: tuple[int, int] = (832, 832),
+                 test_size: tuple[int, int] = (832, 832), table_dtype: torch.dtype = torch.float16):
+        super().__init__()
+        if d_model % 4:
+            raise ValueError(f"d_model must be a multiple of 4 for a 2D rotary encoding, got {d_model}")
+        self.d_model, self.reference_size, self.test_size = d_model, reference_size, test_size
+        self.table_dtype = table_dtype
+
+    def tables(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of every channel's angle on a (height, width) grid: (H, W, C) each, in `table_dtype`."""
+        dtype = torch.float64 if self.table_dtype == torch.float64 else torch.float32
+        quarter = self.d_model // 4
+        frequencies = torch.exp(torch.arange(quarter, dtype=dtype, device=device) * (-math.log(10000.0) / quarter))
+        rows = torch.arange(1, height + 1, dtype=dtype, device=device) * self.reference_size[0] / self.test_size[0]
+        cols = torch.arange(1, width + 1, dtype=dtype, device=device) * self.reference_size[1] / self.test_size[1]
+        angles = torch.stack([(rows[:, None, None] * frequencies).expand(height, width, quarter),
+                              (cols[None, :, None] * frequencies).expand(height, width, quarter)], -1)
+        angles = angles.flatten(-2).repeat_interleave(2, dim=-1)  # (H, W, C): both channels of a pair alike
+        return angles.cos().to(self.table_dtype), angles.sin().to(self.table_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, H, W, C) -> turned, same shape and dtype."""
+        cos, sin = self.tables(x.shape[1], x.shape[2], x.device)
+        pairs = x.unflatten(-1, (-1, 2))
+        turned = torch.stack([-pairs[..., 1], pairs[..., 0]], -1).flatten(-2)  # (x1, x2) -> (-x2, x1)
+        return (x * cos.to(x.dtype) + turned * sin.to(x.dtype)).to(x.dtype)
