@@ -12,6 +12,8 @@ with RoPE (`RotaryPositionEncoding`) on the queries and keys of the self-attenti
 follow upstream's AG_RoPE_EncoderLayer, so its weights load without renaming.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -76,3 +78,50 @@ class AggregatedAttentionLayer(nn.Module):
     def _pooled_mask(mask: torch.Tensor, pool: int) -> torch.Tensor:
         """(N, H, W) bool -> (N, H / pool * W / pool): True where any cell of the pooled block is."""
         return F.max_pool2d(mask[:, None].float(), pool, pool)[:, 0].flatten(1).bool()
+
+
+@dataclass
+class AggregatedTransformerConfig:
+    d_model: int = 256  # Efficient LoFTR COARSE.D_MODEL
+    num_heads: int = 8  # COARSE.NHEAD
+    layer_names: tuple[str, ...] = ("self", "cross") * 4  # COARSE.LAYER_NAMES
+    query_pool: int = 4  # COARSE.AGG_SIZE0
+    key_pool: int = 4  # COARSE.AGG_SIZE1
+    rope: bool = True  # COARSE.ROPE: rotary encoding in the self-attention layers
+    rope_reference_size: tuple[int, int] = (832, 832)  # COARSE.NPE[:2], the training size
+    rope_test_size: tuple[int, int] = (832, 832)  # COARSE.NPE[2:]; upstream suggests the test image's longer side
+
+
+class AggregatedTransformer(nn.Module):
+    """Efficient LoFTR's coarse transformer: `layer_names` of aggregated self- and cross-attention, each
+    updating both maps (image 1's cross-attention reads image 0's updated map, as upstream's does)."""
+
+    def __init__(self, config: AggregatedTransformerConfig | None = None):
+        super().__init__()
+        self.config = config = config if config is not None else AggregatedTransformerConfig()
+        for name in config.layer_names:
+            if name not in ("self", "cross"):
+                raise ValueError(f"layer_names: {name!r} is neither 'self' nor 'cross'")
+
+        def layer(name: str) -> AggregatedAttentionLayer:
+            rope = None
+            if config.rope and name == "self":
+                rope = RotaryPositionEncoding(config.d_model, config.rope_reference_size, config.rope_test_size)
+            return AggregatedAttentionLayer(config.d_model, config.num_heads, config.query_pool, config.key_pool,
+                                            rope)
+
+        self.layers = nn.ModuleList(layer(name) for name in config.layer_names)
+        for parameter in self.parameters():  # upstream's initialisation
+            if parameter.dim() > 1:
+                nn.init.xavier_uniform_(parameter)
+
+    def forward(self, feat0: torch.Tensor, feat1: torch.Tensor, mask0: torch.Tensor | None = None,
+                mask1: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """feat0 (B, C, H0, W0), feat1 (B, C, H1, W1); masks (B, H, W) bool at the coarse grid."""
+        for name, layer in zip(self.config.layer_names, self.layers):
+            if name == "self":
+                feat0, feat1 = layer(feat0, feat0, mask0, mask0), layer(feat1, feat1, mask1, mask1)
+            else:
+                feat0 = layer(feat0, feat1, mask0, mask1)
+                feat1 = layer(feat1, feat0, mask1, mask0)
+        return feat0, feat1

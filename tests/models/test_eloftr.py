@@ -1,0 +1,80 @@
+"""Efficient LoFTR against its official code (efficientloftr-inference) with the same seeded weights: the same
+coarse confidence matrix, the same matches and fine keypoints within 1e-3 px, at two sizes, before and after
+re-parameterisation."""
+
+import copy
+
+import pytest
+import torch
+
+from data.synthetic.texture import make_texture
+from models.checkpoint import convert_state_dict
+from models.eloftr import EfficientLoFTR
+from tests.models.test_repvgg import upstream_eloftr
+
+
+def calibrate_norms_(model: torch.nn.Module, run) -> None:
+    """Random RepVGG weights give degenerate features (a handful of matches, even image-to-itself) until the
+    batch norms' statistics fit the images: one forward with the batch norms alone in train mode."""
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.train()
+        norm.momentum = None  # the cumulative average: after one batch, exactly that batch's statistics
+    with torch.no_grad():
+        run()
+    model.eval()
+
+
+TEXTURE = make_texture(264, 336, seed=3)
+
+
+def shifted_pair(height: int, width: int) -> dict:
+    """Windows of one texture, the second shifted by two coarse cells right and one down: a pair with hundreds
+    of matches (the batch norms are calibrated on the largest, whose statistics the smaller one shares)."""
+    texture = torch.from_numpy(TEXTURE[:height + 8, :width + 16]).double() / 255
+    return {"image0": texture[8:, 16:][None, None].contiguous(), "image1": texture[:-8, :-16][None, None].contiguous()}
+
+
+@pytest.fixture(scope="module")
+def models():
+    eloftr = upstream_eloftr()
+    torch.manual_seed(0)
+    theirs = eloftr.LoFTR(eloftr.full_config())
+    batch = {key: image.float() for key, image in shifted_pair(256, 320).items()}
+    calibrate_norms_(theirs, lambda: theirs(batch.copy()))
+    ours = EfficientLoFTR().eval()
+    ours.load_state_dict(convert_state_dict(theirs.state_dict()))  # strict: every key fits
+    # float64: the calibrated model's dual-softmax at temperature 0.1 turns float32's rounding of the two
+    # (equal) similarity formulas into 5e-5 of confidence
+    return eloftr, theirs.double(), ours.double()
+
+
+def compare(theirs, ours, batch: dict) -> int:
+    data = dict(batch)
+    with torch.no_grad():
+        theirs(data)
+        result = ours(batch)
+    assert (result.coarse.confidence_matrix - data["conf_matrix"]).abs().max() < 1e-5
+    expected = sorted(zip(data["b_ids"].tolist(), data["i_ids"].tolist(), data["j_ids"].tolist()))
+    got = sorted(zip(result.batch_index.tolist(), result.coarse.index0.tolist(), result.coarse.index1.tolist()))
+    assert got == expected
+    mine = (result.batch_index * 10**6 + result.coarse.index0).argsort()  # one match per cell of image 0
+    upstream = (data["b_ids"] * 10**6 + data["i_ids"]).argsort()
+    assert (result.keypoints0[mine] - data["mkpts0_f"][upstream]).abs().max() < 1e-3
+    assert (result.keypoints1[mine] - data["mkpts1_f"][upstream]).abs().max() < 1e-3
+    return len(got)
+
+
+@pytest.mark.parametrize(("height", "width"), [(256, 320), (192, 288)])
+def test_parity_with_upstream(models, height, width):
+    _, theirs, ours = models
+    assert compare(theirs, ours, shifted_pair(height, width)) >= 100
+
+
+def test_parity_after_reparameterisation(models):
+    eloftr, theirs, ours = models
+
+    theirs, ours = eloftr.reparameter(copy.deepcopy(theirs)), copy.deepcopy(ours).reparameterize()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ours.backbone.modules())
+    assert compare(theirs, ours, shifted_pair(256, 320)) >= 100
