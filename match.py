@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_weights:
         print("warning: --random-weights: the model is untrained, its matches are meaningless "
               "(use this to check the pipeline only)", file=sys.stderr)
-    elif args.pos_encoding == "auto" and not matcher.model.config.temp_bug_fix:
+    elif args.pos_encoding == "auto" and not getattr(matcher.model.config, "temp_bug_fix", True):  # LoFTR's only
         print("note: official checkpoint (matcher.* keys), so the legacy positional encoding that the released "
               "outdoor_ds/indoor_ds weights need; pass --pos-encoding fixed for weights trained with the corrected "
               "one (e.g. indoor_ds_new)", file=sys.stderr)

@@ -17,9 +17,11 @@ import torch
 from omegaconf import OmegaConf
 
 from data.pairs import Matches, check_grayscale
-from data.resize import resize_longer_side, resized_size
+from data.resize import resize_image, resize_longer_side, resized_size
 from models.checkpoint import (
     CheckpointError,
+    is_efficient_loftr,
+    is_reparameterized,
     load_weights,
     model_config_of,
     needs_legacy_encoding,
@@ -27,6 +29,7 @@ from models.checkpoint import (
     read_checkpoint,
     state_dict_of,
 )
+from models.eloftr import EfficientLoFTR, EfficientLoFTRConfig
 from models.loftr import LoFTR, LoFTRConfig
 
 # At inference LoFTR's coarse matching holds two float32 matrices of (cells of image 0) x (cells of image 1)
@@ -77,9 +80,11 @@ def build_loftr(
     coarse_threshold: float | None = None,
     config: LoFTRConfig | None = None,
     seed: int = 0,
-) -> LoFTR:
+) -> LoFTR | EfficientLoFTR:
     """A LoFTR in eval mode on the CPU for a (converted or official) state dict, or with seeded random weights
-    when `state_dict` is None (the same model on every call, to try pipelines).
+    when `state_dict` is None (the same model on every call, to try pipelines). Efficient LoFTR weights
+    (`is_efficient_loftr`, upstream's or ours, folded or not) give an EfficientLoFTR, re-parameterised for
+    inference.
 
     pos_encoding: "legacy" (the released official weights), "fixed" (weights trained with the corrected
     encoding) or "auto": legacy exactly when the keys are an official Lightning checkpoint's (`matcher.*`;
@@ -89,6 +94,8 @@ def build_loftr(
     (the official outdoor model by default). CheckpointError when the weights do not fit the model.
     """
     keys = state_dict or {}
+    if is_efficient_loftr(keys):
+        return _build_efficient_loftr(state_dict, coarse_threshold)
     config = deepcopy(config) if config is not None else LoFTRConfig()  # the caller's config stays as it was
     config.temp_bug_fix = not needs_legacy_encoding(keys, pos_encoding)
     if coarse_threshold is not None:
@@ -103,6 +110,17 @@ def build_loftr(
     model = LoFTR(config)
     load_weights(model, state_dict)
     return model.eval()
+
+
+def _build_efficient_loftr(state_dict: dict[str, torch.Tensor], coarse_threshold: float | None) -> EfficientLoFTR:
+    config = EfficientLoFTRConfig()
+    if coarse_threshold is not None:
+        config.match_coarse.threshold = coarse_threshold
+    model = EfficientLoFTR(config)
+    if is_reparameterized(state_dict):  # folded weights load into the folded model
+        model.reparameterize()
+    load_weights(model, state_dict)
+    return model.reparameterize().eval()
 
 
 @contextmanager
@@ -128,6 +146,7 @@ def loftr_matches(model: LoFTR, image0: np.ndarray, image1: np.ndarray, resize: 
     for index, image in enumerate((image0, image1)):
         check_grayscale(image, f"image{index}")
         resized, scale = resize_longer_side(image, resize)
+        resized, scale = _to_multiple(resized, scale, getattr(model, "input_multiple", 1))
         if min(resized.shape) < model.coarse_stride:
             raise ImageTooSmallError(index, (resized.shape[1], resized.shape[0]), model.coarse_stride)
         batch[f"image{index}"] = torch.from_numpy(resized).to(device, torch.float32)[None, None] / 255
@@ -139,6 +158,17 @@ def loftr_matches(model: LoFTR, image0: np.ndarray, image1: np.ndarray, resize: 
         result.keypoints1.float().cpu().numpy(),
         result.confidence.float().cpu().numpy(),
     )
+
+
+def _to_multiple(image: np.ndarray, scale: tuple[float, float], multiple: int
+                 ) -> tuple[np.ndarray, tuple[float, float]]:
+    """`image` resized down to sides that are multiples of `multiple` (Efficient LoFTR's 32, as its demo does),
+    and `scale` (x, y), network pixels -> original pixels, updated to match; unchanged for `multiple` 1."""
+    height, width = image.shape[:2]
+    size = (max(width // multiple, 1) * multiple, max(height // multiple, 1) * multiple)
+    if size == (width, height):
+        return image, scale
+    return resize_image(image, size), (scale[0] * width / size[0], scale[1] * height / size[1])
 
 
 class LoFTRMatcher:

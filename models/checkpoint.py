@@ -55,6 +55,18 @@ def needs_sinkhorn(state_dict: dict[str, torch.Tensor]) -> bool:
     return any(key.endswith("coarse_matching.bin_score") for key in state_dict)
 
 
+def is_efficient_loftr(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether weights are Efficient LoFTR's (upstream's or ours): its aggregated attention's query pooling
+    (`loftr_coarse.layers.N.aggregate.weight`) exists in no other model of the family."""
+    return any(key.endswith("aggregate.weight") for key in state_dict)
+
+
+def is_reparameterized(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether RepVGG weights are in the folded inference form (upstream's `rbr_reparam`, our `fused`) rather
+    than the multi-branch training form."""
+    return any(".rbr_reparam." in key or ".fused." in key for key in state_dict)
+
+
 def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keys of an official LoFTR / kornia / our checkpoint -> this project's module names."""
     converted = {}

@@ -45,6 +45,7 @@ class EfficientLoFTRResult:
 
 class EfficientLoFTR(nn.Module):
     coarse_stride = 8
+    input_multiple = 32  # the coarse stride times the attention's pooling: what the image sides must divide by
 
     def __init__(self, config: EfficientLoFTRConfig | None = None):
         super().__init__()

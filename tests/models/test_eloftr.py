@@ -78,3 +78,35 @@ def test_parity_after_reparameterisation(models):
     theirs, ours = eloftr.reparameter(copy.deepcopy(theirs)), copy.deepcopy(ours).reparameterize()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ours.backbone.modules())
     assert compare(theirs, ours, shifted_pair(256, 320)) >= 100
+
+
+def test_an_official_checkpoint_runs_in_match_py(models, tmp_path, capfd):
+    """Upstream's weights in a Lightning file (`matcher.` keys, as its released eloftr_outdoor.ckpt) load with
+    weights_only, are recognised as Efficient LoFTR, folded, and match.py gives upstream's matches."""
+    import cv2
+    import numpy as np
+
+    import match
+
+    _, theirs, _ = models
+    checkpoint = tmp_path / "eloftr_outdoor.ckpt"
+    torch.save({"state_dict": {f"matcher.{k}": v.float() for k, v in theirs.state_dict().items()}}, checkpoint)
+    pair = {key: (image[0, 0].numpy() * 255).round().astype(np.uint8) for key, image in shifted_pair(256, 320).items()}
+    for key, image in pair.items():
+        assert cv2.imwrite(str(tmp_path / f"{key}.png"), image)
+    out = tmp_path / "matches.npz"
+    code = match.main([str(tmp_path / "image0.png"), str(tmp_path / "image1.png"), "--checkpoint", str(checkpoint),
+                       "--out", str(out), "--resize", "0", "--device", "cpu"])
+    assert code == 0, capfd.readouterr().err
+    written = np.load(out)
+
+    reference = copy.deepcopy(theirs).float()
+    data = {key: torch.from_numpy(image).float()[None, None] / 255 for key, image in pair.items()}
+    with torch.no_grad():
+        reference(data)
+    assert len(written["keypoints0"]) == len(data["mkpts0_f"]) >= 100
+    order = np.lexsort(written["keypoints0"].T[::-1])
+    expected = data["mkpts0_f"].numpy()
+    expected_order = np.lexsort(expected.T[::-1])
+    assert np.abs(written["keypoints0"][order] - expected[expected_order]).max() < 1e-3
+    assert np.abs(written["keypoints1"][order] - data["mkpts1_f"].numpy()[expected_order]).max() < 1e-3
