@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU performance table of issue 8 in one run: inference against kornia's LoFTR (same weights, same pair)
+# The GPU performance table of issue 8 in one run: inference against kornia's LoFTR (same weights, same pair),
+# Efficient LoFTR against its official code and our LoFTR (issue 23),
 # and training throughput and peak memory of the full model, over fp32/bf16, linear/SDPA attention,
 # channels-last and torch.compile. Usage: bash benchmarks/gpu_suite.sh [LOG] (default: gpu_suite.log).
 # Each line of the log is a command followed by its table; paste them into benchmarks/RESULTS.md.
@@ -18,6 +19,9 @@ step $inference --autocast bf16
 step $inference --autocast bf16 --attention full
 step $inference --autocast bf16 --attention full --channels-last
 step $inference --autocast bf16 --attention full --channels-last --compile
+eloftr="python benchmarks/inference.py --device cuda --eloftr --sizes 480x640 --runs 20"
+step $eloftr
+step $eloftr --autocast bf16
 training="python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --steps 20"
 step $training
 step $training --precision bf16-mixed

@@ -3,10 +3,15 @@
     python benchmarks/inference.py [--sizes 480x640 240x320] [--runs 5] [--device cpu|cuda]
                                    [--autocast bf16] [--attention linear|full] [--channels-last] [--compile]
     python benchmarks/inference.py --backbones [--sizes 480x640] [--runs 3]
+    python benchmarks/inference.py --eloftr [--sizes 480x640 240x320] [--runs 5]
 
 `--backbones` compares the backbones alone instead, on one image pair (B = 2) at the official widths: LoFTR's
 ResNet-FPN against SE2-LoFTR's steerable one (C4, C8), both as trained (e2cnn modules) and exported to plain
 torch, as ratios to the standard backbone's time and peak memory in the same run.
+
+`--eloftr` compares Efficient LoFTR: ours (models/eloftr.py) against the official code (efficientloftr-inference)
+on the same seeded weights, both re-parameterised, batch norms calibrated on the pair (random RepVGG weights give
+a handful of matches otherwise), and our LoFTR (the kornia-weight model below) as the reference for speed.
 
 Both models get the same seeded random weights, sharpened as in the parity tests so that the pair (a
 textured image and a warped copy) yields a realistic number of matches and the fine level does real work.
@@ -35,8 +40,9 @@ from kornia.feature.loftr.loftr import default_cfg
 from models.backbone import build_backbone
 from models.backbone.resnet_fpn import ResNetFPNConfig
 from models.checkpoint import load_weights
+from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR, LoFTRConfig
-from tests.helpers import image_pair, sharpen_
+from tests.helpers import calibrate_norms_, image_pair, sharpen_, shifted_pair
 
 
 def speed_up(model: LoFTR, channels_last: bool, compile_: bool) -> LoFTR:
@@ -60,6 +66,27 @@ def build(which: str, attention: str, device: str, channels_last: bool = False, 
     ours = LoFTR(config).eval()
     load_weights(ours, reference.state_dict())
     return speed_up(ours.to(device), channels_last, compile_)
+
+
+ELOFTR = ("eloftr-upstream", "eloftr")
+
+
+def build_eloftr(which: str, device: str) -> torch.nn.Module:
+    """Efficient LoFTR, official (`eloftr-upstream`) or ours (`eloftr`), with the same seeded weights whose
+    batch norms calibrated on a 224x320 pair (`shifted_pair`), both re-parameterised for inference."""
+    import kornia.utils
+
+    sys.modules.setdefault("kornia.utils.grid", kornia.utils)  # the package's import, gone from kornia 0.9
+    import efficientloftr_inference as upstream_package
+
+    torch.manual_seed(0)
+    upstream = upstream_package.LoFTR(upstream_package.full_config())
+    calibrate_norms_(upstream, lambda: upstream({k: v.float() for k, v in shifted_pair(224, 320).items()}))
+    if which == "eloftr":
+        ours = EfficientLoFTR()
+        load_weights(ours, upstream.state_dict())
+        return ours.reparameterize().eval().to(device)
+    return upstream_package.reparameter(upstream).eval().to(device)
 
 
 BACKBONES = ("standard", "se2-c4", "se2-c4-export", "se2-c8", "se2-c8-export")
@@ -86,10 +113,13 @@ def run_backbone(backbone, image0, image1, autocast: str | None):
 def run(model, image0, image1, autocast: str | None):
     if not hasattr(model, "coarse_matching"):  # a backbone alone
         return run_backbone(model, image0, image1, autocast)
+    batch = {"image0": image0, "image1": image1}
     with torch.inference_mode(), torch.autocast(image0.device.type, torch.bfloat16, enabled=autocast == "bf16"):
-        out = model({"image0": image0, "image1": image1})
+        out = model(batch)
     if image0.device.type == "cuda":
         torch.cuda.synchronize()
+    if out is None:  # the official Efficient LoFTR writes its results into the batch
+        return batch["mkpts0_f"], batch["mkpts1_f"]
     if isinstance(out, dict):
         return out["keypoints0"], out["keypoints1"]
     return out.keypoints0, out.keypoints1
@@ -99,6 +129,8 @@ def build_any(which: str, attention: str, device: str, channels_last: bool = Fal
               compile_: bool = False) -> torch.nn.Module:
     if which in BACKBONES:
         return build_backbone_variant(which, device)
+    if which in ELOFTR:
+        return build_eloftr(which, device)
     return build(which, attention, device, channels_last, compile_)
 
 
@@ -112,14 +144,15 @@ def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
         base = torch.cuda.memory_allocated()
         run(model, image0, image1, args.autocast)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    command = [sys.executable, __file__, "--memory-probe", which, f"{size[0]}x{size[1]}", "--attention", args.attention]
+    command = [sys.executable, __file__, "--memory-probe", which, f"{size[0]}x{size[1]}", "--attention", args.attention,
+               *(["--eloftr"] if args.eloftr else [])]
     probes = [subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1] for _ in range(3)]
     return statistics.median(float(p) for p in probes)  # the resident set varies by ~10% from run to run
 
 
-def memory_probe(which: str, size: tuple[int, int], attention: str) -> None:
+def memory_probe(which: str, size: tuple[int, int], attention: str, eloftr: bool) -> None:
     model = build_any(which, attention, "cpu")
-    image0, image1 = image_pair(*size)
+    image0, image1 = (x.float() for x in shifted_pair(*size).values()) if eloftr else image_pair(*size)
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
     before = _status_kib("VmRSS")
     run(model, image0, image1, None)
@@ -177,6 +210,48 @@ def compare(size: tuple[int, int], args) -> dict:
     return row
 
 
+def compare_eloftr(size: tuple[int, int], args) -> dict:
+    """Ours against the official Efficient LoFTR (same weights: same matches?) and against our LoFTR."""
+    models = {name: build_any(name, args.attention, args.device) for name in (*ELOFTR, "ours")}
+    image0, image1 = (x.to(args.device, torch.float32) for x in shifted_pair(*size).values())
+    outputs = {name: run(model, image0, image1, args.autocast) for name, model in models.items()}  # warm-up
+    times = interleaved_times({name: lambda m=model: run(m, image0, image1, args.autocast)
+                               for name, model in models.items()}, args.runs)
+    (u0, u1), (e0, e1) = outputs["eloftr-upstream"], outputs["eloftr"]
+    order_u, order_e = (torch.argsort(k[:, 1] * 1e5 + k[:, 0]) for k in (u0, e0))
+    same = len(u0) == len(e0) and bool(len(u0)) and bool((u0[order_u] - e0[order_e]).abs().max() < 1e-2)
+    row = {"size": f"{size[0]}x{size[1]}", "matches_upstream": len(u0), "matches_ours": len(e0),
+           "matches_loftr": len(outputs["ours"][0]), "same_matches": same,
+           "max_kpt_diff_px": (u1[order_u] - e1[order_e]).abs().max().item() if same else float("nan"),
+           **{f"{name}_ms": 1e3 * statistics.median(times[name]) for name in models}}
+    row["vs_upstream"] = row["eloftr-upstream_ms"] / row["eloftr_ms"]
+    row["vs_loftr"] = row["ours_ms"] / row["eloftr_ms"]
+    if not args.no_memory:
+        for name in models:
+            row[f"{name}_peak_mb"] = peak_memory_mb(name, size, args)
+    return row
+
+
+def print_eloftr(args) -> list[dict]:
+    # Efficient LoFTR takes sides that are multiples of 32 (its demo floors them so): 240x320 runs at 224x320
+    sizes = [tuple(int(v) // 32 * 32 for v in s.split("x")) for s in args.sizes]
+    rows = [compare_eloftr(size, args) for size in sizes]
+    header = (f"{'size':>9} | {'upstream ms':>11} | {'ours ms':>7} | {'x upstream':>10} | {'LoFTR ms':>8} | "
+              f"{'x LoFTR':>7} | {'matches up/ours':>15} | same | {'max dkpt px':>11}")
+    if not args.no_memory:
+        header += f" | {'peak MB up':>10} | {'ours':>5} | {'LoFTR':>5}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = (f"{r['size']:>9} | {r['eloftr-upstream_ms']:11.0f} | {r['eloftr_ms']:7.0f} | {r['vs_upstream']:9.2f}x"
+                f" | {r['ours_ms']:8.0f} | {r['vs_loftr']:6.2f}x | {r['matches_upstream']:>7}/{r['matches_ours']:<7} | "
+                f"{'yes' if r['same_matches'] else 'NO ':>4} | {r['max_kpt_diff_px']:11.1e}")
+        if not args.no_memory:
+            line += f" | {r['eloftr-upstream_peak_mb']:10.0f} | {r['eloftr_peak_mb']:5.0f} | {r['ours_peak_mb']:5.0f}"
+        print(line)
+    return rows
+
+
 def compare_backbones(size: tuple[int, int], args) -> list[dict]:
     """Each backbone's median time and peak memory, and their ratios to the standard backbone's."""
     backbones = {name: build_backbone_variant(name, args.device) for name in BACKBONES}
@@ -227,19 +302,20 @@ def main() -> None:
                         "transformer (the warm-up run pays the compilation)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--backbones", action="store_true", help="compare the backbones alone (see above)")
+    parser.add_argument("--eloftr", action="store_true", help="Efficient LoFTR: ours, upstream's, our LoFTR")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--memory-probe", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
         which, size = args.memory_probe
-        memory_probe(which, tuple(int(v) for v in size.split("x")), args.attention)
+        memory_probe(which, tuple(int(v) for v in size.split("x")), args.attention, args.eloftr)
         return
 
     print(f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
           f"autocast {args.autocast or 'off (fp32)'}, our attention {args.attention}, channels-last "
           f"{args.channels_last}, compile {args.compile}, median of {args.runs}")
-    if args.backbones:  # the attention setting does not apply
-        rows = print_backbones(args)
+    if args.backbones or args.eloftr:  # the attention setting applies to our LoFTR only
+        rows = print_backbones(args) if args.backbones else print_eloftr(args)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         return

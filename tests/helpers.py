@@ -113,3 +113,25 @@ def assert_unchanged(before: dict[Path, bytes]) -> None:
     """Every file of `before` still there with the same bytes."""
     changed = [str(path) for path, data in before.items() if not path.is_file() or path.read_bytes() != data]
     assert not changed, f"changed or removed: {changed}"
+
+
+def calibrate_norms_(model: torch.nn.Module, run) -> None:
+    """Random RepVGG weights give degenerate features (a handful of matches, even image-to-itself) until the
+    batch norms' statistics fit the images: one forward with the batch norms alone in train mode."""
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.train()
+        norm.momentum = None  # the cumulative average: after one batch, exactly that batch's statistics
+    with torch.no_grad():
+        run()
+    model.eval()
+
+
+def shifted_pair(height: int, width: int, seed: int = 3, dtype=torch.float64) -> dict[str, torch.Tensor]:
+    """{"image0", "image1"}: (1, 1, height, width) windows of one texture, the second shifted by two coarse
+    cells right and one down (16, 8 px): a pair that even random Efficient LoFTR weights, their batch norms
+    calibrated (`calibrate_norms_`), match by the hundreds. Smaller sizes are corners of the same texture."""
+    texture = torch.from_numpy(make_texture(max(height, 512) + 8, max(width, 672) + 16, seed=seed)).to(dtype) / 255
+    texture = texture[:height + 8, :width + 16]
+    return {"image0": texture[8:, 16:][None, None].contiguous(), "image1": texture[:-8, :-16][None, None].contiguous()}

@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.training import model_config
 from tests.helpers import run_here
+from tests.models.test_repvgg import upstream_eloftr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +51,14 @@ def test_rotation_benchmark_prints_an_auc_row_per_angle(tmp_path):
     missing = run_here(["benchmarks/rotation.py", "--benchmark", "homographies", f"root={tmp_path}",
                         "--loftr", f"x={tmp_path / 'absent.ckpt'}"], ROOT)
     assert missing.returncode == 2 and "absent.ckpt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_inference_benchmark_prints_the_efficient_loftr_row():
+    """Ours and the official Efficient LoFTR on the same weights give the same matches (size floored to 32s)."""
+    upstream_eloftr()  # skips without the package
+    out = run_here(["benchmarks/inference.py", "--eloftr", "--sizes", "130x200", "--runs", "1", "--no-memory"], ROOT)
+    assert out.returncode == 0, out.stderr
+    row = out.stdout.strip().splitlines()[-1].split("|")
+    assert row[0].strip() == "128x192"
+    up, ours = (int(v) for v in row[6].split("/"))
+    assert up == ours > 0 and row[7].strip() == "yes"

@@ -7,33 +7,10 @@ import copy
 import pytest
 import torch
 
-from data.synthetic.texture import make_texture
 from models.checkpoint import convert_state_dict
 from models.eloftr import EfficientLoFTR
+from tests.helpers import calibrate_norms_, shifted_pair
 from tests.models.test_repvgg import upstream_eloftr
-
-
-def calibrate_norms_(model: torch.nn.Module, run) -> None:
-    """Random RepVGG weights give degenerate features (a handful of matches, even image-to-itself) until the
-    batch norms' statistics fit the images: one forward with the batch norms alone in train mode."""
-    model.eval()
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.train()
-        norm.momentum = None  # the cumulative average: after one batch, exactly that batch's statistics
-    with torch.no_grad():
-        run()
-    model.eval()
-
-
-TEXTURE = make_texture(264, 336, seed=3)
-
-
-def shifted_pair(height: int, width: int) -> dict:
-    """Windows of one texture, the second shifted by two coarse cells right and one down: a pair with hundreds
-    of matches (the batch norms are calibrated on the largest, whose statistics the smaller one shares)."""
-    texture = torch.from_numpy(TEXTURE[:height + 8, :width + 16]).double() / 255
-    return {"image0": texture[8:, 16:][None, None].contiguous(), "image1": texture[:-8, :-16][None, None].contiguous()}
 
 
 @pytest.fixture(scope="module")
