@@ -10,9 +10,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from geometry.grid import cell_pixels
+from geometry.grid import cell_pixels, cells_on_image, grid_size
 
 from .backbone.repvgg import RepVGG, RepVGGConfig
+from .inputs import check_images, valid_sizes
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.two_stage import FineFPN, TwoStageFineConfig, TwoStageFineMatching, TwoStageMatches, match_windows
 from .transformer.aggregated import AggregatedTransformer, AggregatedTransformerConfig
@@ -61,23 +62,38 @@ class EfficientLoFTR(nn.Module):
 
     def forward(self, batch: dict) -> EfficientLoFTRResult:
         """Match `batch["image0"]` with `batch["image1"]`, (B, 1, H, W) grayscale in [0, 1], sides multiples of
-        32 (the coarse stride times the attention's pooling)."""
+        32 (the coarse stride times the attention's pooling). Optional `mask0`/`mask1` (B, H, W) bool, True on
+        the image and False on bottom/right padding: each image's features are then computed on its own valid
+        region, the attention and the coarse matcher skip padded cells, and (for valid sides that are multiples
+        of 32 too) padding changes nothing."""
         image0, image1 = batch["image0"], batch["image1"]
-        batch_size = image0.shape[0]
-        if image0.shape == image1.shape:  # one backbone pass, as upstream (batch-norm statistics alike)
+        check_images(image0, image1, self.coarse_stride)
+        for name, image in (("image0", image0), ("image1", image1)):
+            if any(side % self.input_multiple for side in image.shape[2:]):
+                raise ValueError(f"{name} is {image.shape[3]}x{image.shape[2]} px: Efficient LoFTR takes sides that "
+                                 f"are multiples of {self.input_multiple}")
+        padded = "mask0" in batch or "mask1" in batch
+        size0 = valid_sizes(batch.get("mask0"), image0, "mask0")
+        size1 = valid_sizes(batch.get("mask1"), image1, "mask1")
+        if image0.shape == image1.shape and not padded:  # one backbone pass, as upstream (batch norms alike)
             features = self.backbone(torch.cat([image0, image1]))
-            maps0 = [m[:batch_size] for m in (features.coarse, features.quarter, features.half)]
-            maps1 = [m[batch_size:] for m in (features.coarse, features.quarter, features.half)]
+            both = (features.coarse, features.quarter, features.half)
+            maps0, maps1 = [m[:image0.shape[0]] for m in both], [m[image0.shape[0]:] for m in both]
         else:
-            maps0, maps1 = ([f.coarse, f.quarter, f.half] for f in (self.backbone(image0), self.backbone(image1)))
-        coarse0, coarse1 = self.loftr_coarse(maps0[0], maps1[0])
+            maps0, maps1 = self._backbone_maps(image0, size0), self._backbone_maps(image1, size1)
+        mask0 = _coarse_mask(size0, maps0[0]) if padded else None
+        mask1 = _coarse_mask(size1, maps1[0]) if padded else None
+        coarse0, coarse1 = self.loftr_coarse(maps0[0], maps1[0], mask0, mask1)
+        if padded:  # padded cells carry nothing to the fine level (upstream crops them away)
+            coarse0, coarse1 = coarse0 * mask0[:, None], coarse1 * mask1[:, None]
         grid0, grid1 = tuple(coarse0.shape[2:]), tuple(coarse1.shape[2:])
         tokens0, tokens1 = (rearrange(c, "b c h w -> b (h w) c") for c in (coarse0, coarse1))
-        coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1)
+        flat0, flat1 = (None if m is None else m.flatten(1) for m in (mask0, mask1))
+        coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, flat0, flat1)
 
         channels = coarse0.shape[1]  # upstream scales the maps before the fine level (against fp16 overflow)
-        fine0 = self.fine_preprocess(coarse0 / channels**0.5, maps0[1], maps0[2])
-        fine1 = self.fine_preprocess(coarse1 / channels**0.5, maps1[1], maps1[2])
+        fine0 = self._fine_map(coarse0 / channels**0.5, *maps0[1:], size0, image0)
+        fine1 = self._fine_map(coarse1 / channels**0.5, *maps1[1:], size1, image1)
         b, i, j = coarse.batch_index, coarse.index0, coarse.index1
         windows0, windows1 = match_windows(fine0, fine1, b, i, j, self.config.fine.window)
         fine = self.fine_matching(windows0, windows1)
@@ -92,7 +108,45 @@ class EfficientLoFTR(nn.Module):
             kpts1 = kpts1 * batch["scale1"][b].to(dtype)
         return EfficientLoFTRResult(kpts0, kpts1, coarse.confidence, b, coarse, fine, grid0, grid1)
 
+    def _backbone_maps(self, image: torch.Tensor, size: torch.Tensor) -> list[torch.Tensor]:
+        """[coarse, quarter, half] maps of the whole batch, each sample's computed on its valid region alone
+        and zero beyond it (a padded canvas then gives its region the unpadded image's features)."""
+        maps = None
+        for same, (height, width) in _regions(size):
+            features = self.backbone(image[same, :, :height, :width])
+            parts = (features.coarse, features.quarter, features.half)
+            if maps is None:
+                maps = [part.new_zeros(image.shape[0], part.shape[1], *grid_size(image.shape[2:], stride))
+                        for part, stride in zip(parts, (8, 4, 2))]
+            for full, part in zip(maps, parts):
+                full[same, :, :part.shape[2], :part.shape[3]] = part
+        return maps
+
+    def _fine_map(self, coarse: torch.Tensor, quarter: torch.Tensor, half: torch.Tensor, size: torch.Tensor,
+                  image: torch.Tensor) -> torch.Tensor:
+        """The full-resolution fine map, each sample's from its valid region alone (as `_backbone_maps`)."""
+        fine = None
+        for same, (height, width) in _regions(size):
+            crops = [m[same, :, :-(-height // s), :-(-width // s)] for m, s in ((coarse, 8), (quarter, 4), (half, 2))]
+            part = self.fine_preprocess(*crops)
+            if fine is None:
+                fine = part.new_zeros(image.shape[0], part.shape[1], *image.shape[2:])
+            fine[same, :, :height, :width] = part[:, :, :height, :width]
+        return fine
+
     def reparameterize(self) -> "EfficientLoFTR":
         """The backbone's RepVGG blocks folded into single convolutions, for inference (exact)."""
         self.backbone.reparameterize()
         return self
+
+
+def _regions(size: torch.Tensor):
+    """(indices of the samples, (height, width)) for each distinct valid size (B, 2) of a batch."""
+    for height, width in sorted({tuple(s.tolist()) for s in size}):
+        yield (size == size.new_tensor([height, width])).all(1).nonzero().flatten(), (height, width)
+
+
+def _coarse_mask(size: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) bool: the cells of the coarse map (B, C, h, w) on each sample's valid region (B, 2) pixels."""
+    grid = tuple(coarse.shape[2:])
+    return cells_on_image(size, grid, EfficientLoFTR.coarse_stride).view(-1, *grid)

@@ -7,10 +7,11 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from geometry.grid import cell_pixels, cells_on_image, grid_size, valid_extent
+from geometry.grid import cell_pixels, cells_on_image, grid_size
 
 from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
+from .inputs import check_images, valid_sizes
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation, window_grid
 from .matching.subpixel import PixelFeatures, SubpixelConfig, SubpixelMatches, subpixel_refine
@@ -89,9 +90,9 @@ class LoFTR(nn.Module):
         image's features are computed on its own valid region, and no match falls in padding.
         """
         image0, image1 = batch["image0"], batch["image1"]
-        _check_images(image0, image1, self.coarse_stride)
-        size0 = _valid_sizes(batch.get("mask0"), image0, "mask0")
-        size1 = _valid_sizes(batch.get("mask1"), image1, "mask1")
+        check_images(image0, image1, self.coarse_stride)
+        size0 = valid_sizes(batch.get("mask0"), image0, "mask0")
+        size1 = valid_sizes(batch.get("mask1"), image1, "mask1")
         (coarse0, fine0, pixels0), (coarse1, fine1, pixels1) = self._features([image0, image1], [size0, size1])
 
         grid0, grid1 = tuple(coarse0.shape[2:]), tuple(coarse1.shape[2:])
@@ -218,32 +219,6 @@ class LoFTR(nn.Module):
         if "scale1" in batch:
             kpts1 = kpts1 * batch["scale1"][b_kept].to(kpts1.dtype)
         return MatchResult(kpts0, kpts1, coarse.confidence[keep], b_kept, coarse, fine, grid0, grid1, subpixel)
-
-
-def _check_images(image0: torch.Tensor, image1: torch.Tensor, stride: int) -> None:
-    for name, image in (("image0", image0), ("image1", image1)):
-        if image.dim() != 4 or image.shape[1] != 1:
-            raise ValueError(f"{name} must be a grayscale batch (B, 1, H, W), got shape {tuple(image.shape)}")
-        if min(image.shape[2:]) < stride:
-            raise ValueError(f"{name} of size {tuple(image.shape[2:])} is smaller than one coarse cell ({stride} px)")
-    if image0.shape[0] != image1.shape[0]:
-        raise ValueError(f"image0 and image1 batch sizes differ: {image0.shape[0]} vs {image1.shape[0]}")
-
-
-def _valid_sizes(mask: torch.Tensor | None, image: torch.Tensor, name: str) -> torch.Tensor:
-    """(B, 2) valid (height, width) per sample, checking the mask pads only at the bottom/right."""
-    b, _, h, w = image.shape
-    if mask is None:
-        return valid_extent(None, (h, w), b, image.device)
-    if mask.shape != (b, h, w):
-        raise ValueError(f"{name} must have shape {(b, h, w)} like its image, got {tuple(mask.shape)}")
-    mask = mask.bool()
-    sizes = valid_extent(mask, (h, w), b, image.device)
-    rows = torch.arange(h, device=mask.device)[None, :, None] < sizes[:, 0, None, None]
-    cols = torch.arange(w, device=mask.device)[None, None, :] < sizes[:, 1, None, None]
-    if not torch.equal(mask, rows & cols) or bool((sizes == 0).any()):
-        raise ValueError(f"{name} must be True on a non-empty top-left rectangle (the image) and False on the padding")
-    return sizes
 
 
 def _grid_mask(size: torch.Tensor, grid: tuple[int, int], stride: int, image_hw) -> torch.Tensor | None:

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from geometry.grid import valid_extent
+
 from .attention import FullAttention
 from .position import RotaryPositionEncoding
 
@@ -69,6 +71,8 @@ class AggregatedAttentionLayer(nn.Module):
         message = self.attention(query, key, value, query_mask, key_mask)
         message = self.merge(rearrange(message, "n l k d -> n l (k d)"))
         message = rearrange(message, "n (h w) c -> n c h w", h=pooled_height, w=pooled_width)
+        if query_mask is not None:
+            message = _replicate_edges(message, query_mask)
         if self.query_pool > 1:
             message = F.interpolate(message, scale_factor=self.query_pool, mode="bilinear", align_corners=False)
         fused = self.norm2(self.mlp(torch.cat([x, message], dim=1).permute(0, 2, 3, 1)))
@@ -78,6 +82,19 @@ class AggregatedAttentionLayer(nn.Module):
     def _pooled_mask(mask: torch.Tensor, pool: int) -> torch.Tensor:
         """(N, H, W) bool -> (N, H / pool * W / pool): True where any cell of the pooled block is."""
         return F.max_pool2d(mask[:, None].float(), pool, pool)[:, 0].flatten(1).bool()
+
+
+def _replicate_edges(message: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """message (N, C, h, w) with each sample's cells beyond its valid rectangle (mask (N, h * w), True on it)
+    copied from the rectangle's last row and column: the bilinear upsampling then sees at the valid border what
+    it sees at the border of an unpadded map (its clamp), so padding changes nothing on the image (upstream
+    crops each sample instead)."""
+    n, c, h, w = message.shape
+    extent = valid_extent(mask, (h, w), n, message.device)  # (N, 2) valid (rows, columns)
+    rows = torch.minimum(torch.arange(h, device=message.device)[None], extent[:, :1] - 1)  # (N, h)
+    cols = torch.minimum(torch.arange(w, device=message.device)[None], extent[:, 1:] - 1)  # (N, w)
+    message = message.gather(2, rows[:, None, :, None].expand(-1, c, -1, w))
+    return message.gather(3, cols[:, None, None, :].expand(-1, c, h, -1))
 
 
 @dataclass

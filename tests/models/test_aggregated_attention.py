@@ -39,7 +39,7 @@ def test_pooling_and_upsampling_on_a_constant_map():
 
 def test_padding_changes_nothing_on_the_image():
     """A map padded at the bottom and right, with its masks, gives the unpadded map's result on its cells
-    (the pooled blocks lie wholly on the image or wholly on the padding)."""
+    (the pooled blocks lie wholly on the image or wholly on the padding), up to its border."""
     torch.manual_seed(0)
     layer = AggregatedAttentionLayer(d_model=16, num_heads=2, rope=RotaryPositionEncoding(16)).double().eval()
     x, source = torch.randn(1, 16, 8, 8, dtype=torch.float64), torch.randn(1, 16, 12, 8, dtype=torch.float64)
@@ -51,8 +51,7 @@ def test_padding_changes_nothing_on_the_image():
     source_mask[:, :, :8] = True
     plain = layer(x, source)
     masked = layer(padded_x, padded_source, x_mask, source_mask)
-    # the bilinear upsampling reads one pooled cell beyond the image at its border: compare away from it
-    assert torch.allclose(masked[:, :, :6, :6], plain[:, :, :6, :6], atol=1e-10)
+    assert torch.allclose(masked[:, :, :8, :8], plain, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["self", "cross", "masked cross"])
@@ -65,15 +64,21 @@ def test_parity_with_upstream_on_the_same_weights(kind):
     ours = AggregatedAttentionLayer(256, 8, rope=RotaryPositionEncoding(256) if kind == "self" else None).eval()
     ours.load_state_dict(theirs.state_dict())  # strict: the same names
     x, source = torch.randn(2, 256, 16, 24), torch.randn(2, 256, 16, 24)
-    masks = (None, None)
     if kind == "self":
         source = x
-    if kind == "masked cross":  # upstream crops each sample to its valid rectangle; we mask: the same numbers.
-        # Its un-cropping pads rows or columns, not both (linear_attention.pad_feature): one side each here
-        x_mask, source_mask = torch.zeros(2, 16, 24, dtype=torch.bool), torch.zeros(2, 16, 24, dtype=torch.bool)
-        x_mask[0, :12], x_mask[1] = True, True
-        source_mask[0], source_mask[1, :, :20] = True, True
-        masks = (x_mask, source_mask)
+    if kind != "masked cross":
+        with torch.no_grad():
+            expected, got = theirs(x, source), ours(x, source)
+        assert (got - expected).abs().max() < 1e-5
+        return
+    # padded samples: upstream's transformer crops each sample to its valid rectangle (its batch-of-one path);
+    # ours masks, and must give the cropped result on the valid cells
+    valid = [((12, 24), (16, 24)), ((16, 24), (16, 20))]  # (rows, columns) of x's and source's images
+    x_mask, source_mask = torch.zeros(2, 16, 24, dtype=torch.bool), torch.zeros(2, 16, 24, dtype=torch.bool)
+    for sample, ((h0, w0), (h1, w1)) in enumerate(valid):
+        x_mask[sample, :h0, :w0], source_mask[sample, :h1, :w1] = True, True
     with torch.no_grad():
-        expected, got = theirs(x, source, *masks), ours(x, source, *masks)
-    assert (got - expected).abs().max() < 1e-5
+        got = ours(x, source, x_mask, source_mask)
+        for sample, ((h0, w0), (h1, w1)) in enumerate(valid):
+            expected = theirs(x[sample:sample + 1, :, :h0, :w0], source[sample:sample + 1, :, :h1, :w1])
+            assert (got[sample:sample + 1, :, :h0, :w0] - expected).abs().max() < 1e-5

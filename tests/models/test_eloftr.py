@@ -87,3 +87,33 @@ def test_an_official_checkpoint_runs_in_match_py(models, tmp_path, capfd):
     expected_order = np.lexsort(expected.T[::-1])
     assert np.abs(written["keypoints0"][order] - expected[expected_order]).max() < 1e-3
     assert np.abs(written["keypoints1"][order] - data["mkpts1_f"].numpy()[expected_order]).max() < 1e-3
+
+
+def test_padding_changes_nothing(models):
+    """A pair on a larger canvas with its masks, alone and in a batch beside an unpadded pair: the same matches
+    and keypoints as the pair alone (valid sides multiples of 32, as the attention's pooling needs)."""
+    _, _, ours = models
+    small, large = shifted_pair(192, 256), shifted_pair(256, 320)
+    with torch.no_grad():
+        alone = ours(small)
+        canvas = {}
+        for side in (0, 1):
+            image = torch.zeros(2, 1, 256, 320, dtype=torch.float64)
+            image[0, :, :192, :256] = small[f"image{side}"][0]
+            image[1] = large[f"image{side}"][0]
+            mask = torch.zeros(2, 256, 320, dtype=torch.bool)
+            mask[0, :192, :256], mask[1] = True, True
+            canvas[f"image{side}"], canvas[f"mask{side}"] = image, mask
+        padded = ours(canvas)
+        large_alone = ours(large)
+    first = padded.batch_index == 0
+    assert len(alone.keypoints0) >= 100
+    for result, chosen in ((alone, first), (large_alone, ~first)):
+        order_a = (result.keypoints0[:, 1] * 1e4 + result.keypoints0[:, 0]).argsort()
+        kpts0, kpts1 = padded.keypoints0[chosen], padded.keypoints1[chosen]
+        order_p = (kpts0[:, 1] * 1e4 + kpts0[:, 0]).argsort()
+        assert len(order_a) == len(order_p)
+        assert (result.keypoints0[order_a] - kpts0[order_p]).abs().max() < 1e-6
+        assert (result.keypoints1[order_a] - kpts1[order_p]).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="multiples of 32"):
+        ours({"image0": small["image0"][..., :200], "image1": small["image1"][..., :200]})
