@@ -30,17 +30,14 @@ class PhotometricAugmentation:
     def __init__(self, config: PhotometricConfig | None = None):
         self.config = config = config if config is not None else PhotometricConfig()
         self.epoch = 0
-        self.transform = A.Compose(
-            [
-                A.RandomBrightnessContrast(
-                    config.brightness_contrast, config.brightness_contrast, p=config.brightness_contrast_p
-                ),
-                A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=config.color_jitter_p),
-                A.GaussianBlur(blur_limit=(3, 7), p=config.blur_p),
-                A.GaussNoise(std_range=(0.01, 0.05), p=config.noise_p),
-                A.ImageCompression(quality_range=(50, 95), p=config.jpeg_p),
-            ]
-        )
+        self.transform = A.Compose([
+            A.RandomBrightnessContrast(config.brightness_contrast, config.brightness_contrast,
+                                       p=config.brightness_contrast_p),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=config.color_jitter_p),
+            A.GaussianBlur(blur_limit=(3, 7), p=config.blur_p),
+            A.GaussNoise(std_range=(0.01, 0.05), p=config.noise_p),
+            A.ImageCompression(quality_range=(50, 95), p=config.jpeg_p),
+        ])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

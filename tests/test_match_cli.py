@@ -342,20 +342,8 @@ def test_overlay_and_panorama_are_the_pictures_of_the_fitted_homography(capfd, p
 
 def test_demo_writes_overlay_and_panorama(capfd, tmp_path):
     folder = tmp_path / "demo"
-    code, stdout, stderr = run(
-        capfd,
-        "--demo",
-        "--random-weights",
-        "--resize",
-        "160",
-        *FAST,
-        "--out",
-        folder / "m.npz",
-        "--overlay",
-        folder / "overlay.png",
-        "--panorama",
-        folder / "pano.png",
-    )
+    code, stdout, stderr = run(capfd, "--demo", "--random-weights", "--resize", "160", *FAST, "--out", folder / "m.npz",
+                               "--overlay", folder / "overlay.png", "--panorama", folder / "pano.png")
     assert code == 0, stderr
     assert cv2.imread(str(folder / "overlay.png")).shape == (*match.DEMO_SIZE, 3)
     assert cv2.imread(str(folder / "pano.png")) is not None
@@ -365,23 +353,9 @@ def test_too_few_matches_for_a_homography_is_a_clean_error(capfd, tmp_path):
     """Threshold 1 keeps no match of the random model: no homography, one line naming the flags, no output."""
     folder = tmp_path / "demo"
     outputs = [folder / "m.npz", folder / "overlay.png", folder / "pano.png"]
-    code, stdout, stderr = run(
-        capfd,
-        "--demo",
-        "--random-weights",
-        "--resize",
-        "160",
-        "--coarse-threshold",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        outputs[0],
-        "--overlay",
-        outputs[1],
-        "--panorama",
-        outputs[2],
-    )
+    code, stdout, stderr = run(capfd, "--demo", "--random-weights", "--resize", "160", "--coarse-threshold", "1",
+                               "--device", "cpu", "--out", outputs[0],
+                               "--overlay", outputs[1], "--panorama", outputs[2])
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == (

@@ -23,27 +23,13 @@ def photos(tmp_path_factory) -> Path:
 
 def test_homography_training_on_a_164x123_image_size(photos, tmp_path):
     overrides = [
-        "~experiment",
-        "data=homography",
-        "model=loftr_tiny",
-        "trainer=cpu",
-        f"data.train.0.root={photos}",
-        f"data.val.0.root={photos}",
-        "data.train.0.image_size=[164,123]",
-        "data.val.0.image_size=[164,123]",
-        "data.num_workers=0",
-        "data.batch_size=2",
-        "data.samples_per_scene=4",
-        f"run_dir={tmp_path}",
-        "logger=csv",
-        "final_evaluation.benchmark=null",
-        "world.generate=false",
-        f"world.root={photos}",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=2",
-        "trainer.log_every_n_steps=1",
-        "optimizer.warmup_steps=3",
+        "~experiment", "data=homography", "model=loftr_tiny", "trainer=cpu",
+        f"data.train.0.root={photos}", f"data.val.0.root={photos}",
+        "data.train.0.image_size=[164,123]", "data.val.0.image_size=[164,123]",
+        "data.num_workers=0", "data.batch_size=2", "data.samples_per_scene=4", f"run_dir={tmp_path}",
+        "logger=csv", "final_evaluation.benchmark=null", "world.generate=false", f"world.root={photos}",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1", "optimizer.warmup_steps=3",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         config = OmegaConf.to_object(compose("train", overrides=overrides))
