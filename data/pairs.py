@@ -35,10 +35,6 @@ class EvalPair:
     warp1: np.ndarray | None = None
     group: str = ""
 
-    @property
-    def has_pose(self) -> bool:
-        return self.T_0to1 is not None
-
     def validate(self) -> None:
         """ValueError naming the pair when the ground truth is incomplete or malformed."""
         if (self.T_0to1 is None) == (self.H_0to1 is None):
