@@ -45,12 +45,14 @@ class Supervision:
     # fully determine; only there may the coarse loss score negatives. None: everywhere (dense ground truth)
     negative_rows0: torch.Tensor | None = None  # (B, L) bool
     negative_columns1: torch.Tensor | None = None  # (B, S) bool
-    # Fine targets away from the cell centres (FineConfig.query_radius, the window cross-entropy). Dense: every
-    # pixel of image 0's fine grid (stride `fine_stride`) warped into image 1; None when not asked for.
+    # Fine targets away from the cell centres (FineConfig.query_radius, the window cross-entropy, Efficient
+    # LoFTR's pixel windows). Dense: the point of every pixel (c, r) of image 0's fine grid (stride
+    # `fine_stride`), (fine_stride c, fine_stride r) + fine_origin, warped into image 1; None when not asked for.
     warped0_fine: torch.Tensor | None = None  # (B, Hf * Wf, 2) network pixels of image 1
     warped0_fine_valid: torch.Tensor | None = None  # (B, Hf * Wf) bool
     fine_grid: tuple[int, int] | None = None  # (Hf, Wf) = grid_size(image0 (H, W), fine_stride)
     fine_stride: int | None = None
+    fine_origin: float = 0.0  # pixels (x and y) from a fine cell's index times the stride to its point
     image_size0: tuple[int, int] | None = None  # (H, W) network-input pixels of image 0's tensor
     # Sparse: the warp's Jacobian at each labelled cell (fitted to the labels), which carries `warped0` to the
     # points near the centre; identity where `warped0_valid` is False
@@ -103,9 +105,10 @@ def _warp(batch: dict, points: torch.Tensor, source: int) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
-                       fine_stride: int | None = None) -> Supervision:
+                       fine_stride: int | None = None, fine_origin: float = 0.0) -> Supervision:
     """Ground-truth coarse matches of a batch (see the module docstring); all points at once, no loops.
-    `fine_stride`: also warp every pixel of image 0's fine grid (`Supervision.warped0_fine`)."""
+    `fine_stride`: also warp the point of every pixel of image 0's fine grid, `fine_origin` pixels from the
+    pixel's index times the stride (`Supervision.warped0_fine`)."""
     image0 = batch["image0"]
     b, device = image0.shape[0], image0.device
     dtype = torch.float64 if image0.dtype == torch.float64 else torch.float32
@@ -130,9 +133,10 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
                               grid0, grid1, image_size0=tuple(image0.shape[2:]))
     if fine_stride is not None:
         fine_grid = grid_size(image0.shape[2:], fine_stride)
-        points = cell_centres(fine_grid, fine_stride, b, device, dtype)
+        points = cell_centres(fine_grid, fine_stride, b, device, dtype) + fine_origin
         valid, warped = _warp(batch, points, source=0)
         supervision.warped0_fine, supervision.fine_grid, supervision.fine_stride = warped, fine_grid, fine_stride
+        supervision.fine_origin = fine_origin
         supervision.warped0_fine_valid = valid & inside_image(points, size0) & inside_image(warped, size1)
     return supervision
 
@@ -255,9 +259,10 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
 
 
 def supervision_for(batch: dict, grid0: tuple[int, int], grid1: tuple[int, int], stride: int = 8,
-                    fine_stride: int | None = None) -> Supervision:
+                    fine_stride: int | None = None, fine_origin: float = 0.0) -> Supervision:
     """The ground truth the batch can give: sparse from known correspondences when it carries them, dense
-    (depth + pose, or homography) otherwise. `fine_stride`: dense ground truth on the fine grid too."""
+    (depth + pose, or homography) otherwise. `fine_stride`, `fine_origin`: dense ground truth on the fine grid
+    too (`coarse_supervision`)."""
     if "correspondences0" in batch:
         return sparse_supervision(batch, grid0, grid1, stride)
-    return coarse_supervision(batch, grid0, grid1, stride, fine_stride)
+    return coarse_supervision(batch, grid0, grid1, stride, fine_stride, fine_origin)

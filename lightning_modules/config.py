@@ -7,11 +7,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from data.datamodule import DataConfig
 from data.synthetic.ensure import WorldSettings
 from evaluation.final import FinalEvaluation
 from losses.loftr_loss import LossConfig
+from models.eloftr import EfficientLoFTRConfig
 from models.loftr import LoFTRConfig
 
 from .schedule import OptimizerConfig
@@ -28,7 +30,9 @@ class ValidationConfig:
 class TrainingConfig:
     """What the LightningModule is built from, and stores in its checkpoints (hyper_parameters.training)."""
 
-    model: LoFTRConfig = field(default_factory=LoFTRConfig)
+    # LoFTRConfig or EfficientLoFTRConfig: the model group's file picks the schema (register_configs), Any
+    # since OmegaConf has no unions of dataclasses
+    model: Any = field(default_factory=LoFTRConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -79,4 +83,11 @@ def training_config(config: TrainConfig) -> TrainingConfig:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """train_schema, and one schema per model family for the files of configs/model/ to start from: the model
+    key is typed by the file chosen, so a misspelt model key still fails at composition."""
+    store = ConfigStore.instance()
+    schema = OmegaConf.structured(TrainConfig)
+    schema.model = None  # the model file's schema fills it
+    store.store(name="train_schema", node=schema)
+    store.store(group="model", name="loftr_schema", node=LoFTRConfig)
+    store.store(group="model", name="eloftr_schema", node=EfficientLoFTRConfig)

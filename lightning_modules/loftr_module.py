@@ -22,10 +22,10 @@ from evaluation.plots import figure_to_rgb, scored_matches_figure
 from evaluation.scoring import score_matches
 from geometry.grid import grid_size
 from geometry.ground_truth import supervision_for
-from losses.loftr_loss import LoFTRLoss
-from losses.targets import FineWindow
+from losses.for_model import loss_for
+from models.build import build_model
 from models.checkpoint import load_checkpoint
-from models.loftr import LoFTR, MatchResult
+from models.loftr import MatchResult
 
 from .config import TrainingConfig
 from .figures import log_image
@@ -45,8 +45,8 @@ class LoFTRModule(pl.LightningModule):
         self.config = config
         # plain containers only, so our checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters({"training": asdict(config)})
-        self.model = LoFTR(config.model)
-        self.loss = LoFTRLoss(config.loss, FineWindow(self.model.coarse_stride, size=config.model.fine.window_size))
+        self.model = build_model(config.model)  # LoFTR or Efficient LoFTR, by the config's type
+        self.loss = loss_for(self.model, config.loss)
         if config.init_checkpoint is not None:
             load_checkpoint(self.model, config.init_checkpoint, trusted=config.trust_init_checkpoint)
         if config.freeze_backbone:
@@ -71,7 +71,7 @@ class LoFTRModule(pl.LightningModule):
         grid1 = grid_size(batch["image1"].shape[2:], self.model.coarse_stride)
         supervision = self._supervision(batch, grid0, grid1)
         ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
-        result = self.model(batch, ground_truth=ground_truth, window_heatmaps=self.loss.config.needs_window)
+        result = self.model(batch, ground_truth=ground_truth, **self.loss.model_options)
         parts = self.loss(result, supervision)
         if not self._all_ranks_finite(parts.total):
             return self._skip_step()
@@ -85,11 +85,13 @@ class LoFTRModule(pl.LightningModule):
 
     def _supervision(self, batch: dict, grid0: tuple[int, int], grid1: tuple[int, int]):
         """Dense or sparse ground truth; dense on the fine grid too where a fine target may lie off the cell
-        centres: the window cross-entropy, or at inference queries chosen near the centre (training always
-        queries the centre)."""
-        off_centre = self.loss.config.needs_window or (not self.training and self.config.model.fine.query_radius > 0)
+        centres: the loss's pixel windows (Efficient LoFTR, the window cross-entropy), or at inference queries
+        chosen near the centre (LoFTR's query_radius; training always queries the centre)."""
+        query_radius = getattr(self.config.model.fine, "query_radius", 0)
+        off_centre = self.loss.reads_fine_grid or (not self.training and query_radius > 0)
+        window = self.loss.window
         return supervision_for(batch, grid0, grid1, self.model.coarse_stride,
-                               self.model.backbone.fine_stride if off_centre else None)
+                               window.fine_stride if off_centre else None, window.origin)
 
     def _all_ranks_finite(self, loss: torch.Tensor) -> bool:
         """True when the loss is finite on every rank: all ranks then skip or step together (DDP)."""
@@ -160,7 +162,7 @@ class LoFTRModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_index: int, dataloader_idx: int = 0) -> None:
         check_batch(batch)
-        result = self.model(batch, window_heatmaps=self.loss.config.needs_window)
+        result = self.model(batch, **self.loss.model_options)
         # the loss of the model's own matches (no ground-truth padding at evaluation): it falls as it learns
         grid0, grid1 = result.coarse_grid0, result.coarse_grid1
         loss = float(self.loss(result, self._supervision(batch, grid0, grid1)).total)

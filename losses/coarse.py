@@ -29,6 +29,7 @@ def focal_loss(
     sparse: bool = False,
     log_positive: torch.Tensor | None = None,
     negatives: torch.Tensor | None = None,
+    positive_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss (Lin et al., ICCV 2017) on a dual-softmax confidence matrix, as LoFTR trains it.
 
@@ -44,6 +45,9 @@ def focal_loss(
 
     `negatives` (B, L, S) bool, optional: the only entries that may be scored as negatives (sparse labels,
     which cannot tell an unlabelled true match from a wrong one: `Supervision.negatives`).
+
+    `positive_weights`, optional: a weight per positive, in the order of `labels & valid` (Efficient LoFTR's
+    overlap weights, `overlap_weights`); the positives' term is then the mean of the weighted losses.
     """
     p = confidence.clamp(1e-6, 1 - 1e-6)
     if log_positive is None:
@@ -51,12 +55,22 @@ def focal_loss(
         log_positive = positive.log()
     else:
         positive = log_positive.exp()
-    loss = pos_weight * _mean_or_zero(-alpha * (1 - positive) ** gamma * log_positive, confidence)
+    positive_loss = -alpha * (1 - positive) ** gamma * log_positive
+    if positive_weights is not None:
+        positive_loss = positive_loss * positive_weights.to(positive_loss.dtype)
+    loss = pos_weight * _mean_or_zero(positive_loss, confidence)
     if not sparse:
         scored = ~labels & valid if negatives is None else ~labels & valid & negatives
         negative = p[scored]
         loss = loss + neg_weight * _mean_or_zero(-alpha * negative**gamma * (1 - negative).log(), confidence)
     return loss
+
+
+def overlap_weights(points: torch.Tensor) -> torch.Tensor:
+    """(1 - 2|dx|)(1 - 2|dy|) of points (..., 2) in grid units, d their distance to the nearest grid point: 1 on
+    a grid point, 0 half-way between two (Efficient LoFTR's COARSE_ and FINE_OVERLAP_WEIGHT, which weigh each
+    true match's loss by how squarely it falls on its cell or pixel)."""
+    return (1 - 2 * (points - points.round()).abs()).prod(-1)
 
 
 def optimal_transport_nll(

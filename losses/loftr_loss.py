@@ -8,8 +8,9 @@ from torch import nn
 
 from geometry.ground_truth import Supervision
 from models.loftr import MatchResult
+from models.matching.coarse import CoarseMatches
 
-from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll
+from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll, overlap_weights
 from .fine import fine_heatmap_nll, fine_l2_with_std
 from .targets import FineWindow, fine_targets, subpixel_targets, window_targets
 
@@ -32,6 +33,11 @@ class LossConfig:
     # the stride-1 stage (model.subpixel), when the model has one: cross-entropy of its heatmap plus the
     # std-weighted L2 of its expectation, against the true match in its window
     subpixel_weight: float = 1.0
+    # Efficient LoFTR: the weight of its stage-2 L2 (LOSS.LOCAL_WEIGHT of upstream's eloftr_full); and weighing
+    # each true match by how squarely it falls on its coarse cell and fine pixel (COARSE_ and
+    # FINE_OVERLAP_WEIGHT, true there); `fine_weight` weighs its stage-1 loss
+    local_weight: float = 0.25
+    overlap_weight: bool = False
 
     def __post_init__(self):
         if self.fine_nll_queries not in ("centre", "window"):
@@ -54,6 +60,33 @@ class LossParts:
     num_fine_supervised: int  # fine samples whose true position lies in the window
 
 
+def coarse_matching_loss(config: LossConfig, coarse: CoarseMatches, supervision: Supervision,
+                         coarse_stride: int = 8) -> torch.Tensor:
+    """The coarse loss: the optimal-transport NLL for Sinkhorn matching, else the focal loss on the dual-softmax
+    confidence (positives scored from the logits where the model kept them; `config.overlap_weight`: each
+    positive weighed by `overlap_weights` of its warped cell point)."""
+    if coarse.log_assignment is not None:
+        unmatched0, unmatched1 = supervision.valid_cells0, supervision.valid_cells1
+        if supervision.negative_rows0 is not None:  # sparse labels: no cell is known to be unmatched
+            unmatched0 = unmatched0 & supervision.negative_rows0
+            unmatched1 = unmatched1 & supervision.negative_columns1
+        return optimal_transport_nll(
+            coarse.log_assignment, supervision.batch_index, supervision.index0, supervision.index1,
+            unmatched0, unmatched1, config.pos_weight, config.neg_weight,
+        )
+    valid = supervision.valid_cells0[:, :, None] & supervision.valid_cells1[:, None, :]
+    labels = supervision.labels()
+    b, i, j = torch.nonzero(labels & valid, as_tuple=True)  # the order focal_loss reads them in
+    log_positive = None
+    if coarse.logits is not None:
+        log_positive = dual_softmax_log_confidence(coarse.logits, valid, b, i, j)
+    weights = overlap_weights(supervision.warped0[b, i] / coarse_stride) if config.overlap_weight else None
+    return focal_loss(
+        coarse.confidence_matrix, labels, valid, config.focal_alpha, config.focal_gamma, config.pos_weight,
+        config.neg_weight, config.sparse_supervision, log_positive, supervision.negatives(), weights,
+    )
+
+
 class LoFTRLoss(nn.Module):
     """The loss of a model's outputs against a batch's ground truth (geometry/ground_truth.py, computed once by
     the caller, which needs it before the forward for the training pads); the fine targets are encoded here,
@@ -64,29 +97,20 @@ class LoFTRLoss(nn.Module):
         self.config = config if config is not None else LossConfig()
         self.window = window
 
+    @property
+    def model_options(self) -> dict:
+        """What the model's forward must be asked for: every window position's heatmap for the window loss."""
+        return {"window_heatmaps": self.config.needs_window}
+
+    @property
+    def reads_fine_grid(self) -> bool:
+        """Whether the targets need the ground truth of every fine pixel (`supervision_for(fine_stride=...)`)."""
+        return self.config.needs_window
+
     def forward(self, result: MatchResult, supervision: Supervision) -> LossParts:
         cfg = self.config
+        coarse_loss = coarse_matching_loss(cfg, result.coarse, supervision, self.window.coarse_stride)
         coarse = result.coarse
-        if coarse.log_assignment is not None:
-            unmatched0, unmatched1 = supervision.valid_cells0, supervision.valid_cells1
-            if supervision.negative_rows0 is not None:  # sparse labels: no cell is known to be unmatched
-                unmatched0 = unmatched0 & supervision.negative_rows0
-                unmatched1 = unmatched1 & supervision.negative_columns1
-            coarse_loss = optimal_transport_nll(
-                coarse.log_assignment, supervision.batch_index, supervision.index0, supervision.index1,
-                unmatched0, unmatched1, cfg.pos_weight, cfg.neg_weight,
-            )
-        else:
-            valid = supervision.valid_cells0[:, :, None] & supervision.valid_cells1[:, None, :]
-            labels = supervision.labels()
-            log_positive = None
-            if coarse.logits is not None:
-                b, i, j = torch.nonzero(labels & valid, as_tuple=True)  # the order focal_loss reads them in
-                log_positive = dual_softmax_log_confidence(coarse.logits, valid, b, i, j)
-            coarse_loss = focal_loss(
-                coarse.confidence_matrix, labels, valid, cfg.focal_alpha, cfg.focal_gamma,
-                cfg.pos_weight, cfg.neg_weight, cfg.sparse_supervision, log_positive, supervision.negatives(),
-            )
 
         matches = (coarse.batch_index, coarse.index0, coarse.index1)
         target, known = fine_targets(supervision, *matches, self.window, query=result.fine.query)

@@ -60,12 +60,13 @@ class EfficientLoFTR(nn.Module):
         self.fine_preprocess = FineFPN(config.backbone.block_dims)
         self.fine_matching = TwoStageFineMatching(config.fine)
 
-    def forward(self, batch: dict) -> EfficientLoFTRResult:
+    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None) -> EfficientLoFTRResult:
         """Match `batch["image0"]` with `batch["image1"]`, (B, 1, H, W) grayscale in [0, 1], sides multiples of
         32 (the coarse stride times the attention's pooling). Optional `mask0`/`mask1` (B, H, W) bool, True on
         the image and False on bottom/right padding: each image's features are then computed on its own valid
         region, the attention and the coarse matcher skip padded cells, and (for valid sides that are multiples
-        of 32 too) padding changes nothing."""
+        of 32 too) padding changes nothing. `ground_truth` = (b, i, j) coarse matches pads the fine-level
+        samples in training, as LoFTR's; the keypoints are the model's own matches only."""
         image0, image1 = batch["image0"], batch["image1"]
         check_images(image0, image1, self.coarse_stride)
         for name, image in (("image0", image0), ("image1", image1)):
@@ -89,7 +90,7 @@ class EfficientLoFTR(nn.Module):
         grid0, grid1 = tuple(coarse0.shape[2:]), tuple(coarse1.shape[2:])
         tokens0, tokens1 = (rearrange(c, "b c h w -> b (h w) c") for c in (coarse0, coarse1))
         flat0, flat1 = (None if m is None else m.flatten(1) for m in (mask0, mask1))
-        coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, flat0, flat1)
+        coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, flat0, flat1, ground_truth)
 
         channels = coarse0.shape[1]  # upstream scales the maps before the fine level (against fp16 overflow)
         fine0 = self._fine_map(coarse0 / channels**0.5, *maps0[1:], size0, image0)
@@ -102,11 +103,13 @@ class EfficientLoFTR(nn.Module):
         # the fine map is at full resolution: its pixels are the input's
         kpts0 = cell_pixels(i, grid0, self.coarse_stride, dtype) + fine.offset0
         kpts1 = cell_pixels(j, grid1, self.coarse_stride, dtype) + fine.offset1
+        own = ~coarse.is_ground_truth_pad
+        kpts0, kpts1, b = kpts0[own], kpts1[own], b[own]
         if "scale0" in batch:
             kpts0 = kpts0 * batch["scale0"][b].to(dtype)
         if "scale1" in batch:
             kpts1 = kpts1 * batch["scale1"][b].to(dtype)
-        return EfficientLoFTRResult(kpts0, kpts1, coarse.confidence, b, coarse, fine, grid0, grid1)
+        return EfficientLoFTRResult(kpts0, kpts1, coarse.confidence[own], b, coarse, fine, grid0, grid1)
 
     def _backbone_maps(self, image: torch.Tensor, size: torch.Tensor) -> list[torch.Tensor]:
         """[coarse, quarter, half] maps of the whole batch, each sample's computed on its valid region alone

@@ -15,10 +15,13 @@ import torch
 
 from data.synthetic.texture import make_texture
 from geometry.warp import warp_image
+from models.backbone.repvgg import RepVGGConfig
 from models.backbone.resnet_fpn import ResNetFPNConfig
+from models.eloftr import EfficientLoFTRConfig
 from models.loftr import LoFTRConfig
 from models.matching.coarse import CoarseMatchingConfig
 from models.matching.fine import FineConfig
+from models.transformer.aggregated import AggregatedTransformerConfig
 from models.transformer.encoder import TransformerConfig
 
 # A mild perspective warp: every cell moves by a few pixels, not by whole cells.
@@ -32,6 +35,15 @@ def tiny_model_config() -> LoFTRConfig:
         coarse=TransformerConfig(d_model=64, num_heads=4, layer_names=("self", "cross") * 2),
         fine=FineConfig(transformer=TransformerConfig(d_model=32, num_heads=4, layer_names=("self", "cross"))),
         match_coarse=CoarseMatchingConfig(train_pad_num_gt_min=20),
+    )
+
+
+def tiny_eloftr_config() -> EfficientLoFTRConfig:
+    """configs/model/eloftr_tiny.yaml as a dataclass."""
+    return EfficientLoFTRConfig(
+        backbone=RepVGGConfig(block_dims=(32, 48, 64), stage_blocks=(1, 2, 4)),
+        coarse=AggregatedTransformerConfig(d_model=64, num_heads=4, layer_names=("self", "cross") * 2),
+        match_coarse=CoarseMatchingConfig(train_coarse_percent=0.3, train_pad_num_gt_min=20),
     )
 
 

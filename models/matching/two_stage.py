@@ -103,22 +103,33 @@ class TwoStageFineMatching(nn.Module):
         heatmap = F.softmax(scores, 1) * F.softmax(scores, 2)
         heatmap = heatmap.reshape(count, pixels, side + 2, side + 2)[..., 1:-1, 1:-1].reshape(count, pixels, pixels)
 
-        best = heatmap.reshape(count, -1).argmax(-1)
+        best = heatmap.reshape(count, pixels * pixels).argmax(-1)
         index0, index1 = best // pixels, best % pixels
-        offset0, offset1 = _window_offset(index0, side, scores.dtype), _window_offset(index1, side, scores.dtype)
-
-        # stage 2: image 0's pixel against the 3x3 around image 1's, on the padded window (module docstring)
-        shift = torch.arange(-1, 2, device=windows0.device)
-        rows = (index1 // side)[:, None, None] + shift[None, :, None]  # (M, 3, 3)
-        cols = (index1 % side)[:, None, None] + shift[None, None, :]
-        logits = regress_logits.reshape(count, pixels, side + 2, side + 2)
-        logits = logits[torch.arange(count, device=logits.device)[:, None, None], index0[:, None, None], rows, cols]
-        weights = F.softmax(logits.reshape(count, 9) / cfg.regress_temperature, -1).reshape(count, 3, 3)
-        grid = shift.to(weights.dtype)
-        expectation = torch.stack([(weights.sum(1) * grid).sum(-1), (weights.sum(2) * grid).sum(-1)], -1)
+        offset0, offset1 = window_offset(index0, side, scores.dtype), window_offset(index1, side, scores.dtype)
+        rows = torch.arange(count, device=windows0.device)
+        expectation = regress(regress_logits, rows, index0, index1, cfg.regress_temperature)
         return TwoStageMatches(offset0, offset1 + expectation, heatmap, regress_logits, index0, index1, expectation)
 
 
-def _window_offset(index: torch.Tensor, side: int, dtype: torch.dtype) -> torch.Tensor:
+def regress(regress_logits: torch.Tensor, match: torch.Tensor, index0: torch.Tensor, index1: torch.Tensor,
+            temperature: float) -> torch.Tensor:
+    """Stage 2 at N pixel pairs: for match `match` (N,) of `regress_logits` (M, W*W, (W+2)^2), image 0's pixel
+    `index0` (N,) against the 3x3 pixels of image 1 around its inner-window pixel `index1` (N,), read on the
+    padded window as upstream does (module docstring): the softmax at `temperature` and its expectation, (N, 2)
+    (x, y) in [-1, 1], one pixel per unit. The model runs it at its stage-1 matches, the loss at the true ones."""
+    count, pixels = regress_logits.shape[:2]
+    side = int(round(pixels**0.5))
+    shift = torch.arange(-1, 2, device=regress_logits.device)
+    rows = (index1 // side)[:, None, None] + shift[None, :, None]  # (N, 3, 3)
+    cols = (index1 % side)[:, None, None] + shift[None, None, :]
+    logits = regress_logits.reshape(count, pixels, side + 2, side + 2)
+    logits = logits[match[:, None, None], index0[:, None, None], rows, cols]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # the softmax in at least float32
+    weights = F.softmax(logits.reshape(len(match), 9) / temperature, -1).reshape(len(match), 3, 3)
+    grid = shift.to(weights.dtype)
+    return torch.stack([(weights.sum(1) * grid).sum(-1), (weights.sum(2) * grid).sum(-1)], -1)
+
+
+def window_offset(index: torch.Tensor, side: int, dtype: torch.dtype) -> torch.Tensor:
     """(M, 2) (x, y) of window pixels `index` (M,) (row-major) from the window's centre: k - side / 2 + 0.5."""
     return torch.stack([index % side, index // side], -1).to(dtype) - side // 2 + 0.5
