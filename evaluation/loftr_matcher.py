@@ -78,7 +78,7 @@ def build_loftr(
     state_dict: dict[str, torch.Tensor] | None,
     pos_encoding: str = "auto",
     coarse_threshold: float | None = None,
-    config: LoFTRConfig | None = None,
+    config: LoFTRConfig | EfficientLoFTRConfig | None = None,
     seed: int = 0,
 ) -> LoFTR | EfficientLoFTR:
     """A LoFTR in eval mode on the CPU for a (converted or official) state dict, or with seeded random weights
@@ -91,11 +91,12 @@ def build_loftr(
     models/checkpoint.py, `needs_legacy_encoding`). A LoFTR-OT state dict (`needs_sinkhorn`) runs the Sinkhorn
     matcher.
     coarse_threshold: overrides the config's coarse confidence threshold. config: the base configuration
-    (the official outdoor model by default). CheckpointError when the weights do not fit the model.
+    (the official outdoor model, LoFTR's or Efficient LoFTR's by the keys, by default). CheckpointError when the
+    weights do not fit the model.
     """
     keys = state_dict or {}
     if is_efficient_loftr(keys):
-        return _build_efficient_loftr(state_dict, coarse_threshold)
+        return _build_efficient_loftr(state_dict, coarse_threshold, config)
     config = deepcopy(config) if config is not None else LoFTRConfig()  # the caller's config stays as it was
     config.temp_bug_fix = not needs_legacy_encoding(keys, pos_encoding)
     if coarse_threshold is not None:
@@ -112,8 +113,9 @@ def build_loftr(
     return model.eval()
 
 
-def _build_efficient_loftr(state_dict: dict[str, torch.Tensor], coarse_threshold: float | None) -> EfficientLoFTR:
-    config = EfficientLoFTRConfig()
+def _build_efficient_loftr(state_dict: dict[str, torch.Tensor], coarse_threshold: float | None,
+                           config: EfficientLoFTRConfig | None) -> EfficientLoFTR:
+    config = deepcopy(config) if isinstance(config, EfficientLoFTRConfig) else EfficientLoFTRConfig()
     if coarse_threshold is not None:
         config.match_coarse.threshold = coarse_threshold
     model = EfficientLoFTR(config)
@@ -191,7 +193,7 @@ class LoFTRMatcher:
         trusted: bool = False,
         pos_encoding: str = "auto",
         coarse_threshold: float | None = None,
-        config: LoFTRConfig | None = None,
+        config: LoFTRConfig | EfficientLoFTRConfig | None = None,
         resize: int = 0,
         device: str | torch.device = "cpu",
     ) -> "LoFTRMatcher":
@@ -206,8 +208,9 @@ class LoFTRMatcher:
         state_dict = None if contents is None else state_dict_of(contents)
         stored = None if contents is None else model_config_of(contents)
         if stored is not None and config is None:  # one of ours: its own architecture and encoding
-            config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoFTRConfig), stored))
-            if pos_encoding == "auto":
+            schema = EfficientLoFTRConfig if is_efficient_loftr(state_dict or {}) else LoFTRConfig
+            config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), stored))
+            if pos_encoding == "auto" and isinstance(config, LoFTRConfig):
                 pos_encoding = "fixed" if config.temp_bug_fix else "legacy"
         try:
             model = build_loftr(state_dict, pos_encoding, coarse_threshold, config)

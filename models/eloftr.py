@@ -72,7 +72,8 @@ class EfficientLoFTR(nn.Module):
         for name, image in (("image0", image0), ("image1", image1)):
             if any(side % self.input_multiple for side in image.shape[2:]):
                 raise ValueError(f"{name} is {image.shape[3]}x{image.shape[2]} px: Efficient LoFTR takes sides that "
-                                 f"are multiples of {self.input_multiple}")
+                                 f"are multiples of {self.input_multiple} (training: give each data entry "
+                                 f"divisible_by: {self.input_multiple} and crop sizes that are multiples of it)")
         padded = "mask0" in batch or "mask1" in batch
         size0 = valid_sizes(batch.get("mask0"), image0, "mask0")
         size1 = valid_sizes(batch.get("mask1"), image1, "mask1")

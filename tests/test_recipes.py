@@ -23,6 +23,7 @@ from data.synthetic.__main__ import main as generate_world
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
 from geometry.warp import warp_image
+from models.eloftr import EfficientLoFTR
 from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
 from tests.data.test_hpatches import SEQUENCES, write_sequence
 from tests.helpers import WARP, run_here
@@ -42,6 +43,7 @@ RECIPES = {  # experiment -> the overrides that make README's command a seconds-
     "loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
     "loftr_ot_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
     "se2_loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
+    "eloftr_megadepth": ["model=eloftr_tiny", "data.samples_per_scene=1", "data.batch_size=1", *POSE_SIZE],
     "loftr_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "+data.train.0.image_size=[160,120]",
                       "+data.val.0.image_size=[160,120]"],
     "synthetic": ["world.scenes=4", "world.test_scenes=1", "world.cameras=6", "world.size=[160,120]",
@@ -49,7 +51,7 @@ RECIPES = {  # experiment -> the overrides that make README's command a seconds-
                   "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
     "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2", "data.train.0.longer_side=320"],
 }
-RECIPES["se2_synthetic"] = RECIPES["synthetic"]
+RECIPES["se2_synthetic"] = RECIPES["eloftr_synthetic"] = RECIPES["synthetic"]
 EVALUATE_OVERRIDES = ["max_pairs=2", "plot_pairs=1"]
 
 
@@ -73,12 +75,13 @@ def experiment_of(words: list[str]) -> str:
     return named[0] if named else "synthetic"
 
 
+PAPER_RECIPES = ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "eloftr_megadepth", "loftr_scannet"]
 # Which README train.py command each test runs; every README command must be exactly one of these, or below
 TRAINING_RUNS = {
     "main job": lambda w: w == [],
-    "paper recipe": lambda w: experiment_of(w) in ("loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth",
-                                                   "loftr_scannet"),
+    "paper recipe": lambda w: experiment_of(w) in PAPER_RECIPES,
     "se2 synthetic": lambda w: experiment_of(w) == "se2_synthetic",
+    "eloftr synthetic": lambda w: experiment_of(w) == "eloftr_synthetic",
     "C4 backbone": lambda w: "model.backbone.group_order=4" in w,
     "sweep": lambda w: w[:1] == ["-m"] and not any(word.startswith("hydra/launcher=") for word in w),
     "in-house": lambda w: experiment_of(w) == "finetune_inhouse",
@@ -196,8 +199,7 @@ def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home,
     assert found > 0 and (home / "outputs" / "demo" / "matches.png").is_file()
 
 
-@pytest.mark.parametrize("experiment",
-                         ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "loftr_scannet"])
+@pytest.mark.parametrize("experiment", PAPER_RECIPES)
 def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_path, experiment):
     [words] = [w for w in readme_training("paper recipe") if experiment_of(w) == experiment]
     run_dir = tmp_path / "run"
@@ -217,18 +219,26 @@ def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_pa
     config = matcher.model.config
     assert config.coarse.d_model == 64  # the tiny model the overrides asked for
     assert config.match_coarse.match_type == ("sinkhorn" if experiment == "loftr_ot_megadepth" else "dual_softmax")
-    assert config.backbone.type == ("se2_resnet_fpn" if experiment.startswith("se2") else "resnet_fpn")
+    if experiment.startswith("eloftr"):
+        assert isinstance(matcher.model, EfficientLoFTR) and config.match_coarse.train_coarse_percent == 0.3
+    else:
+        assert config.backbone.type == ("se2_resnet_fpn" if experiment.startswith("se2") else "resnet_fpn")
 
 
 def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
-    """README's other commands on the synthetic world: the SE2 run, any experiment with a C4 backbone, and a
-    sweep with its table."""
+    """README's other commands on the synthetic world: the SE2 and Efficient LoFTR runs, any experiment with a
+    C4 backbone, and a sweep with its table."""
+    image = next((home / "data" / "world").glob("*/images/*.jpg"))
     [se2] = readme_training("se2 synthetic")
     run(home, "train.py", *se2, *TRAIN_OVERRIDES, *RECIPES["se2_synthetic"])
-    _, matcher = reloaded_matches(
-        home / "outputs" / "train" / "se2_synthetic" / "latest", next((home / "data" / "world").glob("*/images/*.jpg"))
-    )
+    _, matcher = reloaded_matches(home / "outputs" / "train" / "se2_synthetic" / "latest", image)
     assert matcher.model.config.backbone.group_order == 8
+    [eloftr] = readme_training("eloftr synthetic")
+    run(home, "train.py", *eloftr, *TRAIN_OVERRIDES, *RECIPES["eloftr_synthetic"])
+    latest = home / "outputs" / "train" / "eloftr_synthetic" / "latest"
+    _, matcher = reloaded_matches(latest, image)
+    assert isinstance(matcher.model, EfficientLoFTR)
+    assert {"loftr (trained)", "sift"} <= set(json.loads((latest / "summary.json").read_text())["final_evaluation"])
     [c4] = readme_training("C4 backbone")
     run(home, "train.py", *c4, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/c4")
     assert (

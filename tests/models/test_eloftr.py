@@ -9,7 +9,7 @@ import torch
 
 from models.checkpoint import convert_state_dict
 from models.eloftr import EfficientLoFTR
-from tests.helpers import calibrate_norms_, shifted_pair
+from tests.helpers import calibrate_norms_, shifted_pair, tiny_eloftr_config
 from tests.models.test_repvgg import upstream_eloftr
 
 
@@ -117,3 +117,25 @@ def test_padding_changes_nothing(models):
         assert (result.keypoints1[order_a] - kpts1[order_p]).abs().max() < 1e-6
     with pytest.raises(ValueError, match="multiples of 32"):
         ours({"image0": small["image0"][..., :200], "image1": small["image1"][..., :200]})
+
+
+def test_no_coarse_match_gives_an_empty_result():
+    """Blank images: no cell passes the threshold, and the fine level takes zero windows without failing."""
+    torch.manual_seed(0)
+    model = EfficientLoFTR(tiny_eloftr_config()).eval()
+    blank = torch.zeros(1, 1, 64, 96)
+    with torch.no_grad():
+        result = model({"image0": blank, "image1": blank.clone()})
+    assert result.keypoints0.shape == (0, 2) and result.fine.heatmap.shape == (0, 64, 64)
+
+
+def test_training_reports_its_own_matches_and_pads_the_fine_level():
+    """With ground truth in training, the fine level sees the pads too; the keypoints are the model's own."""
+    torch.manual_seed(0)
+    model = EfficientLoFTR(tiny_eloftr_config()).train()
+    batch = {key: image.float() for key, image in shifted_pair(96, 128).items()}
+    cells = torch.arange(40)
+    result = model(batch, ground_truth=(torch.zeros_like(cells), cells, cells))
+    pads = result.coarse.is_ground_truth_pad
+    assert pads.sum() >= 20 and len(result.fine.heatmap) == len(pads)
+    assert len(result.keypoints0) == int((~pads).sum()) == len(result.confidence)
