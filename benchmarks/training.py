@@ -5,9 +5,11 @@ backward, AdamW), on generated pairs in the real loader's format.
     python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --precision bf16-mixed \\
         [--attention full]
     python benchmarks/training.py --subpixel              # the cost of the stride-1 stage, against none
+    python benchmarks/training.py --models loftr_tiny eloftr_tiny   # Efficient LoFTR against LoFTR
 
 Prints one row per (model, size): pairs/s and peak memory (CUDA: allocator peak; CPU: the process's peak RSS
-so far, so give sizes in increasing order).
+so far, so give sizes in increasing order); the speed ratio is against the first row of each size. Efficient
+LoFTR trains on sides floored to multiples of 32 (320x240 -> 320x224), as its experiments' data do.
 """
 
 import argparse
@@ -30,12 +32,13 @@ from data.megadepth import MegaDepthConfig, MegaDepthPairs
 from data.synthetic.world import WorldConfig, generate_world
 from lightning_modules.config import TrainingConfig, register_configs
 from lightning_modules.loftr_module import LoFTRModule
+from models.eloftr import EfficientLoFTRConfig
 from models.loftr import LoFTRConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def model_config(name: str) -> LoFTRConfig:
+def model_config(name: str) -> LoFTRConfig | EfficientLoFTRConfig:
     """The model of configs/model/NAME.yaml as train.py composes it (its backbone group included)."""
     register_configs()
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
@@ -46,8 +49,9 @@ def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos:
             precision: str, steps: int, warmup: int, channels_last: bool = False,
             compile_: bool = False, subpixel: bool = False) -> tuple[float, float]:
     config = model_config(name)
-    config.coarse.attention = config.fine.transformer.attention = attention
-    config.subpixel.enabled = subpixel
+    if isinstance(config, LoFTRConfig):  # Efficient LoFTR has its own attention and fine stages
+        config.coarse.attention = config.fine.transformer.attention = attention
+        config.subpixel.enabled = subpixel
     module = LoFTRModule(TrainingConfig(model=config)).to(device).train()
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -57,7 +61,8 @@ def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos:
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     longer = max(size)
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=longer,
-                                             depth_pad_size=max(size)))
+                                             depth_pad_size=max(size),
+                                             divisible_by=getattr(module.model, "input_multiple", 8)))
     batches = [default_collate([dataset[i % len(dataset)]]) for i in range(steps + warmup)]
     batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
@@ -88,7 +93,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", message=".*self.trainer. reference is not registered.*")  # no Trainer here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", default="loftr_tiny", help="a file of configs/model/")
+    parser.add_argument("--models", nargs="+", default=["loftr_tiny"], help="files of configs/model/")
     parser.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="original image WxH; trained "
                         "at the longer side, padded to a square as MegaDepth training does")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
@@ -107,13 +112,14 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as folder:
             infos = generate_world(folder, WorldConfig(num_scenes=1, cameras_per_scene=8, image_size=size))
             reference = None
-            for subpixel in (False, True) if args.subpixel else (False,):
-                rate, peak = measure(args.model, args.attention, size, Path(folder), infos, args.device,
-                                     args.precision, args.steps, args.warmup, args.channels_last, args.compile,
-                                     subpixel)
-                reference = reference or rate
-                print(f"{args.model:<12}{text:>10}{str(subpixel):>10}{rate:>10.2f}{peak:>10.0f}"
-                      f"{rate / reference:>13.2f}")
+            for name in args.models:
+                for subpixel in (False, True) if args.subpixel else (False,):
+                    rate, peak = measure(name, args.attention, size, Path(folder), infos, args.device,
+                                         args.precision, args.steps, args.warmup, args.channels_last, args.compile,
+                                         subpixel)
+                    reference = reference or rate
+                    print(f"{name:<12}{text:>10}{str(subpixel):>10}{rate:>10.2f}{peak:>10.0f}"
+                          f"{rate / reference:>13.2f}")
     return 0
 
 

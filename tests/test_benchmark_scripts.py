@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.training import model_config
+from models.eloftr import EfficientLoFTRConfig
+from models.loftr import LoFTRConfig
 from tests.helpers import run_here
 from tests.models.test_repvgg import upstream_eloftr
 
@@ -14,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml")))
 def test_training_benchmark_builds_every_model_file_as_train_py_does(name):
     config = model_config(name)
-    assert config.backbone.type == "resnet_fpn"
-    expected = {"loftr": 256, "loftr_tiny": 64}[name]  # coarse width of configs/model/NAME.yaml
+    expected = {"loftr": 256, "loftr_tiny": 64, "eloftr": 256, "eloftr_tiny": 64}[name]  # configs/model/NAME.yaml
     assert config.coarse.d_model == expected
+    assert isinstance(config, EfficientLoFTRConfig if name.startswith("eloftr") else LoFTRConfig)
 
 
 @pytest.mark.parametrize("attention, channels_last, subpixel", [("linear", False, False), ("full", True, True)])
@@ -62,3 +64,20 @@ def test_inference_benchmark_prints_the_efficient_loftr_row():
     assert row[0].strip() == "128x192"
     up, ours = (int(v) for v in row[6].split("/"))
     assert up == ours > 0 and row[7].strip() == "yes"
+
+
+def test_localisation_benchmark_measures_sift_against_the_renderers_depth(tmp_path):
+    """SIFT on rendered views: most matches within a pixel of the truth; a wrong flag or file is one line."""
+    from data.synthetic.__main__ import main as generate_world
+
+    assert generate_world(["--out", str(tmp_path), "--scenes", "4", "--cameras", "5", "--size", "320x240"]) == 0
+    out = run_here(["benchmarks/localisation.py", "--world", str(tmp_path), "--sift", "--max-pairs", "4"], ROOT)
+    assert out.returncode == 0, out.stderr
+    [row] = [line.split() for line in out.stdout.splitlines() if line.startswith("sift")]
+    matches, checked, median = int(row[1]), int(row[2]), float(row[3])
+    assert 0 < checked <= matches and median < 1.0
+    bad = run_here(["benchmarks/localisation.py", "--world", str(tmp_path), "--loftr", "x"], ROOT)
+    assert bad.returncode == 2 and "NAME=CHECKPOINT" in bad.stderr
+    missing = run_here(["benchmarks/localisation.py", "--world", str(tmp_path), "--loftr",
+                        f"x={tmp_path / 'absent.ckpt'}"], ROOT)
+    assert missing.returncode == 2 and "absent.ckpt" in missing.stderr and "Traceback" not in missing.stderr

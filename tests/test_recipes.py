@@ -238,7 +238,7 @@ def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
     latest = home / "outputs" / "train" / "eloftr_synthetic" / "latest"
     _, matcher = reloaded_matches(latest, image)
     assert isinstance(matcher.model, EfficientLoFTR)
-    assert {"loftr (trained)", "sift"} <= set(json.loads((latest / "summary.json").read_text())["final_evaluation"])
+    assert {"eloftr (trained)", "sift"} <= set(json.loads((latest / "summary.json").read_text())["final_evaluation"])
     [c4] = readme_training("C4 backbone")
     run(home, "train.py", *c4, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/c4")
     assert (
