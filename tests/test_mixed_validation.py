@@ -12,7 +12,7 @@ from tests.test_train import config_of, world  # noqa: F401  (world: the tiny ge
 
 def validate(world: Path, run_dir: Path, entries: list[str]) -> dict:
     overrides = [
-        f"world.root={world}", "world.generate=false", f"run_dir={run_dir}", "logger=csv",
+        "experiment=loftr_synthetic", f"world.root={world}", "world.generate=false", f"run_dir={run_dir}", "logger=csv",
         "final_evaluation.benchmark=null", "data.num_workers=0", "validate_only=true",
         f"data.val=[{','.join(entries)}]",
     ]

@@ -23,10 +23,13 @@ from data.synthetic.__main__ import main as generate_world
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
 from geometry.warp import warp_image
+from lightning_modules.config import TrainingConfig
+from lightning_modules.loftr_module import LoFTRModule
 from models.eloftr import EfficientLoFTR
+from models.loftr import LoFTR
 from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
 from tests.data.test_hpatches import SEQUENCES, write_sequence
-from tests.helpers import WARP, run_here
+from tests.helpers import WARP, run_here, tiny_model_config
 from tests.test_match_cli import official_checkpoint, official_state_dict, write_image  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.recipe
@@ -51,7 +54,7 @@ RECIPES = {  # experiment -> the overrides that make README's command a seconds-
                   "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
     "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2", "data.train.0.longer_side=320"],
 }
-RECIPES["se2_synthetic"] = RECIPES["eloftr_synthetic"] = RECIPES["synthetic"]
+RECIPES["se2_synthetic"] = RECIPES["loftr_synthetic"] = RECIPES["synthetic"]
 EVALUATE_OVERRIDES = ["max_pairs=2", "plot_pairs=1"]
 
 
@@ -81,7 +84,7 @@ TRAINING_RUNS = {
     "main job": lambda w: w == [],
     "paper recipe": lambda w: experiment_of(w) in PAPER_RECIPES,
     "se2 synthetic": lambda w: experiment_of(w) == "se2_synthetic",
-    "eloftr synthetic": lambda w: experiment_of(w) == "eloftr_synthetic",
+    "loftr synthetic": lambda w: w == ["experiment=loftr_synthetic"],
     "C4 backbone": lambda w: "model.backbone.group_order=4" in w,
     "sweep": lambda w: w[:1] == ["-m"] and not any(word.startswith("hydra/launcher=") for word in w),
     "in-house": lambda w: experiment_of(w) == "finetune_inhouse",
@@ -186,8 +189,8 @@ def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home,
     latest = home / "outputs" / "train" / "synthetic" / "latest"
     assert latest.is_symlink() and (latest / "summary.json").is_file()
     summary = json.loads((latest / "summary.json").read_text())
-    assert summary["global_step"] == 120 and {"loftr (trained)", "sift"} <= set(summary["final_evaluation"])
-    assert "sift" in main_job.stdout and "loftr (trained)" in main_job.stdout
+    assert summary["global_step"] == 120 and {"eloftr (trained)", "sift"} <= set(summary["final_evaluation"])
+    assert "sift" in main_job.stdout and "eloftr (trained)" in main_job.stdout
     command = main_job.stdout.split("match two held-out images with the trained model:\n")[1].splitlines()[0]
     words = shlex.split(command)
     assert words[:2] == ["python", "match.py"] and "outputs/train/synthetic/latest/checkpoints/last.ckpt" in words
@@ -226,19 +229,19 @@ def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_pa
 
 
 def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
-    """README's other commands on the synthetic world: the SE2 and Efficient LoFTR runs, any experiment with a
-    C4 backbone, and a sweep with its table."""
+    """README's other commands on the synthetic world: the tiny LoFTR and SE2-LoFTR runs, LoFTR with a C4
+    backbone, and a sweep with its table."""
     image = next((home / "data" / "world").glob("*/images/*.jpg"))
     [se2] = readme_training("se2 synthetic")
     run(home, "train.py", *se2, *TRAIN_OVERRIDES, *RECIPES["se2_synthetic"])
     _, matcher = reloaded_matches(home / "outputs" / "train" / "se2_synthetic" / "latest", image)
     assert matcher.model.config.backbone.group_order == 8
-    [eloftr] = readme_training("eloftr synthetic")
-    run(home, "train.py", *eloftr, *TRAIN_OVERRIDES, *RECIPES["eloftr_synthetic"])
-    latest = home / "outputs" / "train" / "eloftr_synthetic" / "latest"
+    [loftr] = readme_training("loftr synthetic")
+    run(home, "train.py", *loftr, *TRAIN_OVERRIDES, *RECIPES["loftr_synthetic"])
+    latest = home / "outputs" / "train" / "loftr_synthetic" / "latest"
     _, matcher = reloaded_matches(latest, image)
-    assert isinstance(matcher.model, EfficientLoFTR)
-    assert {"eloftr (trained)", "sift"} <= set(json.loads((latest / "summary.json").read_text())["final_evaluation"])
+    assert isinstance(matcher.model, LoFTR) and matcher.model.config.backbone.type == "resnet_fpn"
+    assert {"loftr (trained)", "sift"} <= set(json.loads((latest / "summary.json").read_text())["final_evaluation"])
     [c4] = readme_training("C4 backbone")
     run(home, "train.py", *c4, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/c4")
     assert (
@@ -308,15 +311,17 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
         assert (tmp_path / str(index) / "summary.json").is_file()
 
 
-def test_inhouse_photos_to_a_fine_tuned_model(home, main_job, colmap_scene):
+def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):
     """README's "Train on your own photos", command by command: SfM on the photos and on the held-out photos,
     the starting checkpoint evaluated, fine-tuned, evaluated again; and from an existing COLMAP model, sparse
     and with dense depth (data=inhouse_colmap)."""
     weights = home / "weights"
     weights.mkdir(exist_ok=True)
-    (weights / "outdoor_ds.ckpt").write_bytes(
-        (home / "outputs" / "train" / "synthetic" / "latest" / "checkpoints" / "last.ckpt").read_bytes()
-    )
+    # the starting LoFTR, a tiny one (the recipe's overrides ask for it) in the form of our checkpoints
+    torch.manual_seed(0)
+    module = LoFTRModule(TrainingConfig(model=tiny_model_config()))
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+               weights / "outdoor_ds.ckpt")
     colmap_root, *_ = colmap_scene
     (home / "colmap" / "stereo").mkdir(parents=True, exist_ok=True)
     for source, target in (("images", "images"), ("sparse", "sparse"), ("depth_maps", "stereo/depth_maps")):

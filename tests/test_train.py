@@ -32,8 +32,11 @@ def world(tmp_path_factory) -> Path:
 
 
 def small(world: Path, run_dir: Path | None, *overrides: str) -> list[str]:
-    """Overrides for a seconds-long run of the synthetic experiment on `world` (160x120 images)."""
+    """Overrides for a seconds-long run of the tiny LoFTR's synthetic experiment (unless `overrides` name
+    another) on `world` (160x120 images)."""
+    experiment = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=loftr_synthetic"]
     return [
+        *experiment,
         f"world.root={world}", "world.generate=false", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
         "final_evaluation.benchmark=null", "data.train.0.crop_size=null",
         "data.num_workers=0", "data.batch_size=1", "data.samples_per_scene=4",
