@@ -24,6 +24,12 @@ class CoarseMatchingConfig:
     sinkhorn_prefilter: bool = False  # drop cells whose best entry is the dustbin (official default off)
     train_coarse_percent: float = 0.2  # share of cells sent to the fine level in training (official default)
     train_pad_num_gt_min: int = 200  # ground-truth matches always added in training (official default)
+    # Efficient LoFTR's optimised model (its configs/loftr/eloftr_optimized.py): at inference the mutual nearest
+    # neighbours of the logits themselves, thresholded there (it uses 25), skipping the dual softmax
+    skip_softmax: bool = False  # MATCH_COARSE.SKIP_SOFTMAX
+    # the similarity matmul in the autocast precision (MATCH_COARSE.FP16MATMUL, true in the optimised model);
+    # false: in float32 at least even under fp16/bf16 autocast, which logits sharpened by the temperature need
+    half_precision_similarity: bool = False
 
 
 @dataclass
@@ -33,7 +39,7 @@ class CoarseMatches:
     Cells are indexed row-major on each image's coarse grid: index = row * grid_width + column.
     """
 
-    confidence_matrix: torch.Tensor  # (B, L, S) in [0, 1]
+    confidence_matrix: torch.Tensor  # (B, L, S) in [0, 1]; the logits at inference with skip_softmax
     log_assignment: torch.Tensor | None  # (B, L+1, S+1) with dustbins, Sinkhorn only
     logits: torch.Tensor | None  # (B, L, S) similarity / temperature, dual-softmax training only (the loss's log p)
     batch_index: torch.Tensor  # (M,) long
@@ -125,7 +131,12 @@ class CoarseMatching(nn.Module):
         """
         cfg = self.config
         batch, channels = feat0.shape[0], feat0.shape[-1]
-        similarity = torch.einsum("blc,bsc->bls", feat0, feat1) / channels  # = <f0/sqrt(C), f1/sqrt(C)>
+        if cfg.half_precision_similarity:
+            similarity = torch.einsum("blc,bsc->bls", feat0, feat1) / channels  # = <f0/sqrt(C), f1/sqrt(C)>
+        else:
+            dtype = torch.promote_types(feat0.dtype, torch.float32)
+            with torch.autocast(feat0.device.type, enabled=False):
+                similarity = torch.einsum("blc,bsc->bls", feat0.to(dtype), feat1.to(dtype)) / channels
         valid = None
         if mask0 is not None or mask1 is not None:
             valid0 = mask0 if mask0 is not None else feat0.new_ones(feat0.shape[:2], dtype=torch.bool)
@@ -138,7 +149,10 @@ class CoarseMatching(nn.Module):
             # training keeps the logits: a true match's confidence can underflow (1e-30 and below at the
             # start of training), its log-confidence from the logits cannot
             logits = similarity if similarity.requires_grad else None
-            confidence = dual_softmax(similarity, valid)
+            if cfg.skip_softmax and not self.training:  # the logits are the confidence
+                confidence = similarity if valid is None else similarity.masked_fill(~valid, float("-inf"))
+            else:
+                confidence = dual_softmax(similarity, valid)
         else:
             log_assignment = log_optimal_transport(
                 similarity, self.bin_score, cfg.sinkhorn_iterations, mask0, mask1

@@ -3,6 +3,7 @@ coarse confidence matrix, the same matches and fine keypoints within 1e-3 px, at
 re-parameterisation."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -139,3 +140,13 @@ def test_training_reports_its_own_matches_and_pads_the_fine_level():
     pads = result.coarse.is_ground_truth_pad
     assert pads.sum() >= 20 and len(result.fine.heatmap) == len(pads)
     assert len(result.keypoints0) == int((~pads).sum()) == len(result.confidence)
+
+
+def test_parity_of_the_optimised_models_coarse_matching(models):
+    """eloftr_optimized.py's SKIP_SOFTMAX: the mutual nearest neighbours of the logits, thresholded at 25."""
+    _, theirs, ours = models
+    theirs, ours = copy.deepcopy(theirs), copy.deepcopy(ours)
+    theirs.coarse_matching.skip_softmax, theirs.coarse_matching.thr = True, 25.0
+    ours.coarse_matching.config = replace(ours.coarse_matching.config, skip_softmax=True, threshold=25.0)
+    batch = {key: image.double() for key, image in shifted_pair(256, 320).items()}
+    assert compare(theirs, ours, batch) >= 50

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.loftr import LoFTR, LoFTRConfig
+from models.matching.coarse import CoarseMatching, CoarseMatchingConfig
 from tests.helpers import image_pair, sharpen_
 
 
@@ -127,3 +128,17 @@ def test_query_radius_moves_image0_points_by_whole_fine_pixels_at_inference_only
     result = model({"image0": image0, "image1": image1},
                    ground_truth=(torch.zeros(20, dtype=torch.long), torch.arange(20) + 30, torch.arange(20) + 31))
     assert (result.fine.query == 12).all()
+
+
+def test_the_coarse_similarity_stays_float32_under_autocast_unless_asked():
+    """Under bf16 autocast the similarity matmul runs in float32 (Efficient LoFTR's full model, FP16MATMUL off):
+    the confidences equal float32's; `half_precision_similarity` (its optimised model) runs it in bf16."""
+    torch.manual_seed(0)
+    feat0, feat1 = torch.randn(1, 48, 64) * 3, torch.randn(1, 40, 64) * 3
+    exact = CoarseMatching().eval()(feat0, feat1, (6, 8), (5, 8)).confidence_matrix
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = CoarseMatching().eval()(feat0, feat1, (6, 8), (5, 8)).confidence_matrix
+        half = CoarseMatching(CoarseMatchingConfig(half_precision_similarity=True)).eval()(
+            feat0, feat1, (6, 8), (5, 8)).confidence_matrix
+    assert (full - exact).abs().max() < 1e-6
+    assert (half - exact).abs().max() > 1e-3
