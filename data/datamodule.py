@@ -153,6 +153,10 @@ class PairDataModule(pl.LightningDataModule):
         loader = ResumableLoader(ConcatDataset(datasets), batch_size=self.config.batch_size, sampler=sampler,
                                  num_workers=self.config.num_workers, pin_memory=torch.cuda.is_available(),
                                  drop_last=True, generator=torch.Generator().manual_seed(self.config.seed))
+        if len(loader) == 0:  # Lightning would end the run without a step, and without a word
+            raise ValueError(f"data.batch_size={self.config.batch_size}: each of the {replicas} rank(s) draws "
+                             f"{len(sampler)} training pairs an epoch, not one full batch, so no step would run; "
+                             f"lower data.batch_size or raise data.samples_per_scene")
         if self._resume_at is not None:
             loader.load_state_dict(self._resume_at)
             self._resume_at = None

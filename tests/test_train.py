@@ -207,6 +207,9 @@ def test_configuration_errors_name_the_key(world, tmp_path):
     assert group.returncode != 0 and "loftr_megadepth" in group.stderr and "synthetic" in group.stderr
     backbone = run_script_here("train.py", *small(world, tmp_path, "model.backbone.type=se2"), cwd=tmp_path)
     assert backbone.returncode == 2 and "backbone.type must be one of resnet_fpn, se2_resnet_fpn" in backbone.stderr
+    # 4 training pairs an epoch cannot fill a batch of 5: no step would run, which used to pass in silence
+    empty = run_script_here("train.py", *small(world, tmp_path, "data.batch_size=5"), cwd=tmp_path)
+    assert empty.returncode == 2 and "data.batch_size=5" in empty.stderr and "4 training pairs" in empty.stderr
     schedule = run_script_here("train.py", *small(world, tmp_path, "optimizer.schedule=linear"), cwd=tmp_path)
     assert schedule.returncode == 2 and "optimizer.schedule='linear' is not one of" in schedule.stderr
     with pytest.raises(train_script.ConfigError, match=r"trainer: unknown option\(s\) \['max_step'\]"):
