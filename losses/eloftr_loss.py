@@ -24,8 +24,15 @@ class EfficientLoFTRLoss(nn.Module):
             raise ValueError("Efficient LoFTR's loss reads block windows (FineWindow(block=True))")
         self.config, self.window, self.regress_temperature = config, window, regress_temperature
 
-    model_options: dict = {}  # nothing to ask the model for besides its matches
-    reads_fine_grid = True  # every pixel of the windows has a target
+    @property
+    def model_options(self) -> dict:
+        """Nothing to ask the model's forward for besides its matches (`LoFTRLoss.model_options`)."""
+        return {}
+
+    @property
+    def reads_fine_grid(self) -> bool:
+        """Always: every pixel of the windows has a target."""
+        return True
 
     def forward(self, result: EfficientLoFTRResult, supervision: Supervision) -> LossParts:
         cfg, coarse, fine = self.config, result.coarse, result.fine

@@ -150,3 +150,20 @@ def test_parity_of_the_optimised_models_coarse_matching(models):
     ours.coarse_matching.config = replace(ours.coarse_matching.config, skip_softmax=True, threshold=25.0)
     batch = {key: image.double() for key, image in shifted_pair(256, 320).items()}
     assert compare(theirs, ours, batch) >= 50
+
+
+def test_fine_tuning_starts_from_an_official_checkpoint(models, tmp_path):
+    """`model=eloftr init_checkpoint=eloftr_outdoor.ckpt`: upstream's Lightning file loads into the training
+    module's (multi-branch) model, every weight as upstream's."""
+    from lightning_modules.config import TrainingConfig
+    from lightning_modules.loftr_module import LoFTRModule
+    from models.eloftr import EfficientLoFTRConfig
+
+    _, theirs, _ = models
+    checkpoint = tmp_path / "eloftr_outdoor.ckpt"
+    torch.save({"state_dict": {f"matcher.{k}": v.float() for k, v in theirs.state_dict().items()}}, checkpoint)
+    module = LoFTRModule(TrainingConfig(model=EfficientLoFTRConfig(), init_checkpoint=str(checkpoint)))
+    expected = convert_state_dict(theirs.state_dict())
+    loaded = module.model.state_dict()
+    assert set(loaded) == set(expected)
+    assert all(torch.equal(loaded[key], expected[key].float()) for key in expected)
