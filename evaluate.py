@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from data.errors import BadPairError
 from evaluation.benchmarks import Benchmark, build_benchmark
 from evaluation.config import EvaluateConfig, evaluate_config, register_configs
-from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, score_predictions
+from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_predictions
 from evaluation.loftr_matcher import ImageTooLargeError
 from evaluation.matchers import Matcher, build_matcher
 from evaluation.plots import save_figure, scored_matches_figure
@@ -158,7 +158,8 @@ def evaluate(settings: EvaluateConfig) -> dict:
             results = score_predictions(benchmark, predict, matcher_name, settings, on_pair=draw)
             if not results:
                 raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
-            title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else [])])
+            title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else []),
+                                protocol(settings)])
             table, summary = write_report(out_dir, results, benchmark.kind, title, stress=settings.stress)
     except (BadPairError, FileNotFoundError, PredictionsError) as error:  # inputs that cannot be read
         raise EvaluationError(str(error)) from None

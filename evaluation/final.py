@@ -9,7 +9,7 @@ from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR
 
 from .benchmarks import Benchmark, build_benchmark
-from .harness import HarnessConfig, run
+from .harness import HarnessConfig, protocol, run
 from .loftr_matcher import LoFTRMatcher
 from .matchers import build_matcher
 from .metrics import summarize
@@ -35,7 +35,7 @@ def final_evaluation(settings: FinalEvaluation, model: LoFTR | EfficientLoFTR) -
     matchers = {f"{family} (trained)": LoFTRMatcher(model.cpu().eval())}
     matchers.update({name: build_matcher(name) for name in settings.baselines})
     rows = {label: summarize(run(benchmark, matcher, harness), benchmark.kind) for label, matcher in matchers.items()}
-    print(format_table(rows, f"{benchmark.name}: held-out pairs"))
+    print(format_table(rows, f"{benchmark.name}: held-out pairs ({protocol(harness)})"))
     return rows
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from data.pairs import EvalPair, Matches
 from data.resize import resized
-from geometry.estimation import POSE_RANSAC_THRESHOLD_PX
+from geometry.estimation import POSE_RANSAC_THRESHOLD_PX, check_estimator
 from geometry.warp import apply_homography
 
 from .benchmarks import Benchmark
@@ -38,6 +38,8 @@ class HarnessConfig:
     max_pairs: int | None = None  # the first N pairs of the benchmark; None: all
     ransac_seed: int = 0  # OpenCV's RANSAC is seeded per pair, so runs repeat
     ransac_threshold: float = POSE_RANSAC_THRESHOLD_PX  # pixels: the pose estimator's inlier threshold
+    # "opencv": RANSAC as LoFTR's tables (the default); "poselib": PoseLib's LO-RANSAC, as glue-factory's
+    estimator: str = "opencv"
 
     def __post_init__(self):
         if self.stress not in (None, *STRESS_KINDS):
@@ -50,6 +52,13 @@ class HarnessConfig:
             raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
         if not self.ransac_threshold > 0:
             raise ValueError(f"ransac_threshold must be a positive number of pixels, got {self.ransac_threshold!r}")
+        check_estimator(self.estimator)
+
+
+def protocol(config: HarnessConfig) -> str:
+    """What estimated the poses, for tables and summaries: e.g. "opencv RANSAC 0.5 px"."""
+    name = "opencv RANSAC" if config.estimator == "opencv" else "poselib LO-RANSAC"
+    return f"{name} {config.ransac_threshold:g} px"
 
 
 @dataclass
@@ -123,7 +132,7 @@ def score_variant(pair: EvalPair, prediction: Prediction, benchmark: Benchmark, 
         matches.kpts0, matches.kpts1, name=pair.name, group=pair.group, runtime_s=prediction.runtime_s,
         K0=pair.K0, K1=pair.K1, T_0to1=pair.T_0to1, H_0to1=pair.H_0to1, image0_size=pair.image0.shape[:2],
         epipolar_threshold=benchmark.epipolar_threshold, ransac_seed=config.ransac_seed,
-        ransac_threshold_px=config.ransac_threshold)
+        ransac_threshold_px=config.ransac_threshold, estimator=config.estimator)
     return ScoredPair(pair, result, matches, errors)
 
 

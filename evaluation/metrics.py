@@ -96,14 +96,16 @@ def pose_error(
     threshold_px: float = POSE_RANSAC_THRESHOLD_PX,
     confidence: float = POSE_RANSAC_CONFIDENCE,
     seed: int | None = 0,
+    estimator: str = "opencv",
 ) -> PoseError:
     """Estimate the relative pose from pixel matches kpts0, kpts1 (N, 2) with intrinsics K0, K1 (3, 3) and
     score it against T_0to1 (4, 4, camera 0 -> camera 1 coordinates).
 
-    RANSAC as LoFTR evaluates: threshold_px (0.5) divided by the mean focal length, confidence 0.99999,
-    seeded for repeatable runs. Fewer than 5 matches or no model gives PoseError.failure() (inf errors).
+    RANSAC as LoFTR evaluates ("opencv": threshold_px (0.5) divided by the mean focal length, confidence
+    0.99999), or PoseLib's LO-RANSAC ("poselib"), seeded for repeatable runs. Fewer than 5 matches or no model
+    gives PoseError.failure() (inf errors).
     """
-    estimate = estimate_pose(kpts0, kpts1, K0, K1, threshold_px, confidence, seed)
+    estimate = estimate_pose(kpts0, kpts1, K0, K1, threshold_px, confidence, seed, estimator)
     if estimate is None:
         return PoseError.failure()
     R, t, inliers = estimate
@@ -135,12 +137,14 @@ def match_precision(errors: np.ndarray, threshold: float) -> float:
 
 
 def homography_error(
-    H_true: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray, height: int, width: int, seed: int | None = 0
+    H_true: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray, height: int, width: int, seed: int | None = 0,
+    estimator: str = "opencv",
 ) -> float:
-    """Mean corner error in pixels of the homography estimated from pixel matches kpts0, kpts1 (N, 2) (RANSAC,
-    3 px) against H_true (3, 3, image 0 -> image 1 pixels); the corners are those of image 0, (height, width).
-    inf with fewer than 4 matches or no model."""
-    H_est = estimate_homography(np.asarray(kpts0, np.float64), np.asarray(kpts1, np.float64), seed=seed)
+    """Mean corner error in pixels of the homography estimated from pixel matches kpts0, kpts1 (N, 2) (RANSAC or
+    LO-RANSAC, 3 px) against H_true (3, 3, image 0 -> image 1 pixels); the corners are those of image 0,
+    (height, width). inf with fewer than 4 matches or no model."""
+    H_est = estimate_homography(np.asarray(kpts0, np.float64), np.asarray(kpts1, np.float64), seed=seed,
+                                estimator=estimator)
     if H_est is None:
         return np.inf
     return homography_corner_error(H_true, H_est, height, width)
@@ -168,9 +172,9 @@ class PairResult:
 def summarize(results: Sequence[PairResult], kind: Literal["pose", "homography"]) -> dict[str, float]:
     """The numbers of a results table from per-pair records.
 
-    Keys: "auc@5", "auc@10", "auc@20" (pose, degrees) or "auc@3", "auc@5", "auc@10" (homography, pixels), in
-    percent; "precision" (percent, only when every record has one); "matches" (mean per pair);
-    "runtime_ms" (median per pair); "pairs" (count).
+    Keys: "auc@5", "auc@10", "auc@20" (pose, degrees) and "mAA", their mean (glue-factory's rel_pose_error_mAA),
+    or "auc@3", "auc@5", "auc@10" (homography, pixels), in percent; "precision" (percent, only when every record
+    has one); "matches" (mean per pair); "runtime_ms" (median per pair); "pairs" (count).
     """
     if not results:
         raise ValueError("summarize needs at least one result")
@@ -181,6 +185,8 @@ def summarize(results: Sequence[PairResult], kind: Literal["pose", "homography"]
     else:
         raise ValueError(f"kind must be 'pose' or 'homography', got {kind!r}")
     summary = {f"auc@{t:g}": auc for t, auc in error_auc(errors, thresholds).items()}
+    if kind == "pose":
+        summary["mAA"] = float(np.mean(list(summary.values())))
     if all(r.precision is not None for r in results):
         summary["precision"] = 100 * float(np.mean([r.precision for r in results]))
     summary["matches"] = float(np.mean([r.num_matches for r in results]))

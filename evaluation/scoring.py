@@ -28,6 +28,7 @@ def score_matches(
     epipolar_threshold: float | None = None,
     ransac_seed: int | None = 0,
     ransac_threshold_px: float = POSE_RANSAC_THRESHOLD_PX,
+    estimator: str = "opencv",
 ) -> tuple[PairResult, np.ndarray | None]:
     """The PairResult of matches kpts0, kpts1 (N, 2) (x, y) pixels of image 0 and image 1, and the squared
     symmetric epipolar error of each match (N,) (normalized coordinates, `epipolar_errors`), None for a
@@ -37,8 +38,9 @@ def score_matches(
     H_0to1 (3, 3, image-0 -> image-1 pixels) with image0_size (height, width) in pixels, whose corners the
     corner error maps. name, group, runtime_s (matching time, seconds): recorded as given.
     epipolar_threshold: pose pairs with one get `precision`, the share of matches under it.
-    ransac_seed seeds OpenCV's RANSAC (None: unseeded); ransac_threshold_px: the pose estimator's inlier
-    threshold in pixels (LoFTR's 0.5 by default); the homography estimator keeps its 3 px.
+    ransac_seed seeds the RANSAC (None: unseeded); ransac_threshold_px: the pose estimator's inlier
+    threshold in pixels (LoFTR's 0.5 by default); the homography estimator keeps its 3 px. estimator: "opencv"
+    (LoFTR's protocol) or "poselib" (LO-RANSAC, glue-factory's), for both (geometry/estimation.py).
     """
     kpts0 = np.asarray(kpts0, np.float64).reshape(-1, 2)
     kpts1 = np.asarray(kpts1, np.float64).reshape(-1, 2)
@@ -46,7 +48,8 @@ def score_matches(
     if T_0to1 is not None:
         if K0 is None or K1 is None:
             raise ValueError(f"pair {name}: a pose needs the intrinsics K0 and K1")
-        result.pose = pose_error(T_0to1, kpts0, kpts1, K0, K1, threshold_px=ransac_threshold_px, seed=ransac_seed)
+        result.pose = pose_error(T_0to1, kpts0, kpts1, K0, K1, threshold_px=ransac_threshold_px, seed=ransac_seed,
+                                 estimator=estimator)
         errors = epipolar_errors(kpts0, kpts1, K0, K1, T_0to1)
         if epipolar_threshold is not None:
             result.precision = match_precision(errors, epipolar_threshold)
@@ -54,5 +57,6 @@ def score_matches(
     if H_0to1 is None or image0_size is None:
         raise ValueError(f"pair {name}: give a pose (T_0to1, K0, K1) or a homography (H_0to1, image0_size)")
     height, width = image0_size
-    result.homography_error_px = homography_error(H_0to1, kpts0, kpts1, height, width, seed=ransac_seed)
+    result.homography_error_px = homography_error(H_0to1, kpts0, kpts1, height, width, seed=ransac_seed,
+                                                  estimator=estimator)
     return result, None

@@ -1,14 +1,24 @@
-"""Relative pose and homography from matches (OpenCV RANSAC), and their errors against ground truth.
+"""Relative pose and homography from matches, and their errors against ground truth.
 
-These run once per test pair on the CPU, with numpy arrays, as evaluation does.
+Two estimators: "opencv", RANSAC as LoFTR's and SuperGlue's evaluations run it (cv2.findEssentialMat on
+normalised points, cv2.findHomography), and "poselib", PoseLib's LO-RANSAC with its non-linear refinement, as
+glue-factory and later papers estimate (thresholds in pixels, Sampson error for the pose). These run once per
+test pair on the CPU, with numpy arrays, as evaluation does.
 """
 
 import cv2
 import numpy as np
+import poselib
 
 # LoFTR's evaluation: RANSAC threshold 0.5 px, normalized by the mean focal length; confidence 0.99999.
 POSE_RANSAC_THRESHOLD_PX = 0.5
 POSE_RANSAC_CONFIDENCE = 0.99999
+ESTIMATORS = ("opencv", "poselib")
+
+
+def check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
 
 
 def estimate_pose(
@@ -19,15 +29,20 @@ def estimate_pose(
     threshold_px: float = POSE_RANSAC_THRESHOLD_PX,
     confidence: float = POSE_RANSAC_CONFIDENCE,
     seed: int | None = 0,
+    estimator: str = "opencv",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Relative pose from pixel matches (N, 2): essential matrix with RANSAC, then the cheirality check.
 
-    The matches are normalized with K0 / K1 and the pixel threshold divided by the mean of the four focal
-    lengths, as LoFTR (and SuperGlue) evaluate. `seed` seeds OpenCV's RANSAC so runs repeat.
+    "opencv": the matches are normalized with K0 / K1 and the pixel threshold divided by the mean of the four
+    focal lengths, as LoFTR (and SuperGlue) evaluate. "poselib": LO-RANSAC on the Sampson error in pixels of
+    the calibrated cameras, refined on its inliers. `seed` seeds the sampling so runs repeat.
     Returns (R (3, 3), t (3,) unit vector, inliers (N,) bool), or None with fewer than 5 matches or no model.
     """
+    check_estimator(estimator)
     if len(kpts0) < 5:
         return None
+    if estimator == "poselib":
+        return _poselib_pose(kpts0, kpts1, K0, K1, threshold_px, confidence, seed)
     if seed is not None:
         cv2.setRNGSeed(seed)
     focal = np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
@@ -44,6 +59,19 @@ def estimate_pose(
         if best is None or count > best[0]:
             best = (count, R, t[:, 0], mask.ravel() > 0)
     return best[1], best[2], best[3]
+
+
+def _poselib_pose(kpts0, kpts1, K0, K1, threshold_px, confidence, seed):
+    def camera(K):
+        return {"model": "PINHOLE", "width": 0, "height": 0, "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]}
+    options = {"max_epipolar_error": threshold_px, "success_prob": confidence, "seed": 0 if seed is None else seed}
+    pose, info = poselib.estimate_relative_pose(np.ascontiguousarray(kpts0, np.float64),
+                                                np.ascontiguousarray(kpts1, np.float64),
+                                                camera(K0), camera(K1), options)
+    if info["num_inliers"] < 5:
+        return None
+    t = np.asarray(pose.t, np.float64)
+    return np.asarray(pose.R, np.float64), t / np.linalg.norm(t), np.asarray(info["inliers"], bool)
 
 
 def angle_between(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,11 +93,17 @@ def pose_errors(T_0to1: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float
 
 
 def estimate_homography(kpts0: np.ndarray, kpts1: np.ndarray, threshold_px: float = 3.0,
-                        seed: int | None = 0) -> np.ndarray | None:
-    """Homography (3, 3) image 0 -> image 1 from pixel matches with RANSAC (OpenCV's default 3 px threshold),
-    or None with fewer than 4 matches or no model."""
+                        seed: int | None = 0, estimator: str = "opencv") -> np.ndarray | None:
+    """Homography (3, 3) image 0 -> image 1 from pixel matches with RANSAC (OpenCV's default 3 px threshold) or
+    PoseLib's LO-RANSAC on the reprojection error, or None with fewer than 4 matches or no model."""
+    check_estimator(estimator)
     if len(kpts0) < 4:
         return None
+    if estimator == "poselib":
+        options = {"max_reproj_error": threshold_px, "seed": 0 if seed is None else seed}
+        H, info = poselib.estimate_homography(np.ascontiguousarray(kpts0, np.float64),
+                                              np.ascontiguousarray(kpts1, np.float64), options)
+        return H if info["num_inliers"] >= 4 else None
     if seed is not None:
         cv2.setRNGSeed(seed)
     H, _ = cv2.findHomography(kpts0, kpts1, cv2.RANSAC, threshold_px)

@@ -120,7 +120,7 @@ def test_a_stored_run_is_scored_again_without_the_matcher(world, tmp_path):
     assert stored.is_file()
     unbuildable = ["matcher=loftr", f"checkpoint={tmp_path / 'missing.ckpt'}", f"predictions={stored}"]
     again = evaluate(config_of(*common, *unbuildable, "plot_pairs=1", f"out_dir={tmp_path / 'b'}"))
-    assert again == first and again["title"] == "synthetic / sift"  # the stored matcher's name
+    assert again == first and again["title"] == "synthetic / sift / opencv RANSAC 0.5 px"  # the stored matcher's
     assert (tmp_path / "b" / "results.csv").read_text() == (tmp_path / "a" / "results.csv").read_text()
     assert (tmp_path / "b" / "matches" / "001.png").is_file() and not (tmp_path / "b" / "predictions.h5").exists()
     looser = evaluate(config_of(*common, *unbuildable, "ransac_threshold=3.0", "plot_pairs=0",
@@ -128,6 +128,14 @@ def test_a_stored_run_is_scored_again_without_the_matcher(world, tmp_path):
     assert looser["overall"]["matches"] == first["overall"]["matches"]
     rows = [(tmp_path / run / "results.csv").read_text().splitlines()[1:] for run in ("a", "c")]
     assert [row.split(",")[:4] for row in rows[0]] == [row.split(",")[:4] for row in rows[1]]  # same matches, times
+    # the same matches through PoseLib's LO-RANSAC: the table says so, the poses are its own
+    lo = evaluate(config_of(*common, *unbuildable, "estimator=poselib", "plot_pairs=0", f"out_dir={tmp_path / 'd'}"))
+    assert lo["title"] == "synthetic / sift / poselib LO-RANSAC 0.5 px"
+    assert lo["overall"]["matches"] == first["overall"]["matches"]
+    poses = [(tmp_path / run / "results.csv").read_text().splitlines()[1:] for run in ("a", "d")]
+    assert poses[0] != poses[1]
+    wrong = run_here(["evaluate.py", *common, *unbuildable, "estimator=magic", f"out_dir={tmp_path / 'e'}"], ROOT)
+    refusal(wrong, "estimator='magic' is not one of opencv, poselib")
     assert rows[0] != rows[1]  # new pose errors
 
 

@@ -152,7 +152,8 @@ def test_summarize_pose_and_groups():
         for i, e in enumerate(errors)
     ]
     summary = summarize(results, "pose")
-    assert summary == pytest.approx({"auc@5": 37.5, "auc@10": 56.25, "auc@20": error_auc(errors, (20.0,))[20.0],
+    auc20 = error_auc(errors, (20.0,))[20.0]
+    assert summary == pytest.approx({"auc@5": 37.5, "auc@10": 56.25, "auc@20": auc20, "mAA": (93.75 + auc20) / 3,
                                      "precision": 37.5, "matches": 25.0, "runtime_ms": 65.0, "pairs": 4.0})  # median
     groups = summarize_groups(results, "pose")
     assert list(groups) == ["a", "b"] and groups["b"]["auc@5"] == 0.0 and groups["a"]["matches"] == 15.0
