@@ -14,7 +14,7 @@ from utils.files import written_atomically
 
 from .metrics import HOMOGRAPHY_AUC_THRESHOLDS_PX, POSE_AUC_THRESHOLDS_DEG, PairResult, summarize, summarize_groups
 
-COLUMNS = ("pairs", "precision", "matches", "runtime_ms")  # after the AUC columns
+COLUMNS = ("mAA", "pairs", "precision", "matches", "runtime_ms")  # after the AUC columns
 
 
 def format_table(rows: dict[str, dict[str, float]], title: str = "") -> str:
