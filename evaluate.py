@@ -26,9 +26,10 @@ from omegaconf import DictConfig
 from data.errors import BadPairError
 from evaluation.benchmarks import Benchmark, build_benchmark
 from evaluation.config import EvaluateConfig, evaluate_config, register_configs
-from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_predictions
+from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
 from evaluation.loftr_matcher import ImageTooLargeError
 from evaluation.matchers import Matcher, build_matcher
+from evaluation.metrics import summarize
 from evaluation.plots import save_figure, scored_matches_figure
 from evaluation.predictions import Prediction, PredictionsError, PredictionStore, RunHeader
 from evaluation.report import report_paths, write_report
@@ -119,6 +120,15 @@ def picture_writer(out_dir: Path, count: int, threshold: float | None):
     return draw
 
 
+def best_threshold(scored: dict[float, list], kind: str) -> tuple[float, dict[str, float]]:
+    """The threshold whose results have the highest mAA (the first on a tie), and for a sweep {threshold: mAA}
+    of every one (empty for a single threshold)."""
+    if len(scored) == 1:
+        return next(iter(scored)), {}
+    score = {threshold: summarize(results, kind)["mAA"] for threshold, results in scored.items()}
+    return max(score, key=score.get), {f"{threshold:g}": value for threshold, value in score.items()}
+
+
 def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor]:
     """The benchmark, the matcher's name and a predictor that matches a variant, stores the prediction in
     out_dir/predictions.h5 (which replaces an earlier one when `outputs` closes) and reads it back: the scores
@@ -155,12 +165,17 @@ def evaluate(settings: EvaluateConfig) -> dict:
             prepare = predicting if settings.predictions is None else reading
             benchmark, matcher_name, predict = prepare(settings, outputs)
             draw = picture_writer(out_dir, settings.plot_pairs, benchmark.epipolar_threshold)
-            results = score_predictions(benchmark, predict, matcher_name, settings, on_pair=draw)
-            if not results:
+            if settings.ransac_threshold == "sweep" and benchmark.kind != "pose":
+                raise EvaluationError(f"ransac_threshold=sweep sweeps the pose estimator's threshold; benchmark "
+                                      f"{benchmark.name} scores homographies (3 px)")
+            scored = score_thresholds(benchmark, predict, matcher_name, settings, on_pair=draw)
+            if not next(iter(scored.values())):
                 raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
+            threshold, sweep = best_threshold(scored, benchmark.kind)
             title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else []),
-                                protocol(settings)])
-            table, summary = write_report(out_dir, results, benchmark.kind, title, stress=settings.stress)
+                                protocol(settings, threshold if sweep else None)])
+            table, summary = write_report(out_dir, scored[threshold], benchmark.kind, title, stress=settings.stress,
+                                          extra={"sweep": sweep} if sweep else None)
     except (BadPairError, FileNotFoundError, PredictionsError) as error:  # inputs that cannot be read
         raise EvaluationError(str(error)) from None
     except ImageTooLargeError as error:

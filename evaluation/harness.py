@@ -12,8 +12,9 @@ another RANSAC setting shares every step but the matching.
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -37,7 +38,10 @@ class HarnessConfig:
     stress_config: StressConfig = field(default_factory=StressConfig)
     max_pairs: int | None = None  # the first N pairs of the benchmark; None: all
     ransac_seed: int = 0  # OpenCV's RANSAC is seeded per pair, so runs repeat
-    ransac_threshold: float = POSE_RANSAC_THRESHOLD_PX  # pixels: the pose estimator's inlier threshold
+    # pixels: the pose estimator's inlier threshold; "sweep": every one of `sweep_thresholds`, the best reported
+    # (glue-factory's eval.ransac_th=-1). Any: a number or that word
+    ransac_threshold: Any = POSE_RANSAC_THRESHOLD_PX
+    sweep_thresholds: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # pixels, glue-factory's 0.5-3 px range
     # "opencv": RANSAC as LoFTR's tables (the default); "poselib": PoseLib's LO-RANSAC, as glue-factory's
     estimator: str = "opencv"
 
@@ -50,15 +54,32 @@ class HarnessConfig:
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or isinstance(self.max_pairs, bool)
                                            or self.max_pairs < 1):
             raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
-        if not self.ransac_threshold > 0:
-            raise ValueError(f"ransac_threshold must be a positive number of pixels, got {self.ransac_threshold!r}")
+        if self.ransac_threshold == "sweep":
+            if not self.sweep_thresholds or not all(_positive(t) for t in self.sweep_thresholds):
+                raise ValueError(f"sweep_thresholds must be positive numbers of pixels, got {self.sweep_thresholds!r}")
+        elif not _positive(self.ransac_threshold):
+            raise ValueError(f"ransac_threshold must be a positive number of pixels or 'sweep', got "
+                             f"{self.ransac_threshold!r}")
         check_estimator(self.estimator)
 
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        """The pose thresholds to score with: the one, or the sweep's."""
+        return tuple(self.sweep_thresholds) if self.ransac_threshold == "sweep" else (self.ransac_threshold,)
 
-def protocol(config: HarnessConfig) -> str:
-    """What estimated the poses, for tables and summaries: e.g. "opencv RANSAC 0.5 px"."""
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def protocol(config: HarnessConfig, threshold: float | None = None) -> str:
+    """What estimated the poses, for tables and summaries: e.g. "opencv RANSAC 0.5 px"; `threshold`: the one a
+    sweep chose ("... 1.5 px, best of 0.5-3 px")."""
     name = "opencv RANSAC" if config.estimator == "opencv" else "poselib LO-RANSAC"
-    return f"{name} {config.ransac_threshold:g} px"
+    if config.ransac_threshold != "sweep":
+        return f"{name} {config.ransac_threshold:g} px"
+    swept = f"{min(config.thresholds):g}-{max(config.thresholds):g} px"
+    return f"{name} sweep {swept}" if threshold is None else f"{name} {threshold:g} px, best of {swept}"
 
 
 @dataclass
@@ -157,21 +178,36 @@ def score_predictions(benchmark: Benchmark, predict: Predictor, matcher_name: st
                       progress: bool = True) -> list[PairResult]:
     """Score `predict`'s prediction for every variant of `benchmark` (see `variants`); `on_pair` sees each
     scored pair as it is done (pictures). `progress`: a tqdm bar on stderr, one step per scored variant, named
-    "benchmark / matcher_name" (the matcher that made the predictions); TQDM_DISABLE=1 turns it off."""
+    "benchmark / matcher_name" (the matcher that made the predictions); TQDM_DISABLE=1 turns it off. A sweep
+    (`ransac_threshold="sweep"`) needs `score_thresholds`."""
     config = config if config is not None else HarnessConfig()
+    if config.ransac_threshold == "sweep":
+        raise ValueError("score_predictions scores one threshold: use score_thresholds for ransac_threshold=sweep")
+    return score_thresholds(benchmark, predict, matcher_name, config, on_pair, progress)[config.ransac_threshold]
+
+
+def score_thresholds(benchmark: Benchmark, predict: Predictor, matcher_name: str, config: HarnessConfig,
+                     on_pair: Callable[[ScoredPair], None] | None = None, progress: bool = True
+                     ) -> dict[float, list[PairResult]]:
+    """`score_predictions` at each of `config.thresholds`, each variant predicted once: {threshold: results}.
+    `on_pair` sees each pair scored at the first threshold (its matches and epipolar errors are the same at
+    every one)."""
     pairs = pair_count(benchmark, config)
     label = " / ".join([benchmark.name, matcher_name, *([config.stress] if config.stress else [])])
     # only progress=False sets `disable`: an explicit value would override TQDM_DISABLE, tqdm's default
     bar = tqdm(total=None if pairs is None else pairs * stress_count(config), desc=label, unit="pair",
                dynamic_ncols=True, **({} if progress else {"disable": True}))
-    results = []
+    settings = {threshold: replace(config, ransac_threshold=threshold) for threshold in config.thresholds}
+    results: dict[float, list[PairResult]] = {threshold: [] for threshold in settings}
     with bar:
         for variant in variants(benchmark, config):
-            scored = score_variant(variant.pair, predict(variant), benchmark, config)
-            results.append(scored.result)
+            prediction = predict(variant)
+            for index, (threshold, setting) in enumerate(settings.items()):
+                scored = score_variant(variant.pair, prediction, benchmark, setting)
+                results[threshold].append(scored.result)
+                if index == 0 and on_pair is not None:
+                    on_pair(scored)
             bar.update()
-            if on_pair is not None:
-                on_pair(scored)
     return results
 
 

@@ -119,12 +119,13 @@ def report_paths(out_dir: Path, stress: str | None = None) -> dict[str, Path]:
 
 
 def write_report(out_dir: Path, results: Sequence[PairResult], kind: str, title: str,
-                 stress: str | None = None) -> tuple[str, dict]:
-    """Write results.csv, summary.json and the plots to `out_dir`; returns the table and the summary. All or
-    nothing: when a write fails (OSError: a full disk), the files of an earlier report there stay as they were."""
+                 stress: str | None = None, extra: dict | None = None) -> tuple[str, dict]:
+    """Write results.csv, summary.json and the plots to `out_dir`; returns the table and the summary (with the
+    entries of `extra` too, e.g. a threshold sweep's). All or nothing: when a write fails (OSError: a full
+    disk), the files of an earlier report there stay as they were."""
     overall = summarize(results, kind)
     groups = summarize_groups(results, kind)
-    summary = {"title": title, "kind": kind, "overall": overall, "groups": groups}
+    summary = {"title": title, "kind": kind, "overall": overall, "groups": groups, **(extra or {})}
     by_group: dict[str, list[PairResult]] = {}
     for result in results:
         by_group.setdefault(result.group, []).append(result)

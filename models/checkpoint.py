@@ -107,6 +107,10 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
             f"If you trust the file, load it with trusted=True (match.py: --trust-checkpoint)"
         ) from None
     except Exception as error:  # a truncated archive, an unreadable file, ...
+        with open(path, "rb") as file:
+            start = file.read(2)
+        if start[:2] != b"PK" and start[:1] != b"\x80":  # neither a zip archive nor a legacy (pickle) file
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (corrupt or another format)") from None
         reason = " ".join(str(error).split()) or type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {reason}") from None
     state_dict = state_dict_of(checkpoint)

@@ -17,6 +17,7 @@ import errno
 import io
 import os
 import pickle
+import random
 import shutil
 import subprocess
 import sys
@@ -222,7 +223,9 @@ def bad_checkpoint(kind: str, trained: Path, folder: Path) -> tuple[Path, list[s
         path.write_bytes(trained.read_bytes()[: trained.stat().st_size // 2])
         return path, ["truncated or corrupt"]
     if kind == "random_bytes":
-        path.write_bytes(os.urandom(4096))
+        # bytes that torch.load fails on in several ways (an unpickling error, an index error, ...): all of them
+        # are "not a PyTorch checkpoint"; seeded so that every run tries the same ones
+        path.write_bytes(random.Random(0).randbytes(4096))
         return path, ["not a PyTorch checkpoint"]
     if kind == "nan_weights":
         key = sorted(checkpoint["state_dict"])[3]

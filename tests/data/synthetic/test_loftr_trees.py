@@ -217,8 +217,10 @@ def test_scannet1500_benchmark_reads_the_test_scenes(scannet):
 
 
 def config_of(*overrides: str):
+    from evaluation.config import evaluate_config
+
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("evaluate", overrides=list(overrides))
+        return evaluate_config(compose("evaluate", overrides=list(overrides)))  # typed, as evaluate.py's main
 
 
 def test_evaluate_runs_the_benchmarks_verbatim_on_the_trees(megadepth, scannet, tmp_path):
