@@ -1,5 +1,5 @@
 """Score a matcher on a benchmark as the papers report it: pose AUC@5/10/20 and epipolar precision (or
-homography AUC@3/5/10), matches and runtime per pair, optionally under rotation or tilt stress.
+homography AUC@1/3/5/10), matches and runtime per pair, optionally under rotation or tilt stress.
 
     python evaluate.py benchmark=synthetic matcher=sift
     python evaluate.py benchmark=megadepth1500 benchmark.root=... benchmark.scene_info_dir=... \

@@ -210,7 +210,7 @@ class LoFTRModule(pl.LightningModule):
 
     def _log_summary(self, stage: str) -> None:
         """Each dataloader scored by its own kind (pose: AUC@5/10/20 and epipolar precision; homography: corner-
-        error AUC@3/5/10). One dataloader: `{stage}/auc@20`, ... Several: each under `{stage}/{kind}_{index}/`
+        error AUC@1/3/5/10). One dataloader: `{stage}/auc@20`, ... Several: each under `{stage}/{kind}_{index}/`
         (`val/pose_0/auc@20`, `val/homography_1/auc@10`), and the plain keys the checkpoint monitor reads
         (`val/auc@10`, `val/auc@20`, ...) as the mean over the dataloaders that have that metric; `loss`
         is always the mean over all pairs."""

@@ -165,7 +165,7 @@ def test_summarize_homography():
     results = [PairResult("h0", "i", 100, 0.02, homography_error_px=0.0),
                PairResult("h1", "v", 50, 0.04, homography_error_px=np.inf)]
     summary = summarize(results, "homography")
-    assert summary == pytest.approx({"auc@3": 50.0, "auc@5": 50.0, "auc@10": 50.0, "matches": 75.0,
+    assert summary == pytest.approx({"auc@1": 50.0, "auc@3": 50.0, "auc@5": 50.0, "auc@10": 50.0, "matches": 75.0,
                                      "runtime_ms": 30.0, "pairs": 2.0})
     with pytest.raises(ValueError):
         summarize(results, "depth")
