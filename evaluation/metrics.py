@@ -173,8 +173,8 @@ def summarize(results: Sequence[PairResult], kind: Literal["pose", "homography"]
     """The numbers of a results table from per-pair records.
 
     Keys: "auc@5", "auc@10", "auc@20" (pose, degrees) and "mAA", their mean (glue-factory's rel_pose_error_mAA),
-    or "auc@1", "auc@3", "auc@5", "auc@10" (homography, pixels), in percent; "precision" (percent, only when every record
-    has one); "matches" (mean per pair); "runtime_ms" (median per pair); "pairs" (count).
+    or "auc@1", "auc@3", "auc@5", "auc@10" (homography, pixels), in percent; "precision" (percent, only when
+    every record has one); "matches" (mean per pair); "runtime_ms" (median per pair); "pairs" (count).
     """
     if not results:
         raise ValueError("summarize needs at least one result")
