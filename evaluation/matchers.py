@@ -7,8 +7,10 @@ images to the benchmark's resolution before it calls a matcher, so matchers take
     sift   OpenCV SIFT, mutual nearest neighbours passing Lowe's ratio test (evaluation/baselines.py)
     asift  SIFT on affine-simulated views (OpenCV's AffineFeature, Yu & Morel's ASIFT), same matching
     loftr  our LoFTR (models/loftr.py), from a checkpoint or a model in memory (evaluation/loftr_matcher.py)
+    xfeat, xfeat_star, xfeat_lighterglue   XFeat's pretrained weights (evaluation/learned.py; optional install)
 """
 
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -16,6 +18,7 @@ import numpy as np
 from data.pairs import Matches
 
 from .baselines import ASIFTMatcher, SIFTMatcher
+from .learned import XFeatMatcher
 from .loftr_matcher import LoFTRMatcher
 
 
@@ -25,7 +28,9 @@ class Matcher(Protocol):
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches: ...
 
 
-MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": LoFTRMatcher.from_checkpoint}
+MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": LoFTRMatcher.from_checkpoint,
+            "xfeat": partial(XFeatMatcher, "sparse"), "xfeat_star": partial(XFeatMatcher, "star"),
+            "xfeat_lighterglue": partial(XFeatMatcher, "lighterglue")}
 
 
 def build_matcher(name: str, **options) -> Matcher:
