@@ -12,6 +12,7 @@ from losses.loftr_loss import LossConfig
 from models.eloftr import EfficientLoFTR
 from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
 from tests.helpers import tiny_eloftr_config
+from tests.losses.test_learning import fit
 
 SHIFT = (10.3, 4.25)  # pixels: the rest (0.3, 0.25) is stage 2's to find
 
@@ -29,15 +30,7 @@ def test_tiny_efficient_loftr_fits_a_sub_pixel_shift():
     batch["image0"], batch["image1"] = (torch.from_numpy(t)[None, None].float() / 255 for t in (texture, shifted))
     loss = loss_for(model, LossConfig(overlap_weight=True))
     supervision = coarse_supervision(batch, (12, 16), (12, 16), fine_stride=1, fine_origin=loss.window.origin)
-    ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(120):
-        parts = loss(model(batch, ground_truth=ground_truth), supervision)
-        optimizer.zero_grad()
-        parts.total.backward()
-        optimizer.step()
-        history.append((parts.coarse.item(), parts.fine.item()))
+    history = [(parts.coarse.item(), parts.fine.item()) for parts in fit(model, loss, batch, supervision, 120)]
     assert history[-1][0] < 0.01 * history[0][0] and history[-1][1] < 0.2 * history[0][1]
 
     with torch.no_grad():

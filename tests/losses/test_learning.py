@@ -9,6 +9,21 @@ from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
 from tests.helpers import image_pair, tiny_model_config
 
 
+def fit(model, loss, batch: dict, supervision, steps: int, lr: float = 3e-3) -> list:
+    """`steps` AdamW steps of `model` on one batch against its ground truth (which pads the fine level too);
+    the LossParts of each step."""
+    ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        parts = loss(model(batch, ground_truth=ground_truth), supervision)
+        optimizer.zero_grad()
+        parts.total.backward()
+        optimizer.step()
+        history.append(parts)
+    return history
+
+
 def test_tiny_model_fits_a_translated_pair():
     """A plane shifted by (11, 5) px in the pictures and in the geometry: 40 AdamW steps cut the coarse loss
     tenfold, and the trained model's matches are mostly ground-truth matches."""
@@ -20,16 +35,7 @@ def test_tiny_model_fits_a_translated_pair():
     shifted[..., 5:, 11:] = image[..., :-5, :-11]
     batch["image0"], batch["image1"] = image, shifted
     supervision = coarse_supervision(batch, (12, 16), (12, 16))
-    ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
-    loss = LoFTRLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(40):
-        parts = loss(model(batch, ground_truth=ground_truth), supervision)
-        optimizer.zero_grad()
-        parts.total.backward()
-        optimizer.step()
-        history.append(parts.coarse.item())
+    history = [parts.coarse.item() for parts in fit(model, LoFTRLoss(), batch, supervision, steps=40)]
     assert history[-1] < 0.1 * history[0]
 
     with torch.no_grad():
