@@ -211,3 +211,20 @@ def test_a_learned_baseline_without_its_package_names_the_requirements_file(monk
     monkeypatch.setattr(importlib, "import_module", missing)
     with pytest.raises(ValueError, match=r"matcher=xfeat_star needs .*pip install -r requirements-baselines.txt"):
         XFeatMatcher("star")
+
+
+def test_compare_runs_gives_one_table_and_one_plot(world, tmp_path):
+    """Runs of one benchmark (here SIFT with each estimator, from one stored prediction): a row and a curve
+    each; runs of another benchmark, or a folder that is no run, are refused in one line."""
+    common = [f"benchmark.root={world}", "max_pairs=2", "plot_pairs=0"]
+    evaluate(config_of(*common, "matcher=sift", f"out_dir={tmp_path / 'opencv'}"))
+    evaluate(config_of(*common, f"predictions={tmp_path / 'opencv' / 'predictions.h5'}", "estimator=poselib",
+                       f"out_dir={tmp_path / 'poselib'}"))
+    out = run_here(["scripts/compare_runs.py", str(tmp_path / "opencv"), str(tmp_path / "poselib"), "--plot",
+                    str(tmp_path / "compare.png")], ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("sift / ")]
+    assert [row.split("  ")[0] for row in rows] == ["sift / opencv RANSAC 0.5 px", "sift / poselib LO-RANSAC 0.5 px"]
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    refusal(run_here(["scripts/compare_runs.py", str(tmp_path / "opencv"), str(tmp_path)], ROOT),
+            "is not an evaluate.py run", "summary.json")
