@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from data.pairs import EvalPair, Matches
 from data.resize import resized
-from geometry.estimation import POSE_RANSAC_THRESHOLD_PX, check_estimator
+from geometry.estimation import ESTIMATOR_NAMES, POSE_RANSAC_THRESHOLD_PX, check_estimator
 from geometry.warp import apply_homography
 
 from .benchmarks import Benchmark
@@ -75,7 +75,7 @@ def _positive(value) -> bool:
 def protocol(config: HarnessConfig, threshold: float | None = None) -> str:
     """What estimated the poses, for tables and summaries: e.g. "opencv RANSAC 0.5 px"; `threshold`: the one a
     sweep chose ("... 1.5 px, best of 0.5-3 px")."""
-    name = "opencv RANSAC" if config.estimator == "opencv" else "poselib LO-RANSAC"
+    name = ESTIMATOR_NAMES[config.estimator]
     if config.ransac_threshold != "sweep":
         return f"{name} {config.ransac_threshold:g} px"
     swept = f"{min(config.thresholds):g}-{max(config.thresholds):g} px"

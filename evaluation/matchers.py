@@ -7,7 +7,8 @@ images to the benchmark's resolution before it calls a matcher, so matchers take
     sift   OpenCV SIFT, mutual nearest neighbours passing Lowe's ratio test (evaluation/baselines.py)
     asift  SIFT on affine-simulated views (OpenCV's AffineFeature, Yu & Morel's ASIFT), same matching
     loftr  our LoFTR (models/loftr.py), from a checkpoint or a model in memory (evaluation/loftr_matcher.py)
-    xfeat, xfeat_star, xfeat_lighterglue   XFeat's pretrained weights (evaluation/learned.py; optional install)
+    xfeat, xfeat_star, xfeat_lighterglue   XFeat's pretrained weights (evaluation/learned.py)
+    aliked_lightglue, disk_lightglue   ALIKED or DISK keypoints with LightGlue (evaluation/learned.py; optional)
 """
 
 from functools import partial
@@ -18,7 +19,7 @@ import numpy as np
 from data.pairs import Matches
 
 from .baselines import ASIFTMatcher, SIFTMatcher
-from .learned import XFeatMatcher
+from .learned import LightGlueMatcher, XFeatMatcher
 from .loftr_matcher import LoFTRMatcher
 
 
@@ -30,7 +31,8 @@ class Matcher(Protocol):
 
 MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": LoFTRMatcher.from_checkpoint,
             "xfeat": partial(XFeatMatcher, "sparse"), "xfeat_star": partial(XFeatMatcher, "star"),
-            "xfeat_lighterglue": partial(XFeatMatcher, "lighterglue")}
+            "xfeat_lighterglue": partial(XFeatMatcher, "lighterglue"),
+            "aliked_lightglue": partial(LightGlueMatcher, "aliked"), "disk_lightglue": partial(LightGlueMatcher, "disk")}
 
 
 def build_matcher(name: str, **options) -> Matcher:

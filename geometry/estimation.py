@@ -1,8 +1,10 @@
 """Relative pose and homography from matches, and their errors against ground truth.
 
-Two estimators: "opencv", RANSAC as LoFTR's and SuperGlue's evaluations run it (cv2.findEssentialMat on
-normalised points, cv2.findHomography), and "poselib", PoseLib's LO-RANSAC with its non-linear refinement, as
-glue-factory and later papers estimate (thresholds in pixels, Sampson error for the pose). These run once per
+Three estimators: "opencv", RANSAC as LoFTR's and SuperGlue's evaluations run it (cv2.findEssentialMat on
+normalised points, cv2.findHomography); "magsac", the same OpenCV calls with MAGSAC++ (Barath et al., CVPR
+2020), whose threshold is the upper bound of its noise scale; and "poselib", PoseLib's LO-RANSAC with its
+non-linear refinement, as glue-factory and later papers estimate (thresholds in pixels, Sampson error for the
+pose). These run once per
 test pair on the CPU, with numpy arrays, as evaluation does.
 """
 
@@ -13,7 +15,8 @@ import poselib
 # LoFTR's evaluation: RANSAC threshold 0.5 px, normalized by the mean focal length; confidence 0.99999.
 POSE_RANSAC_THRESHOLD_PX = 0.5
 POSE_RANSAC_CONFIDENCE = 0.99999
-ESTIMATORS = ("opencv", "poselib")
+ESTIMATORS = ("opencv", "magsac", "poselib")
+ESTIMATOR_NAMES = {"opencv": "opencv RANSAC", "magsac": "opencv MAGSAC++", "poselib": "poselib LO-RANSAC"}
 
 
 def check_estimator(estimator: str) -> None:
@@ -33,8 +36,8 @@ def estimate_pose(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Relative pose from pixel matches (N, 2): essential matrix with RANSAC, then the cheirality check.
 
-    "opencv": the matches are normalized with K0 / K1 and the pixel threshold divided by the mean of the four
-    focal lengths, as LoFTR (and SuperGlue) evaluate. "poselib": LO-RANSAC on the Sampson error in pixels of
+    "opencv" (and "magsac"): the matches are normalized with K0 / K1 and the pixel threshold divided by the mean
+    of the four focal lengths, as LoFTR (and SuperGlue) evaluate. "poselib": LO-RANSAC on the Sampson error in pixels of
     the calibrated cameras, refined on its inliers. `seed` seeds the sampling so runs repeat.
     Returns (R (3, 3), t (3,) unit vector, inliers (N,) bool), or None with fewer than 5 matches or no model.
     """
@@ -49,7 +52,7 @@ def estimate_pose(
     x0 = (kpts0 - K0[[0, 1], [2, 2]][None]) / K0[[0, 1], [0, 1]][None]
     x1 = (kpts1 - K1[[0, 1], [2, 2]][None]) / K1[[0, 1], [0, 1]][None]
     E, mask = cv2.findEssentialMat(
-        x0, x1, np.eye(3), threshold=threshold_px / focal, prob=confidence, method=cv2.RANSAC
+        x0, x1, np.eye(3), threshold=threshold_px / focal, prob=confidence, method=_OPENCV_METHOD[estimator]
     )
     if E is None:
         return None
@@ -59,6 +62,9 @@ def estimate_pose(
         if best is None or count > best[0]:
             best = (count, R, t[:, 0], mask.ravel() > 0)
     return best[1], best[2], best[3]
+
+
+_OPENCV_METHOD = {"opencv": cv2.RANSAC, "magsac": cv2.USAC_MAGSAC}
 
 
 def _poselib_pose(kpts0, kpts1, K0, K1, threshold_px, confidence, seed):
@@ -94,8 +100,9 @@ def pose_errors(T_0to1: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float
 
 def estimate_homography(kpts0: np.ndarray, kpts1: np.ndarray, threshold_px: float = 3.0,
                         seed: int | None = 0, estimator: str = "opencv") -> np.ndarray | None:
-    """Homography (3, 3) image 0 -> image 1 from pixel matches with RANSAC (OpenCV's default 3 px threshold) or
-    PoseLib's LO-RANSAC on the reprojection error, or None with fewer than 4 matches or no model."""
+    """Homography (3, 3) image 0 -> image 1 from pixel matches with OpenCV's RANSAC (its default 3 px
+    threshold) or MAGSAC++, or PoseLib's LO-RANSAC on the reprojection error; None with fewer than 4 matches
+    or no model."""
     check_estimator(estimator)
     if len(kpts0) < 4:
         return None
@@ -106,7 +113,7 @@ def estimate_homography(kpts0: np.ndarray, kpts1: np.ndarray, threshold_px: floa
         return H if info["num_inliers"] >= 4 else None
     if seed is not None:
         cv2.setRNGSeed(seed)
-    H, _ = cv2.findHomography(kpts0, kpts1, cv2.RANSAC, threshold_px)
+    H, _ = cv2.findHomography(kpts0, kpts1, _OPENCV_METHOD[estimator], threshold_px)
     return H
 
 

