@@ -6,6 +6,11 @@ homography AUC@1/3/5/10), matches and runtime per pair, optionally under rotatio
         matcher=loftr checkpoint=weights/outdoor_ds.ckpt
     python evaluate.py benchmark=synthetic matcher=loftr checkpoint=last.ckpt stress=rotation
     python evaluate.py benchmark=synthetic predictions=outputs/evaluate/RUN/predictions.h5 ransac_threshold=1.0
+    python evaluate.py benchmark=synthetic matcher=[sift,xfeat,loftr] checkpoint=last.ckpt
+
+Several matchers (`matcher=[a,b,...]`) run one after the other in one process, each into its own folder under
+the run folder (`out_dir/NAME/`, checkpoint= going to loftr only), then one table, cumulative_errors.png with a
+curve per matcher, and matches/NNN.png with each matcher's picture of the same pair one above the other.
 
 Predicts, then scores: every scored pair's matches go to predictions.h5 in the run folder (`out_dir`), and the
 table is computed from them; `predictions=FILE` scores an earlier run's again (another RANSAC threshold or
@@ -17,14 +22,18 @@ configs/matcher/.
 
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from data.errors import BadPairError
 from evaluation.benchmarks import Benchmark, build_benchmark
+from evaluation.compare import compare_runs, stack_pictures
 from evaluation.config import EvaluateConfig, evaluate_config, register_configs
 from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
 from evaluation.loftr_matcher import ImageTooLargeError
@@ -188,6 +197,50 @@ def evaluate(settings: EvaluateConfig) -> dict:
     return summary
 
 
+def listed_matchers(overrides: list[str]) -> list[str] | None:
+    """The names of a `matcher=[a,b,...]` override (Hydra would merge their configs into one), else None."""
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.key_or_group == "matcher" and isinstance(override.value(), list):
+            return [str(name) for name in override.value()]
+    return None
+
+
+def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateConfig) -> dict[str, dict]:
+    """`evaluate` for each matcher of `names`, composed from the command line's other `overrides`, into
+    out_dir/NAME; then the table, the plot and the stacked pictures of all of them in out_dir. Returns
+    {name: summary}."""
+    if len(set(names)) < len(names) or not names:
+        raise EvaluationError(f"matcher={names}: give each matcher once")
+    if settings.predictions is not None:
+        raise EvaluationError("predictions=FILE scores one run's matches again: give one matcher")
+    if settings.checkpoint is not None and "loftr" not in names:
+        raise EvaluationError(f"checkpoint={settings.checkpoint} is for matcher=loftr, which is not in {names}")
+    keys = {override.key_or_group: override for override in OverridesParser.create().parse_overrides(overrides)}
+    base = Path(settings.out_dir)
+    if "out_dir" not in keys:  # the default names the last matcher, whose config Hydra composed last
+        base = base.parent.parent / "+".join(names) / base.name
+    check_out_dir(replace(settings, out_dir=str(base)))
+    kept = [override.input_line for key, override in keys.items() if key not in ("matcher", "out_dir")]
+    summaries = {}
+    for name in names:
+        run_overrides = [o for o in kept if name == "loftr" or not o.startswith("checkpoint=")]
+        config = hydra.compose("evaluate", overrides=[*run_overrides, f"matcher={name}", f"out_dir={base / name}"])
+        try:
+            summaries[name] = evaluate(evaluate_config(config))
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
+    folders = [base / name for name in names]
+    try:
+        table = compare_runs(folders, labels=names, plot=base / "cumulative_errors.png",
+                             title=f"{len(names)} matchers ({protocol(settings)})")
+        stack_pictures(folders, names, base / "matches")
+    except OSError as error:
+        raise cannot_write(base, error) from None
+    print(table)
+    print(f"results -> {base}")
+    return summaries
+
+
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(config: DictConfig) -> None:
     try:
@@ -195,7 +248,12 @@ def main(config: DictConfig) -> None:
             settings = evaluate_config(config)
         except ValueError as error:  # a config class's own check of its values, naming the key
             raise EvaluationError(str(error)) from None
-        evaluate(settings)
+        overrides = list(HydraConfig.get().overrides.task)
+        names = listed_matchers(overrides)
+        if names is None:
+            evaluate(settings)
+        else:
+            evaluate_several(names, overrides, settings)
     except EvaluationError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -32,7 +32,8 @@ class Matcher(Protocol):
 MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": LoFTRMatcher.from_checkpoint,
             "xfeat": partial(XFeatMatcher, "sparse"), "xfeat_star": partial(XFeatMatcher, "star"),
             "xfeat_lighterglue": partial(XFeatMatcher, "lighterglue"),
-            "aliked_lightglue": partial(LightGlueMatcher, "aliked"), "disk_lightglue": partial(LightGlueMatcher, "disk")}
+            "aliked_lightglue": partial(LightGlueMatcher, "aliked"),
+            "disk_lightglue": partial(LightGlueMatcher, "disk")}
 
 
 def build_matcher(name: str, **options) -> Matcher:

