@@ -1,7 +1,7 @@
 """Train a LoFTR-family matcher: `python train.py [experiment=NAME] [KEY=VALUE ...]`.
 
-Without arguments: experiment `synthetic`, a tiny LoFTR on the generated world (made on the first run),
-trained on the CPU, then evaluated on the held-out scene next to OpenCV SIFT. Configs: configs/train.yaml and
+Without arguments: experiment `synthetic`, a tiny Efficient LoFTR on the generated world (made on the first
+run), trained on the CPU, then evaluated on the held-out scenes next to OpenCV SIFT and pretrained XFeat. Configs: configs/train.yaml and
 its groups; the schema and its defaults: lightning_modules/config.py; what is built from them, each part
 checked: lightning_modules/builders.py. Each run writes to its `run_dir`: checkpoints/ (best and last), logs,
 summary.json (final metrics) and the Hydra config it ran with.

@@ -92,7 +92,9 @@ TRAINING_RUNS = {
 # Which README evaluate.py and match.py command each test runs: every one must be exactly one of these
 EVALUATION_RUNS = {
     "LoFTR test sets": lambda w: any(f"benchmark={name}" in w for name in ("megadepth1500", "scannet1500")),
-    "classical on the world": lambda w: "benchmark=synthetic" in w and "matcher=loftr" not in w,
+    "classical on the world": lambda w: "benchmark=synthetic" in w and not any(
+        word == "matcher=loftr" or word.startswith("matcher=[") for word in w),
+    "several matchers": lambda w: any(word.startswith("matcher=[") for word in w),
     "in-house": lambda w: "benchmark.root=data/site_test" in w,
     "hpatches": lambda w: "benchmark=hpatches" in w,
 }
@@ -189,8 +191,8 @@ def test_main_job_trains_evaluates_links_latest_and_prints_a_match_command(home,
     latest = home / "outputs" / "train" / "synthetic" / "latest"
     assert latest.is_symlink() and (latest / "summary.json").is_file()
     summary = json.loads((latest / "summary.json").read_text())
-    assert summary["global_step"] == 120 and {"eloftr (trained)", "sift"} <= set(summary["final_evaluation"])
-    assert "sift" in main_job.stdout and "eloftr (trained)" in main_job.stdout
+    assert summary["global_step"] == 120 and set(summary["final_evaluation"]) == {"eloftr (trained)", "sift", "xfeat"}
+    assert all(name in main_job.stdout for name in ("eloftr (trained)", "sift", "xfeat"))
     command = main_job.stdout.split("match two held-out images with the trained model:\n")[1].splitlines()[0]
     words = shlex.split(command)
     assert words[:2] == ["python", "match.py"] and "outputs/train/synthetic/latest/checkpoints/last.ckpt" in words
@@ -309,6 +311,11 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
             f"out_dir={tmp_path / str(index)}",
         )
         assert (tmp_path / str(index) / "summary.json").is_file()
+    [several] = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["several matchers"](w)]
+    out = tmp_path / "several"
+    run(home, "evaluate.py", *several, "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES, f"out_dir={out}")
+    names = [word for word in several if word.startswith("matcher=")][0][len("matcher=["):-1].split(",")
+    assert all((out / name / "summary.json").is_file() for name in names) and (out / "matches" / "001.png").is_file()
 
 
 def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):

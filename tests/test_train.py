@@ -61,8 +61,8 @@ def test_short_run_writes_checkpoints_and_summary(world, tmp_path):
     overrides = [o for o in small(world, tmp_path, "trainer.max_epochs=2") if not o.startswith("final_evaluation")]
     summary = train_script.train(config_of([*overrides, final, "final_evaluation.max_pairs=2"]))
     assert summary["global_step"] == 8  # 1 training scene x 4 pairs, 2 epochs
-    assert set(summary["final_evaluation"]) == {"loftr (trained)", "sift"}
-    assert summary["final_evaluation"]["sift"]["pairs"] == 2
+    assert set(summary["final_evaluation"]) == {"loftr (trained)", "sift", "xfeat"}
+    assert summary["final_evaluation"]["sift"]["pairs"] == summary["final_evaluation"]["xfeat"]["pairs"] == 2
     assert {"val/auc@20", "val/precision", "val/matches"} <= set(summary["validation"])
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["global_step"] == 8
