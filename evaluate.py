@@ -182,7 +182,7 @@ def evaluate(settings: EvaluateConfig) -> dict:
                 raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
             threshold, sweep = best_threshold(scored, benchmark.kind)
             title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else []),
-                                protocol(settings, threshold if sweep else None)])
+                                protocol(settings, benchmark.kind, threshold if sweep else None)])
             table, summary = write_report(out_dir, scored[threshold], benchmark.kind, title, stress=settings.stress,
                                           extra={"sweep": sweep} if sweep else None)
     except (BadPairError, FileNotFoundError, PredictionsError) as error:  # inputs that cannot be read
@@ -217,6 +217,7 @@ def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateC
         raise EvaluationError(f"checkpoint={settings.checkpoint} is for matcher=loftr, which is not in {names}")
     keys = {override.key_or_group: override for override in OverridesParser.create().parse_overrides(overrides)}
     base = Path(settings.out_dir)
+    kind = make_benchmark(settings).kind
     if "out_dir" not in keys:  # the default names the last matcher, whose config Hydra composed last
         base = base.parent.parent / "+".join(names) / base.name
     check_out_dir(replace(settings, out_dir=str(base)))
@@ -232,7 +233,7 @@ def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateC
     folders = [base / name for name in names]
     try:
         table = compare_runs(folders, labels=names, plot=base / "cumulative_errors.png",
-                             title=f"{len(names)} matchers ({protocol(settings)})")
+                             title=f"{len(names)} matchers ({protocol(settings, kind)})")
         stack_pictures(folders, names, base / "matches")
     except OSError as error:
         raise cannot_write(base, error) from None

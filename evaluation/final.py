@@ -35,7 +35,7 @@ def final_evaluation(settings: FinalEvaluation, model: LoFTR | EfficientLoFTR) -
     matchers = {f"{family} (trained)": LoFTRMatcher(model.cpu().eval())}
     matchers.update({name: build_matcher(name) for name in settings.baselines})
     rows = {label: summarize(run(benchmark, matcher, harness), benchmark.kind) for label, matcher in matchers.items()}
-    print(format_table(rows, f"{benchmark.name}: held-out pairs ({protocol(harness)})"))
+    print(format_table(rows, f"{benchmark.name}: held-out pairs ({protocol(harness, benchmark.kind)})"))
     return rows
 
 

@@ -21,7 +21,12 @@ from tqdm import tqdm
 
 from data.pairs import EvalPair, Matches
 from data.resize import resized
-from geometry.estimation import ESTIMATOR_NAMES, POSE_RANSAC_THRESHOLD_PX, check_estimator
+from geometry.estimation import (
+    ESTIMATOR_NAMES,
+    HOMOGRAPHY_RANSAC_THRESHOLD_PX,
+    POSE_RANSAC_THRESHOLD_PX,
+    check_estimator,
+)
 from geometry.warp import apply_homography
 
 from .benchmarks import Benchmark
@@ -72,10 +77,12 @@ def _positive(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-def protocol(config: HarnessConfig, threshold: float | None = None) -> str:
-    """What estimated the poses, for tables and summaries: e.g. "opencv RANSAC 0.5 px"; `threshold`: the one a
-    sweep chose ("... 1.5 px, best of 0.5-3 px")."""
+def protocol(config: HarnessConfig, kind: str = "pose", threshold: float | None = None) -> str:
+    """What estimated the poses (kind "pose") or homographies ("homography", always at 3 px), for tables and
+    summaries: e.g. "opencv RANSAC 0.5 px"; `threshold`: the one a sweep chose ("... 1.5 px, best of 0.5-3 px")."""
     name = ESTIMATOR_NAMES[config.estimator]
+    if kind == "homography":
+        return f"{name} {HOMOGRAPHY_RANSAC_THRESHOLD_PX:g} px"
     if config.ransac_threshold != "sweep":
         return f"{name} {config.ransac_threshold:g} px"
     swept = f"{min(config.thresholds):g}-{max(config.thresholds):g} px"

@@ -15,6 +15,7 @@ import poselib
 # LoFTR's evaluation: RANSAC threshold 0.5 px, normalized by the mean focal length; confidence 0.99999.
 POSE_RANSAC_THRESHOLD_PX = 0.5
 POSE_RANSAC_CONFIDENCE = 0.99999
+HOMOGRAPHY_RANSAC_THRESHOLD_PX = 3.0  # OpenCV's default for cv2.findHomography, as HPatches evaluations use
 ESTIMATORS = ("opencv", "magsac", "poselib")
 ESTIMATOR_NAMES = {"opencv": "opencv RANSAC", "magsac": "opencv MAGSAC++", "poselib": "poselib LO-RANSAC"}
 
@@ -98,7 +99,7 @@ def pose_errors(T_0to1: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float
     return t_err, float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
-def estimate_homography(kpts0: np.ndarray, kpts1: np.ndarray, threshold_px: float = 3.0,
+def estimate_homography(kpts0: np.ndarray, kpts1: np.ndarray, threshold_px: float = HOMOGRAPHY_RANSAC_THRESHOLD_PX,
                         seed: int | None = 0, estimator: str = "opencv") -> np.ndarray | None:
     """Homography (3, 3) image 0 -> image 1 from pixel matches with OpenCV's RANSAC (its default 3 px
     threshold) or MAGSAC++, or PoseLib's LO-RANSAC on the reprojection error; None with fewer than 4 matches

@@ -270,3 +270,14 @@ def test_several_matchers_refuse_what_one_run_cannot_do(world, stored_run, tmp_p
     refusal(run_here(["evaluate.py", *common, "matcher=[sift,asift]", f"predictions={stored_run}"], ROOT),
             "predictions=FILE scores one run's matches again: give one matcher")
     assert {path.name for path in tmp_path.iterdir()} <= {".hydra", "evaluate.log"}  # Hydra's own, no results
+
+
+def test_a_homography_benchmark_names_the_homography_threshold(world, tmp_path):
+    """Homographies are estimated at 3 px whatever the pose threshold: the title says 3 px, not 0.5."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(next(world.glob("scene*/images/0.jpg")).read_bytes())
+    for estimator, name in (("opencv", "opencv RANSAC"), ("poselib", "poselib LO-RANSAC")):
+        summary = evaluate(config_of("benchmark=homographies", f"benchmark.root={photos}", "plot_pairs=0",
+                                     f"estimator={estimator}", f"out_dir={tmp_path / estimator}"))
+        assert summary["title"] == f"homographies / sift / {name} 3 px"
