@@ -1,10 +1,10 @@
 """Train a LoFTR-family matcher: `python train.py [experiment=NAME] [KEY=VALUE ...]`.
 
 Without arguments: experiment `synthetic`, a tiny Efficient LoFTR on the generated world (made on the first
-run), trained on the CPU, then evaluated on the held-out scenes next to OpenCV SIFT and pretrained XFeat. Configs: configs/train.yaml and
-its groups; the schema and its defaults: lightning_modules/config.py; what is built from them, each part
-checked: lightning_modules/builders.py. Each run writes to its `run_dir`: checkpoints/ (best and last), logs,
-summary.json (final metrics) and the Hydra config it ran with.
+run), trained on the CPU, then evaluated on the held-out scenes next to OpenCV SIFT and pretrained XFeat.
+Configs: configs/train.yaml and its groups; the schema and its defaults: lightning_modules/config.py; what is
+built from them, each part checked: lightning_modules/builders.py. Each run writes to its `run_dir`:
+checkpoints/ (best and last), logs, summary.json (final metrics) and the Hydra config it ran with.
 
     python train.py experiment=loftr_megadepth data.train.0.root=... trainer.devices=8
     python train.py -m experiment=synthetic model.coarse.attention=linear,full    # a sweep
