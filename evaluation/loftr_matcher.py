@@ -10,6 +10,7 @@ import math
 import os
 from contextlib import contextmanager
 from copy import deepcopy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from models.checkpoint import (
     model_config_of,
     needs_legacy_encoding,
     needs_sinkhorn,
+    quadtree_kind,
     read_checkpoint,
     state_dict_of,
 )
@@ -80,6 +82,7 @@ def build_loftr(
     coarse_threshold: float | None = None,
     config: LoFTRConfig | EfficientLoFTRConfig | None = None,
     seed: int = 0,
+    quadtree_topks: list[int] | None = None,
 ) -> LoFTR | EfficientLoFTR:
     """A LoFTR in eval mode on the CPU for a (converted or official) state dict, or with seeded random weights
     when `state_dict` is None (the same model on every call, to try pipelines). Efficient LoFTR weights
@@ -89,7 +92,9 @@ def build_loftr(
     pos_encoding: "legacy" (the released official weights), "fixed" (weights trained with the corrected
     encoding) or "auto": legacy exactly when the keys are an official Lightning checkpoint's (`matcher.*`;
     models/checkpoint.py, `needs_legacy_encoding`). A LoFTR-OT state dict (`needs_sinkhorn`) runs the Sinkhorn
-    matcher.
+    matcher. QuadTree-LoFTR weights (`quadtree_kind`) get its layer layout and kind, with the corrected
+    encoding its release was trained with; `quadtree_topks` overrides the keys kept a level (the outdoor
+    model's [16, 8, 8] by default; the indoor one was trained with [32, 16, 16]).
     coarse_threshold: overrides the config's coarse confidence threshold. config: the base configuration
     (the official outdoor model, LoFTR's or Efficient LoFTR's by the keys, by default). CheckpointError when the
     weights do not fit the model.
@@ -99,6 +104,14 @@ def build_loftr(
         return _build_efficient_loftr(state_dict, coarse_threshold, config)
     config = deepcopy(config) if config is not None else LoFTRConfig()  # the caller's config stays as it was
     config.temp_bug_fix = not needs_legacy_encoding(keys, pos_encoding)
+    kind = quadtree_kind(keys)
+    if kind is not None and config.coarse.block != "quadtree":  # official QuadTree-LoFTR weights
+        config.coarse = replace(config.coarse, attention="quadtree", block="quadtree",
+                                quadtree=replace(config.coarse.quadtree, kind=kind))
+        # its release was trained with the corrected encoding (its configs leave TEMP_BUG_FIX at True)
+        config.temp_bug_fix = pos_encoding != "legacy"
+    if quadtree_topks is not None:
+        config.coarse = replace(config.coarse, quadtree=replace(config.coarse.quadtree, topks=tuple(quadtree_topks)))
     if coarse_threshold is not None:
         config.match_coarse.threshold = coarse_threshold
     if needs_sinkhorn(keys):
@@ -196,6 +209,7 @@ class LoFTRMatcher:
         config: LoFTRConfig | EfficientLoFTRConfig | None = None,
         resize: int = 0,
         device: str | torch.device = "cpu",
+        quadtree_topks: list[int] | None = None,
     ) -> "LoFTRMatcher":
         """The matcher of a checkpoint file (official LoFTR, kornia or ours; see `build_loftr` for the
         options), or of seeded random weights when `checkpoint` is None (pipeline checks only).
@@ -213,7 +227,7 @@ class LoFTRMatcher:
             if pos_encoding == "auto" and isinstance(config, LoFTRConfig):
                 pos_encoding = "fixed" if config.temp_bug_fix else "legacy"
         try:
-            model = build_loftr(state_dict, pos_encoding, coarse_threshold, config)
+            model = build_loftr(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks=quadtree_topks)
         except CheckpointError as error:
             raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
         if hasattr(model.backbone, "export"):  # SE2-LoFTR: the same features from plain convolutions, ~1.5x faster

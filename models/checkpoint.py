@@ -61,6 +61,15 @@ def is_efficient_loftr(state_dict: dict[str, torch.Tensor]) -> bool:
     return any(key.endswith("aggregate.weight") for key in state_dict)
 
 
+def quadtree_kind(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """"A" or "B" for QuadTree-LoFTR weights (the official release's or ours with its layer layout): their coarse
+    layers' MLP has a depthwise convolution (`loftr_coarse.layers.N.mlp.dwconv.dwconv.weight`), and kind B alone
+    learns level weights (`attn.py_att.weight`); None for other weights."""
+    if not any("loftr_coarse.layers." in key and key.endswith("mlp.dwconv.dwconv.weight") for key in state_dict):
+        return None
+    return "B" if any(key.endswith("attn.py_att.weight") for key in state_dict) else "A"
+
+
 def is_reparameterized(state_dict: dict[str, torch.Tensor]) -> bool:
     """Whether RepVGG weights are in the folded inference form (upstream's `rbr_reparam`, our `fused`) rather
     than the multi-branch training form."""

@@ -64,6 +64,9 @@ class LoFTR(nn.Module):
                 f"backbone widths (coarse {self.backbone.coarse_dim}, fine {self.backbone.fine_dim}) must equal "
                 f"the transformers' d_model ({config.coarse.d_model}, {config.fine.transformer.d_model})"
             )
+        if config.fine.transformer.attention == "quadtree":
+            raise ValueError("fine.transformer.attention=quadtree: the fine level attends within 5x5 windows, too "
+                             "few tokens for a quadtree; use linear or full")
         self.pos_encoding = SinePositionEncoding(config.coarse.d_model, config.temp_bug_fix)
         self.loftr_coarse = LocalFeatureTransformer(config.coarse)
         self.coarse_matching = CoarseMatching(config.match_coarse)
@@ -100,7 +103,7 @@ class LoFTR(nn.Module):
         mask1 = _grid_mask(size1, grid1, self.coarse_stride, image1.shape[2:])
         tokens0 = self.pos_encoding(rearrange(coarse0, "b c h w -> b (h w) c"), *grid0)
         tokens1 = self.pos_encoding(rearrange(coarse1, "b c h w -> b (h w) c"), *grid1)
-        tokens0, tokens1 = self.loftr_coarse(tokens0, tokens1, mask0, mask1)
+        tokens0, tokens1 = self.loftr_coarse(tokens0, tokens1, mask0, mask1, grid0, grid1)
 
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, mask0, mask1, ground_truth)
 

@@ -1,13 +1,17 @@
-"""Multi-head attention kernels of the LoFTR transformer: linear (the official one) and full softmax.
+"""Multi-head attention kernels of the LoFTR transformer: linear (the official one), full softmax and
+QuadTree (models/transformer/quadtree.py).
 
-Both take `query` (N, L, H, D), `key` and `value` (N, S, H, D), and optional boolean padding masks
-`query_mask` (N, L) and `key_mask` (N, S), True where valid; they return (N, L, H, D). Padded keys get no
-weight and padded queries return zeros, so padding never changes the valid tokens' results.
+Each takes `query` (N, L, H, D), `key` and `value` (N, S, H, D), optional boolean padding masks `query_mask`
+(N, L) and `key_mask` (N, S), True where valid, and the token grids (h, w) of both sides, which only QuadTree
+uses; they return (N, L, H, D). Padded keys get no weight and padded queries return zeros, so padding never
+changes the valid tokens' results.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .quadtree import QuadtreeAttention, QuadtreeConfig
 
 
 class LinearAttention(nn.Module):
@@ -20,7 +24,7 @@ class LinearAttention(nn.Module):
         super().__init__()
         self.eps = eps
 
-    def forward(self, query, key, value, query_mask=None, key_mask=None):
+    def forward(self, query, key, value, query_mask=None, key_mask=None, query_grid=None, key_grid=None):
         q = F.elu(query).add_(1)
         k = F.elu(key).add_(1)
         if query_mask is not None:
@@ -43,7 +47,7 @@ class FullAttention(nn.Module):
     SDPA dispatches to flash / memory-efficient kernels on GPU and a fused kernel on CPU.
     """
 
-    def forward(self, query, key, value, query_mask=None, key_mask=None):
+    def forward(self, query, key, value, query_mask=None, key_mask=None, query_grid=None, key_grid=None):
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (N, 1, 1, S)
         out = F.scaled_dot_product_attention(
             query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=attn_mask
@@ -53,10 +57,13 @@ class FullAttention(nn.Module):
         return out
 
 
-ATTENTION = {"linear": LinearAttention, "full": FullAttention}
+ATTENTION = {"linear": LinearAttention, "full": FullAttention, "quadtree": QuadtreeAttention}
 
 
-def build_attention(name: str) -> nn.Module:
+def build_attention(name: str, quadtree: QuadtreeConfig | None = None) -> nn.Module:
+    """The kernel `name`; "quadtree" with `quadtree`'s settings (the paper's by default)."""
     if name not in ATTENTION:
         raise ValueError(f"Unknown attention {name!r}; choose one of {sorted(ATTENTION)}")
+    if name == "quadtree":
+        return QuadtreeAttention(quadtree if quadtree is not None else QuadtreeConfig())
     return ATTENTION[name]()

@@ -22,7 +22,7 @@ are not multiples of 2^(levels - 1) are padded inside, as masked tokens.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -18,12 +18,14 @@ def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, 
 
 def sharp_model(attention: str = "linear", subpixel: bool = False) -> LoFTR:
     config = tiny_model_config()  # padding is handled the same at any width
-    config.coarse.attention = config.fine.transformer.attention = attention
+    config.coarse.attention = attention
+    config.fine.transformer.attention = "linear" if attention == "quadtree" else attention  # 5x5 windows
     config.subpixel.enabled = subpixel
     return sharpen_(LoFTR(config).eval()).double()
 
 
-@pytest.mark.parametrize("attention, subpixel", [("linear", False), ("full", False), ("linear", True)])
+@pytest.mark.parametrize("attention, subpixel", [("linear", False), ("full", False), ("quadtree", False),
+                                                ("linear", True)])
 def test_padded_batch_gives_unpadded_matches(attention, subpixel):
     model = sharp_model(attention, subpixel)
     a0, a1 = image_pair(172, 236, seed=1, dtype=torch.float64)  # sides not multiples of 8

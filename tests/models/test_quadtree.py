@@ -214,3 +214,85 @@ def test_bad_settings_are_named():
         QuadtreeConfig(topks=(8, 0))
     with pytest.raises(ValueError, match="needs the token grids"):
         QuadtreeAttention(QuadtreeConfig())(*(tokens(1, (4, 4)).float() for _ in range(3)))
+
+
+# ------------------------------------------------------------------------------------ the QuadTree-LoFTR layer
+
+
+def quadtree_transformer(kind="B", d_model=32, heads=4, layer_names=("self", "cross") * 2):
+    from models.transformer.encoder import LocalFeatureTransformer, TransformerConfig
+
+    config = TransformerConfig(d_model=d_model, num_heads=heads, layer_names=layer_names,
+                               attention="quadtree", block="quadtree",
+                               quadtree=QuadtreeConfig(kind=kind, topks=(4, 3, 2)))
+    return LocalFeatureTransformer(config).double().eval()
+
+
+@pytest.mark.parametrize("kind", ["A", "B"])
+def test_the_quadtree_layer_ignores_padding(kind):
+    """Whole QuadTree-LoFTR layers (attention and the MLP's depthwise convolution over the grid) on two images
+    of 6 x 7 and 5 x 9 tokens, alone and padded to 9 x 12 with noise and masks: the same valid tokens."""
+    transformer = quadtree_transformer(kind)
+    feat0, feat1 = torch.randn(1, 42, 32, dtype=torch.float64), torch.randn(1, 45, 32, dtype=torch.float64)
+    with torch.no_grad():
+        alone = transformer(feat0, feat1, grid0=(6, 7), grid1=(5, 9))
+
+        def pad(x, grid):
+            big = torch.randn(1, 9, 12, 32, dtype=torch.float64)
+            big[:, : grid[0], : grid[1]] = x.view(1, *grid, 32)
+            mask = torch.zeros(1, 9, 12, dtype=torch.bool)
+            mask[:, : grid[0], : grid[1]] = True
+            return big.flatten(1, 2), mask.flatten(1)
+
+        (p0, m0), (p1, m1) = pad(feat0, (6, 7)), pad(feat1, (5, 9))
+        padded = transformer(p0, p1, m0, m1, (9, 12), (9, 12))
+    for out, reference, grid in zip(padded, alone, ((6, 7), (5, 9))):
+        valid = out.view(1, 9, 12, 32)[:, : grid[0], : grid[1]].flatten(1, 2)
+        torch.testing.assert_close(valid, reference, atol=1e-10, rtol=0)
+
+
+def test_the_layer_has_the_official_parameter_names_and_updates_cross_layers_together():
+    """Names and shapes from the official QuadtreeBlock; in its cross layers both images read the other's
+    tokens from before the layer (the official `feat0, feat1 = layer(feat0, feat1), layer(feat1, feat0)`)."""
+    transformer = quadtree_transformer("B", d_model=16, heads=2)
+    shapes = {name: tuple(p.shape) for name, p in transformer.layers[0].named_parameters()}
+    assert shapes == {
+        "norm1.weight": (16,), "norm1.bias": (16,), "attn.q_proj.weight": (16, 16, 1, 1),
+        "attn.k_proj.weight": (16, 16, 1, 1), "attn.v_proj.weight": (16, 16, 1, 1), "attn.py_att.weight": (3,),
+        "attn.proj.weight": (16, 16), "attn.proj.bias": (16,), "norm2.weight": (16,), "norm2.bias": (16,),
+        "mlp.fc1.weight": (64, 16), "mlp.fc1.bias": (64,), "mlp.dwconv.dwconv.weight": (64, 1, 3, 3),
+        "mlp.dwconv.dwconv.bias": (64,), "mlp.fc2.weight": (16, 64), "mlp.fc2.bias": (16,)}
+    assert "attn.py_att.weight" not in dict(quadtree_transformer("A", 16, 2).layers[0].named_parameters())
+    feat0, feat1 = torch.randn(1, 16, 16, dtype=torch.float64), torch.randn(1, 16, 16, dtype=torch.float64)
+    one_cross = quadtree_transformer("B", d_model=16, heads=2, layer_names=("cross",))
+    layer = one_cross.layers[0]
+    with torch.no_grad():
+        out0, out1 = one_cross(feat0, feat1, grid0=(4, 4), grid1=(4, 4))
+        torch.testing.assert_close(out0, layer(feat0, feat1, x_grid=(4, 4), source_grid=(4, 4)))
+        torch.testing.assert_close(out1, layer(feat1, feat0, x_grid=(4, 4), source_grid=(4, 4)))
+
+
+def test_an_official_quadtree_loftr_checkpoint_loads_with_its_layout(tmp_path):
+    """A Lightning checkpoint under the official names (`matcher.loftr_coarse.layers.N.attn.py_att.weight`,
+    ...) read with weights_only=True: QuadTree-LoFTR of kind B with the corrected positional encoding, the
+    same matches as the model it was saved from; kind A when the level weights are absent."""
+    from evaluation.loftr_matcher import LoFTRMatcher
+    from models.loftr import LoFTR, LoFTRConfig
+    from models.transformer.encoder import TransformerConfig
+
+    config = LoFTRConfig(coarse=TransformerConfig(attention="quadtree", block="quadtree"))
+    source = LoFTR(config).eval()
+    path = tmp_path / "outdoor_quadtree.ckpt"
+    torch.save({"state_dict": {f"matcher.{k}": v for k, v in source.state_dict().items()}}, path)
+    loaded = LoFTRMatcher.from_checkpoint(path).model
+    assert loaded.config.coarse.block == "quadtree" and loaded.config.coarse.quadtree.kind == "B"
+    assert loaded.config.temp_bug_fix and loaded.config.coarse.quadtree.topks == (16, 8, 8)
+    image0, image1 = torch.rand(1, 1, 96, 128), torch.rand(1, 1, 96, 128)
+    with torch.inference_mode():
+        expected, got = source({"image0": image0, "image1": image1}), loaded({"image0": image0, "image1": image1})
+    torch.testing.assert_close(got.coarse.confidence_matrix, expected.coarse.confidence_matrix)
+    indoor = LoFTRMatcher.from_checkpoint(path, quadtree_topks=[32, 16, 16]).model
+    assert indoor.config.coarse.quadtree.topks == (32, 16, 16)
+    without = {f"matcher.{k}": v for k, v in source.state_dict().items() if not k.endswith("py_att.weight")}
+    torch.save({"state_dict": without}, path)
+    assert LoFTRMatcher.from_checkpoint(path).model.config.coarse.quadtree.kind == "A"
