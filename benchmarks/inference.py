@@ -4,10 +4,16 @@
                                    [--autocast bf16] [--attention linear|full] [--channels-last] [--compile]
     python benchmarks/inference.py --backbones [--sizes 480x640] [--runs 3]
     python benchmarks/inference.py --eloftr [--sizes 480x640 240x320] [--runs 5]
+    python benchmarks/inference.py --attention quadtree [--sizes 480x640 840x840] [--runs 3]
 
 `--backbones` compares the backbones alone instead, on one image pair (B = 2) at the official widths: LoFTR's
 ResNet-FPN against SE2-LoFTR's steerable one (C4, C8), both as trained (e2cnn modules) and exported to plain
 torch, as ratios to the standard backbone's time and peak memory in the same run.
+
+`--attention quadtree` compares the coarse transformer alone (LoFTR's widths: 8 layers of 256 channels, 8 heads,
+on the 1/8 token grids of both images, seeded random weights and tokens) with linear attention (LoFTR's layer),
+full softmax attention (LoFTR's layer, SDPA) and QuadTree-B (the official QuadTree-LoFTR layer, top-K 16 / 8 / 8):
+time and peak memory, as ratios to linear attention in the same run.
 
 `--eloftr` compares Efficient LoFTR: ours (models/eloftr.py) against the official code (efficientloftr-inference)
 on the same seeded weights, both re-parameterised, batch norms calibrated on the pair (random RepVGG weights give
@@ -42,6 +48,7 @@ from models.backbone.resnet_fpn import ResNetFPNConfig
 from models.checkpoint import load_weights
 from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR, LoFTRConfig
+from models.transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from tests.helpers import calibrate_norms_, image_pair, sharpen_, shifted_pair
 
 
@@ -125,8 +132,34 @@ def run(model, image0, image1, autocast: str | None):
     return out.keypoints0, out.keypoints1
 
 
+COARSE_ATTENTIONS = {  # the coarse transformer alone, at LoFTR's widths
+    "coarse-linear": TransformerConfig(attention="linear"),
+    "coarse-full": TransformerConfig(attention="full"),
+    "coarse-quadtree": TransformerConfig(attention="quadtree", block="quadtree"),
+}
+
+
+def coarse_inputs(size: tuple[int, int], device: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Seeded tokens of both images' 1/8 grids (B = 1, 256 channels) for an image size (H, W), and the grid."""
+    grid = (size[0] // 8, size[1] // 8)
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randn(2, grid[0] * grid[1], 256, generator=generator).to(device)
+    return tokens[:1], tokens[1:], grid
+
+
+def run_coarse(transformer, tokens0, tokens1, grid):
+    with torch.inference_mode():
+        out = transformer(tokens0, tokens1, grid0=grid, grid1=grid)
+    if tokens0.device.type == "cuda":
+        torch.cuda.synchronize()
+    return out
+
+
 def build_any(which: str, attention: str, device: str, channels_last: bool = False,
               compile_: bool = False) -> torch.nn.Module:
+    if which in COARSE_ATTENTIONS:
+        torch.manual_seed(0)
+        return LocalFeatureTransformer(COARSE_ATTENTIONS[which]).eval().to(device)
     if which in BACKBONES:
         return build_backbone_variant(which, device)
     if which in ELOFTR:
@@ -138,11 +171,18 @@ def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
     """Peak memory of one forward, measured in a fresh process so earlier runs do not hide it."""
     if args.device == "cuda":
         model = build_any(which, args.attention, "cuda", args.channels_last, args.compile)
-        image0, image1 = (x.cuda() for x in image_pair(*size))
-        run(model, image0, image1, args.autocast)  # compilation's own memory is not the model's
+        if which in COARSE_ATTENTIONS:
+            inputs = coarse_inputs(size, "cuda")
+            def forward():
+                return run_coarse(model, *inputs)
+        else:
+            image0, image1 = (x.cuda() for x in image_pair(*size))
+            def forward():
+                return run(model, image0, image1, args.autocast)
+        forward()  # compilation's own memory is not the model's
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        run(model, image0, image1, args.autocast)
+        forward()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     command = [sys.executable, __file__, "--memory-probe", which, f"{size[0]}x{size[1]}", "--attention", args.attention,
                *(["--eloftr"] if args.eloftr else [])]
@@ -152,10 +192,17 @@ def peak_memory_mb(which: str, size: tuple[int, int], args) -> float:
 
 def memory_probe(which: str, size: tuple[int, int], attention: str, eloftr: bool) -> None:
     model = build_any(which, attention, "cpu")
-    image0, image1 = (x.float() for x in shifted_pair(*size).values()) if eloftr else image_pair(*size)
+    if which in COARSE_ATTENTIONS:
+        inputs = coarse_inputs(size, "cpu")
+        def forward():
+            return run_coarse(model, *inputs)
+    else:
+        image0, image1 = (x.float() for x in shifted_pair(*size).values()) if eloftr else image_pair(*size)
+        def forward():
+            return run(model, image0, image1, None)
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
     before = _status_kib("VmRSS")
-    run(model, image0, image1, None)
+    forward()
     print((_status_kib("VmHWM") - before) / 1024)
 
 
@@ -290,13 +337,49 @@ def print_backbones(args) -> list[dict]:
     return rows
 
 
+def print_attention(args) -> list[dict]:
+    """The coarse transformer with each attention at each size: ms, peak MB and both as ratios to linear's."""
+    rows = []
+    for text in args.sizes:
+        size = tuple(int(v) for v in text.split("x"))
+        models = {name: build_any(name, "linear", args.device) for name in COARSE_ATTENTIONS}
+        inputs = coarse_inputs(size, args.device)
+        for model in models.values():
+            run_coarse(model, *inputs)  # warm-up
+        times = interleaved_times({name: lambda m=model, x=inputs: run_coarse(m, *x) for name, model in models.items()},
+                                  args.runs)
+        for name in models:
+            row = {"size": text, "tokens": inputs[0].shape[1], "attention": name.removeprefix("coarse-"),
+                   "ms": 1e3 * statistics.median(times[name])}
+            if not args.no_memory:
+                row["peak_mb"] = peak_memory_mb(name, size, args)
+            rows.append(row)
+        linear = rows[-len(models)]
+        for row in rows[-len(models):]:
+            row["time_vs_linear"] = row["ms"] / linear["ms"]
+            if not args.no_memory:
+                row["memory_vs_linear"] = row["peak_mb"] / max(linear["peak_mb"], 1e-9)
+    header = f"{'size':>9} | {'tokens':>6} | {'attention':>9} | {'ms':>8} | {'x linear':>8}"
+    if not args.no_memory:
+        header += f" | {'peak MB':>8} | {'x linear':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        line = f"{r['size']:>9} | {r['tokens']:>6} | {r['attention']:>9} | {r['ms']:8.0f} | {r['time_vs_linear']:7.2f}x"
+        if not args.no_memory:
+            line += f" | {r['peak_mb']:8.0f} | {r['memory_vs_linear']:7.2f}x"
+        print(line)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["480x640", "240x320"])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--autocast", choices=["bf16"], default=None)
-    parser.add_argument("--attention", choices=["linear", "full"], default="linear", help="ours only")
+    parser.add_argument("--attention", choices=["linear", "full", "quadtree"], default="linear",
+                        help="ours only; quadtree: the coarse transformer with each attention (see above)")
     parser.add_argument("--channels-last", action="store_true", help="ours only: channels-last memory format")
     parser.add_argument("--compile", action="store_true", help="ours only: torch.compile backbone and coarse "
                         "transformer (the warm-up run pays the compilation)")
@@ -314,8 +397,11 @@ def main() -> None:
     print(f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
           f"autocast {args.autocast or 'off (fp32)'}, our attention {args.attention}, channels-last "
           f"{args.channels_last}, compile {args.compile}, median of {args.runs}")
-    if args.backbones or args.eloftr:  # the attention setting applies to our LoFTR only
-        rows = print_backbones(args) if args.backbones else print_eloftr(args)
+    if args.backbones or args.eloftr or args.attention == "quadtree":  # each its own table
+        if args.attention == "quadtree":
+            rows = print_attention(args)
+        else:
+            rows = print_backbones(args) if args.backbones else print_eloftr(args)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         return

@@ -47,7 +47,8 @@ class HarnessConfig:
     # (glue-factory's eval.ransac_th=-1). Any: a number or that word
     ransac_threshold: Any = POSE_RANSAC_THRESHOLD_PX
     sweep_thresholds: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # pixels, glue-factory's 0.5-3 px range
-    # "opencv": RANSAC as LoFTR's tables (the default); "poselib": PoseLib's LO-RANSAC, as glue-factory's
+    # "opencv": RANSAC as LoFTR's tables (the default); "magsac": OpenCV's MAGSAC++; "poselib": PoseLib's
+    # LO-RANSAC, as glue-factory's
     estimator: str = "opencv"
 
     def __post_init__(self):

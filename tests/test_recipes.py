@@ -49,6 +49,9 @@ RECIPES = {  # experiment -> the overrides that make README's command a seconds-
     "eloftr_megadepth": ["model=eloftr_tiny", "data.samples_per_scene=1", "data.batch_size=1", *POSE_SIZE],
     "loftr_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "+data.train.0.image_size=[160,120]",
                       "+data.val.0.image_size=[160,120]"],
+    "loftr_quadtree_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
+    "loftr_quadtree_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "+data.train.0.image_size=[160,120]",
+                               "+data.val.0.image_size=[160,120]"],
     "synthetic": ["world.scenes=4", "world.test_scenes=1", "world.cameras=6", "world.size=[160,120]",
                   "data.samples_per_scene=2", "data.train.0.crop_size=null", *POSE_SIZE,
                   "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
@@ -78,7 +81,8 @@ def experiment_of(words: list[str]) -> str:
     return named[0] if named else "synthetic"
 
 
-PAPER_RECIPES = ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "eloftr_megadepth", "loftr_scannet"]
+PAPER_RECIPES = ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "eloftr_megadepth", "loftr_scannet",
+                 "loftr_quadtree_megadepth", "loftr_quadtree_scannet"]
 # Which README train.py command each test runs; every README command must be exactly one of these, or below
 TRAINING_RUNS = {
     "main job": lambda w: w == [],
@@ -228,6 +232,9 @@ def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_pa
         assert isinstance(matcher.model, EfficientLoFTR) and config.match_coarse.train_coarse_percent == 0.3
     else:
         assert config.backbone.type == ("se2_resnet_fpn" if experiment.startswith("se2") else "resnet_fpn")
+    if "quadtree" in experiment:  # the recipe's QuadTree-B layers, reloaded from our checkpoint
+        assert config.coarse.block == "quadtree" and config.coarse.quadtree.kind == "B"
+        assert config.coarse.quadtree.topks == ((16, 8, 8) if "megadepth" in experiment else (32, 16, 16))
 
 
 def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):

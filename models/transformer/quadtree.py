@@ -38,6 +38,7 @@ class QuadtreeConfig:
     topks: tuple[int, ...] = (16, 8, 8)  # keys kept a query, coarsest level first; outdoor official, indoor 32/16/16
 
     def __post_init__(self):
+        self.topks = tuple(self.topks)  # a list from a YAML file or a stored config
         if self.kind not in QUADTREE_KINDS:
             raise ValueError(f"quadtree.kind={self.kind!r} is not one of {', '.join(QUADTREE_KINDS)}")
         if len(self.topks) < 1 or any(int(k) < 1 for k in self.topks):
