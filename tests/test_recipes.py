@@ -90,6 +90,7 @@ TRAINING_RUNS = {
     "se2 synthetic": lambda w: experiment_of(w) == "se2_synthetic",
     "loftr synthetic": lambda w: w == ["experiment=loftr_synthetic"],
     "C4 backbone": lambda w: "model.backbone.group_order=4" in w,
+    "quadtree layer": lambda w: "model.coarse.block=quadtree" in w,
     "sweep": lambda w: w[:1] == ["-m"] and not any(word.startswith("hydra/launcher=") for word in w),
     "in-house": lambda w: experiment_of(w) == "finetune_inhouse",
 }
@@ -239,7 +240,7 @@ def test_paper_recipe_trains_on_the_real_layout_and_reloads(home, places, tmp_pa
 
 def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
     """README's other commands on the synthetic world: the tiny LoFTR and SE2-LoFTR runs, LoFTR with a C4
-    backbone, and a sweep with its table."""
+    backbone, a sweep over the attentions with its table, and the QuadTree-LoFTR layer."""
     image = next((home / "data" / "world").glob("*/images/*.jpg"))
     [se2] = readme_training("se2 synthetic")
     run(home, "train.py", *se2, *TRAIN_OVERRIDES, *RECIPES["se2_synthetic"])
@@ -264,7 +265,11 @@ def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
     table = run(
         home, "scripts/collect_runs.py", *[w.replace("outputs/train/multirun/TIME", str(folder)) for w in collect]
     )
-    assert "model.coarse.attention=linear" in table.stdout and "model.coarse.attention=full" in table.stdout
+    assert all(f"model.coarse.attention={name}" in table.stdout for name in ("linear", "full", "quadtree"))
+    [quadtree] = readme_training("quadtree layer")
+    run(home, "train.py", *quadtree, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/quadtree")
+    _, matcher = reloaded_matches(home / "outputs" / "quadtree", image)
+    assert matcher.model.config.coarse.block == "quadtree"
 
 
 def test_docker_compose_example_trains_on_the_mounted_tree(places, tmp_path):
