@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(0: original size); keypoints are reported in original pixels either way")
     parser.add_argument("--coarse-threshold", type=_unit_float, default=0.2, metavar="CONF",
                         help="minimum coarse confidence of a match, in [0, 1] (official: 0.2)")
+    parser.add_argument("--quadtree-topks", type=_positive_int, nargs="+", metavar="K",
+                        help="QuadTree-LoFTR: keys kept a level, coarsest first (default: the model's; the official "
+                             "indoor weights want 32 16 16)")
     parser.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu",
                         help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--out", type=Path, required=True,
@@ -114,6 +117,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _unit_float(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -135,6 +145,7 @@ def build_matcher(args: argparse.Namespace) -> LoFTRMatcher:
         return LoFTRMatcher.from_checkpoint(
             args.checkpoint, trusted=args.trust_checkpoint, pos_encoding=args.pos_encoding,
             coarse_threshold=args.coarse_threshold, resize=args.resize, device=args.device,
+            quadtree_topks=args.quadtree_topks,
         )
     except (FileNotFoundError, CheckpointError) as error:
         raise InputError(str(error)) from None

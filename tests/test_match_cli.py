@@ -226,6 +226,29 @@ def bad_inputs(tmp_path: Path, pair: tuple[Path, Path], state_dict) -> dict[str,
     }
 
 
+def test_an_official_quadtree_checkpoint_runs_with_the_indoor_top_k(capfd, pair, tmp_path):
+    """QuadTree-LoFTR weights under the official names run as QuadTree-LoFTR; `--quadtree-topks 32 16 16` (the
+    indoor model's) gives the matches of that model, and a top-K of 0 is refused in one line."""
+    from evaluation.loftr_matcher import LoFTRMatcher
+    from models.transformer.encoder import TransformerConfig
+
+    torch.manual_seed(0)
+    model = LoFTR(LoFTRConfig(coarse=TransformerConfig(attention="quadtree", block="quadtree")))
+    checkpoint = tmp_path / "indoor.ckpt"
+    torch.save({"state_dict": {f"matcher.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    out = tmp_path / "matches.npz"
+    code, _, stderr = run(capfd, *pair, "--checkpoint", checkpoint, "--quadtree-topks", "32", "16", "16", *FAST,
+                          "--resize", "256", "--out", out)
+    assert code == 0, stderr
+    matcher = LoFTRMatcher.from_checkpoint(checkpoint, quadtree_topks=[32, 16, 16], coarse_threshold=0.0, resize=256)
+    expected = matcher.match(*(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pair))
+    np.testing.assert_allclose(read_matches(out)["confidence"], expected.confidence)
+    with pytest.raises(SystemExit) as exit_info:
+        match.main([*map(str, pair), "--checkpoint", str(checkpoint), "--quadtree-topks", "0", "--out", str(out)])
+    assert exit_info.value.code == 2 and "--quadtree-topks: must be 1 or more, got 0" in capfd.readouterr().err
+
+
+
 @pytest.mark.parametrize(
     "case",
     [
