@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU performance table of issue 8 in one run: inference against kornia's LoFTR (same weights, same pair),
-# Efficient LoFTR against its official code and our LoFTR (issue 23),
+# Efficient LoFTR against its official code and our LoFTR (issue 23), the coarse transformer with linear, full and
+# QuadTree attention (issue 25),
 # and training throughput and peak memory of the full models, over fp32/bf16, linear/SDPA attention,
 # channels-last and torch.compile. Usage: bash benchmarks/gpu_suite.sh [LOG] (default: gpu_suite.log).
 # Each line of the log is a command followed by its table; paste them into benchmarks/RESULTS.md.
@@ -22,6 +23,7 @@ step $inference --autocast bf16 --attention full --channels-last --compile
 eloftr="python benchmarks/inference.py --device cuda --eloftr --sizes 480x640 --runs 20"
 step $eloftr
 step $eloftr --autocast bf16
+step python benchmarks/inference.py --device cuda --attention quadtree --sizes 480x640 840x840 --runs 20
 training="python benchmarks/training.py --device cuda --model loftr --sizes 640x480 840x840 --steps 20"
 step $training
 step $training --precision bf16-mixed

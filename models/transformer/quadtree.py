@@ -68,6 +68,12 @@ def _to_raster(x: torch.Tensor, width: int) -> torch.Tensor:
     return rearrange(x, "z (h w) (t1 t2) ... -> z (h t1 w t2) ...", w=width // 2, t1=2, t2=2)
 
 
+def _masked(scores: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+    """Scores with padded keys at the lowest finite value of their dtype (under autocast too), not -inf: a
+    softmax over four children that are all padding stays finite."""
+    return scores.masked_fill(padded, torch.finfo(scores.dtype).min)
+
+
 def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x (Z, S, D), index (Z, ...) into S -> (Z, ..., D): whole rows copied (index_select on the flattened
     batch, several times faster on the CPU than torch.gather with the index expanded over D)."""
@@ -116,12 +122,11 @@ class QuadtreeAttention(nn.Module):
 
     def _attend(self, qs, ks, vs, k_masks):
         scale = qs[0].shape[-1] ** -0.5
-        low = torch.finfo(qs[0].dtype).min  # not -inf: a block whose children are all padding stays finite
         top = self.levels - 1
         z, hq, wq, dim = qs[top].shape
         q, k, v = qs[top].reshape(z, -1, dim), ks[top].reshape(z, -1, dim), vs[top].reshape(z, -1, dim)
         scores = torch.einsum("zld,zsd->zls", q, k) * scale
-        attention = scores.masked_fill(~k_masks[top].reshape(z, 1, -1), low).softmax(-1)  # (Z, L, S)
+        attention = _masked(scores, ~k_masks[top].reshape(z, 1, -1)).softmax(-1)  # (Z, L, S)
         kept_score, kept = attention.topk(min(self.topks[0], attention.shape[-1]), dim=-1)  # (Z, L, K)
         if self.kind == "A" and top > 0:
             attention = attention.scatter(-1, kept, 0.0)  # the kept keys speak through their children
@@ -136,7 +141,7 @@ class QuadtreeAttention(nn.Module):
             keys, values = _rows(ks[level].flatten(1, 2), candidates), _rows(vs[level].flatten(1, 2), candidates)
             valid = torch.gather(k_masks[level].flatten(1), 1, candidates.flatten(1)).view(candidates.shape)
             scores = torch.einsum("zpcd,zpkd->zpck", _by_parent(qs[level]), keys) * scale  # (Z, parents, 4, 4K)
-            scores = scores.masked_fill(~valid[:, :, None], low)
+            scores = _masked(scores, ~valid[:, :, None])
             if self.kind == "B":
                 attention = scores.softmax(-1)
             else:  # each kept key's weight shared among its four children by a softmax over them

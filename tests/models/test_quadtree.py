@@ -296,3 +296,19 @@ def test_an_official_quadtree_loftr_checkpoint_loads_with_its_layout(tmp_path):
     without = {f"matcher.{k}": v for k, v in source.state_dict().items() if not k.endswith("py_att.weight")}
     torch.save({"state_dict": without}, path)
     assert LoFTRMatcher.from_checkpoint(path).model.config.coarse.quadtree.kind == "A"
+
+
+@pytest.mark.parametrize("kind", ["A", "B"])
+def test_bf16_autocast_stays_finite_and_close(kind):
+    """Mixed precision on a padded layer (blocks of padding only, the case where -inf would give NaN)."""
+    transformer = quadtree_transformer(kind).float()
+    feat = torch.randn(1, 64, 32)
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, :5, :3] = True
+    with torch.no_grad():
+        reference = transformer(feat, feat, mask.flatten(1), mask.flatten(1), (8, 8), (8, 8))[0]
+        with torch.autocast("cpu", torch.bfloat16):
+            mixed = transformer(feat, feat, mask.flatten(1), mask.flatten(1), (8, 8), (8, 8))[0]
+    assert mixed.isfinite().all()
+    valid = mask.flatten(1)
+    assert (mixed.float()[valid] - reference[valid]).abs().max() < 0.1 * reference[valid].abs().max()
