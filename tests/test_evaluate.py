@@ -299,3 +299,21 @@ def test_a_homography_benchmark_names_the_homography_threshold(world, tmp_path):
         summary = evaluate(config_of("benchmark=homographies", f"benchmark.root={photos}", "plot_pairs=0",
                                      f"estimator={estimator}", f"out_dir={tmp_path / estimator}"))
         assert summary["title"] == f"homographies / sift / {name} 3 px"
+
+
+def test_the_sweep_picks_the_threshold_with_the_best_maa():
+    """A constructed sweep with a known answer: a pair whose pose error is 4 degrees at 0.5 px, 2 at 1 and 1.5 px
+    and 8 at 3 px. One error e under t gives AUC@t = 100 (1 - e / 2t) (the curve rises linearly from the origin
+    to the error), one over t gives 0: 2 degrees score 80 / 90 / 95, the best mAA, and 1 px wins the tie with
+    1.5 px as the first of them."""
+    from evaluate import best_threshold
+    from evaluation.metrics import PairResult, PoseError
+
+    def pair(error_deg: float) -> list[PairResult]:
+        return [PairResult("p", "scene", 100, 0.1, pose=PoseError(error_deg, error_deg / 2))]
+
+    mAA = {4: (60 + 80 + 90) / 3, 2: (80 + 90 + 95) / 3, 8: (0 + 60 + 80) / 3}
+    threshold, sweep = best_threshold({0.5: pair(4), 1.0: pair(2), 1.5: pair(2), 3.0: pair(8)}, "pose")
+    assert threshold == 1.0
+    assert sweep == pytest.approx({"0.5": mAA[4], "1": mAA[2], "1.5": mAA[2], "3": mAA[8]})
+    assert best_threshold({0.5: pair(8)}, "pose") == (0.5, {})  # one threshold: no sweep to report
