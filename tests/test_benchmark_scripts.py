@@ -81,3 +81,14 @@ def test_localisation_benchmark_measures_sift_against_the_renderers_depth(tmp_pa
     missing = run_here(["benchmarks/localisation.py", "--world", str(tmp_path), "--loftr",
                         f"x={tmp_path / 'absent.ckpt'}"], ROOT)
     assert missing.returncode == 2 and "absent.ckpt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_inference_benchmark_prints_a_row_per_attention():
+    """`--attention quadtree`, as README's Speed section gives it: the coarse transformer with each attention,
+    linear first as the reference of the ratios."""
+    out = run_here(["benchmarks/inference.py", "--attention", "quadtree", "--sizes", "64x96", "--runs", "1",
+                    "--no-memory"], ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [[cell.strip() for cell in line.split("|")] for line in out.stdout.strip().splitlines()[-3:]]
+    assert [row[:3] for row in rows] == [["64x96", "96", name] for name in ("linear", "full", "quadtree")]
+    assert rows[0][4] == "1.00x" and all(float(row[3]) > 0 for row in rows)
