@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from data.pair_list import scene_info_records, write_pair_list
 from data.synthetic.world import WorldConfig, generate_world
-from evaluate import EvaluationError, evaluate
+from evaluate import EvaluationError, best_threshold, evaluate
 from evaluation import harness
 from evaluation.config import EvaluateConfig, evaluate_config
+from evaluation.metrics import PairResult, PoseError
 from tests.helpers import refusal, run_here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,8 +307,6 @@ def test_the_sweep_picks_the_threshold_with_the_best_maa():
     and 8 at 3 px. One error e under t gives AUC@t = 100 (1 - e / 2t) (the curve rises linearly from the origin
     to the error), one over t gives 0: 2 degrees score 80 / 90 / 95, the best mAA, and 1 px wins the tie with
     1.5 px as the first of them."""
-    from evaluate import best_threshold
-    from evaluation.metrics import PairResult, PoseError
 
     def pair(error_deg: float) -> list[PairResult]:
         return [PairResult("p", "scene", 100, 0.1, pose=PoseError(error_deg, error_deg / 2))]
