@@ -7,7 +7,8 @@ import runpy
 import subprocess
 import sys
 import traceback
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,24 @@ def assert_unchanged(before: dict[Path, bytes]) -> None:
     """Every file of `before` still there with the same bytes."""
     changed = [str(path) for path, data in before.items() if not path.is_file() or path.read_bytes() != data]
     assert not changed, f"changed or removed: {changed}"
+
+
+@contextmanager
+def small_disk(path: Path, size_bytes: int) -> Iterator[Path]:
+    """A real filesystem of `size_bytes` (a tmpfs) mounted on `path` (made if missing) for the block: writes
+    past it fail with ENOSPC as on a full disk. Unmounted afterwards; the test is skipped where mounting is not
+    permitted (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    size_k = max(1, size_bytes // 1024)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_k}k", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        import pytest  # only the tests use this helper; benchmarks import this module without pytest
+        pytest.skip(f"cannot mount a tmpfs on {path}: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def calibrate_norms_(model: torch.nn.Module, run) -> None:
