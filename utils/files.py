@@ -1,6 +1,7 @@
 """Writing outputs safely: a file replaced only once written in full, and outputs that never land on inputs."""
 
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,51 @@ def _same(a: Path, b: Path) -> bool:
 def _inside(inner: Path, outer: Path) -> bool:
     """`inner` lies strictly inside the folder `outer` (as the paths resolve)."""
     return outer.resolve() in inner.resolve().parents
+
+
+class ForeignFolderError(FileExistsError):
+    """A command was about to write into a folder that holds files it did not make."""
+
+
+def check_own_folder(folder: str | Path, markers: Iterable[str], writer: str) -> None:
+    """ForeignFolderError naming `folder` unless it is absent, empty, or holds one of `markers` (the files by
+    which `writer` knows a folder it wrote): generators and preparers write only over what they made, never
+    over real data kept in the same place (LoFTR's MegaDepth index in data/megadepth)."""
+    folder, markers = Path(folder), list(markers)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ForeignFolderError(f"{folder} is a file, not a folder: choose a new or empty folder")
+    if any((folder / marker).is_file() for marker in markers) or next(folder.iterdir(), None) is None:
+        return
+    raise ForeignFolderError(f"{folder} is not empty and holds no {' or '.join(markers)}: {writer} would write over "
+                             f"files it did not make; choose a new or empty folder")
+
+
+@contextmanager
+def removed_on_failure(folder: str | Path) -> Iterator[None]:
+    """What the block adds under `folder` (files, links, folders) is removed again when it raises (a full
+    disk, Ctrl-C, bad input found late), and `folder` itself when the block made it: a failed run leaves no
+    partial output. Files that were there before stay, rewritten or not."""
+    folder = Path(folder)
+    existed = folder.exists()
+    before = set(_tree(folder)) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for path in sorted(set(_tree(folder)) - before, key=lambda p: len(p.parts), reverse=True):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _tree(folder: Path) -> Iterator[Path]:
+    """Every path under `folder`, links not followed."""
+    for parent, folders, files in os.walk(folder):
+        for name in folders + files:
+            yield Path(parent) / name
