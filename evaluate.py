@@ -40,7 +40,7 @@ from evaluation.loftr_matcher import ImageTooLargeError
 from evaluation.matchers import Matcher, build_matcher
 from evaluation.metrics import summarize
 from evaluation.plots import save_figure, scored_matches_figure
-from evaluation.predictions import Prediction, PredictionsError, PredictionStore, RunHeader
+from evaluation.predictions import Prediction, PredictionsError, PredictionStore, RunHeader, match_bound
 from evaluation.report import report_paths, write_report
 from geometry.warp import apply_homography
 from models.checkpoint import CheckpointError
@@ -150,7 +150,7 @@ def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark,
 
     def predict(variant: Variant) -> Prediction:
         store.add(variant.key, match_variant(variant, matcher))
-        return store.get(variant.key)
+        return store.get(variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
 
     return benchmark, matcher.name, predict
 
@@ -162,7 +162,8 @@ def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, st
     store = outputs.enter_context(PredictionStore.open(settings.predictions))
     benchmark = make_benchmark(settings)
     store.check_fits(benchmark.name, repr(benchmark.resize), settings.stress)
-    return benchmark, store.header.matcher, lambda variant: store.get(variant.key)
+    return benchmark, store.header.matcher, lambda variant: store.get(
+        variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
 
 
 def evaluate(settings: EvaluateConfig) -> dict:

@@ -99,25 +99,83 @@ class PredictionStore:
         group["confidence"] = np.asarray(matches.confidence, np.float64).reshape(-1)
         group.attrs["runtime_s"] = float(prediction.runtime_s)
 
-    def get(self, key: str) -> Prediction:
-        """The prediction stored under `key`; PredictionsError when there is none (the file was made with other
-        settings) or it is malformed."""
+    def get(self, key: str, max_matches: int) -> Prediction:
+        """The prediction stored under `key`, of at most `max_matches` matches (`match_bound`); PredictionsError
+        when there is none (the file was made with other settings) or it is malformed: a link, a dataset that is
+        not rows of real numbers or declares more rows than that, a value that is not finite, a negative time.
+        Everything is checked from the file's metadata before a dataset is read, so a small file that declares
+        billions of rows (through a fill value) allocates nothing."""
         name = _group_name(key)
         if name not in self._file:
             raise PredictionsError(f"predictions {self.path} hold no matches for pair {key!r}: they were made with "
                                    f"other benchmark or stress settings; give that run's, or match again without "
                                    f"predictions=")
+        where = f"predictions {self.path}: pair {key!r}"
         try:
-            group = self._file[name]
-            kpts0, kpts1 = group["kpts0"][()], group["kpts1"][()]
-            confidence, runtime = group["confidence"][()], float(group.attrs["runtime_s"])
+            group = _plain_member(self._file, name, h5py.Group, where)
+            kpts0, kpts1, confidence = (_read_rows(group, dataset, columns, max_matches, where)
+                                        for dataset, columns in _COLUMNS.items())
+            runtime = group.attrs["runtime_s"]
+        except PredictionsError:
+            raise
         except (KeyError, OSError, TypeError, ValueError) as error:
-            raise PredictionsError(f"predictions {self.path}: pair {key!r} cannot be read ({error})") from None
-        n = len(kpts0)
-        if kpts0.shape != (n, 2) or kpts1.shape != (n, 2) or confidence.shape != (n,) or not np.isfinite(runtime):
-            raise PredictionsError(f"predictions {self.path}: pair {key!r} is malformed: kpts0 {kpts0.shape}, kpts1 "
-                                   f"{kpts1.shape}, confidence {confidence.shape}, runtime_s {runtime}")
-        return Prediction(Matches(kpts0, kpts1, confidence), runtime)
+            raise PredictionsError(f"{where} cannot be read ({error})") from None
+        if not (np.ndim(runtime) == 0 and np.isreal(runtime) and np.isfinite(runtime) and runtime >= 0):
+            raise PredictionsError(f"{where}: runtime_s = {runtime!r} is not a time in seconds (a finite number >= 0)")
+        if not len(kpts0) == len(kpts1) == len(confidence):
+            raise PredictionsError(f"{where} is malformed: kpts0 {kpts0.shape}, kpts1 {kpts1.shape}, confidence "
+                                   f"{confidence.shape} (one row a match in each)")
+        return Prediction(Matches(kpts0, kpts1, confidence), float(runtime))
+
+
+# A pair's datasets and their columns (None: one value a row).
+_COLUMNS = {"kpts0": 2, "kpts1": 2, "confidence": None}
+# The fewest matches `match_bound` allows a pair: dense matchers sample a fixed number whatever the image size
+# (RoMa and DKM 5000-10000), more than a small image has pixels.
+MIN_MATCH_BOUND = 1 << 16
+
+
+def match_bound(shape0: tuple[int, ...], shape1: tuple[int, ...]) -> int:
+    """The most matches a stored pair of images of shapes (H, W, ...) may hold: one a pixel of the larger image
+    (LoFTR gives at most one a coarse cell, 1/64 of that; detectors far fewer), and at least MIN_MATCH_BOUND."""
+    return max(MIN_MATCH_BOUND, *(int(shape[0]) * int(shape[1]) for shape in (shape0, shape1)))
+
+
+def _plain_member(group: h5py.Group, name: str, kind: type, where: str):
+    """group[name] when it is a hard link to a `kind` (Group or Dataset) stored in this file; PredictionsError
+    otherwise: soft and external links may point anywhere, into another file too."""
+    link = group.get(name, getlink=True)
+    if link is None:
+        raise PredictionsError(f"{where}: has no {name}")
+    if not isinstance(link, h5py.HardLink):
+        raise PredictionsError(f"{where}: {name} is a {type(link).__name__} (soft or external link), not data "
+                               f"stored in the file: give the predictions.h5 evaluate.py wrote")
+    member = group[name]
+    if not isinstance(member, kind):
+        raise PredictionsError(f"{where}: {name} is not an HDF5 {kind.__name__.lower()}")
+    return member
+
+
+def _read_rows(group: h5py.Group, name: str, columns: int | None, max_rows: int, where: str) -> np.ndarray:
+    """The dataset `name` of `group` as float64 (N, columns) or (N,), N <= max_rows, every value finite; its
+    dtype, shape and storage are checked from the metadata before anything is read."""
+    dataset = _plain_member(group, name, h5py.Dataset, where)
+    where = f"{where}: {name}"
+    if dataset.dtype.kind not in "fiu":  # complex, strings, variable-length and compound types
+        raise PredictionsError(f"{where} has dtype {dataset.dtype}, not real numbers")
+    if dataset.external or dataset.is_virtual:  # raw data in other files
+        raise PredictionsError(f"{where} keeps its data in other files (external or virtual storage)")
+    expected = (columns,) if columns else ()
+    if dataset.ndim != 1 + len(expected) or dataset.shape[1:] != expected:
+        shape = "(N, 2)" if columns else "(N,)"
+        raise PredictionsError(f"{where} has shape {dataset.shape}, expected {shape}")
+    if dataset.shape[0] > max_rows:
+        raise PredictionsError(f"{where} declares {dataset.shape[0]} matches, more than the {max_rows} this pair "
+                               f"can have (one a pixel of the larger image)")
+    rows = dataset[()].astype(np.float64)
+    if not np.isfinite(rows).all():
+        raise PredictionsError(f"{where} holds NaN or inf values ({int((~np.isfinite(rows)).sum())} of them)")
+    return rows
 
 
 def _read_header(file: h5py.File, path: Path) -> RunHeader:

@@ -11,7 +11,14 @@ import pytest
 from data.pairs import Matches
 from evaluation.harness import HarnessConfig, match_variant, score_predictions, variants
 from evaluation.metrics import PairResult
-from evaluation.predictions import Prediction, PredictionsError, PredictionStore, RunHeader
+from evaluation.predictions import (
+    MIN_MATCH_BOUND,
+    Prediction,
+    PredictionsError,
+    PredictionStore,
+    RunHeader,
+    match_bound,
+)
 from evaluation.stress import StressConfig
 from tests.evaluation.test_harness import GivenPairs, Oracle, two_view
 
@@ -46,8 +53,8 @@ def test_a_prediction_reads_back_exactly(tmp_path):
         store.add("1 none", Prediction(Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0)), 0.0))
     with PredictionStore.open(tmp_path / "p.h5") as store:
         assert store.header == HEADER
-        read = store.get(key)
-        assert len(store.get("1 none").matches) == 0
+        read = store.get(key, MIN_MATCH_BOUND)
+        assert len(store.get("1 none", MIN_MATCH_BOUND).matches) == 0
     for name in ("kpts0", "kpts1", "confidence"):
         np.testing.assert_array_equal(getattr(read.matches, name), getattr(matches, name))
     assert read.runtime_s == 0.125
@@ -61,7 +68,7 @@ def test_scores_from_the_store_equal_scores_computed_directly(tmp_path):
     direct = stored_run(tmp_path / "p.h5", benchmark, matcher, config)
     with PredictionStore.open(tmp_path / "p.h5") as store:  # no matcher from here on
         def stored(variant):
-            return store.get(variant.key)
+            return store.get(variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
         again = score_predictions(benchmark, stored, store.header.matcher, config, progress=False)
         looser = score_predictions(benchmark, stored, "oracle", replace(config, ransac_threshold=3.0), progress=False)
     assert again == direct  # every field: pose errors, precision, matches, runtime
@@ -81,7 +88,7 @@ def test_a_store_of_other_settings_is_refused_naming_the_file(tmp_path):
         with pytest.raises(PredictionsError, match=r"p.h5 were made with benchmark=given, not hpatches"):
             store.check_fits("hpatches", repr(benchmark.resize), None)
         with pytest.raises(PredictionsError, match=r"p.h5 hold no matches for pair '1 other'"):
-            store.get("1 other")
+            store.get("1 other", MIN_MATCH_BOUND)
 
 
 def test_a_missing_or_corrupt_store_is_refused_naming_the_file(tmp_path):
@@ -99,4 +106,4 @@ def test_a_missing_or_corrupt_store_is_refused_naming_the_file(tmp_path):
     with h5py.File(tmp_path / "whole.h5", "a") as file:
         del file["0 a b/kpts1"]
     with PredictionStore.open(tmp_path / "whole.h5") as store, pytest.raises(PredictionsError, match="'0 a b'"):
-        store.get("0 a b")
+        store.get("0 a b", MIN_MATCH_BOUND)

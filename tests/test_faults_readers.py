@@ -1,0 +1,292 @@
+"""Small outside files that declare huge or malformed contents, tried as a user tries them: each case runs a
+command (evaluate.py predictions=, train.py, match.py, evaluate.py checkpoint=, `python -m data.inhouse prepare`)
+and asserts exit code 2, one line on stderr naming the file (and the dataset or key), no traceback, and that no
+file written before changed. Memory cases run with the address space bounded (`address_space_limited`): a
+reader that allocated what the file declares would fail there with a MemoryError, so passing proves the bound,
+not that the machine has memory. The table, by file:
+
+- predictions.h5 (evaluate.py predictions=FILE): 40 M rows declared through a fill value, an external and a
+  soft link, scalar, byte-string, variable-length and compound datasets, NaN, inf and complex entries, a
+  negative matching time;
+- depth .h5 of a generated MegaDepth world's validation split (train.py): 60000x60000 declared through a fill
+  value, a depth map of strings;
+- checkpoints: a stored config listing 200000 layers (match.py --checkpoint and evaluate.py checkpoint=), a
+  wrongly typed, unknown or absurdly large stored value, a complex-NaN weight (train.py ckpt_path= and
+  init_checkpoint=, match.py --checkpoint);
+- text files: match.py --ground-truth /dev/zero and a 1 GB sparse file, prepare --labels /dev/zero and a
+  1 GB sparse file.
+"""
+
+import os
+import resource
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from data.io import read_depth_h5
+from tests.helpers import assert_unchanged, refusal, run_here, snapshot
+from tests.test_faults import (  # noqa: F401 (fixtures)
+    _no_progress_bars,
+    evaluate_command,
+    first_val_files,
+    photo_folder,
+    photos,
+    train,
+    trained,
+    two_photos,
+    worlds,
+)
+from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+
+MATCH = str(ROOT / "match.py")
+EVALUATE = str(ROOT / "evaluate.py")
+
+
+def mapped_bytes() -> int:
+    """The address space this process maps now (VmSize)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmSize:"))
+    return int(line.split()[1]) * 1024
+
+
+@contextmanager
+def address_space_limited(headroom: int = 1 << 30) -> Iterator[None]:
+    """The process may map at most `headroom` bytes more than it does now, for the block (RLIMIT_AS, then
+    restored): an allocation past it fails with a MemoryError, in seconds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = mapped_bytes() + headroom
+    if hard != resource.RLIM_INFINITY and limit > hard:
+        pytest.skip("the hard address-space limit is below the bound")
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+# ----------------------------------------------------------------------------------- predictions.h5 (evaluate.py)
+
+@pytest.fixture(scope="module")
+def stored_run(photo_folder, tmp_path_factory) -> Path:
+    """predictions.h5 of a SIFT run on the one-photo homographies benchmark (one pair)."""
+    out_dir = tmp_path_factory.mktemp("stored") / "run"
+    run = run_here(evaluate_command(photo_folder, out_dir), ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out_dir / "predictions.h5"
+
+
+def replace_dataset(group: h5py.Group, name: str, **create) -> None:
+    del group[name]
+    group.create_dataset(name, **create)
+
+
+def nan_at(group: h5py.Group, name: str, value) -> None:
+    data = group[name][()]
+    data.flat[0] = value
+    replace_dataset(group, name, data=data)
+
+
+SHAPES = {"kpts0": (2,), "kpts1": (2,), "confidence": ()}  # a pair's datasets and their shapes past the rows
+# what is done to the pair's group, and what the refusal names besides the file and the dataset
+BAD_PREDICTIONS = {
+    "40 M rows through a fill value": (lambda g, folder: [replace_dataset(
+        g, name, shape=(40_000_000, *shape), dtype="f8", fillvalue=1.0) for name, shape in SHAPES.items()],
+        "kpts0", "40000000"),
+    "an external link": (
+        lambda g, folder: g.__delitem__("kpts0") or g.__setitem__("kpts0", h5py.ExternalLink(
+            str(folder / "other.h5"), "/kpts0")),
+        "kpts0", "link"),
+    "a soft link": (lambda g, folder: g.__delitem__("kpts1") or g.__setitem__("kpts1", h5py.SoftLink(
+        f"{g.name}/kpts0")), "kpts1", "link"),
+    "a scalar": (lambda g, folder: replace_dataset(g, "confidence", data=3.0), "confidence", "shape"),
+    "byte strings": (lambda g, folder: replace_dataset(g, "kpts0", data=np.array([b"a", b"b"])), "kpts0", "|S1"),
+    "variable-length rows": (lambda g, folder: replace_dataset(
+        g, "kpts0", shape=(2,), dtype=h5py.vlen_dtype(np.float64)), "kpts0", "object"),
+    "a compound": (lambda g, folder: replace_dataset(
+        g, "kpts0", shape=(2,), dtype=np.dtype([("x", "f8"), ("y", "f8")])), "kpts0", "x"),
+    "NaN": (lambda g, folder: nan_at(g, "kpts0", np.nan), "kpts0", "NaN"),
+    "inf": (lambda g, folder: nan_at(g, "confidence", np.inf), "confidence", "inf"),
+    "complex": (lambda g, folder: replace_dataset(g, "kpts1", data=g["kpts1"][()] * (1 + 1j)), "kpts1", "complex"),
+    "a negative time": (lambda g, folder: g.attrs.__setitem__("runtime_s", -1.0), "runtime_s", "-1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PREDICTIONS)
+def test_evaluate_refuses_a_bad_predictions_file_naming_the_dataset(stored_run, photo_folder, tmp_path, case):
+    damage, *named = BAD_PREDICTIONS[case]
+    path = tmp_path / "predictions.h5"
+    shutil.copy(stored_run, path)
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other["kpts0"] = np.zeros((2, 2))
+    with h5py.File(path, "a") as file:
+        (group,) = file.values()
+        damage(group, tmp_path)
+    assert path.stat().st_size < 1 << 20  # a small file: what it declares is what must not be allocated
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    (out_dir / "results.csv").write_text("name,group\nearlier,run\n")
+    before = snapshot(out_dir, path)
+    with address_space_limited():
+        run = run_here(evaluate_command(photo_folder, out_dir, f"predictions={path}"), ROOT)
+    refusal(run, str(path), *named)
+    assert_unchanged(before)
+
+
+def test_the_stored_run_scores_again(stored_run, photo_folder, tmp_path):
+    """The predictions the cases above damage are read whole when undamaged."""
+    run = run_here(evaluate_command(photo_folder, tmp_path / "run", f"predictions={stored_run}"), ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------------------- depth .h5 (train.py)
+
+def declared_depth(path: Path, **create) -> None:
+    path.unlink()
+    with h5py.File(path, "w") as file:
+        file.create_dataset("depth", **create)
+
+
+BAD_DEPTHS = {
+    "60000x60000 through a fill value": (dict(shape=(60000, 60000), dtype="f4", fillvalue=1.0), "60000x60000"),
+    "strings": (dict(data=np.array([[b"a", b"b"]])), "|S1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DEPTHS)
+def test_a_validation_depth_map_declaring_too_much_stops_training_in_setup(worlds, tmp_path, case):
+    create, *named = BAD_DEPTHS[case]
+    world = tmp_path / "megadepth"
+    shutil.copytree(worlds["megadepth"], world, symlinks=True)
+    bad = world / "test" / first_val_files(worlds)["megadepth depth"]
+    declared_depth(bad, **create)
+    assert bad.stat().st_size < 1 << 20
+    before = snapshot(world / "index")
+    run_dir = tmp_path / "run"
+    with address_space_limited():
+        run = train(run_dir, "loftr_megadepth", world)
+    refusal(run, "data.val.0: ", str(bad), "depth", *named)
+    assert_unchanged(before)
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_depth_map_of_another_shape_than_its_image_is_refused_unread(tmp_path):
+    """A depth map within depth_pad_size but not of its image's shape: refused from its metadata when loaded."""
+    path = tmp_path / "depth.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("depth", shape=(1000, 1000), dtype="f4", fillvalue=1.0)
+    with address_space_limited(), pytest.raises(ValueError, match=r"depth.h5.*1000x1000.*160x120"):
+        read_depth_h5(path, shape=(120, 160))
+
+
+# ------------------------------------------------------------------------------------------------- checkpoints
+
+def with_stored_model(trained: Path, path: Path, change) -> Path:
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    change(checkpoint["hyper_parameters"]["training"]["model"])
+    torch.save(checkpoint, path)
+    return path
+
+
+def set_key(*keys_and_value):
+    *keys, last, value = keys_and_value
+
+    def change(model: dict) -> None:
+        for key in keys:
+            model = model[key]
+        model[last] = value
+
+    return change
+
+
+# how the stored model config is changed, and what the refusal names besides the file
+BAD_STORED_CONFIGS = {
+    "200000 layers": (set_key("coarse", "layer_names", ["self", "cross"] * 100_000), "coarse.layer_names",
+                      "200000", "64"),
+    "a wrongly typed width": (set_key("coarse", "d_model", "abc"), "coarse.d_model", "'abc'", "an int"),
+    "an unknown key": (set_key("coarse", "d_mdel", 3), "coarse.d_mdel", "unknown"),
+    "an absurd width": (set_key("backbone", "initial_dim", 10**9), "backbone.initial_dim", "1000000000", "4096"),
+    "a section that is no section": (set_key("fine", 7), "fine", "7"),
+}
+
+
+def checkpoint_command(command: str, world: Path, path: Path, tmp_path: Path) -> list[str]:
+    if command == "match":
+        images = sorted(world.glob("*/images/*.jpg"))[:2]
+        return [MATCH, *map(str, images), "--checkpoint", str(path), "--out", str(tmp_path / "m.npz"),
+                "--device", "cpu"]
+    return [EVALUATE, "benchmark=synthetic", f"benchmark.root={world}", "matcher=loftr", f"checkpoint={path}",
+            f"out_dir={tmp_path / 'eval'}", "max_pairs=1", "plot_pairs=0"]
+
+
+@pytest.mark.parametrize("command", ["match", "evaluate"])
+@pytest.mark.parametrize("case", BAD_STORED_CONFIGS)
+def test_a_bad_stored_model_config_is_refused_before_the_model_is_built(world, trained, tmp_path, command, case):
+    change, *named = BAD_STORED_CONFIGS[case]
+    path = with_stored_model(trained, tmp_path / "bad.ckpt", change)
+    before = snapshot(path)
+    with address_space_limited():
+        run = run_here(checkpoint_command(command, world, path, tmp_path), tmp_path)
+    refusal(run, str(path), *named)
+    assert_unchanged(before)
+    assert not (tmp_path / "m.npz").exists() and not (tmp_path / "eval" / "results.csv").exists()
+
+
+def complex_weight(trained: Path, path: Path, value: complex) -> tuple[Path, str]:
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    key = sorted(checkpoint["state_dict"])[3]
+    checkpoint["state_dict"][key] = torch.full_like(checkpoint["state_dict"][key], value, dtype=torch.complex64)
+    torch.save(checkpoint, path)
+    return path, key
+
+
+@pytest.mark.parametrize(("value", "named"), [(complex(float("nan"), 0.0), "NaN"), (1 + 2j, "complex")],
+                         ids=["complex NaN", "complex"])
+@pytest.mark.parametrize("flag", ["ckpt_path", "init_checkpoint", "--checkpoint"])
+def test_a_complex_weight_is_refused_naming_the_key(world, trained, tmp_path, flag, value, named):
+    path, key = complex_weight(trained, tmp_path / "complex.ckpt", value)
+    if flag == "--checkpoint":
+        run = run_here(checkpoint_command("match", world, path, tmp_path), tmp_path)
+    else:
+        run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}={path}")], tmp_path)
+    refusal(run, str(path), key, named)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------------------------------------- text files
+
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of `size` zero bytes that takes no disk."""
+    with open(path, "wb") as file:
+        file.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize("truth", ["/dev/zero", "sparse"])
+def test_match_refuses_a_ground_truth_that_is_no_small_regular_file(photos, truth):
+    path = "/dev/zero" if truth == "/dev/zero" else str(sparse_file(photos / "huge.txt", 1 << 30))
+    before = snapshot(photos)
+    with address_space_limited(256 << 20):
+        run = run_here([MATCH, "a.png", "b.png", "--random-weights", "--device", "cpu", "--out", "m.npz",
+                        "--ground-truth", path], photos)
+    line = refusal(run, f"--ground-truth {path}")
+    assert ("not a regular file" if truth == "/dev/zero" else "larger than") in line
+    assert_unchanged(before)
+    assert not (photos / "m.npz").exists()
+
+
+@pytest.mark.parametrize("labels", ["/dev/zero", "sparse"])
+def test_prepare_refuses_labels_that_are_no_small_regular_file(two_photos, tmp_path, labels):
+    path = "/dev/zero" if labels == "/dev/zero" else str(sparse_file(tmp_path / "labels.csv", 1 << 30))
+    with address_space_limited(256 << 20):
+        run = run_here(["-m", "data.inhouse", "prepare", "--threads", "1", "--images", str(two_photos),
+                        "--out", str(tmp_path / "out"), "--labels", path], ROOT)
+    line = refusal(run, path)
+    assert ("not a regular file" if labels == "/dev/zero" else "larger than") in line
+    assert not (tmp_path / "out").exists()
+    assert os.path.exists(path)
