@@ -36,7 +36,7 @@ def test_pairs(world: Path, split: str, max_pairs: int):
                 return
             count += 1
             images = [read_grayscale(world / info["image_paths"][k]) for k in (i, j)]
-            depths = [read_depth_h5(world / info["depth_paths"][k]) for k in (i, j)]
+            depths = [read_depth_h5(world / info["depth_paths"][k], image.shape) for k, image in zip((i, j), images)]
             Ks = [np.asarray(info["intrinsics"][k], np.float64).reshape(3, 3) for k in (i, j)]
             poses = [np.asarray(info["poses"][k], np.float64).reshape(4, 4) for k in (i, j)]
             yield (*images, *depths, *Ks, relative_pose(*poses))

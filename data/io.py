@@ -32,9 +32,12 @@ def read_grayscale(path: str | Path) -> np.ndarray:
     return image
 
 
-def read_depth_h5(path: str | Path) -> np.ndarray:
+def read_depth_h5(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) float32 depth in metres of a MegaDepth `.h5` file (dataset `depth`), 0 where unknown as MegaDepth
-    writes it. NaN, infinite or negative values mean a broken export: ValueError naming the file."""
+    writes it. MegaDepth stores depth at its image's resolution, so the declared shape must be the image's
+    `shape` (H, W): checked from the file's metadata before a value is read, so that a small file declaring a
+    huge map (through a fill value) allocates nothing. ValueError naming the file for another shape or dtype, a
+    link, and for NaN, infinite or negative values (a broken export)."""
     import h5py
 
     path = Path(path)
@@ -42,13 +45,38 @@ def read_depth_h5(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"depth map not found: {path}")
     try:
         with h5py.File(path, "r") as file:
-            depth = np.asarray(file["depth"], dtype=np.float32)
+            dataset = _depth_dataset(file, path)
+            if dataset.shape != tuple(shape):
+                raise ValueError(f"depth map {path} declares {_size(dataset.shape)} but its image is {_size(shape)}: "
+                                 f"the geometry needs them aligned")
+            depth = dataset[()].astype(np.float32)
     except (OSError, KeyError) as error:
         raise ValueError(f"cannot read depth map {path}: {error}") from None
-    if depth.ndim != 2:
-        raise ValueError(f"depth map {path} has shape {depth.shape}, expected (H, W)")
     check_depth(depth, path)
     return depth
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """(H, W) as "WxH", as image sizes are written."""
+    return "x".join(map(str, shape[::-1]))
+
+
+def _depth_dataset(file, path: Path):
+    """The dataset `depth` of an open `.h5` depth map, checked from its metadata: stored in the file (no soft
+    or external link, no external or virtual storage, which read other files), 2-D, of real numbers."""
+    import h5py
+
+    link = file.get("depth", getlink=True)
+    if not isinstance(link, h5py.HardLink) or not isinstance(file["depth"], h5py.Dataset):
+        raise ValueError(f"depth map {path} has no dataset 'depth' stored in the file")
+    dataset = file["depth"]
+    if dataset.dtype.kind not in "fiu":
+        raise ValueError(f"depth map {path}: dataset 'depth' has dtype {dataset.dtype}, not real numbers")
+    if dataset.ndim != 2:
+        raise ValueError(f"depth map {path} has shape {dataset.shape}, expected (H, W)")
+    if dataset.external or dataset.is_virtual:
+        raise ValueError(f"depth map {path} keeps its data in other files (external or virtual storage)")
+    return dataset
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -64,8 +92,10 @@ def check_image_header(path: str | Path) -> None:
         raise ValueError(f"image {path} does not start as an image OpenCV reads (empty, corrupt or another format)")
 
 
-def check_depth_h5_header(path: str | Path) -> None:
-    """FileNotFoundError when `path` is not a file, ValueError when it does not start as an HDF5 file."""
+def check_depth_h5_header(path: str | Path, max_side: int) -> None:
+    """FileNotFoundError when `path` is not a file, ValueError when it does not start as an HDF5 file or its
+    dataset `depth` is not a 2-D map of real numbers at most `max_side` on each side (the dataset's
+    depth_pad_size, which every map is padded to): read from the metadata, nothing is decoded."""
     import h5py
 
     path = Path(path)
@@ -73,6 +103,14 @@ def check_depth_h5_header(path: str | Path) -> None:
         raise FileNotFoundError(f"depth map not found: {path}")
     if not h5py.is_hdf5(path):
         raise ValueError(f"depth map {path} does not start as an HDF5 file (empty, corrupt or another format)")
+    try:
+        with h5py.File(path, "r") as file:
+            shape = _depth_dataset(file, path).shape
+    except (OSError, KeyError) as error:
+        raise ValueError(f"cannot read depth map {path}: {error}") from None
+    if max(shape) > max_side:
+        raise ValueError(f"depth map {path} declares {_size(shape)}, larger than depth_pad_size {max_side}: a "
+                         f"depth map has its image's size")
 
 
 def check_depth_png_header(path: str | Path) -> None:

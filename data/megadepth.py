@@ -158,7 +158,7 @@ class MegaDepthPairs(Dataset):
                     if info["depth_paths"][i] is None:
                         raise ValueError(f"image {i} ({image}) has no depth path")
                     check_image_header(image)
-                    check_depth_h5_header(self.root / info["depth_paths"][i])
+                    check_depth_h5_header(self.root / info["depth_paths"][i], self.config.depth_pad_size)
 
     def _pose(self, info: dict, i: int) -> np.ndarray:
         pose = np.asarray(info["poses"][i], np.float64).reshape(4, 4)
@@ -192,12 +192,7 @@ class MegaDepthPairs(Dataset):
             image_path = self.root / info["image_paths"][i]
             depth_path = self.root / info["depth_paths"][i]
             original = read_grayscale(image_path)
-            depth = read_depth_h5(depth_path)
-            if depth.shape != original.shape:
-                raise ValueError(
-                    f"depth map {depth_path} is {depth.shape[1]}x{depth.shape[0]} but its image {image_path} is "
-                    f"{original.shape[1]}x{original.shape[0]}: the geometry needs them aligned"
-                )
+            depth = read_depth_h5(depth_path, original.shape)  # its declared shape checked before it is read
             images.append(original)
             depths.append(depth)
             depth_paths.append(str(depth_path))

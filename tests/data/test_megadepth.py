@@ -147,7 +147,8 @@ def test_nan_depth_names_the_file_and_the_pair(tiny_world, tmp_path):
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=(str(info_path),), longer_side=160))
     _, i0, i1, _ = dataset.pairs[1]
     broken = tmp_path / "nan.h5"
-    depth = read_depth_h5(root / dataset.scenes[0]["depth_paths"][i0])
+    depth = read_depth_h5(root / dataset.scenes[0]["depth_paths"][i0],
+                          read_grayscale(root / dataset.scenes[0]["image_paths"][i0]).shape)
     depth[10:20, 10:20] = np.nan
     with h5py.File(broken, "w") as file:
         file.create_dataset("depth", data=depth)
