@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ def written_atomically(path: str | Path) -> Iterator[Path]:
     the earlier file whole and no half-written one. Several of these in one ExitStack replace their files only
     once every one is written."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{os.getpid()}-{path.name}")
     try:
@@ -23,6 +25,29 @@ def written_atomically(path: str | Path) -> Iterator[Path]:
         _fsync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+class NotARegularFileError(OSError):
+    """An output's path is a FIFO, a device, a socket or a folder: outputs only ever replace regular files (as
+    root, a replaced /dev/null would be the system's)."""
+
+
+def check_replaceable(path: str | Path) -> None:
+    """NotARegularFileError naming `path` when it exists and is not a regular file (links followed)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # absent (or unreachable: the write says why)
+        return
+    if not stat.S_ISREG(mode):
+        raise NotARegularFileError(f"{path} is {_kind(mode)}, not a regular file: give a file's path (outputs only "
+                                   f"replace regular files)")
+
+
+def _kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _fsync(path: Path) -> None:
@@ -35,7 +60,8 @@ def _fsync(path: Path) -> None:
 
 def check_no_output_on_input(inputs: Mapping[str, str | Path | None],
                              outputs: Iterable[tuple[str, str | Path | None]]) -> None:
-    """ValueError naming both paths when an output would land on an input, or two outputs on one file.
+    """ValueError naming both paths when an output would land on an input, or two outputs on one file; naming
+    the output when it is a FIFO, a device or a socket (outputs only replace regular files).
 
     inputs: {what the user calls it (a flag, a key): path}; outputs: (what the user calls it, path) pairs, so
     that one flag may write several. None: not given. A path is a file or a folder (an output folder: the
@@ -46,21 +72,26 @@ def check_no_output_on_input(inputs: Mapping[str, str | Path | None],
     given_inputs = [(name, Path(path)) for name, path in inputs.items() if path is not None]
     given_outputs = [(name, Path(path)) for name, path in outputs if path is not None]
     for output_name, output in given_outputs:
+        if not output.is_dir():  # an output folder is written into, not replaced
+            try:
+                check_replaceable(output)
+            except NotARegularFileError as error:
+                raise ValueError(f"{output_name} {error}") from None
         for input_name, input_ in given_inputs:
-            if _same(output, input_) or _inside(input_, output):
+            if same_file(output, input_) or lies_inside(input_, output):
                 raise ValueError(f"{output_name} {output} would overwrite {input_name} {input_}: write the output "
                                  f"elsewhere")
-            if _inside(output, input_):
+            if lies_inside(output, input_):
                 raise ValueError(f"{output_name} {output} would write into {input_name} {input_}: write the output "
                                  f"elsewhere")
     for k, (first_name, first) in enumerate(given_outputs):
         for second_name, second in given_outputs[k + 1:]:
-            if _same(first, second):
+            if same_file(first, second):
                 raise ValueError(f"{first_name} {first} and {second_name} {second} are the same file: give each "
                                  f"output its own path")
 
 
-def _same(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
     try:
@@ -69,7 +100,7 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def _inside(inner: Path, outer: Path) -> bool:
+def lies_inside(inner: Path, outer: Path) -> bool:
     """`inner` lies strictly inside the folder `outer` (as the paths resolve)."""
     return outer.resolve() in inner.resolve().parents
 

