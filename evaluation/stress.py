@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from data.pairs import EvalPair
+from utils.values import SEED_MAX
 
 # Anti-aliasing before a t-fold subsampling: a Gaussian of standard deviation c * sqrt(t^2 - 1) along the
 # subsampled direction, with c = 0.8 (Morel & Yu, "ASIFT: A new framework for fully affine invariant image
@@ -50,8 +51,8 @@ class StressConfig:
         self.angles = _finite_numbers(self.angles, "angles", "(degrees), e.g. [0,90,180]")
         tilt_range = ">= 1 (t = 1 / cos(latitude): no latitude gives less; 1 is the view itself)"
         self.tilts = _finite_numbers(self.tilts, "tilts", tilt_range, minimum=1.0)
-        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"seed must be a whole number in [0, {SEED_MAX}] (NumPy's seeds), got {self.seed!r}")
 
 
 def _finite_numbers(values, name: str, expected: str, minimum: float = -math.inf) -> tuple[float, ...]:
