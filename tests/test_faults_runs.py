@@ -14,6 +14,7 @@ stderr naming the input, no traceback, and that no file written before changed. 
 """
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -23,8 +24,9 @@ import pytest
 import torch
 
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
-from tests.test_faults import earlier_run, evaluate_command, files_in, write_photo_folder
+from tests.test_faults import FAST, earlier_run, evaluate_command, files_in, photos, write_photo_folder  # noqa: F401
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+from utils.files import NotARegularFileError, written_atomically
 
 TRAIN = str(ROOT / "train.py")
 EVALUATE = str(ROOT / "evaluate.py")
@@ -105,3 +107,40 @@ def test_two_runs_started_together_into_one_folder(world, tmp_path):
                         *small(world, None, "trainer.max_steps=3", "data.val=[]")], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert step_of(folder / "checkpoints" / "last.ckpt") == 3
+
+
+# ------------------------------------------------------------------------------------------- outputs onto special files
+
+def special_file(path: Path, kind: str) -> Path:
+    """A FIFO, or a character device like /dev/null (mknod: root only, else the test is skipped)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device file needs root")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("flag", ["--out", "--plot"])
+def test_match_refuses_an_output_onto_a_special_file(photos, kind, flag):
+    """match.py --out or --plot onto a FIFO or a character device (as root, --out /dev/null would replace the
+    system's): refused before matching, naming it; it stays what it was."""
+    target = special_file(photos / "target.png", kind)
+    outputs = ["--out", str(target)] if flag == "--out" else ["--out", "m.npz", "--plot", str(target)]
+    run = run_here([MATCH, "a.png", "b.png", *FAST, *outputs], photos)
+    refusal(run, f"{flag} {target}", "not a regular file")
+    assert (stat.S_ISFIFO if kind == "fifo" else stat.S_ISCHR)(target.lstat().st_mode)
+    assert not (photos / "m.npz").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_written_atomically_replaces_only_regular_files(tmp_path, kind):
+    target = tmp_path / "target"
+    target.mkdir() if kind == "folder" else special_file(target, kind)
+    with pytest.raises(NotARegularFileError, match=f"{target} is a .*, not a regular file"), \
+            written_atomically(target) as temporary:
+        temporary.write_text("never")
+    assert [path.name for path in tmp_path.iterdir()] == ["target"]
