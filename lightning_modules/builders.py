@@ -6,14 +6,21 @@ Every wrong setting or missing input is a ConfigError naming the key, which trai
 
 import inspect
 import os
+import sys
 import typing
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from data.datamodule import DATASETS, DataConfig, PairDataModule
 from models.checkpoint import CheckpointError, fit_problems, read_checkpoint
 from utils.annotations import fits, type_name
+from utils.values import check_number
 
 from .callbacks import LastCheckpoint, PairsPerSecond
 from .checkpoint_io import AtomicCheckpointIO
@@ -120,8 +127,53 @@ def build_callbacks(settings: CallbackSettings, run_dir: Path, data: DataConfig,
     return callbacks
 
 
+# The ranges of the numeric Trainer arguments: (smallest value, whole numbers only); None passes. Lightning
+# checks some late (accumulate_grad_batches=0: a ZeroDivisionError in the first step) or not at all.
+TRAINER_RANGES = {
+    "accumulate_grad_batches": (1, True), "max_epochs": (-1, True), "min_epochs": (0, True),
+    "max_steps": (-1, True), "min_steps": (0, True), "num_nodes": (1, True), "check_val_every_n_epoch": (1, True),
+    "num_sanity_val_steps": (-1, True), "gradient_clip_val": (0, False), "val_check_interval": (0, False),
+    "limit_train_batches": (0, False), "limit_val_batches": (0, False), "limit_test_batches": (0, False),
+}
+
+
+def unavailable_accelerator(settings: Mapping) -> str | None:
+    """Why the `trainer` settings cannot run on this machine (a GPU recipe where torch sees no CUDA GPU, more
+    GPUs than it has), as the one line to show, or None. Cheap: checked before the run folder is made."""
+    accelerator, devices = settings.get("accelerator", "auto"), settings.get("devices", "auto")
+    if accelerator in ("gpu", "cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return (f"trainer.accelerator={accelerator}: this machine has no CUDA GPU that torch can use; add "
+                    f"trainer=cpu to train on the CPU")
+        if isinstance(devices, int) and not isinstance(devices, bool) and devices > count:
+            return f"trainer.devices={devices}: this machine has {count} CUDA GPU(s); give trainer.devices={count}"
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        return "trainer.accelerator=mps: this machine has no Apple GPU (MPS); add trainer=cpu to train on the CPU"
+    return None
+
+
+class RefuseUnavailableAccelerator(Callback):
+    """configs/train.yaml's `hydra.callbacks.accelerator`, listed before the run folder's: exit code 2 and the
+    one line of `unavailable_accelerator`, before any folder is made."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_unavailable(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_unavailable(config)
+
+
+def _refuse_unavailable(config: DictConfig) -> None:
+    problem = unavailable_accelerator(config.get("trainer") or {})
+    if problem is not None:
+        print(f"{Path(sys.argv[0]).name}: error: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
 def check_trainer_settings(settings: dict) -> None:
-    """ConfigError naming the first `trainer.` option that pl.Trainer does not take, or of the wrong type."""
+    """ConfigError naming the first `trainer.` option that pl.Trainer does not take, of the wrong type or out of
+    its range, or an accelerator this machine does not have."""
     valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
     unknown = sorted(set(settings) - valid)
     if unknown:
@@ -130,6 +182,17 @@ def check_trainer_settings(settings: dict) -> None:
     for key, value in settings.items():
         if key in annotations and not fits(value, annotations[key]):
             raise ConfigError(f"trainer.{key}={value!r}: expected {type_name(annotations[key])}")
+    for key, (minimum, integer) in TRAINER_RANGES.items():
+        value = settings.get(key)
+        try:
+            check_number(f"trainer.{key}", value, minimum, integer=integer, optional=True)
+            if key.startswith("limit_") and isinstance(value, float):  # a float is a share of the batches
+                check_number(f"trainer.{key}", value, 0, 1)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    problem = unavailable_accelerator(settings)
+    if problem is not None:
+        raise ConfigError(problem)
     if settings.get("use_distributed_sampler", False):
         raise ConfigError("trainer.use_distributed_sampler=true: the data module shards its loaders across the "
                           "ranks itself; Lightning's sampler would shard them again")

@@ -15,6 +15,7 @@ from evaluation.final import FinalEvaluation
 from losses.loftr_loss import LossConfig
 from models.eloftr import EfficientLoFTRConfig
 from models.loftr import LoFTRConfig
+from utils.values import check_number, check_seed
 
 from .schedule import OptimizerConfig
 
@@ -24,6 +25,12 @@ class ValidationConfig:
     epipolar_threshold: float = 1e-4  # a match is correct below it (LoFTR: 1e-4 MegaDepth, 5e-4 ScanNet)
     num_figures: int = 4  # match figures logged per validation (rank 0, first batches)
     ransac_seed: int = 0
+
+    def __post_init__(self):
+        # normalized image coordinates; inf would count every match correct
+        check_number("validation.epipolar_threshold", self.epipolar_threshold, 0, above=True)
+        check_number("validation.num_figures", self.num_figures, 0, integer=True)
+        check_seed("validation.ransac_seed", self.ransac_seed)
 
 
 @dataclass
@@ -41,11 +48,18 @@ class TrainingConfig:
     freeze_backbone: bool = False  # fine-tuning: train the transformers and matching only
     max_nonfinite_steps: int = 20  # consecutive NaN/inf losses tolerated (skipped) before training stops
 
+    def __post_init__(self):
+        check_number("max_nonfinite_steps", self.max_nonfinite_steps, 0, integer=True)
+
 
 @dataclass
 class CheckpointSettings:
     monitor: str = "auto"  # best.ckpt by it; auto: val/auc@20 for pose data, val/auc@10 for homography data
     every_n_train_steps: int | None = None  # last.ckpt every N steps (None: every epoch)
+
+    def __post_init__(self):
+        check_number("callbacks.checkpoint.every_n_train_steps", self.every_n_train_steps, 1, integer=True,
+                     optional=True)
 
 
 @dataclass
@@ -75,6 +89,10 @@ class TrainConfig(TrainingConfig):
     seed: int = 66  # LoFTR's default seed
     experiment_name: str = "default"
     run_dir: str = "outputs/train"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("seed", self.seed, 0, 2**32 - 1, integer=True)  # what Lightning's seed_everything takes
 
 
 def training_config(config: TrainConfig) -> TrainingConfig:
