@@ -38,8 +38,16 @@ class InputError(Exception):
     """Something the user gave cannot be used; main reports it on one line and exits with 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, its errors one line (`match.py: error: ...`, exit code 2) as every other bad input's; the
+    usage is --help's."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image0", nargs="?", type=Path, help="first image (any format OpenCV reads)")
     parser.add_argument("image1", nargs="?", type=Path, help="second image")
     parser.add_argument("--demo", action="store_true",
@@ -70,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ground-truth", type=Path, metavar="FILE",
                         help="colour --plot by epipolar error instead of confidence: a text file of 34 numbers, "
                              "K0 (9), K1 (9) and T_0to1 (16, camera 0 -> camera 1), for the original images")
-    parser.add_argument("--epipolar-threshold", type=float, default=1e-4,
+    parser.add_argument("--epipolar-threshold", type=_positive_float, default=1e-4,
                         help="with --ground-truth: a match is correct below this squared symmetric epipolar "
                              "distance in normalized coordinates (LoFTR: 1e-4 outdoor, 5e-4 indoor)")
     parser.add_argument("--overlay", type=Path,
@@ -105,27 +113,49 @@ def _device(text: str) -> torch.device:
         device = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: no images can be matched there
+        raise argparse.ArgumentTypeError(f"{text!r}: match.py runs on cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError("CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("MPS (Apple's GPU) is not available on this machine")
     return device
 
 
+def _number(text: str, kind: type) -> int | float:
+    """`text` as an int or a float; argparse's one-line error saying what was wanted otherwise."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'}, got "
+                                         f"{text!r}") from None
+
+
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not 0.0 < value < float("inf"):  # nan fails too
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return value
+
+
 def _unit_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
     return value
