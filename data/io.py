@@ -152,3 +152,32 @@ def listed_files(list_file: str | Path, folder: str | Path | None = None, suffix
     folder = Path(folder) if folder is not None else list_file.parent
     names = [line.split("#")[0].strip() for line in list_file.read_text().splitlines()]
     return [str(folder / (name if name.endswith(suffix) else name + suffix)) for name in names if name]
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """`data` written to `path` by Python, whose writes raise OSError (ENOSPC: a full disk) where a C library
+    may ignore the error or crash: h5py segfaulted closing a file it could not flush."""
+    with open(path, "wb") as file:
+        file.write(data)
+
+
+def write_image(path: str | Path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """An image encoded by OpenCV in the format of `path`'s suffix (JPEG quality etc. in `params`), written by
+    `write_bytes`; ValueError naming the path when OpenCV cannot encode it."""
+    ok, encoded = cv2.imencode(Path(path).suffix, image, list(params))
+    if not ok:
+        raise ValueError(f"cannot encode an image for {path}")
+    write_bytes(path, encoded.tobytes())
+
+
+def write_depth_h5(path: str | Path, depth: np.ndarray) -> None:
+    """(H, W) depth in metres as MegaDepth's `.h5` (dataset `depth`, gzip), built in memory and written by
+    `write_bytes`: a full disk is an OSError, never a crash in HDF5's close."""
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        file.create_dataset("depth", data=depth, compression="gzip")
+    write_bytes(path, buffer.getvalue())

@@ -2,6 +2,7 @@
 
     python -m data.synthetic --out data/world [--scenes 6] [--test-scenes 1] [--cameras 20] [--size 640x480]
                              [--seed 0] [--layout flat|megadepth|scannet] [--textures mixed|photos|procedural]
+                             [--overwrite]
 
 The last `--test-scenes` scenes test, the one before them validates, the rest train. Layouts (the files of
 each: data/synthetic/trees.py):
@@ -9,8 +10,10 @@ each: data/synthetic/trees.py):
                 test}.txt listing each split's scene-info files relative to OUT: the `synthetic` experiment's world
     megadepth   LoFTR's data/megadepth tree: OUT/train/{Undistorted_SfM,phoenix}, OUT/test -> train, OUT/index/
     scannet     LoFTR's data/scannet tree: OUT/train/sceneXXXX_00, OUT/test/sceneXXXX_00, OUT/index/
-Every layout ends with OUT/world.json, the options that made it (data/synthetic/manifest.py). Progress goes to
-stderr, one step a scene.
+Every layout ends with OUT/world.json, the options that made it (data/synthetic/manifest.py). OUT must be new,
+empty or a world this generator made (it is then made again; other files in it stay): a folder with other data
+(LoFTR's real data/megadepth index) is refused unless --overwrite. A run that fails (a full disk) removes what
+it wrote. Progress goes to stderr, one step a scene. Bad options and failures: one line on stderr, exit code 2.
 """
 
 import argparse
@@ -18,8 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from utils.files import ForeignFolderError
+
 from .trees import LAYOUTS, write_world
-from .world import TEXTURES, WorldConfig
+from .world import TEXTURES, WorldConfig, check_image_size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,24 +38,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=LAYOUTS, default="flat", help="on-disk layout to write")
     parser.add_argument("--textures", choices=TEXTURES, default="mixed",
                         help="surface textures: scikit-image's sample photos, procedural noise, or both")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out that no run of this generator made, replacing the "
+                             "layout's files there")
     args = parser.parse_args(argv)
     if args.test_scenes < 1 or args.scenes < args.test_scenes + 2:
-        parser.error(f"--scenes {args.scenes} --test-scenes {args.test_scenes}: at least one test scene, and one "
-                     f"scene each for training and validation besides")
+        return refuse(f"--scenes {args.scenes} --test-scenes {args.test_scenes}: at least one test scene, and one "
+                      f"scene each for training and validation besides")
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
-        parser.error(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+        return refuse(f"--size {args.size}: expected WIDTHxHEIGHT in pixels, e.g. 640x480")
+    try:
+        check_image_size((width, height))
+    except ValueError as error:
+        return refuse(f"--size {args.size}: {error}")
     start = time.perf_counter()
     config = WorldConfig(num_scenes=args.scenes, cameras_per_scene=args.cameras, image_size=(width, height),
                          textures=args.textures, seed=args.seed)
     try:
-        write_world(args.out, config, layout=args.layout, test_scenes=args.test_scenes, progress=True)
+        write_world(args.out, config, layout=args.layout, test_scenes=args.test_scenes, progress=True,
+                    overwrite=args.overwrite)
+    except ForeignFolderError as error:
+        return refuse(f"--out {error}, or pass --overwrite to replace the layout's files there")
     except FileExistsError as error:  # a folder in the way of the layout's files: say which, in one line
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return refuse(str(error))
+    except OSError as error:  # a full disk: trees.write_world removed what this run wrote
+        return refuse(f"cannot write the world to --out {args.out}: {error.strerror or error}; nothing of this "
+                      f"run was left there")
     print(f"{args.scenes} scenes x {args.cameras} cameras -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

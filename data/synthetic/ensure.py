@@ -32,7 +32,8 @@ class WorldSettings:
 
 
 class WorldGenerationError(RuntimeError):
-    """The world could not be generated: settings it cannot be made with, or a folder in the way of its files."""
+    """The world could not be generated: settings it cannot be made with, a folder of other data (never written
+    over: data/synthetic/trees.py) or in the way of its files, a full disk."""
 
 
 def ensure_world(world: WorldSettings) -> None:
@@ -58,9 +59,9 @@ def ensure_world(world: WorldSettings) -> None:
     else:
         print(f"generating the synthetic world in {root} (once) ...")
     width, height = world.size
-    config = WorldConfig(num_scenes=world.scenes, cameras_per_scene=world.cameras, image_size=(width, height),
-                         textures=world.textures, seed=world.seed)
     try:
+        config = WorldConfig(num_scenes=world.scenes, cameras_per_scene=world.cameras, image_size=(width, height),
+                             textures=world.textures, seed=world.seed)
         write_world(root, config, layout="flat", test_scenes=world.test_scenes, progress=True)
-    except (FileExistsError, ValueError) as error:  # a folder in the way; too few scenes, unknown textures
+    except (OSError, ValueError) as error:  # data not ours or in the way, a full disk; too few scenes, bad size
         raise WorldGenerationError(f"could not generate the synthetic world in {root}: {error}") from None

@@ -6,13 +6,16 @@ asks for (and regenerate it otherwise).
         ...  # absent, from an older generator, or made with other options: generate the world again
 
 The generator writes the file last, after every other file of the world, and deletes it first when it starts,
-so a world whose generation was interrupted has none.
+so a world whose generation was interrupted has none. From its start to world.json it keeps OUT/world.started
+instead: a folder holding either is one the generator made, the only kind it writes into without --overwrite.
 """
 
 import json
 from pathlib import Path
 
 MANIFEST_NAME = "world.json"
+STARTED_NAME = "world.started"
+OWN_MARKERS = (MANIFEST_NAME, STARTED_NAME)  # the files by which the generator knows a folder it wrote
 # Raise when the generator writes other files or other content for the same options: worlds on disk written
 # by an older generator then no longer match and are generated again.
 FORMAT_VERSION = 1
@@ -31,6 +34,7 @@ def world_manifest(layout: str, scenes: int, test_scenes: int, cameras: int, siz
 def write_world_manifest(root: str | Path, manifest: dict) -> Path:
     path = Path(root) / MANIFEST_NAME
     path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (Path(root) / STARTED_NAME).unlink(missing_ok=True)
     return path
 
 
@@ -46,5 +50,6 @@ def read_world_manifest(root: str | Path) -> dict | None:
 
 
 def clear_world_manifest(root: str | Path) -> None:
-    """Remove the manifest: the world at `root` is about to change."""
+    """Remove the manifest, leaving world.started: the world at `root` is about to change."""
+    (Path(root) / STARTED_NAME).write_text("a world is being generated here; world.json marks it complete\n")
     (Path(root) / MANIFEST_NAME).unlink(missing_ok=True)

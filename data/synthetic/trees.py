@@ -37,15 +37,17 @@ Splits: the last `test_scenes` scenes test, the one before them validates, the r
 Every layout ends with OUT/world.json (data/synthetic/manifest.py), written after everything else.
 """
 
+from contextlib import closing
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from geometry.poses import relative_pose
+from utils.files import check_own_folder, removed_on_failure
 
+from ..io import write_image
 from ..megadepth import MEGADEPTH_1500_SCENES
-from .manifest import clear_world_manifest, world_manifest, write_world_manifest
+from .manifest import OWN_MARKERS, clear_world_manifest, world_manifest, write_world_manifest
 from .world import (
     RenderedScene,
     WorldConfig,
@@ -84,29 +86,37 @@ def split_scenes(num_scenes: int, test_scenes: int) -> dict[str, list[int]]:
 
 
 def write_world(out: str | Path, config: WorldConfig, layout: str = "flat", test_scenes: int = 1,
-                progress: bool = False) -> dict[str, list[Path]]:
+                progress: bool = False, overwrite: bool = False) -> dict[str, list[Path]]:
     """Render `config`'s world into `out` in `layout` (see the module docstring), then write OUT/world.json.
     Returns each split's index files: the scene-info files (flat, megadepth; "test" of megadepth: the five
-    MegaDepth-1500 files) or the ScanNet index files ("val" and "test": the one test.npz). Existing files are
-    overwritten; `progress`: report each scene on stderr."""
+    MegaDepth-1500 files) or the ScanNet index files ("val" and "test": the one test.npz). `out` must be new,
+    empty or a world of this generator (its world.json or world.started), unless `overwrite`:
+    utils.files.ForeignFolderError otherwise, before anything is written. The layout's files are rewritten,
+    others left alone; a run that fails (OSError: a full disk) removes what it added. `progress`: report each
+    scene on stderr."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
     splits = split_scenes(config.num_scenes, test_scenes)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    clear_world_manifest(out)  # a world that stops half-written has none
-    if layout == "flat":
-        infos = generate_world(out, config, progress)
-        written = {split: [infos[i] for i in indices] for split, indices in splits.items()}
-        for split, paths in written.items():
-            (out / f"{split}.txt").write_text("".join(f"{p.relative_to(out)}\n" for p in paths))
-    elif layout == "megadepth":
-        written = _write_megadepth_tree(out, config, splits, progress)
-    else:
-        written = _write_scannet_tree(out, config, splits, progress)
-    width, height = config.image_size
-    write_world_manifest(out, world_manifest(layout, config.num_scenes, test_scenes, config.cameras_per_scene,
-                                             (width, height), config.textures, config.seed))
+    if not overwrite:  # never LoFTR's real index in data/megadepth replaced by generated pairs
+        check_own_folder(out, OWN_MARKERS, "the synthetic world generator")
+    if out.is_dir():  # marked before the run: a run that fails and removes what it added leaves the folder ours
+        clear_world_manifest(out)
+    with removed_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        clear_world_manifest(out)  # a world that stops half-written has none
+        if layout == "flat":
+            infos = generate_world(out, config, progress)
+            written = {split: [infos[i] for i in indices] for split, indices in splits.items()}
+            for split, paths in written.items():
+                (out / f"{split}.txt").write_text("".join(f"{p.relative_to(out)}\n" for p in paths))
+        elif layout == "megadepth":
+            written = _write_megadepth_tree(out, config, splits, progress)
+        else:
+            written = _write_scannet_tree(out, config, splits, progress)
+        width, height = config.image_size
+        write_world_manifest(out, world_manifest(layout, config.num_scenes, test_scenes, config.cameras_per_scene,
+                                                 (width, height), config.textures, config.seed))
     return written
 
 
@@ -119,19 +129,20 @@ def _write_megadepth_tree(out: Path, config: WorldConfig, splits: dict[str, list
     split_of = {index: split for split, indices in splits.items() for index in indices}
     written: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
     test_views = []  # (image_paths, depth_paths, intrinsics, poses, pairs) of each test scene
-    for index in each_scene(config.num_scenes, progress):
-        scene = render_scene(config, index)
-        name = f"{index:04d}"  # MegaDepth's scene ids
-        image_paths = [f"{MEGADEPTH_IMAGES}/{name}/images/{k}.jpg" for k in range(len(scene.images))]
-        depth_paths = [f"{MEGADEPTH_DEPTHS}/{name}/dense0/depths/{k}.h5" for k in range(len(scene.images))]
-        write_views(out / "train", scene, image_paths, depth_paths)
-        split = split_of[index]
-        if split == "test":
-            test_views.append((image_paths, depth_paths, scene.intrinsics, scene.poses, scene.pairs))
-            continue
-        info = scene_info(image_paths, depth_paths, scene.intrinsics, scene.poses, scene.pairs)
-        path = out / MEGADEPTH_INDEX[split] / f"{name}{MEGADEPTH_SCENE_SUFFIX}.npz"
-        written[split].append(write_scene_info(path, info))
+    with closing(each_scene(config.num_scenes, progress)) as scenes:
+        for index in scenes:
+            scene = render_scene(config, index)
+            name = f"{index:04d}"  # MegaDepth's scene ids
+            image_paths = [f"{MEGADEPTH_IMAGES}/{name}/images/{k}.jpg" for k in range(len(scene.images))]
+            depth_paths = [f"{MEGADEPTH_DEPTHS}/{name}/dense0/depths/{k}.h5" for k in range(len(scene.images))]
+            write_views(out / "train", scene, image_paths, depth_paths)
+            split = split_of[index]
+            if split == "test":
+                test_views.append((image_paths, depth_paths, scene.intrinsics, scene.poses, scene.pairs))
+                continue
+            info = scene_info(image_paths, depth_paths, scene.intrinsics, scene.poses, scene.pairs)
+            path = out / MEGADEPTH_INDEX[split] / f"{name}{MEGADEPTH_SCENE_SUFFIX}.npz"
+            written[split].append(write_scene_info(path, info))
     (out / MEGADEPTH_LISTS).mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
         stems = "".join(f"{path.stem}\n" for path in written[split])
@@ -177,8 +188,7 @@ def write_scannet_scene(folder: Path, scene: RenderedScene) -> None:
     for k, (image, depth, pose) in enumerate(zip(scene.images, scene.depths, scene.poses)):
         write_jpeg(folder / "color" / f"{k}.jpg", image)
         millimetres = np.round(depth * 1000).astype(np.uint16)  # depth below 65.5 m: the rooms are smaller
-        if not cv2.imwrite(str(folder / "depth" / f"{k}.png"), millimetres):
-            raise OSError(f"cannot write {folder / 'depth' / f'{k}.png'}")
+        write_image(folder / "depth" / f"{k}.png", millimetres)
         np.savetxt(folder / "pose" / f"{k}.txt", np.linalg.inv(pose))  # ScanNet stores camera-to-world
     K = np.eye(4)
     K[:3, :3] = scene.intrinsics[0]
@@ -193,22 +203,23 @@ def _write_scannet_tree(out: Path, config: WorldConfig, splits: dict[str, list[i
     train_index.mkdir(parents=True, exist_ok=True)
     intrinsics, test_intrinsics = {}, {}
     train_files, test_names, test_poses = [], [], []
-    for index in each_scene(config.num_scenes, progress):
-        scene = render_scene(config, index, shared_focal=True)  # ScanNet: one camera a scene
-        name = f"scene{index:04d}_00"
-        write_scannet_scene(out / ("train" if index in training else "test") / name, scene)
-        intrinsics[name] = scene.intrinsics[0]
-        names = [[index, 0, i0, i1] for i0, i1, _ in scene.pairs]
-        if index in training:
-            path = train_index / f"{name}.npz"
-            np.savez(path, name=np.array(names, dtype=np.int64).reshape(-1, 4),
-                     score=np.array([overlap for *_, overlap in scene.pairs], dtype=np.float32))
-            train_files.append(path)
-            continue
-        test_intrinsics[name] = scene.intrinsics[0]
-        test_names += names
-        # T_0to1's top 3x4, row by row
-        test_poses += [relative_pose(scene.poses[i0], scene.poses[i1])[:3].reshape(12) for i0, i1, _ in scene.pairs]
+    with closing(each_scene(config.num_scenes, progress)) as scenes:
+        for index in scenes:
+            scene = render_scene(config, index, shared_focal=True)  # ScanNet: one camera a scene
+            name = f"scene{index:04d}_00"
+            write_scannet_scene(out / ("train" if index in training else "test") / name, scene)
+            intrinsics[name] = scene.intrinsics[0]
+            names = [[index, 0, i0, i1] for i0, i1, _ in scene.pairs]
+            if index in training:
+                path = train_index / f"{name}.npz"
+                np.savez(path, name=np.array(names, dtype=np.int64).reshape(-1, 4),
+                         score=np.array([overlap for *_, overlap in scene.pairs], dtype=np.float32))
+                train_files.append(path)
+                continue
+            test_intrinsics[name] = scene.intrinsics[0]
+            test_names += names
+            # T_0to1's top 3x4, row by row
+            test_poses += [relative_pose(scene.poses[i0], scene.poses[i1])[:3].reshape(12) for i0, i1, _ in scene.pairs]
     train_list = out / SCANNET_TRAIN_LIST
     train_list.parent.mkdir(parents=True, exist_ok=True)
     train_list.write_text("".join(f"{path.name}\n" for path in train_files))

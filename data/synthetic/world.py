@@ -14,21 +14,27 @@ data/synthetic/trees.py writes LoFTR's real `data/megadepth` and `data/scannet` 
 import pickle
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import torch
 
 from geometry.poses import relative_pose
 from geometry.warp import warp_depth
 
+from ..io import write_depth_h5, write_image
 from ..megadepth import matrix_array
 from .texture import make_texture, photo_texture
 
 TEXTURES = ("procedural", "photos", "mixed")
+# Image sides the generator accepts, in pixels. At least one coarse cell of LoFTR (1/8 resolution; the models
+# refuse smaller images: models/inputs.py). At most 4096: rendering holds about 260 bytes a pixel (measured at
+# 1600x1200), 4.4 GB at 4096x4096, and LoFTR's datasets are smaller (MegaDepth: 1600 px on the longer side).
+MIN_IMAGE_SIDE = 8
+MAX_IMAGE_SIDE = 4096
 
 
 @dataclass
@@ -46,6 +52,18 @@ class WorldConfig:
     textures: str = "mixed"  # "procedural", "photos" (scikit-image's samples) or "mixed": each face draws one
     max_overlap: float = 0.9
     seed: int = 0
+
+    def __post_init__(self):
+        check_image_size(self.image_size)
+
+
+def check_image_size(size: tuple[int, int]) -> None:
+    """ValueError naming `size` (width, height) unless both sides are whole numbers of pixels in
+    [MIN_IMAGE_SIDE, MAX_IMAGE_SIDE]."""
+    width, height = size
+    if not all(isinstance(side, int | np.integer) and MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE for side in size):
+        raise ValueError(f"image size {width}x{height}: each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} px "
+                         f"(one coarse cell of LoFTR at least; rendering needs ~260 bytes a pixel)")
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -206,8 +224,7 @@ def _overlapping_pairs(config: WorldConfig, depths, Ks, poses) -> list[tuple[int
 
 
 def write_jpeg(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
-        raise OSError(f"cannot write {path}")
+    write_image(path, image, (cv2.IMWRITE_JPEG_QUALITY, 95))
 
 
 def scene_info(image_paths: list[str], depth_paths: list[str], intrinsics: list[np.ndarray],
@@ -232,8 +249,7 @@ def write_views(root: Path, scene: RenderedScene, image_paths: list[str], depth_
         (root / image_path).parent.mkdir(parents=True, exist_ok=True)
         (root / depth_path).parent.mkdir(parents=True, exist_ok=True)
         write_jpeg(root / image_path, image)
-        with h5py.File(root / depth_path, "w") as file:
-            file.create_dataset("depth", data=depth, compression="gzip")
+        write_depth_h5(root / depth_path, depth)
 
 
 def write_megadepth(root: Path, scene: RenderedScene) -> Path:
@@ -246,7 +262,9 @@ def write_megadepth(root: Path, scene: RenderedScene) -> Path:
 
 
 def each_scene(count: int, progress: bool) -> Iterator[int]:
-    """0 .. count - 1, with progress on stderr when `progress`: a tqdm bar, or a line per scene without tqdm."""
+    """0 .. count - 1, with progress on stderr when `progress`: a tqdm bar, or a line per scene without tqdm.
+    Loop over it in `contextlib.closing`: a loop stopped by an error then ends the bar's line before the error
+    is printed."""
     if not progress:
         yield from range(count)
         return
@@ -266,4 +284,5 @@ def generate_world(root: str | Path, config: WorldConfig | None = None, progress
     config = config if config is not None else WorldConfig()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    return [write_megadepth(root, render_scene(config, index)) for index in each_scene(config.num_scenes, progress)]
+    with closing(each_scene(config.num_scenes, progress)) as scenes:
+        return [write_megadepth(root, render_scene(config, index)) for index in scenes]

@@ -257,7 +257,7 @@ def test_regenerating_a_megadepth_tree_replaces_it(tmp_path, capsys):
         assert os.readlink(tmp_path / "w" / "test") == "train" and read_world_manifest(tmp_path / "w")["seed"] == seed
     (tmp_path / "x" / "test").mkdir(parents=True)  # a real folder where the link goes: said, not overwritten
     assert main(["--out", str(tmp_path / "x"), "--scenes", "3", "--cameras", "2", "--size", "64x48",
-                 "--layout", "megadepth"]) == 2
+                 "--layout", "megadepth", "--overwrite"]) == 2
     assert "is not the link to train/" in capsys.readouterr().err
     assert read_world_manifest(tmp_path / "x") is None
 
