@@ -8,6 +8,7 @@ last.ckpt empty. Here the temporary file lies beside its target, is synced, and 
 """
 
 import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         try:
-            with written_atomically(path) as temporary, open(temporary, "wb") as file:
-                torch.save(checkpoint, file)
+            with written_atomically(path) as temporary:
+                try:
+                    with open(temporary, "wb") as file:
+                        torch.save(checkpoint, file)
+                except RuntimeError as error:  # while the partial file still takes its space
+                    cause = write_error(error, path.parent)
+                    if cause is error:
+                        raise
+                    raise cause from error
         except OSError as error:
             reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or error
             raise CheckpointWriteError(f"cannot write checkpoint {path.name} to {path.parent}: {reason}; any "
@@ -44,3 +52,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, trusted=self.trusted if weights_only is None else not weights_only)
 
+
+def write_error(error: RuntimeError, folder: Path) -> BaseException:
+    """The OSError behind torch.save's RuntimeError, else `error` itself. Its zip writer swallows the OSError
+    of a full disk and raises "unexpected pos" (a short write): the OSError is then the error's context or,
+    where that is lost, the folder has (almost) no space left."""
+    cause = error.__context__
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__context__
+    if cause is not None:
+        return cause
+    space = os.statvfs(folder)
+    if "unexpected pos" in str(error) and space.f_bavail * space.f_frsize < (1 << 20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+    return error

@@ -13,6 +13,7 @@ stderr naming the input, no traceback, and that no file written before changed. 
   each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot onto an input.
 """
 
+import errno
 import os
 import stat
 import subprocess
@@ -23,7 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import assert_unchanged, refusal, run_here, snapshot
+from lightning_modules.checkpoint_io import write_error
+from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot
 from tests.test_faults import FAST, earlier_run, evaluate_command, files_in, photos, write_photo_folder  # noqa: F401
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
 from utils.files import NotARegularFileError, written_atomically
@@ -144,3 +146,32 @@ def test_written_atomically_replaces_only_regular_files(tmp_path, kind):
             written_atomically(target) as temporary:
         temporary.write_text("never")
     assert [path.name for path in tmp_path.iterdir()] == ["target"]
+
+
+# ------------------------------------------------------------------------------------------------ real full disks
+
+CHECKPOINT_BYTES = 7_000_000  # the tiny LoFTR's last.ckpt with its optimizer state (6.9 MB)
+
+
+def test_a_real_full_disk_during_the_second_checkpoint(world, tmp_path):
+    """The run folder on a tmpfs with room for one checkpoint: the second one fills it inside torch.save
+    (which reports "unexpected pos", not ENOSPC). One line naming the folder, exit code 2, last.ckpt still the
+    first one, whole, and no partial file beside it."""
+    run_dir = tmp_path / "disk" / "run"
+    with small_disk(tmp_path / "disk", int(1.5 * CHECKPOINT_BYTES)):
+        run = run_here([TRAIN, *small(world, run_dir, "trainer.max_steps=3", "data.val=[]",
+                                      "callbacks.checkpoint.every_n_train_steps=1")], tmp_path)
+        refusal(run, str(run_dir / "checkpoints"), "disk is full")
+        assert step_of(run_dir / "checkpoints" / "last.ckpt") == 1
+        assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_a_short_checkpoint_write_on_a_full_disk_is_a_full_disk(tmp_path):
+    """torch's "unexpected pos" without the OSError behind it: a full disk when the folder has no space left,
+    else the error itself."""
+    error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    assert write_error(error, tmp_path) is error  # room left: not a full disk
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        with pytest.raises(OSError), open(disk / "filler", "wb") as file:
+            file.write(bytes(128 * 1024))
+        assert write_error(error, disk).errno == errno.ENOSPC
