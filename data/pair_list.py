@@ -13,6 +13,7 @@ images, and its K0, K1, T_0to1 are those of the rotated frames, so the ground tr
 Blank lines and lines starting with '#' are skipped.
 """
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,15 @@ class PairRecord:
 
 def check_record(record: PairRecord) -> None:
     """ValueError saying what is wrong with a record: non-finite or malformed K, a T_0to1 that is not rigid,
-    a rotation outside 0..3, an image name containing whitespace (the format cannot hold it)."""
+    a rotation outside 0..3, an image name containing whitespace (the format cannot hold it) or naming a file
+    outside the image root."""
     for name in (record.name0, record.name1):
         if not name or any(c.isspace() for c in name):
             raise ValueError(f"image name {name!r} is empty or contains whitespace")
+        # a list from elsewhere must not read any file of the machine (/etc/..., ../../home/...)
+        if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":
+            raise ValueError(f"image name {name!r} lies outside the image root: names are paths relative to it, "
+                             f"without a leading / or a .. that climbs out of it")
     for key in ("rot0", "rot1"):
         if getattr(record, key) not in (0, 1, 2, 3):
             raise ValueError(f"{key} = {getattr(record, key)} must be 0, 1, 2 or 3 (quarter turns)")

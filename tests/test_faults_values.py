@@ -1,0 +1,257 @@
+"""Bad values, tried as a user types them: each case runs a command (evaluate.py, train.py, match.py) and
+asserts exit code 2, one line on stderr naming the key or the input, no traceback, and that no file written
+before changed. Every numeric option is checked where it is declared (the typed config's __post_init__, the
+benchmark's or the matcher's constructor, check_trainer_settings, match.py's argument types). The table:
+
+- evaluate.py: a RANSAC seed past OpenCV's int or negative (PoseLib), inf or NaN thresholds, a nested matcher
+  list, plot_pairs < 0, a negative stress seed, a benchmark's epipolar threshold or resize rule out of range,
+  XFeat's and SIFT's options (top_k 0, abc, -5; min_cossim NaN; ratio 0; max_features -1), images too small
+  for XFeat and XFeat* (benchmark.resize.longer_side 16 and 48), the homographies benchmark's draws (image
+  size 0x0, NaN rotation, tilt < 1, zoom range reversed, no pairs per image, inf shift, a negative seed);
+- pairs files naming an image outside image_root (an absolute path, a `..` that climbs out): one line naming
+  the pairs file and the line;
+- a ScanNet world at 160x120 scored with 640x480 intrinsics (the default intrinsics_size): refused naming
+  intrinsics_size; with `benchmark.intrinsics_size=[160,120]` (no `+`, as README writes it) it is scored;
+  every `benchmark.` key README and docs/ write composes without `+`;
+- train.py: seed 2^70 or -1, checkpoint every -1 or 0 steps, accumulate_grad_batches=0, inf and NaN values of
+  validation and trainer options, negative counts; a GPU recipe (trainer: gpu) on a machine without CUDA is one
+  line saying "add trainer=cpu", before any run folder (or sweep folder) is made;
+- match.py: --device meta, mps, cuda:7 where the machine has none, --epipolar-threshold inf, NaN or 0,
+  --resize abc: one line each (argparse's usage block is --help's).
+"""
+
+import re
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from data.pair_list import PairRecord, write_pair_list
+from data.synthetic.__main__ import main as generate_world
+from data.synthetic.texture import make_texture
+from evaluation import harness
+from evaluation.config import register_configs
+from tests.helpers import assert_unchanged, refusal, run_here, snapshot
+from tests.test_match_cli import write_image
+from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+
+EVALUATE, TRAIN, MATCH = str(ROOT / "evaluate.py"), str(ROOT / "train.py"), str(ROOT / "match.py")
+
+
+@pytest.fixture(autouse=True)
+def _no_progress_bars(monkeypatch):
+    """A progress bar's line on stderr is not the refusal's (TQDM_DISABLE=1 in a fresh process)."""
+    monkeypatch.setattr(harness, "tqdm", partial(tqdm, disable=True))
+
+
+@pytest.fixture(scope="module")
+def scannet(tmp_path_factory) -> Path:
+    """A ScanNet-layout world at 160x120: its intrinsics describe 160x120 frames, not LoFTR's 640x480."""
+    root = tmp_path_factory.mktemp("scannet")
+    assert generate_world(["--out", str(root), "--layout", "scannet", "--scenes", "3", "--cameras", "6",
+                           "--size", "160x120"]) == 0
+    return root
+
+
+def evaluate(world: Path, out_dir: Path, *overrides: str):
+    args = [EVALUATE, "benchmark=synthetic", f"benchmark.root={world}", "max_pairs=1", "plot_pairs=0",
+            *overrides, f"out_dir={out_dir}"]
+    return run_here(args, out_dir.parent)
+
+
+# --------------------------------------------------------------------------------------------------- evaluate.py
+
+# overrides (WORLD: the synthetic world) -> what the one line names
+EVALUATE_CASES = {
+    "ransac_seed 2^70": (["ransac_seed=1180591620717411303424"], ["ransac_seed=1180591620717411303424"]),
+    "poselib negative seed": (["estimator=poselib", "ransac_seed=-1"], ["ransac_seed=-1", "[0, 2147483647]"]),
+    "ransac_threshold inf": (["ransac_threshold=inf"], ["ransac_threshold", "inf"]),
+    "sweep threshold nan": (["ransac_threshold=sweep", "sweep_thresholds=[0.5,nan]"], ["sweep_thresholds", "nan"]),
+    "nested matcher list": (["matcher=[sift,[xfeat]]"], ["matcher=[sift,[xfeat]]", "flat list"]),
+    "plot_pairs -1": (["plot_pairs=-1"], ["plot_pairs=-1"]),
+    "stress seed -1": (["stress=tilt", "stress_config.seed=-1"], ["stress_config.seed", "-1"]),
+    "epipolar_threshold inf": (["benchmark.epipolar_threshold=inf"], ["epipolar_threshold=inf"]),
+    "epipolar_threshold 0": (["benchmark.epipolar_threshold=0"], ["epipolar_threshold=0"]),
+    "resize nan": (["benchmark.resize.longer_side=nan"], ["resize.longer_side=nan"]),
+    "resize 0": (["benchmark.resize.longer_side=0"], ["resize.longer_side=0"]),
+    "resize divisible_by 0": (["benchmark.resize.divisible_by=0"], ["resize.divisible_by=0"]),
+    "xfeat top_k 0": (["matcher=xfeat", "matcher.top_k=0"], ["xfeat", "top_k=0"]),
+    "xfeat top_k abc": (["matcher=xfeat", "matcher.top_k=abc"], ["xfeat", "top_k='abc'"]),
+    "xfeat top_k -5": (["matcher=xfeat", "matcher.top_k=-5"], ["xfeat", "top_k=-5"]),
+    "xfeat min_cossim nan": (["matcher=xfeat", "matcher.min_cossim=nan"], ["min_cossim=nan"]),
+    "sift ratio 0": (["matcher=sift", "matcher.ratio=0"], ["sift", "ratio=0"]),
+    "sift max_features -1": (["matcher=sift", "matcher.max_features=-1"], ["max_features=-1"]),
+    "xfeat at 16 px": (["matcher=xfeat", "benchmark.resize.longer_side=16"], ["image0", "16x8", "benchmark.resize"]),
+    "xfeat_star at 48 px": (["matcher=xfeat_star", "benchmark.resize.longer_side=48"],
+                            ["image0", "48x32", "benchmark.resize"]),
+    "homographies 0x0": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.image_size=[0,0]"],
+                         ["image_size=[0, 0]"]),
+    "homographies nan rotation": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.max_rotation_deg=nan"],
+                                  ["max_rotation_deg=nan"]),
+    "homographies tilt 0.5": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.max_tilt=0.5"],
+                              ["max_tilt=0.5"]),
+    "homographies zoom reversed": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.zoom_range=[2,1]"],
+                                   ["zoom_range=[2, 1]"]),
+    "homographies no pairs": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.pairs_per_image=0"],
+                              ["pairs_per_image=0"]),
+    "homographies shift inf": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.max_shift=inf"],
+                               ["max_shift=inf"]),
+    "homographies seed -1": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.seed=-1"], ["seed=-1"]),
+}
+
+
+@pytest.mark.parametrize("case", EVALUATE_CASES)
+def test_evaluate_refuses_a_bad_value_naming_it(world, tmp_path, case):
+    overrides, named = EVALUATE_CASES[case]
+    before = snapshot(world)
+    run = evaluate(world, tmp_path / "out", *(o.replace("WORLD", str(world)) for o in overrides))
+    refusal(run, *named)
+    assert_unchanged(before)
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def pair_record(name0: str, name1: str) -> PairRecord:
+    K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
+    return PairRecord(name0, name1, K, K, np.eye(4))
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../outside.png", "images/../../outside.png"])
+def test_a_pairs_file_naming_an_image_outside_image_root_is_refused(tmp_path, name):
+    """The names of a pairs file are relative to image_root: an absolute one or a `..` that climbs out would
+    read any file of the machine. One line naming the pairs file and the line; inside-the-root `..` is fine."""
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    for image in ("a.png", "b.png"):
+        write_image(root / "images" / image, make_texture(120, 160, seed=1))
+    write_image(tmp_path / "outside.png", make_texture(120, 160, seed=2))
+    pairs = tmp_path / "pairs.txt"
+    write_pair_list(pairs, [pair_record("images/a.png", "images/../images/b.png")])
+    with pairs.open("a") as file:  # write_pair_list checks its records: the hostile line is added by hand
+        file.write(pairs.read_text().replace("images/../images/b.png", name))
+    before = snapshot(root, pairs)
+    run = run_here([EVALUATE, "benchmark=pairs", f"benchmark.pairs_file={pairs}", f"benchmark.image_root={root}",
+                    "plot_pairs=0", f"out_dir={tmp_path / 'out'}"], tmp_path)
+    refusal(run, f"{pairs}:2", name, "outside the image root")
+    assert_unchanged(before)
+
+
+def scannet_overrides(scannet: Path) -> list[str]:
+    return ["benchmark=scannet1500", f"benchmark.root={scannet / 'test'}",
+            f"benchmark.index_dir={scannet / 'index' / 'scannet_test_1500'}"]
+
+
+def test_scannet_intrinsics_of_another_frame_are_refused_not_scored(scannet, tmp_path):
+    """160x120 frames and their K scored as if K described 640x480 frames (the default intrinsics_size) would
+    scale K by a half and score 2% instead of 50%, silently: refused, naming intrinsics_size and the frame."""
+    before = snapshot(scannet)
+    run = run_here([EVALUATE, *scannet_overrides(scannet), "max_pairs=1", "plot_pairs=0",
+                    f"out_dir={tmp_path / 'out'}"], tmp_path)
+    refusal(run, "intrinsics_size=[640, 480]", "160x120", "intrinsics.npz")
+    assert_unchanged(before)
+
+
+def test_scannet_intrinsics_size_composes_without_plus_and_scores(scannet, tmp_path):
+    """README's `benchmark.intrinsics_size=[W,H]`, written without `+`."""
+    run = run_here([EVALUATE, *scannet_overrides(scannet), "benchmark.intrinsics_size=[160,120]", "max_pairs=1",
+                    "plot_pairs=0", f"out_dir={tmp_path / 'out'}"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def documented_benchmark_keys() -> set[str]:
+    """The `benchmark.KEY=` overrides README.md and docs/ write (without `+`)."""
+    texts = [(ROOT / "README.md").read_text()] + [path.read_text() for path in (ROOT / "docs").rglob("*.md")]
+    return {match for text in texts for match in re.findall(r"(?<![+~\w.])(benchmark(?:\.\w+)+)=", text)}
+
+
+def test_every_documented_benchmark_key_composes_without_plus():
+    keys = documented_benchmark_keys()
+    assert "benchmark.intrinsics_size" in keys
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        schemas = {path.stem: compose("evaluate", overrides=[f"benchmark={path.stem}"])
+                   for path in (ROOT / "configs" / "benchmark").glob("*.yaml")}
+    missing = object()
+    unknown = [key for key in keys if all(OmegaConf.select(config, key, default=missing) is missing
+                                          for config in schemas.values())]
+    assert not unknown, f"not in any benchmark's schema: {unknown}"
+
+
+# ------------------------------------------------------------------------------------------------------ train.py
+
+TRAIN_CASES = {
+    "seed 2^70": ("seed=1180591620717411303424", ["seed=1180591620717411303424"]),
+    "seed -1": ("seed=-1", ["seed=-1"]),
+    "checkpoint every -1 steps": ("callbacks.checkpoint.every_n_train_steps=-1",
+                                  ["callbacks.checkpoint.every_n_train_steps=-1"]),
+    "checkpoint every 0 steps": ("callbacks.checkpoint.every_n_train_steps=0",
+                                 ["callbacks.checkpoint.every_n_train_steps=0"]),
+    "accumulate 0 batches": ("trainer.accumulate_grad_batches=0", ["trainer.accumulate_grad_batches=0"]),
+    "gradient clip nan": ("trainer.gradient_clip_val=nan", ["trainer.gradient_clip_val=nan"]),
+    "limit_val_batches 1.5": ("trainer.limit_val_batches=1.5", ["trainer.limit_val_batches=1.5"]),
+    "max_steps -5": ("trainer.max_steps=-5", ["trainer.max_steps=-5"]),
+    "validation threshold inf": ("validation.epipolar_threshold=inf", ["validation.epipolar_threshold=inf"]),
+    "validation seed -1": ("validation.ransac_seed=-1", ["validation.ransac_seed=-1"]),
+    "validation figures -1": ("validation.num_figures=-1", ["validation.num_figures=-1"]),
+    "nonfinite steps -1": ("max_nonfinite_steps=-1", ["max_nonfinite_steps=-1"]),
+}
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES)
+def test_train_refuses_a_bad_value_naming_it(world, tmp_path, case):
+    override, named = TRAIN_CASES[case]
+    before = snapshot(world)
+    run = run_here([TRAIN, *small(world, tmp_path / "run", "trainer=cpu", "trainer.max_steps=1", override)], tmp_path)
+    refusal(run, *named)
+    assert_unchanged(before)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+GPU_RECIPES = ["loftr_megadepth", "eloftr_megadepth", "loftr_quadtree_megadepth", "loftr_scannet"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU: the recipe would run")
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+@pytest.mark.parametrize("experiment", GPU_RECIPES)
+def test_a_gpu_recipe_without_a_gpu_says_add_trainer_cpu_before_any_folder(tmp_path, experiment, sweep):
+    """README promises one line before any folder is made: Lightning's 40-line MisconfigurationException came
+    after Hydra had made the run folder."""
+    where = ["-m", f"hydra.sweep.dir={tmp_path / 'runs'}", "seed=1,2"] if sweep else \
+        [f"hydra.run.dir={tmp_path / 'runs'}"]
+    run = run_here([TRAIN, *where, f"experiment={experiment}", f"data.root={tmp_path / 'data'}"], tmp_path)
+    refusal(run, "trainer.accelerator=gpu", "add trainer=cpu")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [], "a folder was made"
+
+
+# ------------------------------------------------------------------------------------------------------ match.py
+
+MATCH_CASES = {
+    "device meta": (["--device", "meta"], ["--device", "'meta'", "cpu, cuda"]),
+    "device mps": (["--device", "mps"], ["--device", "MPS"]),
+    "device cuda:7": (["--device", "cuda:7"], ["--device"]),
+    "epipolar threshold inf": (["--epipolar-threshold", "inf"], ["--epipolar-threshold", "inf"]),
+    "epipolar threshold nan": (["--epipolar-threshold", "nan"], ["--epipolar-threshold", "nan"]),
+    "epipolar threshold 0": (["--epipolar-threshold", "0"], ["--epipolar-threshold", "0"]),
+    "resize abc": (["--resize", "abc"], ["--resize", "'abc'"]),
+}
+
+
+@pytest.mark.parametrize("case", MATCH_CASES)
+def test_match_refuses_a_bad_option_in_one_line(tmp_path, case):
+    args, named = MATCH_CASES[case]
+    if case == "device mps" and torch.backends.mps.is_available():
+        pytest.skip("the machine has MPS")
+    image = make_texture(120, 160, seed=3)
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name, image)
+    before = snapshot(tmp_path)
+    run = run_here([MATCH, "a.png", "b.png", "--random-weights", "--device", "cpu", *args, "--out", "m.npz"],
+                   tmp_path)
+    refusal(run, *named)
+    assert_unchanged(before)
+    assert not (tmp_path / "m.npz").exists()
