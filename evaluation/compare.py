@@ -20,19 +20,45 @@ ERROR_COLUMN = {"pose": "pose_error_deg", "homography": "homography_error_px"}
 
 def read_run(folder: Path) -> tuple[dict, np.ndarray]:
     """(summary.json, the per-pair errors of results.csv, inf where estimation failed) of one run folder.
-    FileNotFoundError for a folder that is no run, ValueError for one whose files cannot be read."""
+    FileNotFoundError for a folder that is no run, ValueError naming the folder and what is wrong for one whose
+    files cannot be read as evaluate.py writes them."""
     summary_path, results_path = folder / "summary.json", folder / "results.csv"
     for path in (summary_path, results_path):
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not an evaluate.py run: {path.name} is missing")
     try:
         summary = json.loads(summary_path.read_text())
-        column = ERROR_COLUMN[summary["kind"]]
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{folder}: cannot read its summary.json as JSON ({error})") from None
+    problem = _not_a_summary(summary)
+    if problem is not None:
+        raise ValueError(f"{folder}: its summary.json is not an evaluate.py summary: {problem}")
+    column = ERROR_COLUMN[summary["kind"]]
+    try:
         with open(results_path, newline="") as file:
-            errors = np.array([float(row[column]) if row[column] else np.inf for row in csv.DictReader(file)])
-    except (ValueError, KeyError) as error:
-        raise ValueError(f"{folder}: cannot read its summary.json or results.csv ({error})") from None
+            rows = list(csv.DictReader(file))
+        if rows and column not in rows[0]:
+            raise ValueError(f"no {column} column")
+        short = next((k for k, row in enumerate(rows, 2) if row[column] is None), None)
+        if short is not None:
+            raise ValueError(f"line {short} has no {column}")
+        errors = np.array([float(row[column]) if row[column] else np.inf for row in rows])  # empty: failed
+    except (OSError, ValueError) as error:  # unreadable, not text, not numbers, a column or cells missing
+        raise ValueError(f"{folder}: cannot read its results.csv ({error})") from None
     return summary, errors
+
+
+def _not_a_summary(summary) -> str | None:
+    """What an evaluate.py summary.json lacks (a title, a known kind, an overall table), or None."""
+    if not isinstance(summary, dict):
+        return f"a JSON {type(summary).__name__}, not an object"
+    if not isinstance(summary.get("title"), str):
+        return "no title text"
+    if summary.get("kind") not in ERROR_COLUMN:
+        return f"kind {summary.get('kind')!r} is none of {', '.join(ERROR_COLUMN)}"
+    if not isinstance(summary.get("overall"), dict):
+        return "overall is not a table of metrics"
+    return None
 
 
 def compare_runs(folders: list[Path], labels: list[str] | None = None, plot: Path | None = None,

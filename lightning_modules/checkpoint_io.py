@@ -16,7 +16,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from models.checkpoint import read_checkpoint
-from utils.files import written_atomically
+from utils.files import write_failure, written_atomically
 
 
 class CheckpointWriteError(Exception):
@@ -45,9 +45,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         raise
                     raise cause from error
         except OSError as error:
-            reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or error
-            raise CheckpointWriteError(f"cannot write checkpoint {path.name} to {path.parent}: {reason}; any "
-                                       f"previous one there is intact") from None
+            raise CheckpointWriteError(f"cannot write checkpoint {path.name} to {path.parent}: "
+                                       f"{write_failure(error)}; any previous one there is intact") from None
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, trusted=self.trusted if weights_only is None else not weights_only)

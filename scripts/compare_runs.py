@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.compare import compare_runs
+from utils.files import write_failure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(compare_runs(args.runs, plot=args.plot))
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # the runs read
         print(f"compare_runs.py: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the plot written: a full disk, a folder in its place
+        print(f"compare_runs.py: error: cannot write --plot {args.plot}: {write_failure(error)}; any earlier file "
+              f"there is whole", file=sys.stderr)
         return 2
     if args.plot is not None:
         print(f"plot -> {args.plot}")

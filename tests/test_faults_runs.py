@@ -14,6 +14,7 @@ stderr naming the input, no traceback, and that no file written before changed. 
 """
 
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -175,3 +176,141 @@ def test_a_short_checkpoint_write_on_a_full_disk_is_a_full_disk(tmp_path):
         with pytest.raises(OSError), open(disk / "filler", "wb") as file:
             file.write(bytes(128 * 1024))
         assert write_error(error, disk).errno == errno.ENOSPC
+
+
+def filled(disk: Path) -> Path:
+    """`disk` with every byte taken by a filler file."""
+    with pytest.raises(OSError) as full, open(disk / "filler", "wb") as file:
+        while True:
+            file.write(bytes(1 << 16))
+    assert full.value.errno == errno.ENOSPC
+    return disk
+
+
+def test_collect_runs_csv_on_a_real_full_disk(tmp_path):
+    """The disk holding --csv is full: one line naming the file and the full disk; the earlier table whole,
+    no partial file."""
+    sweep = training_sweep(tmp_path / "sweep")
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        (disk / "table.csv").write_text("run,step\nearlier,1\n")
+        before = snapshot(disk / "table.csv")
+        filled(disk)
+        run = run_here([COLLECT, str(sweep), "--csv", str(disk / "table.csv")], tmp_path)
+        refusal(run, f"--csv {disk / 'table.csv'}", "the disk is full")
+        assert_unchanged(before)
+        assert sorted(path.name for path in disk.iterdir()) == ["filler", "table.csv"]
+
+
+def test_compare_runs_plot_on_a_real_full_disk(tmp_path):
+    runs = [evaluation_run(tmp_path / name, name) for name in ("sift", "xfeat")]
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        (disk / "compare.png").write_bytes(b"the earlier plot")
+        before = snapshot(disk / "compare.png")
+        filled(disk)
+        run = run_here([COMPARE, *map(str, runs), "--plot", str(disk / "compare.png")], tmp_path)
+        refusal(run, f"--plot {disk / 'compare.png'}", "the disk is full")
+        assert_unchanged(before)
+        assert sorted(path.name for path in disk.iterdir()) == ["compare.png", "filler"]
+
+
+# ------------------------------------------------------------------------------------------------ the scripts' inputs
+
+def training_sweep(folder: Path, overrides: tuple[str, ...] = ("seed=1", "seed=2")) -> Path:
+    """A sweep folder as train.py -m leaves it: a run per override, each with summary.json and .hydra/."""
+    for k, override in enumerate(overrides):
+        (folder / str(k) / ".hydra").mkdir(parents=True)
+        (folder / str(k) / ".hydra" / "overrides.yaml").write_text(f"- {override}\n- logger=csv\n")
+        (folder / str(k) / "summary.json").write_text(json.dumps(
+            {"experiment": "synthetic", "global_step": 10 + k, "validation": {"val/auc@20": 20.0 + k}}))
+    return folder
+
+
+def evaluation_run(folder: Path, matcher: str) -> Path:
+    """An evaluate.py run folder of two pairs of the synthetic benchmark: summary.json and results.csv."""
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "title": f"synthetic / {matcher} / opencv RANSAC 0.5 px", "kind": "pose",
+        "overall": {"auc@5": 10.0, "auc@10": 20.0, "auc@20": 30.0, "mAA": 20.0, "pairs": 2}}))
+    (folder / "results.csv").write_text("name,pose_error_deg\na,1.5\nb,\n")
+    return folder
+
+
+def test_collect_runs_never_writes_onto_a_summary(tmp_path):
+    sweep = training_sweep(tmp_path / "sweep")
+    before = snapshot(sweep)
+    run = run_here([COLLECT, str(sweep), "--csv", str(sweep / "0" / "summary.json")], tmp_path)
+    refusal(run, f"--csv {sweep / '0' / 'summary.json'}", "would overwrite")
+    assert_unchanged(before)
+    assert files_in(sweep) == sorted(before)
+
+
+def test_collect_runs_keeps_a_row_per_run_with_identical_overrides(tmp_path):
+    """Two runs of the same overrides (a repeated sweep, seeds left alone): a row each, told apart by folder."""
+    sweep = training_sweep(tmp_path / "sweep", ("seed=1", "seed=1"))
+    run = run_here([COLLECT, str(sweep), "--csv", str(tmp_path / "table.csv")], tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = (tmp_path / "table.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows] == [["seed=1 (0)", "10"], ["seed=1 (1)", "11"]]
+    assert "seed=1 (0)" in run.stdout and "seed=1 (1)" in run.stdout
+
+
+# what a run's file holds, and the file (under the run's folder) the refusal names
+MALFORMED_TRAINING_RUNS = {
+    "summary not JSON": ("summary.json", "{not json", "summary.json"),
+    "summary a list": ("summary.json", "[1, 2]", "summary.json"),
+    "validation a list": ("summary.json", '{"validation": [1, 2]}', "summary.json"),
+    "final evaluation not a table": ("summary.json", '{"final_evaluation": {"sift": 3}}', "summary.json"),
+    "summary not text": ("summary.json", b"\xff\xfe\x00", "summary.json"),
+    "overrides not YAML": (".hydra/overrides.yaml", "- [unclosed", "overrides.yaml"),
+    "overrides not a list": (".hydra/overrides.yaml", "seed: 1", "overrides.yaml"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_TRAINING_RUNS)
+def test_collect_runs_refuses_a_malformed_run(tmp_path, case):
+    name, content, named = MALFORMED_TRAINING_RUNS[case]
+    sweep = training_sweep(tmp_path / "sweep")
+    path = sweep / "1" / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    run = run_here([COLLECT, str(sweep), "--csv", str(tmp_path / "table.csv")], tmp_path)
+    refusal(run, str(sweep / "1" / Path(name).parent / named))
+    assert not (tmp_path / "table.csv").exists()
+
+
+# what a run's file holds, and what the refusal names
+MALFORMED_EVALUATION_RUNS = {
+    "summary not JSON": ("summary.json", "{not json", "summary.json"),
+    "summary a list": ("summary.json", "[1, 2]", "summary.json"),
+    "title not text": ("summary.json", '{"title": 3, "kind": "pose", "overall": {}}', "title"),
+    "unknown kind": ("summary.json", '{"title": "a / b", "kind": "depth", "overall": {}}', "kind"),
+    "overall not a table": ("summary.json", '{"title": "a / b", "kind": "pose", "overall": [1]}', "overall"),
+    "results without the error column": ("results.csv", "name,matches\na,3\n", "pose_error_deg"),
+    "results row too short": ("results.csv", "name,group,pose_error_deg\na\n", "results.csv"),
+    "results not text": ("results.csv", b"\xff\xfe\x00", "results.csv"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_EVALUATION_RUNS)
+def test_compare_runs_refuses_a_malformed_run(tmp_path, case):
+    name, content, named = MALFORMED_EVALUATION_RUNS[case]
+    runs = [evaluation_run(tmp_path / matcher, matcher) for matcher in ("sift", "xfeat")]
+    path = runs[1] / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    run = run_here([COMPARE, *map(str, runs), "--plot", str(tmp_path / "compare.png")], tmp_path)
+    refusal(run, str(runs[1]), named)
+    assert not (tmp_path / "compare.png").exists()
+
+
+@pytest.mark.parametrize("target", ["fifo", "folder", "file in place of a folder"])
+def test_compare_runs_plot_onto_what_is_no_file_is_one_line(tmp_path, target):
+    runs = [evaluation_run(tmp_path / matcher, matcher) for matcher in ("sift", "xfeat")]
+    plot = tmp_path / "compare.png"
+    if target == "fifo":
+        os.mkfifo(plot)
+    elif target == "folder":
+        plot.mkdir()
+    else:
+        (tmp_path / "plots").write_text("a file")
+        plot = tmp_path / "plots" / "compare.png"
+    run = run_here([COMPARE, *map(str, runs), "--plot", str(plot)], tmp_path)
+    refusal(run, f"--plot {plot}")

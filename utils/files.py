@@ -1,5 +1,6 @@
 """Writing outputs safely: a file replaced only once written in full, and outputs that never land on inputs."""
 
+import errno
 import os
 import shutil
 import stat
@@ -25,6 +26,12 @@ def written_atomically(path: str | Path) -> Iterator[Path]:
         _fsync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_failure(error: OSError) -> str:
+    """Why a write failed, for a one-line message: "the disk is full" (ENOSPC, or a quota: EDQUOT), else the
+    system's words."""
+    return "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or str(error)
 
 
 class NotARegularFileError(OSError):
