@@ -14,6 +14,7 @@ stderr naming the input, no traceback, and that no file written before changed. 
 """
 
 import errno
+import fcntl
 import json
 import os
 import stat
@@ -30,6 +31,7 @@ from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snaps
 from tests.test_faults import FAST, earlier_run, evaluate_command, files_in, photos, write_photo_folder  # noqa: F401
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
 from utils.files import NotARegularFileError, written_atomically
+from utils.run_folder import LOCK
 
 TRAIN = str(ROOT / "train.py")
 EVALUATE = str(ROOT / "evaluate.py")
@@ -314,3 +316,13 @@ def test_compare_runs_plot_onto_what_is_no_file_is_one_line(tmp_path, target):
         plot = tmp_path / "plots" / "compare.png"
     run = run_here([COMPARE, *map(str, runs), "--plot", str(plot)], tmp_path)
     refusal(run, f"--plot {plot}")
+
+
+def test_a_refused_run_releases_its_folder_at_once(world, tmp_path):
+    """A run that claimed its folder, then stopped on bad input (exit code 2), leaves it free for the next
+    run, also when both run in one process (as the tests run them)."""
+    folder = tmp_path / "run"
+    run = run_here([TRAIN, f"hydra.run.dir={folder}", *small(world, None, "data.batch_size=5")], tmp_path)
+    assert run.returncode == 2, run.stderr[-3000:]
+    with open(folder / LOCK) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while a run holds it

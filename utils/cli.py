@@ -11,6 +11,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from utils.run_folder import release_all
+
 # Hydra's own report of these lines: where the error sits in the schema, and how to get the full traceback
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR")
 
@@ -23,6 +25,8 @@ def run_hydra_main(main: Callable[[], None]) -> None:
     except (HydraException, OmegaConfBaseException) as error:
         print(f"{Path(sys.argv[0]).name}: error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        release_all()  # the run folder, also after an exit that Hydra's on_run_end never sees
 
 
 def one_line(error: BaseException) -> str:

@@ -163,7 +163,7 @@ class ClaimRunFolder(Callback):
     def _claim(self, folder: Path, name: str, config: DictConfig, sweep: bool) -> None:
         if not is_rank_zero():
             return
-        release_all()  # left by an earlier run in this process that ended in an exception (tests run several)
+        release_all()  # left by an earlier run in this process that did not end through utils.cli.run_hydra_main
         inputs = {key: path for pattern in self.inputs for key, path in _selected(config, pattern)}
         try:
             claim(folder, name, lambda: check_run_folder(
