@@ -11,8 +11,10 @@ import numpy as np
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_grayscale(path: str | Path) -> np.ndarray:
-    """(H, W) uint8 grayscale image at `path`; FileNotFoundError or ValueError naming it otherwise."""
+def read_grayscale(path: str | Path, apply_orientation: bool = True) -> np.ndarray:
+    """(H, W) uint8 grayscale image at `path`, turned as its EXIF orientation says (as cameras mean it shown;
+    every loader reads photos so); `apply_orientation=False`: the pixels as stored. FileNotFoundError or
+    ValueError naming it otherwise."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
@@ -22,7 +24,8 @@ def read_grayscale(path: str | Path) -> np.ndarray:
     log_level = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         data = np.fromfile(path, np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+        flags = cv2.IMREAD_GRAYSCALE | (0 if apply_orientation else cv2.IMREAD_IGNORE_ORIENTATION)
+        image = cv2.imdecode(data, flags) if data.size else None
     except (OSError, cv2.error) as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
     finally:

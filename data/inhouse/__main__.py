@@ -3,16 +3,20 @@
     python -m data.inhouse prepare --images DIR --out DIR [--model SPARSE_DIR] [--depth-maps DIR]
                                    [--labels FILE] [--camera-model SIMPLE_PINHOLE|PINHOLE]
                                    [--camera-mode auto|single|per-image] [--camera-params f,cx,cy]
+                                   [--overwrite]
 
 Runs structure from motion (pycolmap, CPU) on the photos, or imports an existing COLMAP model (--model),
 and writes a training-ready dataset (data/inhouse/prepare.py says which files), then prints a short
 report: images registered, pairs kept (and why the others were dropped), an overlap histogram. A problem
-with the input stops with one line on stderr saying why, exit code 2.
+with the input stops with one line on stderr saying why, exit code 2. --out must be new, empty or a folder
+prepare wrote (its prepare.json), unless --overwrite; a run that fails (a full disk) removes what it wrote.
 """
 
 import argparse
 import sys
 import time
+
+from utils.files import ForeignFolderError
 
 from .labels import LabelFileError
 from .prepare import CAMERA_MODES, PINHOLE_MODELS, PrepareConfig, PrepareError, prepare
@@ -40,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--max-image-size", type=int, default=1600, help="SIFT on photos downscaled to this side")
     run.add_argument("--min-model-size", type=int, default=3, help="photos a separate SfM model needs to be kept")
     run.add_argument("--threads", type=int, default=-1)
+    run.add_argument("--overwrite", action="store_true",
+                     help="write into a non-empty --out that prepare did not make (no prepare.json)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -50,14 +56,22 @@ def main(argv: list[str] | None = None) -> int:
                                min_shared_points=args.min_shared_points, min_overlap=args.min_overlap,
                                max_overlap=args.max_overlap, max_image_size=args.max_image_size,
                                min_model_size=args.min_model_size,
-                               num_threads=args.threads)
+                               num_threads=args.threads, overwrite=args.overwrite)
         report = prepare(config)
+    except ForeignFolderError as error:
+        return refuse(f"--out {error}, or pass --overwrite to write prepare's files there")
     except (PrepareError, LabelFileError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return refuse(str(error))
+    except OSError as error:  # a full disk: prepare removed what it wrote
+        return refuse(f"cannot write to --out {args.out}: {error.strerror or error}; nothing of this run was left")
     print(report.format())
     print(f"done in {time.perf_counter() - start:.1f} s -> {args.out}")
     return 0
+
+
+def refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

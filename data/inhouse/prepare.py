@@ -10,15 +10,26 @@ Sparse layout (no depth), read by `data.inhouse.dataset.SparsePairs`:
                                           (N, 4) float32 array x0, y0, x1, y1 per pair (original pixels)
     OUT/scenes.txt                        scene_info/SCENE.npz: a split file evaluate.py reads (benchmark=synthetic)
     OUT/sparse/0, 1, ...                  the COLMAP models, largest first (SfM runs only); OUT/report.txt
+    OUT/colmap/                           SfM's database and log; upright/: photos turned by EXIF, upright
+    OUT/prepare.json                      what made the folder: prepare writes only into a new or empty folder
+                                          or one holding this file, unless told to overwrite
 
 With COLMAP's dense depth maps (`depth_maps`) the MegaDepth layout of `data.colmap` is written instead.
 
 Pixel convention: COLMAP puts (0, 0) at the top-left CORNER of the image, this project at the centre of the
 top-left pixel (data/batch.py); keypoints and principal points are shifted by -0.5 px on the way in.
+
+One frame: the loaders read photos turned as their EXIF orientation says (OpenCV applies it), COLMAP ignores
+the tag. SfM therefore runs on upright copies of the photos that the tag turns (OUT/colmap/upright/), so that
+K, the poses and the correspondences are in the pixels the loaders and the evaluation see.
+
+A run that fails (bad input found late, SfM that registers too little, a full disk) removes what it wrote.
 """
 
+import json
 import pickle
 import shutil
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -27,13 +38,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.files import check_no_output_on_input
+from utils.files import check_no_output_on_input, check_own_folder, removed_on_failure
 
 from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
-from ..io import IMAGE_SUFFIXES, read_grayscale
+from ..io import IMAGE_SUFFIXES, read_grayscale, write_image
 from ..megadepth import load_scene_info, matrix_array
 from .labels import LabelFileError, PairLabels, check_inside, read_labels
 
@@ -41,6 +53,7 @@ from .labels import LabelFileError, PairLabels, check_inside, read_labels
 SFM_IMAGE_SUFFIXES = tuple(suffix for suffix in IMAGE_SUFFIXES if suffix != ".webp")
 
 CAMERA_MODES = ("auto", "single", "per-image")
+MARKER = "prepare.json"  # the file by which prepare knows an output folder it wrote
 
 
 class PrepareError(ValueError):
@@ -65,6 +78,7 @@ class PrepareConfig:
     max_image_size: int = 1600  # SIFT runs on photos downscaled to this longer side (COLMAP's default 3200)
     num_threads: int = -1  # -1: all cores
     seed: int = 0  # RANSAC and mapper seed
+    overwrite: bool = False  # write into a non-empty `out` that prepare did not make (no prepare.json)
 
     def __post_init__(self):
         if self.camera_model not in PINHOLE_MODELS:
@@ -132,40 +146,125 @@ def stage(label: str) -> Iterator[None]:
     tqdm.write(f"prepare: {label}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
-def run_sfm(config: PrepareConfig, names: list[str], work: Path) -> list:
-    """SIFT extraction, exhaustive matching and incremental mapping on the CPU: the models COLMAP kept, largest
-    first (several when the photos fall into groups that do not overlap; none when nothing registered)."""
+@dataclass
+class Photo:
+    """A photo as the loaders read it: its size (width, height) and whether its EXIF orientation turns or
+    flips it (then COLMAP, which ignores the tag, would see other pixels)."""
+
+    size: tuple[int, int]
+    turned: bool
+
+
+def read_photos(folder: Path, names: list[str]) -> dict[str, Photo]:
+    """Each photo's size in the loaders' frame and whether EXIF turns it; PrepareError naming one that does
+    not decode."""
+    photos = {}
+    for name in tqdm(names, desc="prepare: reading the photos", unit="photo", dynamic_ncols=True, leave=False):
+        try:
+            shown = read_grayscale(folder / name)
+            stored = read_grayscale(folder / name, apply_orientation=False)
+        except ValueError as error:
+            raise PrepareError(f"{error}: remove it from {folder} or replace it") from None
+        turned = shown.shape != stored.shape or not np.array_equal(shown, stored)
+        photos[name] = Photo(shown.shape[::-1], turned)
+    return photos
+
+
+def check_one_size(folder: Path, photos: dict[str, Photo]) -> None:
+    """PrepareError naming the sizes when the photos have more than one: COLMAP's single camera has one image
+    size and fails deep in its log otherwise."""
+    by_size: dict[tuple[int, int], list[str]] = {}
+    for name, photo in photos.items():
+        by_size.setdefault(photo.size, []).append(name)
+    if len(by_size) < 2:
+        return
+    shown = "; ".join(f"{w}x{h}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                      for (w, h), names in sorted(by_size.items(), key=lambda item: -len(item[1])))
+    raise PrepareError(f"--camera-mode single: the photos in {folder} have {len(by_size)} sizes ({shown}), one "
+                       f"camera has one: use --camera-mode per-image or auto, or resize the photos to one size")
+
+
+def upright_photos(folder: Path, photos: dict[str, Photo], upright: Path) -> Path:
+    """The folder SfM reads: `folder` itself when EXIF turns none of the photos; otherwise `upright`, with
+    upright copies (as the loaders read them) of the turned photos and links to the others, under the same
+    names. The copies carry no EXIF: COLMAP starts those cameras from its default focal length."""
+    if not any(photo.turned for photo in photos.values()):
+        return folder
+    for name, photo in photos.items():
+        target = upright / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if photo.turned:
+            quality = (cv2.IMWRITE_JPEG_QUALITY, 100) if target.suffix.lower() in (".jpg", ".jpeg") else ()
+            write_image(target, read_grayscale(folder / name), quality)
+        else:
+            target.symlink_to((folder / name).resolve())
+    return upright
+
+
+def run_sfm(config: PrepareConfig, names: list[str], work: Path, photos: Path) -> list:
+    """SIFT extraction, exhaustive matching and incremental mapping on the CPU of the `photos` folder, in a
+    child process (data/inhouse/sfm.py says why): the models COLMAP kept, largest first (several when the
+    photos fall into groups that do not overlap; none when nothing registered). PrepareError with COLMAP's
+    reason when it fails (a full disk: SQLite's "database or disk is full")."""
     import pycolmap
 
     work.mkdir(parents=True, exist_ok=True)
-    database = work / "database.db"
+    database, sparse = work / "database.db", work / "sparse"
     database.unlink(missing_ok=True)
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = config.camera_model
-    reader.camera_params = config.camera_params
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.max_image_size = config.max_image_size
-    extraction.num_threads = config.num_threads
-    mode = {"auto": pycolmap.CameraMode.AUTO, "single": pycolmap.CameraMode.SINGLE,
-            "per-image": pycolmap.CameraMode.PER_IMAGE}[config.camera_mode]
-    pycolmap.set_random_seed(config.seed)
-    with stage(f"SfM 1/3, SIFT feature extraction ({len(names)} photos)"):
-        pycolmap.extract_features(database, config.images, image_names=names, camera_mode=mode,
-                                  reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = config.num_threads
-    with stage(f"SfM 2/3, exhaustive matching ({len(names) * (len(names) - 1) // 2} pairs)"):
-        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
-    options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = config.num_threads
-    options.random_seed = config.seed
-    options.min_model_size = config.min_model_size
-    if config.camera_params:
-        options.ba_refine_focal_length = False  # the user knows the intrinsics
-        options.ba_refine_principal_point = False
-    with stage("SfM 3/3, incremental mapping"):
-        models = pycolmap.incremental_mapping(database, config.images, work / "sparse", options)
-    return sorted(models.values(), key=lambda model: -model.num_reg_images())
+    shutil.rmtree(sparse, ignore_errors=True)
+    sparse.mkdir()
+    job = {"database": str(database), "images": str(photos), "sparse": str(sparse), "names": names,
+           "camera_model": config.camera_model, "camera_params": config.camera_params,
+           "camera_mode": config.camera_mode, "max_image_size": config.max_image_size,
+           "num_threads": config.num_threads, "min_model_size": config.min_model_size, "seed": config.seed}
+    code, log = _run_child([sys.executable, str(Path(__file__).with_name("sfm.py"))], json.dumps(job))
+    if code != 0:
+        full = [text for text in DISK_FULL if any(text in line for line in log)]
+        if full or shutil.disk_usage(work).free < 16 * 2**20:  # COLMAP does not always say so: it can
+            # fail opening the database that SQLite could not grow
+            raise PrepareError(f"structure from motion stopped, the disk of --out {config.out} is full (COLMAP: "
+                               f"{full[0] if full else _colmap_reason(log, code)}): free space there or choose "
+                               f"another --out")
+        raise PrepareError(f"structure from motion (COLMAP) failed on the photos in {config.images}: "
+                           f"{_colmap_reason(log, code)}")
+    (work / "colmap.log").write_text("".join(log))
+    models = [pycolmap.Reconstruction(str(folder)) for folder in sorted(sparse.iterdir()) if folder.is_dir()]
+    return sorted(models, key=lambda model: -model.num_reg_images())
+
+
+def _run_child(command: list[str], stdin: str) -> tuple[int, list[str]]:
+    """Run `command` with `stdin`; its stage lines ("prepare: ...") are shown as they come, the rest of its
+    stderr (COLMAP's log) is returned with its exit code. Ctrl-C ends it too."""
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    log = []
+    try:
+        child.stdin.write(stdin)
+        child.stdin.close()
+        for line in child.stderr:
+            if line.startswith("prepare: "):
+                tqdm.write(line.rstrip("\n"), file=sys.stderr)
+            else:
+                log.append(line)
+        return child.wait(), log
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+
+
+# what COLMAP's log says when the disk is full: SQLite's error, or the system's
+DISK_FULL = ("database or disk is full", "No space left on device")
+
+
+def _colmap_reason(log: list[str], code: int) -> str:
+    """The line of COLMAP's log that says why it stopped (an exception's what(), a failed check, an error), or
+    the exit code."""
+    for marker in ("what():", "Check failed", "rror"):
+        found = [line.strip() for line in log if marker in line]
+        if found:
+            return found[-1].split("what():")[-1].strip()
+    return f"exit code {code}" if code > 0 else f"killed by signal {-code}"
 
 
 def track_observations(image) -> dict[int, tuple[float, float]]:
@@ -258,11 +357,13 @@ def read_checked_labels(path: str, images: Path, names: list[str]) -> dict[tuple
 
 
 def prepare(config: PrepareConfig) -> Report:
-    """Build the dataset `config` describes; returns the report. PrepareError says why input is unusable."""
-    import pycolmap
-
+    """Build the dataset `config` describes; returns the report. PrepareError says why input is unusable,
+    utils.files.ForeignFolderError that `out` holds files prepare did not make (unless `config.overwrite`);
+    either before anything is written. A failure later (OSError: a full disk) removes what the run wrote."""
     images, out = Path(config.images), Path(config.out)
     check_outputs(config)
+    if not config.overwrite:
+        check_own_folder(out, [MARKER], "prepare")
     names = find_images(images)
     report = Report(images_found=len(names))
     if config.model is None and len(names) < 2:
@@ -271,7 +372,21 @@ def prepare(config: PrepareConfig) -> Report:
     if config.model is None:
         check_not_all_copies(images, names)
     labels = read_checked_labels(config.labels, images, names) if config.labels is not None else None
-    out.mkdir(parents=True, exist_ok=True)
+    photos = read_photos(images, names) if config.model is None else None
+    if config.model is None and config.camera_mode == "single":
+        check_one_size(images, photos)
+    with removed_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text(json.dumps({"images": str(images.resolve()), "scene": config.scene}) + "\n")
+        _prepare_into(config, names, report, labels, photos)
+    return report
+
+
+def _prepare_into(config: PrepareConfig, names: list[str], report: Report,
+                  labels: dict[tuple[str, str], PairLabels] | None, photos: dict[str, Photo] | None) -> None:
+    import pycolmap
+
+    images, out = Path(config.images), Path(config.out)
     if config.model is not None:
         if not Path(config.model).is_dir():
             raise PrepareError(f"COLMAP model folder not found: {config.model}")
@@ -281,7 +396,7 @@ def prepare(config: PrepareConfig) -> Report:
             raise PrepareError(f"cannot read the COLMAP model in {config.model}: {error}") from None
         model_path = Path(config.model)
     else:
-        models = run_sfm(config, names, out / "colmap")
+        models = run_sfm(config, names, out / "colmap", upright_photos(images, photos, out / "colmap" / "upright"))
         model_path = out / "sparse" / "0"  # the largest; the others in sparse/1, ...
         for index, model in enumerate(models):
             (out / "sparse" / str(index)).mkdir(parents=True, exist_ok=True)
@@ -322,7 +437,6 @@ def prepare(config: PrepareConfig) -> Report:
     # the scene as an evaluation split (evaluate.py benchmark=synthetic benchmark.split_file=scenes.txt)
     (out / "scenes.txt").write_text(f"{report.scene_info.relative_to(out)}\n")
     (out / "report.txt").write_text(report.format() + "\n")
-    return report
 
 
 def _classify_drops(report: Report, observed: list[set[int]], config: PrepareConfig) -> list[tuple[int, int, float]]:

@@ -11,15 +11,27 @@ nothing of its own. The table:
   with an EXIF orientation (K and the correspondences in the frame the loader returns).
 """
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import torch
 
+from data.io import read_grayscale
+from data.synthetic.texture import make_texture
+from data.synthetic.world import WorldConfig, render_scene
+from geometry.warp import warp_depth
 from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def as_batch(array) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array, np.float64))[None]
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -108,3 +120,106 @@ def test_synthetic_refuses_an_image_size_out_of_range(tmp_path, size):
     run = synthetic("--out", str(tmp_path / "w"), "--size", size)
     refusal(run, "--size", size)
     assert not (tmp_path / "w").exists()
+
+
+# ---------------------------------------------------------------------------------------- data.inhouse prepare
+
+def prepare(*args: str, cwd: Path = ROOT):
+    return run_here(["-m", "data.inhouse", "prepare", "--threads", "1", *args], cwd)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Six rendered 320x240 photos of one room, one camera (f = 256 px), as PNGs in a folder, and the scene."""
+    pytest.importorskip("pycolmap")
+    scene = render_scene(WorldConfig(num_scenes=1, cameras_per_scene=10, image_size=(320, 240),
+                                     focal_range=(1.0, 1.0), seed=3), 0)
+    folder = tmp_path_factory.mktemp("rendered") / "photos"
+    folder.mkdir()
+    for k, image in enumerate(scene.images[:6]):
+        cv2.imwrite(str(folder / f"{k:02d}.png"), image)
+    return folder, scene
+
+
+def test_prepare_refuses_a_folder_it_did_not_make(rendered, tmp_path):
+    photos, _ = rendered
+    out = tmp_path / "data"
+    (out / "scene_info").mkdir(parents=True)
+    (out / "scene_info" / "inhouse.npz").write_bytes(b"a dataset prepared by hand")
+    (out / "scenes.txt").write_text("scene_info/inhouse.npz\n")
+    before, listed = snapshot(out), files_in(out)
+    run = prepare("--images", str(photos), "--out", str(out))
+    refusal(run, str(out), "prepare.json", "--overwrite")
+    assert_unchanged(before)
+    assert files_in(out) == listed
+
+
+def test_prepare_that_fails_after_sfm_leaves_no_scratch_folder(tmp_path):
+    pytest.importorskip("pycolmap")
+    photos = tmp_path / "unrelated"
+    photos.mkdir()
+    for seed in range(3):  # three different textures: SfM registers nothing
+        cv2.imwrite(str(photos / f"{seed}.png"), make_texture(240, 320, seed=seed + 10))
+    run = prepare("--images", str(photos), "--out", str(tmp_path / "out"))
+    refusal(without_progress(run), "registered 0 of 3 images", str(photos))
+    assert not (tmp_path / "out").exists()  # no colmap/ database, no sparse/
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(rendered, tmp_path):
+    photos, _ = rendered
+    disk = tmp_path / "disk"
+    with small_disk(disk, 300 * 1024):  # the SIFT features of the first photos fill it: COLMAP's database fails
+        out = disk / "out"
+        run = prepare("--images", str(photos), "--out", str(out))
+        refusal(without_progress(run), str(out), "full")
+        assert not out.exists()
+
+
+def test_prepare_single_camera_refuses_photos_of_several_sizes(rendered, tmp_path):
+    photos, scene = rendered
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for path in sorted(photos.iterdir())[:4]:
+        mixed.joinpath(path.name).write_bytes(path.read_bytes())
+    cv2.imwrite(str(mixed / "small.png"), cv2.resize(scene.images[5], (160, 120)))
+    run = prepare("--images", str(mixed), "--out", str(tmp_path / "out"), "--camera-mode", "single")
+    refusal(without_progress(run), "--camera-mode single", "320x240", "160x120", "small.png")
+    assert not (tmp_path / "out").exists()  # refused before COLMAP: no colmap/ folder
+
+
+def write_rotated_jpeg(path: Path, image: np.ndarray, orientation: int = 6) -> None:
+    """`image` (H, W) stored as a phone stores a photo taken upright: the sensor's pixels, rotated 90 degrees
+    counter-clockwise, with EXIF orientation 6 (rotate 90 degrees clockwise to display)."""
+    pil = pytest.importorskip("PIL.Image")
+    exif = pil.Exif()
+    exif[0x0112] = orientation  # Orientation
+    pil.fromarray(np.ascontiguousarray(np.rot90(image, 1))).save(path, quality=95, exif=exif)
+
+
+def test_prepare_reads_photos_with_exif_orientation_in_the_loaders_frame(rendered, tmp_path):
+    """Photos stored rotated with EXIF orientation 6: K and the correspondences are in the frame the loader
+    returns (EXIF applied: 320x240, upright), where the renderer's truth is."""
+    _, scene = rendered
+    photos = tmp_path / "phone"
+    photos.mkdir()
+    for k, image in enumerate(scene.images):
+        write_rotated_jpeg(photos / f"{k:02d}.jpg", image)
+    assert read_grayscale(photos / "00.jpg").shape == (240, 320)  # what the loaders see
+    run = prepare("--images", str(photos), "--out", str(tmp_path / "out"), "--camera-mode", "single")
+    assert run.returncode == 0, run.stderr[-3000:]
+    info = pickle.loads((tmp_path / "out" / "scene_info" / "inhouse.npz").read_bytes())
+    ids = [int(Path(path).stem) for path in info["image_paths"]]
+    assert len(ids) >= 5
+    for k, i in enumerate(ids):
+        assert np.allclose(info["intrinsics"][k], scene.intrinsics[i], rtol=0.01, atol=0.5)  # cx 159.5, cy 119.5
+        assert read_grayscale(tmp_path / "out" / info["image_paths"][k]).shape == (240, 320)
+    errors = []
+    for ((a, b), *_), points in zip(info["pair_infos"], info["correspondences"]):
+        i, j = ids[a], ids[b]
+        valid, warped = warp_depth(as_batch(points[:, :2]), as_batch(scene.depths[i]), as_batch(scene.depths[j]),
+                                   as_batch(scene.intrinsics[i]), as_batch(scene.intrinsics[j]),
+                                   as_batch(scene.poses[j] @ np.linalg.inv(scene.poses[i])))
+        assert valid.float().mean() > 0.9
+        errors.append((warped[0] - as_batch(points[:, 2:])[0]).norm(dim=-1)[valid[0]].numpy())
+    errors = np.concatenate(errors)
+    assert len(errors) > 100 and np.median(errors) < 1.0
