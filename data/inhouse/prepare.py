@@ -201,6 +201,25 @@ def upright_photos(folder: Path, photos: dict[str, Photo], upright: Path) -> Pat
     return upright
 
 
+def check_model_frames(model, folder: Path) -> None:
+    """PrepareError naming the first photo whose camera in the COLMAP `model` has another size than the photo
+    as the loaders read it (EXIF orientation applied): COLMAP, which ignores the tag, made the model on the
+    pixels as stored, another frame than the loaders'. Photos missing from `folder` are found later."""
+    for image in sorted(model.images.values(), key=lambda image: image.name):
+        camera, path = model.cameras[image.camera_id], folder / image.name
+        if not path.is_file():
+            continue
+        try:
+            height, width = read_grayscale(path).shape
+        except ValueError as error:
+            raise PrepareError(str(error)) from None
+        if (width, height) != (camera.width, camera.height):
+            raise PrepareError(f"{path} is {width}x{height} px as the loaders read it (EXIF orientation applied), "
+                               f"its camera in the COLMAP model {camera.width}x{camera.height}: the model was made "
+                               f"on other pixels (COLMAP ignores EXIF); run prepare without --model, or give the "
+                               f"photos the model was made from")
+
+
 def run_sfm(config: PrepareConfig, names: list[str], work: Path, photos: Path) -> list:
     """SIFT extraction, exhaustive matching and incremental mapping on the CPU of the `photos` folder, in a
     child process (data/inhouse/sfm.py says why): the models COLMAP kept, largest first (several when the
@@ -394,6 +413,7 @@ def _prepare_into(config: PrepareConfig, names: list[str], report: Report,
             models = [pycolmap.Reconstruction(str(config.model))]
         except Exception as error:
             raise PrepareError(f"cannot read the COLMAP model in {config.model}: {error}") from None
+        check_model_frames(models[0], images)
         model_path = Path(config.model)
     else:
         models = run_sfm(config, names, out / "colmap", upright_photos(images, photos, out / "colmap" / "upright"))

@@ -223,3 +223,21 @@ def test_prepare_reads_photos_with_exif_orientation_in_the_loaders_frame(rendere
         errors.append((warped[0] - as_batch(points[:, 2:])[0]).norm(dim=-1)[valid[0]].numpy())
     errors = np.concatenate(errors)
     assert len(errors) > 100 and np.median(errors) < 1.0
+
+
+def test_prepare_refuses_a_model_made_in_another_frame_than_its_photos(rendered, tmp_path):
+    """--model made by COLMAP on the pixels as a phone stores them (COLMAP ignores EXIF) with the photos that
+    carry the orientation tag: the model's cameras are 240x320, the loaders' photos 320x240."""
+    _, scene = rendered
+    stored, phone = tmp_path / "stored", tmp_path / "phone"
+    stored.mkdir()
+    phone.mkdir()
+    for k, image in enumerate(scene.images):
+        cv2.imwrite(str(stored / f"{k:02d}.jpg"), np.rot90(image, 1), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        write_rotated_jpeg(phone / f"{k:02d}.jpg", image)
+    made = prepare("--images", str(stored), "--out", str(tmp_path / "colmap"), "--camera-mode", "single")
+    assert made.returncode == 0, made.stderr[-2000:]
+    run = prepare("--images", str(phone), "--out", str(tmp_path / "out"), "--model",
+                  str(tmp_path / "colmap" / "sparse" / "0"))
+    refusal(without_progress(run), "240x320", "320x240", "EXIF")
+    assert not (tmp_path / "out").exists()
