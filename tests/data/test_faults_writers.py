@@ -86,6 +86,12 @@ def test_synthetic_regenerates_its_own_world_and_overwrites_only_when_asked(tmp_
     run = synthetic("--out", str(foreign), "--layout", "megadepth", "--size", "64x48", "--overwrite")
     assert run.returncode == 0, run.stderr[-2000:]
     assert (foreign / "world.json").is_file()
+    interrupted = tmp_path / "interrupted"  # killed half-way: world.started, no world.json; still its own
+    interrupted.mkdir()
+    (interrupted / "world.started").write_text("")
+    (interrupted / "scene_info").mkdir()
+    assert synthetic("--out", str(interrupted), "--size", "64x48").returncode == 0
+    assert (interrupted / "world.json").is_file() and not (interrupted / "world.started").exists()
 
 
 def test_train_refuses_to_generate_a_world_over_real_data(tmp_path):
@@ -130,13 +136,13 @@ def prepare(*args: str, cwd: Path = ROOT):
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """Six rendered 320x240 photos of one room, one camera (f = 256 px), as PNGs in a folder, and the scene."""
+    """Ten rendered 320x240 photos of one room, one camera (f = 256 px), as PNGs in a folder, and the scene."""
     pytest.importorskip("pycolmap")
     scene = render_scene(WorldConfig(num_scenes=1, cameras_per_scene=10, image_size=(320, 240),
                                      focal_range=(1.0, 1.0), seed=3), 0)
     folder = tmp_path_factory.mktemp("rendered") / "photos"
     folder.mkdir()
-    for k, image in enumerate(scene.images[:6]):
+    for k, image in enumerate(scene.images):
         cv2.imwrite(str(folder / f"{k:02d}.png"), image)
     return folder, scene
 
@@ -241,3 +247,15 @@ def test_prepare_refuses_a_model_made_in_another_frame_than_its_photos(rendered,
                   str(tmp_path / "colmap" / "sparse" / "0"))
     refusal(without_progress(run), "240x320", "320x240", "EXIF")
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_writes_again_into_its_own_folder_and_into_others_only_when_asked(rendered, tmp_path):
+    photos, _ = rendered
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    run = prepare("--images", str(photos), "--out", str(out), "--overwrite")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (out / "prepare.json").is_file() and (out / "notes.txt").read_text() == "mine"
+    run = prepare("--images", str(photos), "--out", str(out))  # its own now: no --overwrite needed
+    assert run.returncode == 0, run.stderr[-2000:]
