@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from data.pairs import Matches, check_grayscale
 from data.resize import resize_image, resize_longer_side, resized_size
@@ -24,12 +23,12 @@ from models.checkpoint import (
     is_efficient_loftr,
     is_reparameterized,
     load_weights,
-    model_config_of,
     needs_legacy_encoding,
     needs_sinkhorn,
     quadtree_kind,
     read_checkpoint,
     state_dict_of,
+    stored_model_config,
 )
 from models.eloftr import EfficientLoFTR, EfficientLoFTRConfig
 from models.loftr import LoFTR, LoFTRConfig
@@ -220,10 +219,10 @@ class LoFTRMatcher:
         """
         contents = None if checkpoint is None else read_checkpoint(checkpoint, trusted=trusted)
         state_dict = None if contents is None else state_dict_of(contents)
-        stored = None if contents is None else model_config_of(contents)
+        # checked and bounded before a model is built from it: a small file may declare a huge model
+        stored = None if contents is None else stored_model_config(contents, checkpoint)
         if stored is not None and config is None:  # one of ours: its own architecture and encoding
-            schema = EfficientLoFTRConfig if is_efficient_loftr(state_dict or {}) else LoFTRConfig
-            config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), stored))
+            config = stored
             if pos_encoding == "auto" and isinstance(config, LoFTRConfig):
                 pos_encoding = "fixed" if config.temp_bug_fix else "legacy"
         try:

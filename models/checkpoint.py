@@ -1,13 +1,21 @@
 """Loading LoFTR weights (official Lightning checkpoints, kornia state dicts, our own) and telling from
 their keys which LoFTR they need (positional encoding, coarse matcher)."""
 
+import dataclasses
+import math
 import pickle
 import re
+import typing
 import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from utils.annotations import fits, type_name
+
+from .eloftr import EfficientLoFTRConfig
+from .loftr import LoFTRConfig
 
 # Official / kornia / Efficient LoFTR backbone names -> ours (the FPN layers are named by role here).
 _RENAMES = [
@@ -32,6 +40,14 @@ _DERIVED = ("pos_encoding.pe",)
 # What the positional encoding of a LoFTR is chosen by: "legacy" for the released official weights, "fixed" for
 # weights trained with the corrected encoding, "auto" to tell from the checkpoint's keys (`needs_legacy_encoding`)
 POS_ENCODINGS = ("auto", "legacy", "fixed")
+
+
+# Bounds of a model configuration stored in a checkpoint, checked before a model is built from it, so that a
+# small file cannot make the model allocate more than a few GB: the family's official models have at most 14
+# blocks a stage and 8 attention layers (64 entries of a tuple field leave room for 8x deeper ones), and no width,
+# head count, window or size in pixels beyond 832 (RoPE's training size; 4096 leaves room for 4K images).
+MAX_CONFIG_ENTRIES = 64
+MAX_CONFIG_INT = 4096
 
 
 class CheckpointError(RuntimeError):
@@ -126,10 +142,27 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
     if state_dict is None:
         raise CheckpointError(f"{path} is neither a Lightning checkpoint nor a state dict of tensors")
     for key, value in state_dict.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{path}: weight {key} holds NaN or inf values (saved from a diverged run?); "
-                                  f"refusing to load it")
+        check_weight(key, value, path)
     return checkpoint
+
+
+def check_weight(key: str, value: torch.Tensor, path: str | Path) -> None:
+    """CheckpointError naming the file and the key for a weight that no model of the family has: complex or
+    quantized values (a real model would silently drop the imaginary part), a view declaring more elements than
+    its stored data holds (a stride-0 expansion, which any copy would allocate in full), NaN or inf values
+    (saved from a diverged run), real or complex."""
+    if value.is_complex() and not torch.isfinite(value).all():  # both parts: isfinite of a complex tensor
+        raise CheckpointError(f"{path}: weight {key} holds complex NaN or inf values; refusing to load it")
+    if value.is_complex() or value.is_quantized:
+        raise CheckpointError(f"{path}: weight {key} is {value.dtype}, not real numbers: a LoFTR's weights are "
+                              f"real floating point (buffers integer)")
+    stored = value.untyped_storage().nbytes()
+    if value.numel() * value.element_size() > stored:
+        raise CheckpointError(f"{path}: weight {key} declares {tuple(value.shape)} over {stored} stored bytes (an "
+                              f"expanded view); save the weights themselves")
+    if value.is_floating_point() and not torch.isfinite(value).all():
+        raise CheckpointError(f"{path}: weight {key} holds NaN or inf values (saved from a diverged run?); "
+                              f"refusing to load it")
 
 
 def state_dict_of(checkpoint) -> dict[str, torch.Tensor] | None:
@@ -153,6 +186,65 @@ def model_config_of(checkpoint: dict) -> dict | None:
     hyper = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     model = (hyper or {}).get("training", {}).get("model") if isinstance(hyper, dict) else None
     return model if isinstance(model, dict) else None
+
+
+def stored_model_config(checkpoint: dict, path: str | Path) -> LoFTRConfig | EfficientLoFTRConfig | None:
+    """The model configuration our training stored in a checkpoint (`model_config_of`) as its dataclass,
+    LoFTR's or Efficient LoFTR's as the weights say (`is_efficient_loftr`), checked before any model is built
+    from it: every key known to the schema, every value of its field's type and within the bounds
+    (MAX_CONFIG_ENTRIES, MAX_CONFIG_INT). None for files that carry none; CheckpointError naming the file and
+    the key otherwise."""
+    stored = model_config_of(checkpoint)
+    if stored is None:
+        return None
+    schema = EfficientLoFTRConfig if is_efficient_loftr(state_dict_of(checkpoint) or {}) else LoFTRConfig
+    return _config_section(stored, schema, f"{path}: stored model config", "model")
+
+
+def _config_section(values, schema: type, where: str, name: str):
+    """`values` (a dict of a checkpoint) as the dataclass `schema`, its fields checked as `stored_model_config`
+    says; `name`: the dotted key of the section, as train.py's configuration names it."""
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{where}: {name}={_shown(values)} is not a section of {schema.__name__}")
+    annotations = typing.get_type_hints(schema)
+    known = {field.name for field in dataclasses.fields(schema)}
+    fields = {}
+    for key, value in values.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            raise CheckpointError(f"{where}: unknown key {dotted} (not in {schema.__name__}); was it written by "
+                                  f"another version of this project?")
+        annotation = annotations[key]
+        if dataclasses.is_dataclass(annotation):
+            fields[key] = _config_section(value, annotation, where, dotted)
+            continue
+        value = tuple(value) if isinstance(value, list) else value  # YAML and Hydra store tuples as lists
+        _check_bounds(value, where, dotted)
+        if not fits(value, annotation):
+            raise CheckpointError(f"{where}: {dotted}={_shown(value)} is not {type_name(annotation)}")
+        fields[key] = float(value) if annotation is float else value
+    try:
+        return schema(**fields)
+    except (TypeError, ValueError) as error:  # the dataclasses' own checks (fine.query_radius, ...)
+        raise CheckpointError(f"{where}: {name}: {error}") from None
+
+
+def _check_bounds(value, where: str, name: str) -> None:
+    if isinstance(value, tuple) and len(value) > MAX_CONFIG_ENTRIES:
+        raise CheckpointError(f"{where}: {name} has {len(value)} entries, more than the {MAX_CONFIG_ENTRIES} any "
+                              f"model of the family has room for")
+    for item in value if isinstance(value, tuple) else (value,):
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_CONFIG_INT:
+            raise CheckpointError(f"{where}: {name}={_shown(value)} exceeds {MAX_CONFIG_INT}, the largest width, "
+                                  f"count or size a model of the family is built with here")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise CheckpointError(f"{where}: {name}={_shown(value)} is not a finite number")
+
+
+def _shown(value) -> str:
+    """repr(value), cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def fit_problems(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]) -> list[str]:
