@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from .io import write_depth_h5
 from .megadepth import matrix_array
 
 # Camera models without distortion: other models must be undistorted first (colmap image_undistorter).
@@ -117,8 +117,7 @@ def convert_to_megadepth(config: ColmapConfig, out_root: str | Path, scene: str)
         (out_root / image_paths[-1]).parent.mkdir(parents=True, exist_ok=True)
         (out_root / depth_paths[-1]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out_root / image_paths[-1])
-        with h5py.File(out_root / depth_paths[-1], "w") as file:
-            file.create_dataset("depth", data=np.where(np.isfinite(depth) & (depth > 0), depth, 0), compression="gzip")
+        write_depth_h5(out_root / depth_paths[-1], np.where(np.isfinite(depth) & (depth > 0), depth, 0))
         intrinsics.append(camera_matrix(camera))
         pose = np.eye(4)
         pose[:3] = image.cam_from_world().matrix()  # world -> camera, as MegaDepth stores poses
