@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         return refuse(f"--size {args.size}: expected WIDTHxHEIGHT in pixels, e.g. 640x480")
     try:
-        check_image_size((width, height))
+        check_image_size((width, height), "--size")
     except ValueError as error:
-        return refuse(f"--size {args.size}: {error}")
+        return refuse(str(error))
     start = time.perf_counter()
     config = WorldConfig(num_scenes=args.scenes, cameras_per_scene=args.cameras, image_size=(width, height),
                          textures=args.textures, seed=args.seed)

@@ -14,7 +14,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from .manifest import read_world_manifest, world_manifest
 from .trees import write_world
-from .world import WorldConfig
+from .world import WorldConfig, check_image_size
 
 
 @dataclass
@@ -60,6 +60,7 @@ def ensure_world(world: WorldSettings) -> None:
         print(f"generating the synthetic world in {root} (once) ...")
     width, height = world.size
     try:
+        check_image_size((width, height), "world.size")
         config = WorldConfig(num_scenes=world.scenes, cameras_per_scene=world.cameras, image_size=(width, height),
                              textures=world.textures, seed=world.seed)
         write_world(root, config, layout="flat", test_scenes=world.test_scenes, progress=True)

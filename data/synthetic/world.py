@@ -57,12 +57,12 @@ class WorldConfig:
         check_image_size(self.image_size)
 
 
-def check_image_size(size: tuple[int, int]) -> None:
-    """ValueError naming `size` (width, height) unless both sides are whole numbers of pixels in
+def check_image_size(size: tuple[int, int], name: str = "image size") -> None:
+    """ValueError naming `size` (width, height) as `name` unless both sides are whole numbers of pixels in
     [MIN_IMAGE_SIDE, MAX_IMAGE_SIDE]."""
     width, height = size
     if not all(isinstance(side, int | np.integer) and MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE for side in size):
-        raise ValueError(f"image size {width}x{height}: each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} px "
+        raise ValueError(f"{name} {width}x{height}: each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} px "
                          f"(one coarse cell of LoFTR at least; rendering needs ~260 bytes a pixel)")
 
 

@@ -3,15 +3,19 @@ world (data/synthetic/ensure.py) and `python -m data.inhouse prepare`. Each case
 on stderr naming the input, no traceback, that no file written before changed and that the failed run left
 nothing of its own. The table:
 
-- data.synthetic: an --out holding LoFTR's real MegaDepth index (not overwritten; --overwrite is explicit),
-  train.py's world.root on such a folder, a full disk (a real tmpfs: once a segfault in h5py), --size out of
-  range or malformed;
-- prepare: an --out holding files it did not make, a full disk during structure from motion (pycolmap aborts
-  the process: it runs in a child), --camera-mode single on photos of several sizes, photos stored rotated
-  with an EXIF orientation (K and the correspondences in the frame the loader returns).
+- data.synthetic: an --out holding LoFTR's real MegaDepth index (not overwritten; --overwrite is explicit; its
+  own worlds, finished or killed half-way, are made again), train.py's world.root on such a folder, a full
+  disk (a real tmpfs: once a segfault in h5py), --size out of range or malformed, 100000x100000 in a process
+  of 2 GiB, train.py's world.size out of range;
+- prepare: an --out holding files it did not make (again into its own, into another's with --overwrite), SfM
+  that registers nothing (no colmap/ left), a full disk during structure from motion (pycolmap aborts the
+  process: it runs in a child), --camera-mode single on photos of several sizes, photos stored turned with an
+  EXIF orientation (K and the correspondences in the frame the loader returns), and a --model made on the
+  turned pixels.
 """
 
 import pickle
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -121,10 +125,23 @@ def test_synthetic_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
         assert not out.exists()  # nothing of this run left: no half world
 
 
-@pytest.mark.parametrize("size", ["0x48", "64x-8", "4x4", "100000x100000", "640x", "640x480x3", "axb"])
+@pytest.mark.parametrize("size", ["0x48", "64x-8", "4x4", "4097x480", "640x", "640x480x3", "axb"])
 def test_synthetic_refuses_an_image_size_out_of_range(tmp_path, size):
     run = synthetic("--out", str(tmp_path / "w"), "--size", size)
     refusal(run, "--size", size)
+    assert not (tmp_path / "w").exists()
+
+
+def test_synthetic_refuses_a_huge_size_before_allocating(tmp_path):
+    """100000x100000 (rendering would need ~2.6 TB) in a process of 2 GiB of address space: refused in one
+    line, not a MemoryError's traceback."""
+    def two_gib():
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+
+    run = subprocess.run([sys.executable, "-m", "data.synthetic", "--out", str(tmp_path / "w"), "--size",
+                          "100000x100000"], cwd=ROOT, capture_output=True, text=True, preexec_fn=two_gib,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=120)
+    refusal(run, "--size 100000x100000", "4096")
     assert not (tmp_path / "w").exists()
 
 
@@ -259,3 +276,13 @@ def test_prepare_writes_again_into_its_own_folder_and_into_others_only_when_aske
     assert (out / "prepare.json").is_file() and (out / "notes.txt").read_text() == "mine"
     run = prepare("--images", str(photos), "--out", str(out))  # its own now: no --overwrite needed
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_train_refuses_a_world_size_out_of_range(tmp_path):
+    from tests.test_train import small
+
+    root = tmp_path / "w"
+    run = run_here(["train.py", *small(root, tmp_path / "run", "world.generate=true", "world.scenes=3",
+                                       "world.test_scenes=1", "world.cameras=3", "world.size=[0,48]")], ROOT)
+    refusal(run, str(root), "world.size 0x48")
+    assert not root.exists()
