@@ -64,10 +64,10 @@ class HarnessConfig:
         check_seed("ransac_seed", self.ransac_seed)  # OpenCV's RNG takes a C int, PoseLib no negative seed
         if self.ransac_threshold == "sweep":
             if not self.sweep_thresholds or not all(_positive(t) for t in self.sweep_thresholds):
-                raise ValueError(f"sweep_thresholds must be finite positive numbers of pixels, got "
+                raise ValueError(f"sweep_thresholds must be positive numbers of pixels (finite), got "
                                  f"{self.sweep_thresholds!r}")
         elif not _positive(self.ransac_threshold):
-            raise ValueError(f"ransac_threshold must be a finite positive number of pixels or 'sweep', got "
+            raise ValueError(f"ransac_threshold must be a positive number of pixels or 'sweep' (finite), got "
                              f"{self.ransac_threshold!r}")
         check_estimator(self.estimator)
 
