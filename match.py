@@ -11,6 +11,7 @@ file is written.
 """
 
 import argparse
+import io
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 from data.io import read_grayscale as read_image
 from data.pairs import Matches
 from data.synthetic.texture import make_texture
+from data.untrusted import read_small_text
 from evaluation.loftr_matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
@@ -31,6 +33,7 @@ from models.checkpoint import POS_ENCODINGS, CheckpointError
 from utils.files import check_no_output_on_input, written_atomically
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
+MAX_GROUND_TRUTH_BYTES = 64 << 10  # --ground-truth's 34 numbers take under 1 kB, with comments a few
 HOMOGRAPHY_THRESHOLD_PX = 3.0  # RANSAC inlier threshold of --overlay / --panorama's homography (OpenCV's default)
 
 
@@ -271,8 +274,12 @@ def write_demo_images(folder: Path) -> tuple[Path, Path]:
 def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """K0, K1 (3, 3) and T_0to1 (4, 4) from a text file of 34 numbers; InputError naming it otherwise."""
     try:
-        numbers = np.loadtxt(path, dtype=np.float64).ravel()
-    except (OSError, ValueError) as error:
+        text = read_small_text(path, MAX_GROUND_TRUTH_BYTES)
+    except (FileNotFoundError, ValueError) as error:  # missing, not a regular file, too large: named by the reader
+        raise InputError(f"--ground-truth {error}") from None
+    try:
+        numbers = np.loadtxt(io.StringIO(text), dtype=np.float64).ravel()
+    except ValueError as error:
         raise InputError(f"--ground-truth {path}: cannot read numbers ({error})") from None
     if numbers.size != 34 or not np.isfinite(numbers).all():
         raise InputError(f"--ground-truth {path}: expected 34 finite numbers (K0 9, K1 9, T_0to1 16), "

@@ -1,4 +1,4 @@
-"""Reading index files that come from elsewhere without running what they hold.
+"""Reading files that come from elsewhere without running what they hold or reading what they do not hold.
 
 LoFTR's scene-info files are pickled dicts under a `.npz` name, and index archives (`np.savez`) may hold
 object arrays, which numpy stores pickled too. Plain `pickle.load` calls whatever a pickle names, so a file
@@ -6,6 +6,9 @@ could run a shell command. Here pickles are read by an unpickler that builds onl
 dicts, lists, tuples, sets, strings, bytes, numbers, numpy arrays, dtypes and scalars. Anything else is an
 `UntrustedPickleError` naming the file and the refused global; `trusted=True` (a dataset's or benchmark's
 `trust_index`) reads with plain pickle, for files you made yourself with other objects inside.
+
+Small text inputs (a ground truth, a label file) are read by `read_small_text`: regular files only (/dev/zero
+or a pipe never ends), and no more bytes than their format can need.
 """
 
 import codecs
@@ -87,3 +90,23 @@ def load_index(path: str | Path, trusted: bool = False) -> Any:
             return _read_npy(file, path, trusted)
         file.seek(0)
         return _unpickle(file, path, trusted)
+
+
+def read_small_text(path: str | Path, max_bytes: int) -> str:
+    """The text of the regular file at `path`, at most `max_bytes` long (undecodable bytes replaced), read no
+    further than that. FileNotFoundError, or ValueError whose message starts with the path, when it is missing,
+    not a regular file (a device such as /dev/zero, a pipe, a folder) or longer."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a device, pipe or folder): give a text file")
+    try:
+        with open(path, "rb") as file:
+            data = file.read(max_bytes + 1)  # one byte past the bound: the file may have grown since it was listed
+    except OSError as error:  # no permission, an I/O error
+        raise ValueError(f"{path} cannot be read: {error.strerror or error}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"{path} is larger than {max_bytes} bytes, more than this file can need: is it the "
+                         f"right file?")
+    return data.decode(errors="replace")
