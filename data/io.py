@@ -116,14 +116,30 @@ def check_depth_h5_header(path: str | Path, max_side: int) -> None:
                          f"depth map has its image's size")
 
 
-def check_depth_png_header(path: str | Path) -> None:
-    """FileNotFoundError when `path` is not a file, ValueError when it does not start with PNG's signature."""
+# The largest side a depth PNG may declare: ScanNet's depth sensor gives 640x480 (and LoFTR's export keeps it);
+# 4096 leaves room for any RGB-D sensor while keeping a decoded map under 32 MB.
+MAX_DEPTH_PNG_SIDE = 4096
+
+
+def check_depth_png_header(path: str | Path, max_shape: tuple[int, int] = (MAX_DEPTH_PNG_SIDE, MAX_DEPTH_PNG_SIDE)
+                           ) -> None:
+    """FileNotFoundError when `path` is not a file, ValueError when it does not start as a PNG, is not 16-bit
+    single-channel (millimetres), or declares more than `max_shape` (H, W) pixels: read from the PNG's header,
+    nothing is decoded (a small PNG may declare gigapixels)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"depth map not found: {path}")
     with open(path, "rb") as file:
-        if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
-            raise ValueError(f"depth map {path} does not start as a PNG file (empty, corrupt or another format)")
+        head = file.read(26)  # signature (8), IHDR's length and type (8), width, height (4 each), bit depth, colour
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or len(head) < 26:
+        raise ValueError(f"depth map {path} does not start as a PNG file (empty, corrupt or another format)")
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if (head[24], head[25]) != (16, 0):
+        raise ValueError(f"depth map {path} is a {head[24]}-bit PNG of colour type {head[25]}, not 16-bit grey "
+                         f"(millimetres)")
+    if height > max_shape[0] or width > max_shape[1]:
+        raise ValueError(f"depth map {path} declares {width}x{height} pixels, more than {max_shape[1]}x"
+                         f"{max_shape[0]}")
 
 
 @contextmanager

@@ -35,10 +35,11 @@ class ScanNetConfig:
     trust_index: bool = False  # read pickled objects in the index files with plain pickle (only files you trust)
 
 
-def read_depth_png(path: Path) -> np.ndarray:
-    """(H, W) float32 depth in metres from a 16-bit PNG in millimetres; 0 where unknown."""
-    if not path.is_file():
-        raise FileNotFoundError(f"depth map not found: {path}")
+def read_depth_png(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 depth in metres from a 16-bit PNG in millimetres; 0 where unknown. Its declared size may
+    not exceed its colour image's `image_shape` (H, W) (ScanNet's depth is 640x480, its colour 1296x968 or, in
+    LoFTR's export, 640x480): checked from the header before anything is decoded."""
+    check_depth_png_header(path, image_shape)
     depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2:
         raise ValueError(f"cannot read depth map {path} as a single-channel 16-bit PNG")
@@ -143,7 +144,7 @@ class ScanNetPairs(Dataset):
         for side, frame in enumerate((frame0, frame1)):
             folder = self.root / scene
             image = read_grayscale(folder / "color" / f"{frame}.jpg")
-            depth = read_depth_png(folder / "depth" / f"{frame}.png")
+            depth = read_depth_png(folder / "depth" / f"{frame}.png", image.shape)
             if self.augment is not None:
                 image = self.augment(image, index, side)
             resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

@@ -20,6 +20,8 @@ not that the machine has memory. The table, by file:
 import os
 import resource
 import shutil
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,29 +149,52 @@ def test_the_stored_run_scores_again(stored_run, photo_folder, tmp_path):
 # --------------------------------------------------------------------------------------- depth .h5 (train.py)
 
 def declared_depth(path: Path, **create) -> None:
-    path.unlink()
+    """A MegaDepth depth map at `path`: its dataset `depth` made by h5py's create_dataset(**create)."""
+    path.unlink(missing_ok=True)
     with h5py.File(path, "w") as file:
         file.create_dataset("depth", **create)
 
 
+def linked_depth(path: Path) -> None:
+    """A MegaDepth depth map at `path` whose dataset `depth` is an external link to another file's."""
+    declared_depth(path.with_name("elsewhere.h5"), data=np.ones((120, 160), np.float32))
+    path.unlink()
+    with h5py.File(path, "w") as file:
+        file["depth"] = h5py.ExternalLink(str(path.with_name("elsewhere.h5")), "/depth")
+
+
+def declared_png(path: Path, width: int, height: int, bits: int = 16) -> None:
+    """A PNG at `path` of a header alone, declaring width x height grey pixels of `bits` bits (60 bytes)."""
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+# the world, how the first validation pair's depth map is replaced, and what the refusal names besides it
 BAD_DEPTHS = {
-    "60000x60000 through a fill value": (dict(shape=(60000, 60000), dtype="f4", fillvalue=1.0), "60000x60000"),
-    "strings": (dict(data=np.array([[b"a", b"b"]])), "|S1"),
+    "megadepth 60000x60000 through a fill value": (
+        "megadepth", lambda path: declared_depth(path, shape=(60000, 60000), dtype="f4", fillvalue=1.0),
+        "60000x60000"),
+    "megadepth strings": ("megadepth", lambda path: declared_depth(path, data=np.array([[b"a", b"b"]])), "|S1"),
+    "megadepth external link": ("megadepth", lambda path: linked_depth(path), "no dataset 'depth' stored"),
+    "scannet 60000x60000 in a PNG header": ("scannet", lambda path: declared_png(path, 60000, 60000), "60000x60000"),
+    "scannet 8-bit PNG": ("scannet", lambda path: declared_png(path, 640, 480, bits=8), "8-bit"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_DEPTHS)
 def test_a_validation_depth_map_declaring_too_much_stops_training_in_setup(worlds, tmp_path, case):
-    create, *named = BAD_DEPTHS[case]
-    world = tmp_path / "megadepth"
-    shutil.copytree(worlds["megadepth"], world, symlinks=True)
-    bad = world / "test" / first_val_files(worlds)["megadepth depth"]
-    declared_depth(bad, **create)
+    layout, replace, *named = BAD_DEPTHS[case]
+    world = tmp_path / layout
+    shutil.copytree(worlds[layout], world, symlinks=True)  # megadepth's test/ is a link to train/
+    bad = world / "test" / first_val_files(worlds)[f"{layout} depth"]
+    replace(bad)
     assert bad.stat().st_size < 1 << 20
     before = snapshot(world / "index")
     run_dir = tmp_path / "run"
     with address_space_limited():
-        run = train(run_dir, "loftr_megadepth", world)
+        run = train(run_dir, f"loftr_{layout}", world)
     refusal(run, "data.val.0: ", str(bad), "depth", *named)
     assert_unchanged(before)
     assert not (run_dir / "checkpoints").exists()
