@@ -236,7 +236,8 @@ def run_sfm(config: PrepareConfig, names: list[str], work: Path, photos: Path) -
            "camera_model": config.camera_model, "camera_params": config.camera_params,
            "camera_mode": config.camera_mode, "max_image_size": config.max_image_size,
            "num_threads": config.num_threads, "min_model_size": config.min_model_size, "seed": config.seed}
-    code, log = _run_child([sys.executable, str(Path(__file__).with_name("sfm.py"))], json.dumps(job))
+    # -P: the script's folder (labels.py, dataset.py, ...) not first on the child's import path
+    code, log = _run_child([sys.executable, "-P", str(Path(__file__).with_name("sfm.py"))], json.dumps(job))
     if code != 0:
         full = [text for text in DISK_FULL if any(text in line for line in log)]
         if full or shutil.disk_usage(work).free < 16 * 2**20:  # COLMAP does not always say so: it can
