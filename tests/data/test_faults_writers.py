@@ -111,14 +111,16 @@ def test_train_refuses_to_generate_a_world_over_real_data(tmp_path):
     assert files_in(root) == listed
 
 
-def test_synthetic_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("layout", ["flat", "megadepth", "scannet"])
+def test_synthetic_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, layout):
     # a real process: the segfault this case once ended in (h5py closing a file it could not flush) would end
     # the test session with it
     disk = tmp_path / "disk"
     with small_disk(disk, 96 * 1024):
         out = disk / "world"
         run = subprocess.run([sys.executable, "-m", "data.synthetic", "--out", str(out), "--scenes", "3", "--cameras",
-                              "4", "--size", "160x120", "--textures", "procedural"], cwd=ROOT, capture_output=True,
+                              "4", "--size", "160x120", "--textures", "procedural", "--layout", layout], cwd=ROOT,
+                             capture_output=True,
                              text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=120)
         line = refusal(without_progress(run), str(out), "No space left on device")
         assert "--out" in line
