@@ -134,16 +134,19 @@ def check_own_folder(folder: str | Path, markers: Iterable[str], writer: str) ->
 @contextmanager
 def removed_on_failure(folder: str | Path) -> Iterator[None]:
     """What the block adds under `folder` (files, links, folders) is removed again when it raises (a full
-    disk, Ctrl-C, bad input found late), and `folder` itself when the block made it: a failed run leaves no
-    partial output. Files that were there before stay, rewritten or not."""
+    disk, Ctrl-C, bad input found late), and `folder` itself with the parents the block made for it: a failed
+    run leaves no partial output. Files that were there before stay, rewritten or not."""
     folder = Path(folder)
     existed = folder.exists()
     before = set(_tree(folder)) if existed else set()
+    made = folder  # the outermost of folder and its missing parents
+    while not existed and not made.parent.exists() and made.parent != made:
+        made = made.parent
     try:
         yield
     except BaseException:
         if not existed:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(made, ignore_errors=True)
         else:
             for path in sorted(set(_tree(folder)) - before, key=lambda p: len(p.parts), reverse=True):
                 if path.is_dir() and not path.is_symlink():
