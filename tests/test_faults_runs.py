@@ -326,3 +326,20 @@ def test_a_refused_run_releases_its_folder_at_once(world, tmp_path):
     assert run.returncode == 2, run.stderr[-3000:]
     with open(folder / LOCK) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while a run holds it
+
+
+def test_evaluate_on_a_real_full_disk_is_one_line(tmp_path):
+    """out_dir on a full disk, with an earlier run's results there: one line naming the folder, those
+    results whole, no partial file."""
+    root = write_photo_folder(tmp_path / "photos")
+    with small_disk(tmp_path / "disk", 256 * 1024) as disk:
+        out_dir = disk / "run"
+        out_dir.mkdir()
+        (out_dir / "results.csv").write_text("name,group\nearlier,run\n")
+        (out_dir / "summary.json").write_text('{"title": "earlier run"}\n')
+        before = snapshot(out_dir)
+        filled(disk)
+        run = run_here(evaluate_command(root, out_dir), ROOT)
+        refusal(run, str(out_dir), "the disk is full")
+        assert_unchanged(before)
+        assert {path.name for path in out_dir.iterdir()} <= {"results.csv", "summary.json", ".run.lock"}

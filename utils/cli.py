@@ -2,6 +2,7 @@
 unknown key or group option) is one line naming the override, with exit code 2, as every other bad input; and
 the keys a composed configuration still leaves `???`."""
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -11,7 +12,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from utils.run_folder import release_all
+from utils.files import write_failure
+from utils.run_folder import claimed_folders, release_all, remove_new_records
 
 # Hydra's own report of these lines: where the error sits in the schema, and how to get the full traceback
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR")
@@ -24,6 +26,13 @@ def run_hydra_main(main: Callable[[], None]) -> None:
         main()
     except (HydraException, OmegaConfBaseException) as error:
         print(f"{Path(sys.argv[0]).name}: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:  # Hydra's own record of the run (.hydra/, the job's log) on a full or read-only disk
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        remove_new_records()
+        where = " or ".join(str(folder) for folder in claimed_folders()) or "the run folder"
+        print(f"{Path(sys.argv[0]).name}: error: cannot write to {where}: {write_failure(error)}", file=sys.stderr)
         sys.exit(2)
     finally:
         release_all()  # the run folder, also after an exit that Hydra's on_run_end never sees

@@ -18,6 +18,7 @@ In a distributed run only the process of global rank 0 claims the folder: the ot
 
 import fcntl
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +34,7 @@ RECORDS = {"train": ("checkpoints", "train.log"), "evaluate": ("results.csv", "p
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")  # torchrun, SLURM, Lightning's launcher
 
 _held: list[IO] = []  # the locks this process holds, one per claimed folder
+_new_records: list[Path] = []  # Hydra's record of the run (.hydra/, the job's log) where there was none before
 
 
 class RunFolderError(Exception):
@@ -102,24 +104,43 @@ def claim(folder: Path, name: str, check=None) -> None:
         if isinstance(error, OSError):  # a folder that cannot be made or written to
             raise RunFolderError(f"{name} {folder}: cannot claim it for the run ({error.strerror or error})") from None
         raise
-    file.truncate(0)  # whose lock it is, for the message of a run refused while this one goes on
-    file.write(f"{os.getpid()}\n")
-    file.flush()
     _held.append(file)
+    try:  # whose lock it is, for the message of a run refused while this one goes on; the lock holds without
+        file.truncate(0)
+        file.write(f"{os.getpid()}\n".encode())
+    except OSError:  # a full disk: the run's first write says so
+        pass
 
 
 def _locked(lock: Path, folder: Path, name: str) -> IO:
     """`lock` opened (made if missing, its bytes kept) and locked; RunFolderError when another run holds it."""
-    file = open(lock, "a+")  # noqa: SIM115 (held open for the run's life: the lock lives with the open file)
+    # held open, unbuffered, for the run's life: the lock lives with the open file, and closing it writes nothing
+    file = open(lock, "a+b", buffering=0)  # noqa: SIM115
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         file.seek(0)
-        holder = file.read().strip()
+        holder = file.read().decode(errors="replace").strip()
         file.close()
         raise RunFolderError(f"{name} {folder} is in use by another run{f' (process {holder})' if holder else ''}: "
                              f"choose another {name}, or wait for that run to end") from None
     return file
+
+
+def claimed_folders() -> list[Path]:
+    """The folders this process holds now."""
+    return [Path(file.name).parent for file in _held]
+
+
+def remove_new_records() -> None:
+    """Remove what Hydra wrote of its record of this run where there was none before: called when writing it
+    failed (a full disk), so that no partial record is left."""
+    for path in _new_records:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    _new_records.clear()
 
 
 def release_all() -> None:
@@ -172,6 +193,9 @@ class ClaimRunFolder(Callback):
         except RunFolderError as error:
             print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
             sys.exit(2)
+        subfolder, job = config.hydra.get("output_subdir"), OmegaConf.select(config, "hydra.job.name")
+        records = [] if sweep else [folder / subfolder if subfolder else None, folder / f"{job}.log" if job else None]
+        _new_records[:] = [path for path in records if path is not None and not path.exists()]
 
 
 def _selected(config: DictConfig, key: str) -> list[tuple[str, str]]:
