@@ -343,3 +343,23 @@ def test_evaluate_on_a_real_full_disk_is_one_line(tmp_path):
         refusal(run, str(out_dir), "the disk is full")
         assert_unchanged(before)
         assert {path.name for path in out_dir.iterdir()} <= {"results.csv", "summary.json", ".run.lock"}
+
+
+@pytest.mark.parametrize("script", ["train.py -m", "evaluate.py"])
+def test_a_folder_in_use_is_refused_before_anything_is_written(world, tmp_path, script):
+    """Another run holds the folder (here this process, through another open file: flock tells them apart):
+    a sweep into it, or an evaluation, is one line saying so, and the folder is left as it was."""
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    (folder / LOCK).write_text("4242\n")
+    before = snapshot(folder)
+    with open(folder / LOCK) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if script == "evaluate.py":
+            run = run_here(evaluate_command(write_photo_folder(tmp_path / "photos"), folder), ROOT)
+        else:
+            run = run_here([TRAIN, "-m", f"hydra.sweep.dir={folder}", "seed=1,2",
+                            *small(world, None, "trainer.max_steps=1")], tmp_path)
+    refusal(run, str(folder), "in use by another run (process 4242)")
+    assert_unchanged(before)
+    assert files_in(folder) == sorted(before)
