@@ -30,7 +30,7 @@ from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, sa
 from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import POS_ENCODINGS, CheckpointError
-from utils.files import check_no_output_on_input, written_atomically
+from utils.files import check_no_output_on_input, write_failure, written_atomically
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
 MAX_GROUND_TRUTH_BYTES = 64 << 10  # --ground-truth's 34 numbers take under 1 kB, with comments a few
@@ -324,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                                  outputs.enter_context(written_atomically(args.plot)), title, value_range=(0.0, 1.0))
                 for path, picture in pictures.items():
                     write_rgb(outputs.enter_context(written_atomically(path)), picture)
-        except OSError as error:
-            raise InputError(f"cannot write output: {error}") from None
+        except OSError as error:  # a full disk, a folder in the way: no output replaced
+            folders = dict.fromkeys(str(path.parent) for path in (args.out, args.plot, *pictures) if path is not None)
+            raise InputError(f"cannot write the outputs to {' and '.join(folders)}: {write_failure(error)}; any "
+                             f"earlier ones there are whole") from None
     except InputError as error:
         print(f"match.py: error: {error}", file=sys.stderr)
         return 2

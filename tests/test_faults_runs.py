@@ -363,3 +363,17 @@ def test_a_folder_in_use_is_refused_before_anything_is_written(world, tmp_path, 
     refusal(run, str(folder), "in use by another run (process 4242)")
     assert_unchanged(before)
     assert files_in(folder) == sorted(before)
+
+
+def test_match_on_a_real_full_disk_is_one_line(photos, tmp_path):
+    """--out and --plot on a full disk, earlier ones there: one line naming the folder; both whole."""
+    with small_disk(tmp_path / "disk", 64 * 1024) as disk:
+        (disk / "m.npz").write_bytes(b"the earlier matches")
+        (disk / "m.png").write_bytes(b"the earlier picture")
+        before = snapshot(disk)
+        filled(disk)
+        run = run_here([MATCH, "a.png", "b.png", *FAST, "--out", str(disk / "m.npz"), "--plot", str(disk / "m.png")],
+                       photos)
+        refusal(run, str(disk), "the disk is full")
+        assert_unchanged(before)
+        assert sorted(path.name for path in disk.iterdir()) == ["filler", "m.npz", "m.png"]
