@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except (PrepareError, LabelFileError, FileNotFoundError) as error:
         return refuse(str(error))
     except OSError as error:  # a full disk: prepare removed what it wrote
-        return refuse(f"cannot write to --out {args.out}: {error.strerror or error}; nothing of this run was left")
+        return refuse(f"cannot write to --out {args.out}: {error.strerror or error}; what this run added there "
+                      f"was removed")
     print(report.format())
     print(f"done in {time.perf_counter() - start:.1f} s -> {args.out}")
     return 0

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as error:  # a folder in the way of the layout's files: say which, in one line
         return refuse(str(error))
     except OSError as error:  # a full disk: trees.write_world removed what this run wrote
-        return refuse(f"cannot write the world to --out {args.out}: {error.strerror or error}; nothing of this "
-                      f"run was left there")
+        return refuse(f"cannot write the world to --out {args.out}: {error.strerror or error}; what this run "
+                      f"added there was removed")
     print(f"{args.scenes} scenes x {args.cameras} cameras -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -5,7 +5,7 @@ nothing of its own. The table:
 
 - data.synthetic: an --out holding LoFTR's real MegaDepth index (not overwritten; --overwrite is explicit; its
   own worlds, finished or killed half-way, are made again), train.py's world.root on such a folder, a full
-  disk (a real tmpfs: once a segfault in h5py), --size out of range or malformed, 100000x100000 in a process
+  disk in each layout (a real tmpfs: once a segfault in h5py) and while its own world is made again, --size out of range or malformed, 100000x100000 in a process
   of 2 GiB, train.py's world.size out of range;
 - prepare: an --out holding files it did not make (again into its own, into another's with --overwrite), SfM
   that registers nothing (no colmap/ left), a full disk during structure from motion (pycolmap aborts the
@@ -288,3 +288,18 @@ def test_train_refuses_a_world_size_out_of_range(tmp_path):
                                        "world.test_scenes=1", "world.cameras=3", "world.size=[0,48]")], ROOT)
     refusal(run, str(root), "world.size 0x48")
     assert not root.exists()
+
+
+def test_a_world_regenerated_on_a_full_disk_stays_its_own(tmp_path):
+    """Regenerating its own world until the disk is full: one line, the files this run added removed, and the
+    folder still the generator's (world.started): the next run needs no --overwrite."""
+    disk = tmp_path / "disk"
+    with small_disk(disk, 160 * 1024):
+        out = disk / "world"
+        assert synthetic("--out", str(out), "--size", "32x24").returncode == 0
+        listed = files_in(out)
+        run = synthetic("--out", str(out), "--size", "160x120", "--cameras", "6")
+        refusal(without_progress(run), str(out), "No space left on device")
+        assert (out / "world.started").is_file() and not (out / "world.json").exists()
+        assert set(files_in(out)) <= set(listed) | {out / "world.started"}  # nothing new but the mark
+        assert synthetic("--out", str(out), "--size", "32x24").returncode == 0
