@@ -120,6 +120,8 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if zipfile.is_zipfile(path):
+        check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:
@@ -143,23 +145,61 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
         raise CheckpointError(f"{path} is neither a Lightning checkpoint nor a state dict of tensors")
     for key, value in state_dict.items():
         check_weight(key, value, path)
+    for key, value in _tensors(checkpoint):  # optimizer states too: an in-place step on an expanded view fails
+        check_stored(key, value, path)
     return checkpoint
+
+
+def check_archive(path: str | Path) -> None:
+    """CheckpointError naming the file and the member when a checkpoint archive (torch.save's zip) would make
+    torch.load allocate more than the file holds: torch allocates each member's declared uncompressed size
+    before reading it, so a compressed member (which torch.save never writes) or a size beyond the file's lets
+    a few MB declare tens of GB. Only the archive's directory is read."""
+    size = Path(path).stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {error}") from None
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.file_size > size:
+            raise CheckpointError(f"{path}: archive member {member.filename} declares {member.file_size} bytes "
+                                  f"({member.compress_size} stored, compression {member.compress_type}) in a "
+                                  f"{size}-byte file; torch.save writes its members uncompressed: not a checkpoint "
+                                  f"it wrote")
+
+
+def check_stored(key: str, value: torch.Tensor, path: str | Path) -> None:
+    """CheckpointError naming the file and the key when a tensor declares more elements than its stored data
+    holds (a stride-0 expansion: a few bytes that any copy, or the finite check, allocates in full)."""
+    stored = value.untyped_storage().nbytes()
+    if value.numel() * value.element_size() > stored:
+        raise CheckpointError(f"{path}: {key} declares {tuple(value.shape)} over {stored} stored bytes (an "
+                              f"expanded view); save the tensors themselves")
+
+
+def _tensors(value, key: str = "") -> typing.Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts, lists and tuples, with its dotted key."""
+    if isinstance(value, torch.Tensor):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _tensors(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _tensors(item, f"{key}.{index}" if key else str(index))
 
 
 def check_weight(key: str, value: torch.Tensor, path: str | Path) -> None:
     """CheckpointError naming the file and the key for a weight that no model of the family has: complex or
     quantized values (a real model would silently drop the imaginary part), a view declaring more elements than
-    its stored data holds (a stride-0 expansion, which any copy would allocate in full), NaN or inf values
-    (saved from a diverged run), real or complex."""
+    its stored data holds (`check_stored`), NaN or inf values (saved from a diverged run), real or complex."""
+    check_stored(f"weight {key}", value, path)  # first: the checks below allocate as much as the tensor declares
     if value.is_complex() and not torch.isfinite(value).all():  # both parts: isfinite of a complex tensor
         raise CheckpointError(f"{path}: weight {key} holds complex NaN or inf values; refusing to load it")
     if value.is_complex() or value.is_quantized:
         raise CheckpointError(f"{path}: weight {key} is {value.dtype}, not real numbers: a LoFTR's weights are "
                               f"real floating point (buffers integer)")
-    stored = value.untyped_storage().nbytes()
-    if value.numel() * value.element_size() > stored:
-        raise CheckpointError(f"{path}: weight {key} declares {tuple(value.shape)} over {stored} stored bytes (an "
-                              f"expanded view); save the weights themselves")
     if value.is_floating_point() and not torch.isfinite(value).all():
         raise CheckpointError(f"{path}: weight {key} holds NaN or inf values (saved from a diverged run?); "
                               f"refusing to load it")

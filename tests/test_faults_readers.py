@@ -8,11 +8,13 @@ not that the machine has memory. The table, by file:
 - predictions.h5 (evaluate.py predictions=FILE): 40 M rows declared through a fill value, an external and a
   soft link, scalar, byte-string, variable-length and compound datasets, NaN, inf and complex entries, a
   negative matching time;
-- depth .h5 of a generated MegaDepth world's validation split (train.py): 60000x60000 declared through a fill
-  value, a depth map of strings;
+- depth maps of the validation split of a generated world (train.py): a MegaDepth .h5 declaring 60000x60000
+  through a fill value, of strings, or an external link; a ScanNet PNG header declaring 60000x60000, an 8-bit
+  PNG; and a depth .h5 of another shape than its image, refused from its metadata;
 - checkpoints: a stored config listing 200000 layers (match.py --checkpoint and evaluate.py checkpoint=), a
-  wrongly typed, unknown or absurdly large stored value, a complex-NaN weight (train.py ckpt_path= and
-  init_checkpoint=, match.py --checkpoint);
+  wrongly typed, unknown or absurdly large stored value, a complex-NaN and a complex weight (train.py
+  ckpt_path= and init_checkpoint=, match.py --checkpoint), a weight expanded from 4 bytes to 40 GB and an
+  archive member deflated from 1.5 GB (train.py init_checkpoint=, match.py --checkpoint);
 - text files: match.py --ground-truth /dev/zero and a 1 GB sparse file, prepare --labels /dev/zero and a
   1 GB sparse file.
 """
@@ -21,6 +23,7 @@ import os
 import resource
 import shutil
 import struct
+import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -281,6 +284,51 @@ def test_a_complex_weight_is_refused_naming_the_key(world, trained, tmp_path, fl
         run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}={path}")], tmp_path)
     refusal(run, str(path), key, named)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def expanded_weight(trained: Path, path: Path) -> tuple[Path, str]:
+    """The trained checkpoint with one weight replaced by a stride-0 view declaring 1e10 floats over 4 bytes."""
+    checkpoint = torch.load(trained, map_location="cpu", weights_only=True)
+    key = sorted(checkpoint["state_dict"])[3]
+    checkpoint["state_dict"][key] = torch.zeros(1).expand(100_000, 100_000)
+    torch.save(checkpoint, path)
+    return path, key
+
+
+def compressed_member(trained: Path, path: Path, size: int = 1536 << 20) -> tuple[Path, str]:
+    """The trained checkpoint's archive with its first weight's data replaced by `size` zero bytes, deflated
+    (a few MB): torch.load allocates the declared size before reading it."""
+    with zipfile.ZipFile(trained) as source, zipfile.ZipFile(path, "w", compresslevel=1) as target:
+        members = source.infolist()
+        victim = next(member.filename for member in members if "/data/" in member.filename)
+        for member in members:
+            if member.filename != victim:
+                target.writestr(member, source.read(member.filename))
+                continue
+            deflated = zipfile.ZipInfo(member.filename, member.date_time)
+            deflated.compress_type = zipfile.ZIP_DEFLATED
+            with target.open(deflated, "w", force_zip64=True) as handle:
+                zeros = bytes(16 << 20)
+                for _ in range(size // len(zeros)):
+                    handle.write(zeros)
+    return path, victim
+
+
+@pytest.mark.parametrize("kind", ["expanded view", "compressed member"])
+@pytest.mark.parametrize("flag", ["init_checkpoint", "--checkpoint"])
+def test_a_checkpoint_declaring_more_than_it_holds_is_refused_unallocated(world, trained, tmp_path, flag, kind):
+    """A few MB that declare GB: a weight expanded from 4 bytes to 1e10 floats (40 GB), an archive member
+    deflated from 1.5 GB of zeros (torch.save writes members uncompressed)."""
+    make = expanded_weight if kind == "expanded view" else compressed_member
+    path, named = make(trained, tmp_path / "big.ckpt")
+    assert path.stat().st_size < 64 << 20
+    with address_space_limited():
+        if flag == "--checkpoint":
+            run = run_here(checkpoint_command("match", world, path, tmp_path), tmp_path)
+        else:
+            run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}={path}")], tmp_path)
+    refusal(run, str(path), named, "expanded view" if kind == "expanded view" else "uncompressed")
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "m.npz").exists()
 
 
 # ------------------------------------------------------------------------------------------------- text files
