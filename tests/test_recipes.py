@@ -308,7 +308,9 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
             if EVALUATION_RUNS["LoFTR test sets"](w) and f"benchmark={benchmark}" in w
         ]
         out = tmp_path / benchmark
-        run(home, "evaluate.py", *substituted(words, places), *EVALUATE_OVERRIDES, f"out_dir={out}")
+        # the world's K describes its 160x120 frames, not LoFTR's 640x480 (README: benchmark.intrinsics_size)
+        frames = ["benchmark.intrinsics_size=[160,120]"] if benchmark == "scannet1500" else []
+        run(home, "evaluate.py", *substituted(words, places), *frames, *EVALUATE_OVERRIDES, f"out_dir={out}")
         assert json.loads((out / "summary.json").read_text())["overall"]["pairs"] == 2
     synthetic = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["classical on the world"](w)]
     assert len(synthetic) == 2  # SIFT, and ASIFT under rotation (on data/world, the default root)
