@@ -2,15 +2,19 @@
 evaluate.py, match.py, scripts/collect_runs.py, scripts/compare_runs.py) and asserts exit code 2, one line on
 stderr naming the input, no traceback, and that no file written before changed. The table, by section:
 
-- run folders (one rule for every entry point, utils/run_folder.py): evaluate.py into a training run's folder,
-  into the benchmark's data (nothing written there, not even Hydra's record), a run folder that is a file
-  (train.py and evaluate.py), two train.py runs started together into one folder (one runs, the other is
-  refused; the folder is the first's alone, and resuming it afterwards works);
-- outputs onto special files: match.py --out onto a FIFO or a character device (left as they were);
+- run folders (one rule for every entry point, utils/run_folder.py): evaluate.py into a training run's folder
+  and train.py into an evaluation's, evaluate.py into the benchmark's data (nothing written there, not even
+  Hydra's record), a run folder that is a file (train.py and evaluate.py), two train.py runs started 0.1 s
+  apart into one folder (one runs, the other is refused; the folder is the first's alone, and resuming it
+  afterwards works), a sweep or an evaluation into a folder in use, a refused run releasing its folder;
+- outputs onto special files: match.py --out or --plot onto a FIFO or a character device (left as they
+  were), written_atomically onto a FIFO, a device or a folder;
 - real full disks (a small tmpfs; skipped where mounting is not permitted): the second checkpoint of a run
-  (torch's "unexpected pos" included), collect_runs.py --csv, compare_runs.py --plot;
+  (torch's "unexpected pos" read as the full disk it is), evaluate.py (Hydra's own record failing first),
+  match.py, collect_runs.py --csv, compare_runs.py --plot;
 - the scripts' inputs: collect_runs.py --csv onto a run's summary.json, runs with identical overrides (a row
-  each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot onto an input.
+  each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot onto a FIFO, a
+  folder or below a file.
 """
 
 import errno
@@ -55,6 +59,16 @@ def test_evaluate_refuses_a_training_run_folder(tmp_path):
     refusal(run, f"out_dir {run_dir}", "train.py", "checkpoints")
     assert_unchanged(before)
     assert files_in(run_dir) == sorted(before)  # and nothing new: no .hydra/hydra.yaml, no evaluate.log
+
+
+def test_train_refuses_an_evaluation_run_folder(world, tmp_path):
+    """hydra.run.dir=<an evaluate.py run>: its summary.json and .hydra/ would be replaced."""
+    folder = evaluation_run(tmp_path / "sift", "sift")
+    before = snapshot(folder)
+    run = run_here([TRAIN, f"hydra.run.dir={folder}", *small(world, None, "trainer.max_steps=1")], tmp_path)
+    refusal(run, f"hydra.run.dir {folder}", "evaluate.py run", "results.csv", "overwrite_run_dir=true")
+    assert_unchanged(before)
+    assert files_in(folder) == sorted(before)
 
 
 @pytest.mark.parametrize("inside", ["", "runs/today"])
