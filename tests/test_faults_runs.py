@@ -35,7 +35,7 @@ from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snaps
 from tests.test_faults import FAST, earlier_run, evaluate_command, files_in, photos, write_photo_folder  # noqa: F401
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
 from utils.files import NotARegularFileError, written_atomically
-from utils.run_folder import LOCK
+from utils.run_folder import LOCK, claim, claimed_folders, release_all
 
 TRAIN = str(ROOT / "train.py")
 EVALUATE = str(ROOT / "evaluate.py")
@@ -391,3 +391,17 @@ def test_match_on_a_real_full_disk_is_one_line(photos, tmp_path):
         refusal(run, str(disk), "the disk is full")
         assert_unchanged(before)
         assert sorted(path.name for path in disk.iterdir()) == ["filler", "m.npz", "m.png"]
+
+
+def test_a_filesystem_without_locks_runs_unguarded_with_a_warning(tmp_path, monkeypatch, capsys):
+    """flock failing with ENOLCK (a network mount without a lock service) must not stop every run there."""
+    def no_locks(file, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    try:
+        claim(tmp_path / "run", "hydra.run.dir")
+        assert claimed_folders() == [tmp_path / "run"]
+    finally:
+        release_all()
+    assert capsys.readouterr().err.startswith(f"warning: cannot lock {tmp_path / 'run' / LOCK}")

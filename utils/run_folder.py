@@ -20,6 +20,7 @@ import fcntl
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,13 +87,13 @@ def check_run_folder(folder: Path, name: str, program: str, inputs: dict[str, An
         raise RunFolderError(problem)
 
 
-def claim(folder: Path, name: str, check=None) -> None:
+def claim(folder: Path, name: str, check: Callable[[], None] | None = None) -> None:
     """Lock `folder` (made if missing) for this process until `release_all` or its end, once `check()` (that
     raises RunFolderError) passes. RunFolderError when another run holds it or `check` fails; then nothing is
     written. A folder in use is said to be so before any other problem with it."""
-    lock = folder / LOCK
-    file = _locked(lock, folder, name) if lock.is_file() else None
+    lock, file = folder / LOCK, None
     try:
+        file = _locked(lock, folder, name) if lock.is_file() else None
         if check is not None:
             check()
         if file is None:
@@ -102,7 +103,7 @@ def claim(folder: Path, name: str, check=None) -> None:
         if file is not None:
             file.close()
         if isinstance(error, OSError):  # a folder that cannot be made or written to
-            raise RunFolderError(f"{name} {folder}: cannot claim it for the run ({error.strerror or error})") from None
+            raise RunFolderError(f"{name} {folder}: cannot write there ({error.strerror or error})") from None
         raise
     _held.append(file)
     try:  # whose lock it is, for the message of a run refused while this one goes on; the lock holds without
@@ -124,6 +125,9 @@ def _locked(lock: Path, folder: Path, name: str) -> IO:
         file.close()
         raise RunFolderError(f"{name} {folder} is in use by another run{f' (process {holder})' if holder else ''}: "
                              f"choose another {name}, or wait for that run to end") from None
+    except OSError as error:  # a filesystem without locks (some network mounts): run, unguarded
+        print(f"warning: cannot lock {lock} ({error.strerror or error}): a second run started into {folder} "
+              f"would not be refused", file=sys.stderr)
     return file
 
 
