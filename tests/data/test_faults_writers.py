@@ -52,7 +52,7 @@ def without_progress(run: subprocess.CompletedProcess) -> subprocess.CompletedPr
 
 
 def synthetic(*args: str, cwd: Path = ROOT):
-    return run_here(["-m", "data.synthetic", "--scenes", "3", "--cameras", "3", "--textures", "procedural", *args], cwd)
+    return run_here(["-m", "data.synthetic", "--scenes", "3", "--cameras", "3", "--textures", "photos", *args], cwd)
 
 
 # ----------------------------------------------------------------------------------------------- data.synthetic
