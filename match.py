@@ -26,6 +26,7 @@ from data.pairs import Matches
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_text
 from evaluation.loftr_matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
+from evaluation.matchers import checked_device
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
@@ -113,18 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _device(text: str) -> torch.device:
     try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from None
-    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: no images can be matched there
-        raise argparse.ArgumentTypeError(f"{text!r}: match.py runs on cpu, cuda, cuda:N or mps")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError("MPS (Apple's GPU) is not available on this machine")
-    return device
+        return checked_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _number(text: str, kind: type) -> int | float:

@@ -15,8 +15,10 @@ from functools import partial
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from data.pairs import Matches
+from utils.values import check_number
 
 from .baselines import ASIFTMatcher, SIFTMatcher
 from .learned import LightGlueMatcher, XFeatMatcher
@@ -29,7 +31,33 @@ class Matcher(Protocol):
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches: ...
 
 
-MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": LoFTRMatcher.from_checkpoint,
+def checked_device(name: str | torch.device) -> torch.device:
+    """The torch device `name` says ("cpu", "cuda", "cuda:1", "mps"); ValueError unless it is one that images
+    can be matched on and this machine has (meta, a missing GPU: a traceback in the first forward)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={name!r} is not a torch device: give cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={name!r}: matching runs on cpu, cuda, cuda:N or mps")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and gpus == 0:
+        raise ValueError(f"device={name!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= gpus:
+        raise ValueError(f"device={name!r}: this machine has {gpus} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r}: MPS (Apple's GPU) is not available on this machine")
+    return device
+
+
+def loftr_matcher(checkpoint=None, *, coarse_threshold: float | None = None, device="cpu", **options) -> LoFTRMatcher:
+    """LoFTRMatcher.from_checkpoint, its numbers and device checked first (ValueError naming the option)."""
+    check_number("coarse_threshold", coarse_threshold, 0, 1, optional=True)  # a confidence
+    return LoFTRMatcher.from_checkpoint(checkpoint, coarse_threshold=coarse_threshold, device=checked_device(device),
+                                        **options)
+
+
+MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": loftr_matcher,
             "xfeat": partial(XFeatMatcher, "sparse"), "xfeat_star": partial(XFeatMatcher, "star"),
             "xfeat_lighterglue": partial(XFeatMatcher, "lighterglue"),
             "aliked_lightglue": partial(LightGlueMatcher, "aliked"),

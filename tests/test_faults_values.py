@@ -5,7 +5,8 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
 
 - evaluate.py: a RANSAC seed past OpenCV's int or negative (PoseLib), inf or NaN thresholds, a nested matcher
   list, plot_pairs < 0, a negative stress seed, a benchmark's epipolar threshold or resize rule out of range,
-  XFeat's and SIFT's options (top_k 0, abc, -5; min_cossim NaN; ratio 0; max_features -1), images too small
+  the matchers' options (XFeat's top_k 0, abc, -5, min_cossim NaN; SIFT's ratio 0, max_features -1; LoFTR's
+  coarse_threshold NaN or 2, device meta), images too small
   for XFeat and XFeat* (benchmark.resize.longer_side 16 and 48), the homographies benchmark's draws (image
   size 0x0, NaN rotation, tilt < 1, zoom range reversed, no pairs per image, inf shift, a negative seed);
 - pairs files naming an image outside image_root (an absolute path, a `..` that climbs out): one line naming
@@ -86,6 +87,9 @@ EVALUATE_CASES = {
     "xfeat min_cossim nan": (["matcher=xfeat", "matcher.min_cossim=nan"], ["min_cossim=nan"]),
     "sift ratio 0": (["matcher=sift", "matcher.ratio=0"], ["sift", "ratio=0"]),
     "sift max_features -1": (["matcher=sift", "matcher.max_features=-1"], ["max_features=-1"]),
+    "loftr coarse_threshold nan": (["matcher=loftr", "matcher.coarse_threshold=nan"], ["coarse_threshold=nan"]),
+    "loftr coarse_threshold 2": (["matcher=loftr", "matcher.coarse_threshold=2"], ["coarse_threshold=2"]),
+    "loftr device meta": (["matcher=loftr", "matcher.device=meta"], ["device='meta'", "cpu, cuda"]),
     "xfeat at 16 px": (["matcher=xfeat", "benchmark.resize.longer_side=16"], ["image0", "16x8", "benchmark.resize"]),
     "xfeat_star at 48 px": (["matcher=xfeat_star", "benchmark.resize.longer_side=48"],
                             ["image0", "48x32", "benchmark.resize"]),
