@@ -230,7 +230,9 @@ def test_evaluate_runs_the_benchmarks_verbatim_on_the_trees(megadepth, scannet, 
     runs = {"megadepth1500": (f"benchmark.root={megadepth}/test",
                               f"benchmark.scene_info_dir={megadepth}/index/megadepth_test_1500_scene_info"),
             "scannet1500": (f"benchmark.root={scannet}/test",
-                            f"benchmark.index_dir={scannet}/index/scannet_test_1500")}
+                            f"benchmark.index_dir={scannet}/index/scannet_test_1500",
+                            # K describes the generated frames, not LoFTR's 640x480 (README)
+                            f"benchmark.intrinsics_size=[{SIZE[0]},{SIZE[1]}]")}
     for name, options in runs.items():
         summary = evaluate(config_of(f"benchmark={name}", *options, "matcher=sift", "max_pairs=2", "plot_pairs=0",
                                      f"out_dir={tmp_path / name}"))
