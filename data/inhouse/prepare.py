@@ -256,7 +256,7 @@ def _run_child(command: list[str], stdin: str) -> tuple[int, list[str]]:
     """Run `command` with `stdin`; its stage lines ("prepare: ...") are shown as they come, the rest of its
     stderr (COLMAP's log) is returned with its exit code. Ctrl-C ends it too."""
     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
+                             text=True, errors="replace")  # a photo's name in another encoding in the log
     log = []
     try:
         child.stdin.write(stdin)
@@ -280,7 +280,7 @@ DISK_FULL = ("database or disk is full", "No space left on device")
 def _colmap_reason(log: list[str], code: int) -> str:
     """The line of COLMAP's log that says why it stopped (an exception's what(), a failed check, an error), or
     the exit code."""
-    for marker in ("what():", "Check failed", "rror"):
+    for marker in ("what():", "Check failed", "Error", "error"):
         found = [line.strip() for line in log if marker in line]
         if found:
             return found[-1].split("what():")[-1].strip()
