@@ -5,8 +5,8 @@ nothing of its own. The table:
 
 - data.synthetic: an --out holding LoFTR's real MegaDepth index (not overwritten; --overwrite is explicit; its
   own worlds, finished or killed half-way, are made again), train.py's world.root on such a folder, a full
-  disk in each layout (a real tmpfs: once a segfault in h5py) and while its own world is made again, --size out of range or malformed, 100000x100000 in a process
-  of 2 GiB, train.py's world.size out of range;
+  disk in each layout (a real tmpfs: once a segfault in h5py) and while its own world is made again, --size
+  out of range or malformed, 100000x100000 in a process of 2 GiB, train.py's world.size out of range;
 - prepare: an --out holding files it did not make (again into its own, into another's with --overwrite), SfM
   that registers nothing (no colmap/ left), a full disk during structure from motion (pycolmap aborts the
   process: it runs in a child), --camera-mode single on photos of several sizes, photos stored turned with an
