@@ -42,5 +42,7 @@ def test_a_data_folder_that_does_not_exist_names_the_entry(tmp_path):
 
 
 def test_a_wrong_field_of_a_data_entry_names_it(tmp_path):
-    line = refused(tmp_path / "run", "world.generate=false", f"world.root={tmp_path}", "+data.train.0.longer_sid=3")
+    (tmp_path / "world").mkdir()  # beside the run folder: a run folder inside its data is refused
+    line = refused(tmp_path / "run", "world.generate=false", f"world.root={tmp_path / 'world'}",
+                   "+data.train.0.longer_sid=3")
     assert "data.train.0: megadepth dataset: unknown field(s) ['longer_sid']" in line

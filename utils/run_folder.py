@@ -5,8 +5,9 @@ evaluate.py's out_dir and the scripts, checked in a Hydra callback before Hydra 
 Refused in one line (exit code 2):
 - a path that is a file;
 - a folder another run is writing to now: each run holds an exclusive lock on the folder's `.run.lock`
-  (fcntl.flock) for its life; the kernel drops it when the process ends, however it ends, so a run that has
-  ended can always be resumed in its folder;
+  (fcntl.flock) for its life and removes the file as it ends; the kernel drops the lock when the process ends,
+  however it ends (a killed run leaves the file, unlocked), so a run that has ended can always be resumed in
+  its folder;
 - a folder holding the records of another program's run (evaluate.py into a training run would replace its
   summary.json and .hydra/), or, for train.py, an earlier run's checkpoints unless resuming it (`ckpt_path=`
   one of them) or `overwrite_run_dir=true`; an earlier evaluate.py run's folder may be evaluated into again:
@@ -119,6 +120,9 @@ def _locked(lock: Path, folder: Path, name: str) -> IO:
     file = open(lock, "a+b", buffering=0)  # noqa: SIM115
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not lock.exists() or not os.path.samestat(os.fstat(file.fileno()), lock.stat()):
+            file.close()  # removed by the run that held it as it ended: the lock is the new file's
+            return _locked(lock, folder, name)
     except BlockingIOError:
         file.seek(0)
         holder = file.read().decode(errors="replace").strip()
@@ -148,9 +152,12 @@ def remove_new_records() -> None:
 
 
 def release_all() -> None:
-    """Unlock every folder this process claimed."""
+    """Unlock every folder this process claimed, removing the lock files: a run leaves no trace of its lock
+    (one killed leaves the file, unlocked, for the next run to take)."""
     while _held:
-        _held.pop().close()
+        file = _held.pop()
+        Path(file.name).unlink(missing_ok=True)  # while still locked: a run that opened it now sees it removed
+        file.close()
 
 
 def is_rank_zero() -> bool:
