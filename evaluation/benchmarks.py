@@ -236,12 +236,12 @@ class ScanNet1500(Benchmark):
         width, height = self.intrinsics_size
         cx, cy = K[0, 2], K[1, 2]
         if not (0.3 * width < cx < 0.7 * width and 0.3 * height < cy < 0.7 * height):
-            implied = f"{round(2 * cx + 1)}x{round(2 * cy + 1)}"
+            implied = round(2 * cx + 1), round(2 * cy + 1)
             raise ValueError(f"{self.name} benchmark: the intrinsics of {scene} in "
                              f"{Path(self.index_dir) / self.intrinsics} have their principal point at ({cx:g}, {cy:g}),"
-                             f" the centre of frames of about {implied} px, not of intrinsics_size="
-                             f"{list(self.intrinsics_size)}: set intrinsics_size=[W,H] to the size of the frames K "
-                             f"describes")
+                             f" the centre of frames of about {implied[0]}x{implied[1]} px, not of intrinsics_size="
+                             f"{list(self.intrinsics_size)}: set intrinsics_size to the size of the frames K describes"
+                             f" (here likely intrinsics_size=[{implied[0]},{implied[1]}])")
 
     def _dataset(self) -> ScanNetPairs:
         folder = Path(self.index_dir)

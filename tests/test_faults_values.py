@@ -155,7 +155,7 @@ def test_scannet_intrinsics_of_another_frame_are_refused_not_scored(scannet, tmp
     before = snapshot(scannet)
     run = run_here([EVALUATE, *scannet_overrides(scannet), "max_pairs=1", "plot_pairs=0",
                     f"out_dir={tmp_path / 'out'}"], tmp_path)
-    refusal(run, "intrinsics_size=[640, 480]", "160x120", "intrinsics.npz")
+    refusal(run, "intrinsics_size=[640, 480]", "160x120", "intrinsics.npz", "intrinsics_size=[160,120]")
     assert_unchanged(before)
 
 
