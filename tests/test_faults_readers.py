@@ -19,6 +19,7 @@ not that the machine has memory. The table, by file:
   1 GB sparse file.
 """
 
+import io
 import os
 import resource
 import shutil
@@ -37,6 +38,7 @@ import torch
 from data.io import read_depth_h5
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
 from tests.test_faults import (  # noqa: F401 (fixtures)
+    MEGADEPTH_VAL,
     _no_progress_bars,
     evaluate_command,
     first_val_files,
@@ -210,6 +212,68 @@ def test_a_depth_map_of_another_shape_than_its_image_is_refused_unread(tmp_path)
         file.create_dataset("depth", shape=(1000, 1000), dtype="f4", fillvalue=1.0)
     with address_space_limited(), pytest.raises(ValueError, match=r"depth.h5.*1000x1000.*160x120"):
         read_depth_h5(path, shape=(120, 160))
+
+
+# ------------------------------------------------------------------------------------ index files (train.py)
+
+NPY_HEADER = {"descr": "<f8", "fortran_order": False}
+
+
+def npy_bytes(shape: tuple[int, ...], data: bytes) -> bytes:
+    """A .npy file's bytes: a header declaring float64 of `shape`, then `data`."""
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, {**NPY_HEADER, "shape": shape})
+    return stream.getvalue() + data
+
+
+def forged_member(path: Path) -> None:
+    """One more member in the np.savez archive at `path`: a header declaring 1e10 float64 (80 GB), 16 bytes."""
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("extra.npy", npy_bytes((10**10,), bytes(16)))
+
+
+def deflated_member(path: Path) -> None:
+    """One more member in the np.savez archive at `path`: 1 GiB of float64 zeros, deflated to a MB."""
+    with zipfile.ZipFile(path, "a", compresslevel=1) as archive:
+        info = zipfile.ZipInfo("extra.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as member:
+            member.write(npy_bytes((1 << 27,), b""))
+            zeros = bytes(16 << 20)
+            for _ in range(64):
+                member.write(zeros)
+
+
+def counted_pickle(path: Path) -> None:
+    """A pickle at `path` whose one opcode (BINBYTES8) declares 1e11 bytes and holds 3."""
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 10**11) + b"abc")
+
+
+# the world, the index file replaced and how, and what the refusal names besides the file
+BAD_INDEX_FILES = {
+    "scannet member declaring 80 GB": ("scannet", forged_member, "80000000000 bytes"),
+    "scannet member deflated from 1 GiB": ("scannet", deflated_member, "64x"),
+    "megadepth scene-info pickle declaring 100 GB": ("megadepth", counted_pickle, "declares more bytes"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INDEX_FILES)
+def test_an_index_file_declaring_more_than_it_holds_stops_training_unallocated(worlds, tmp_path, case):
+    layout, forge, named = BAD_INDEX_FILES[case]
+    folder = tmp_path / "index"
+    if layout == "scannet":
+        shutil.copytree(worlds["scannet"] / "index" / "scene_data" / "train", folder)
+        bad, where = folder / "scene0000_00.npz", f"data.train.0.index_dir={folder}"
+    else:
+        shutil.copytree(worlds["megadepth"] / MEGADEPTH_VAL.parent, folder)
+        bad, where = folder / MEGADEPTH_VAL.name, f"data.val.0.scene_info_dir={folder}"
+    forge(bad)
+    assert bad.stat().st_size < 16 << 20
+    run_dir = tmp_path / "run"
+    with address_space_limited():
+        run = train(run_dir, f"loftr_{layout}", worlds[layout], where)
+    refusal(run, str(bad), named)
+    assert not (run_dir / "checkpoints").exists()
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
