@@ -29,6 +29,7 @@ from lightning_modules.builders import (
     build_logger,
     build_module,
     build_trainer,
+    check_final_evaluation,
     check_resumable,
     check_trainer_settings,
     checked_data,
@@ -52,6 +53,7 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
         ensure_world(config.world)
     except WorldGenerationError as error:
         raise ConfigError(str(error)) from None
+    check_final_evaluation(config.final_evaluation)  # after the world is made: it may be the benchmark's data
     datamodule = checked_data(config.data)
     module = build_module(training_config(config))
     if config.ckpt_path is not None:

@@ -18,6 +18,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from data.datamodule import DATASETS, DataConfig, PairDataModule
+from evaluation.benchmarks import build_benchmark
+from evaluation.final import FinalEvaluation
+from evaluation.harness import HarnessConfig
+from evaluation.matchers import MATCHERS
 from models.checkpoint import CheckpointError, fit_problems, read_checkpoint
 from utils.annotations import fits, type_name
 from utils.values import check_number
@@ -46,6 +50,25 @@ def checked_data(data: DataConfig) -> PairDataModule:
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
     return datamodule
+
+
+def check_final_evaluation(settings: FinalEvaluation) -> None:
+    """ConfigError naming the `final_evaluation.` value that would stop the run after training: a benchmark
+    option out of range or a missing benchmark root, max_pairs < 1, an unknown baseline."""
+    if settings.benchmark is None:
+        return
+    try:
+        HarnessConfig(max_pairs=settings.max_pairs)
+        unknown = [name for name in settings.baselines if name not in MATCHERS]
+        if unknown:
+            raise ValueError(f"baselines: unknown matcher(s) {unknown}; valid names: {', '.join(sorted(MATCHERS))}")
+    except ValueError as error:
+        raise ConfigError(f"final_evaluation.{error}") from None
+    options = dict(settings.benchmark)
+    try:
+        build_benchmark(options.pop("name", None), **options).check()
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(f"final_evaluation.benchmark: {error}") from None
 
 
 def build_module(config: TrainingConfig) -> LoFTRModule:

@@ -15,7 +15,8 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
   intrinsics_size; with `benchmark.intrinsics_size=[160,120]` (no `+`, as README writes it) it is scored;
   every `benchmark.` key README and docs/ write composes without `+`;
 - train.py: seed 2^70 or -1, checkpoint every -1 or 0 steps, accumulate_grad_batches=0, inf and NaN values of
-  validation and trainer options, negative counts; a GPU recipe (trainer: gpu) on a machine without CUDA is one
+  validation and trainer options, negative counts, the final evaluation's (a NaN resize, max_pairs 0, an unknown
+  baseline: before training, not after it); a GPU recipe (trainer: gpu) on a machine without CUDA is one
   line saying "add trainer=cpu", before any run folder (or sweep folder) is made;
 - match.py: --device meta, mps, cuda:7 where the machine has none, --epipolar-threshold inf, NaN or 0,
   --resize abc: one line each (argparse's usage block is --help's).
@@ -203,6 +204,13 @@ TRAIN_CASES = {
     "validation seed -1": ("validation.ransac_seed=-1", ["validation.ransac_seed=-1"]),
     "validation figures -1": ("validation.num_figures=-1", ["validation.num_figures=-1"]),
     "nonfinite steps -1": ("max_nonfinite_steps=-1", ["max_nonfinite_steps=-1"]),
+    # checked before training, not after it
+    "final resize nan": ("final_evaluation.benchmark={name:synthetic,root:WORLD,resize:{longer_side:nan}}",
+                         ["final_evaluation.benchmark", "resize.longer_side=nan"]),
+    "final max_pairs 0": ("final_evaluation.benchmark={name:synthetic,root:WORLD} final_evaluation.max_pairs=0",
+                          ["final_evaluation.max_pairs", "0"]),
+    "final baseline unknown": ("final_evaluation.benchmark={name:synthetic,root:WORLD} "
+                               "final_evaluation.baselines=[nope]", ["final_evaluation.baselines", "nope"]),
 }
 
 
@@ -210,7 +218,10 @@ TRAIN_CASES = {
 def test_train_refuses_a_bad_value_naming_it(world, tmp_path, case):
     override, named = TRAIN_CASES[case]
     before = snapshot(world)
-    run = run_here([TRAIN, *small(world, tmp_path / "run", "trainer=cpu", "trainer.max_steps=1", override)], tmp_path)
+    overrides = [o for o in small(world, tmp_path / "run", "trainer=cpu", "trainer.max_steps=1")
+                 if not (override.startswith("final_evaluation") and o.startswith("final_evaluation"))]
+    extra = override.replace("WORLD", str(world)).split()
+    run = run_here([TRAIN, *overrides, *extra], tmp_path)
     refusal(run, *named)
     assert_unchanged(before)
     assert not (tmp_path / "run" / "checkpoints").exists()
