@@ -125,6 +125,22 @@ def build_loftr(
     return model.eval()
 
 
+def check_fit_unbuilt(state_dict: dict[str, torch.Tensor], pos_encoding: str, coarse_threshold: float | None,
+                      config: LoFTRConfig | EfficientLoFTRConfig | None, quadtree_topks: list[int] | None) -> None:
+    """CheckpointError when `build_loftr`'s model for these arguments does not fit `state_dict`, found by
+    building it on the meta device, which allocates nothing: a model that a checkpoint's stored config declares
+    but its weights do not fill (a huge one within the config's bounds) is refused unbuilt. Layers that compute
+    weights as they are built (SE2-LoFTR's steerable bases) cannot be built there: those are left to the real
+    build, within the config's bounds (models/checkpoint.py)."""
+    try:
+        with torch.device("meta"):
+            build_loftr(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks=quadtree_topks)
+    except CheckpointError:
+        raise
+    except (NotImplementedError, RuntimeError):  # an operation the meta device does not run
+        pass
+
+
 def _build_efficient_loftr(state_dict: dict[str, torch.Tensor], coarse_threshold: float | None,
                            config: EfficientLoFTRConfig | None) -> EfficientLoFTR:
     config = deepcopy(config) if isinstance(config, EfficientLoFTRConfig) else EfficientLoFTRConfig()
@@ -226,9 +242,15 @@ class LoFTRMatcher:
             if pos_encoding == "auto" and isinstance(config, LoFTRConfig):
                 pos_encoding = "fixed" if config.temp_bug_fix else "legacy"
         try:
+            if state_dict is not None:
+                check_fit_unbuilt(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks)
             model = build_loftr(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks=quadtree_topks)
         except CheckpointError as error:
             raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
+        except ValueError as error:
+            if stored is None:  # the caller's config
+                raise
+            raise CheckpointError(f"checkpoint {checkpoint}: its stored model config: {error}") from None
         if hasattr(model.backbone, "export"):  # SE2-LoFTR: the same features from plain convolutions, ~1.5x faster
             model.backbone = model.backbone.export()
         return cls(model.to(device), resize)

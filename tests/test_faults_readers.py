@@ -296,6 +296,12 @@ def set_key(*keys_and_value):
     return change
 
 
+def huge_within_bounds(model: dict) -> None:
+    """64 attention layers of 4096 channels: every value within the bounds, 50 G parameters in all."""
+    model["backbone"]["block_dims"] = [32, 48, 4096]
+    model["coarse"].update(d_model=4096, layer_names=["self", "cross"] * 32)
+
+
 # how the stored model config is changed, and what the refusal names besides the file
 BAD_STORED_CONFIGS = {
     "200000 layers": (set_key("coarse", "layer_names", ["self", "cross"] * 100_000), "coarse.layer_names",
@@ -304,6 +310,8 @@ BAD_STORED_CONFIGS = {
     "an unknown key": (set_key("coarse", "d_mdel", 3), "coarse.d_mdel", "unknown"),
     "an absurd width": (set_key("backbone", "initial_dim", 10**9), "backbone.initial_dim", "1000000000", "4096"),
     "a section that is no section": (set_key("fine", 7), "fine", "7"),
+    "a huge model within the bounds": (huge_within_bounds, "does not fit", "4096"),
+    "widths that do not go together": (set_key("coarse", "d_model", 96), "stored model config", "96"),
 }
 
 
