@@ -11,8 +11,12 @@ not that the machine has memory. The table, by file:
 - depth maps of the validation split of a generated world (train.py): a MegaDepth .h5 declaring 60000x60000
   through a fill value, of strings, or an external link; a ScanNet PNG header declaring 60000x60000, an 8-bit
   PNG; and a depth .h5 of another shape than its image, refused from its metadata;
+- index files (train.py): a ScanNet index archive with a member whose .npy header declares 80 GB, or that
+  deflates from 1 GiB; a MegaDepth scene-info pickle whose one opcode declares 100 GB;
 - checkpoints: a stored config listing 200000 layers (match.py --checkpoint and evaluate.py checkpoint=), a
-  wrongly typed, unknown or absurdly large stored value, a complex-NaN and a complex weight (train.py
+  wrongly typed, unknown or absurdly large stored value, a section that is a number, widths that do not go
+  together, a 50 G-parameter model within every bound (refused unbuilt: its weights are not in the file); a
+  complex-NaN and a complex weight (train.py
   ckpt_path= and init_checkpoint=, match.py --checkpoint), a weight expanded from 4 bytes to 40 GB and an
   archive member deflated from 1.5 GB (train.py init_checkpoint=, match.py --checkpoint);
 - text files: match.py --ground-truth /dev/zero and a 1 GB sparse file, prepare --labels /dev/zero and a
@@ -269,10 +273,12 @@ def test_an_index_file_declaring_more_than_it_holds_stops_training_unallocated(w
         bad, where = folder / MEGADEPTH_VAL.name, f"data.val.0.scene_info_dir={folder}"
     forge(bad)
     assert bad.stat().st_size < 16 << 20
+    before = snapshot(folder)
     run_dir = tmp_path / "run"
     with address_space_limited():
         run = train(run_dir, f"loftr_{layout}", worlds[layout], where)
     refusal(run, str(bad), named)
+    assert_unchanged(before)
     assert not (run_dir / "checkpoints").exists()
 
 
@@ -350,11 +356,13 @@ def complex_weight(trained: Path, path: Path, value: complex) -> tuple[Path, str
 @pytest.mark.parametrize("flag", ["ckpt_path", "init_checkpoint", "--checkpoint"])
 def test_a_complex_weight_is_refused_naming_the_key(world, trained, tmp_path, flag, value, named):
     path, key = complex_weight(trained, tmp_path / "complex.ckpt", value)
+    before = snapshot(path)
     if flag == "--checkpoint":
         run = run_here(checkpoint_command("match", world, path, tmp_path), tmp_path)
     else:
         run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}={path}")], tmp_path)
     refusal(run, str(path), key, named)
+    assert_unchanged(before)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -394,12 +402,14 @@ def test_a_checkpoint_declaring_more_than_it_holds_is_refused_unallocated(world,
     make = expanded_weight if kind == "expanded view" else compressed_member
     path, named = make(trained, tmp_path / "big.ckpt")
     assert path.stat().st_size < 64 << 20
+    before = snapshot(path)
     with address_space_limited():
         if flag == "--checkpoint":
             run = run_here(checkpoint_command("match", world, path, tmp_path), tmp_path)
         else:
             run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}={path}")], tmp_path)
     refusal(run, str(path), named, "expanded view" if kind == "expanded view" else "uncompressed")
+    assert_unchanged(before)
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "m.npz").exists()
 
 
@@ -428,10 +438,12 @@ def test_match_refuses_a_ground_truth_that_is_no_small_regular_file(photos, trut
 @pytest.mark.parametrize("labels", ["/dev/zero", "sparse"])
 def test_prepare_refuses_labels_that_are_no_small_regular_file(two_photos, tmp_path, labels):
     path = "/dev/zero" if labels == "/dev/zero" else str(sparse_file(tmp_path / "labels.csv", 1 << 30))
+    before = snapshot(two_photos)
     with address_space_limited(256 << 20):
         run = run_here(["-m", "data.inhouse", "prepare", "--threads", "1", "--images", str(two_photos),
                         "--out", str(tmp_path / "out"), "--labels", path], ROOT)
     line = refusal(run, path)
     assert ("not a regular file" if labels == "/dev/zero" else "larger than") in line
+    assert_unchanged(before)
     assert not (tmp_path / "out").exists()
     assert os.path.exists(path)
