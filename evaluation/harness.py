@@ -28,7 +28,7 @@ from geometry.estimation import (
     check_estimator,
 )
 from geometry.warp import apply_homography
-from utils.values import check_number, check_seed
+from utils.values import INT_MAX, check_number, check_seed
 
 from .benchmarks import Benchmark
 from .matchers import Matcher
@@ -59,7 +59,7 @@ class HarnessConfig:
             kind, key = ("angle", "angles") if self.stress == "rotation" else ("tilt", "tilts")
             raise ValueError(f"stress={self.stress} needs at least one {kind}: stress_config.{key} is empty")
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or isinstance(self.max_pairs, bool)
-                                           or self.max_pairs < 1):
+                                           or not 1 <= self.max_pairs <= INT_MAX):
             raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
         check_seed("ransac_seed", self.ransac_seed)  # OpenCV's RNG takes a C int, PoseLib no negative seed
         if self.ransac_threshold == "sweep":

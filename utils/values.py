@@ -5,16 +5,19 @@ import math
 import numbers
 from typing import Any
 
-SEED_MAX = 2**31 - 1  # OpenCV's RNG takes a C int; PoseLib and NumPy take any seed in [0, SEED_MAX]
+INT_MAX = 2**31 - 1  # whole numbers end in OpenCV, torch or NumPy as C ints: 2^70 is an OverflowError there
+SEED_MAX = INT_MAX  # OpenCV's RNG takes a C int; PoseLib and NumPy take any seed in [0, SEED_MAX]
 
 
 def check_number(key: str, value: Any, minimum: float = -math.inf, maximum: float = math.inf, *,
                  integer: bool = False, above: bool = False, optional: bool = False) -> None:
     """ValueError `key=value: must be ...` unless `value` is a finite number (a whole one with `integer`) in
     [minimum, maximum] (`above`: strictly greater than `minimum`); None passes with `optional`. A bool is not
-    a number (YAML's `true` would otherwise be 1)."""
+    a number (YAML's `true` would otherwise be 1). Whole numbers stay within INT_MAX unless `maximum` says."""
     if value is None and optional:
         return
+    if integer and maximum == math.inf:
+        maximum = INT_MAX
     kind = "a whole number" if integer else "a finite number"
     low, high = _shown(minimum), _shown(maximum)
     if math.isfinite(minimum) and math.isfinite(maximum):
