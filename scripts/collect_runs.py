@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.folder.is_dir():
             raise RunError(f"{args.folder} is not a folder")
-        runs = {f"{path.parent}'s summary": path for path in sorted(args.folder.rglob("summary.json"))}
-        check_no_output_on_input(runs, [("--csv", args.csv)])
+        read = {f"{path.parent}'s {name}": path.parent / name for path in sorted(args.folder.rglob("summary.json"))
+                for name in ("summary.json", ".hydra/overrides.yaml")}
+        check_no_output_on_input(read, [("--csv", args.csv)])
         rows = rows_of(args.folder)
         if not rows:
             raise RunError(f"no summary.json under {args.folder} (finished train.py runs write one)")

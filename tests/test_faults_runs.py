@@ -251,11 +251,12 @@ def evaluation_run(folder: Path, matcher: str) -> Path:
     return folder
 
 
-def test_collect_runs_never_writes_onto_a_summary(tmp_path):
+@pytest.mark.parametrize("name", ["summary.json", ".hydra/overrides.yaml"])
+def test_collect_runs_never_writes_onto_what_it_reads(tmp_path, name):
     sweep = training_sweep(tmp_path / "sweep")
     before = snapshot(sweep)
-    run = run_here([COLLECT, str(sweep), "--csv", str(sweep / "0" / "summary.json")], tmp_path)
-    refusal(run, f"--csv {sweep / '0' / 'summary.json'}", "would overwrite")
+    run = run_here([COLLECT, str(sweep), "--csv", str(sweep / "0" / name)], tmp_path)
+    refusal(run, f"--csv {sweep / '0' / name}", "would overwrite")
     assert_unchanged(before)
     assert files_in(sweep) == sorted(before)
 
