@@ -12,9 +12,10 @@ stderr naming the input, no traceback, and that no file written before changed. 
 - real full disks (a small tmpfs; skipped where mounting is not permitted): the second checkpoint of a run
   (torch's "unexpected pos" read as the full disk it is), evaluate.py (Hydra's own record failing first),
   match.py, collect_runs.py --csv, compare_runs.py --plot;
-- the scripts' inputs: collect_runs.py --csv onto a run's summary.json, runs with identical overrides (a row
-  each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot onto a FIFO, a
-  folder or below a file.
+- the scripts' inputs: collect_runs.py --csv onto a run's summary.json or overrides.yaml, runs with identical
+  overrides (a row each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot
+  onto a FIFO, a folder or below a file;
+- a filesystem without locks: the run goes on, unguarded, with a warning.
 """
 
 import errno
