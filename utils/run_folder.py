@@ -177,7 +177,8 @@ class ClaimRunFolder(Callback):
         self.program, self.folder_key, self.inputs = program, folder_key, list(inputs or [])
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if OmegaConf.is_interpolation(config, self.folder_key):  # train.py's default: Hydra's run folder
+        raw = OmegaConf.to_container(config, resolve=False).get(self.folder_key)
+        if raw == "${hydra:runtime.output_dir}":  # train.py's default: Hydra's run folder
             folder, name = config.hydra.run.dir, "hydra.run.dir"
         else:
             folder, name = OmegaConf.select(config, self.folder_key), self.folder_key
