@@ -16,9 +16,9 @@ not that the machine has memory. The table, by file:
 - checkpoints: a stored config listing 200000 layers (match.py --checkpoint and evaluate.py checkpoint=), a
   wrongly typed, unknown or absurdly large stored value, a section that is a number, widths that do not go
   together, a 50 G-parameter model within every bound (refused unbuilt: its weights are not in the file); a
-  complex-NaN and a complex weight (train.py
-  ckpt_path= and init_checkpoint=, match.py --checkpoint), a weight expanded from 4 bytes to 40 GB and an
-  archive member deflated from 1.5 GB (train.py init_checkpoint=, match.py --checkpoint);
+  complex-NaN and a complex weight (train.py ckpt_path= and init_checkpoint=, match.py --checkpoint, evaluate.py
+  checkpoint=); a weight expanded from 4 bytes to 40 GB and an archive member deflated from 1.5 GB (train.py
+  init_checkpoint=, match.py --checkpoint);
 - text files: match.py --ground-truth /dev/zero and a 1 GB sparse file, prepare --labels /dev/zero and a
   1 GB sparse file.
 """
@@ -353,12 +353,13 @@ def complex_weight(trained: Path, path: Path, value: complex) -> tuple[Path, str
 
 @pytest.mark.parametrize(("value", "named"), [(complex(float("nan"), 0.0), "NaN"), (1 + 2j, "complex")],
                          ids=["complex NaN", "complex"])
-@pytest.mark.parametrize("flag", ["ckpt_path", "init_checkpoint", "--checkpoint"])
+@pytest.mark.parametrize("flag", ["ckpt_path", "init_checkpoint", "--checkpoint", "checkpoint"])
 def test_a_complex_weight_is_refused_naming_the_key(world, trained, tmp_path, flag, value, named):
     path, key = complex_weight(trained, tmp_path / "complex.ckpt", value)
     before = snapshot(path)
-    if flag == "--checkpoint":
-        run = run_here(checkpoint_command("match", world, path, tmp_path), tmp_path)
+    if flag in ("--checkpoint", "checkpoint"):  # match.py's, evaluate.py's
+        run = run_here(checkpoint_command("match" if flag == "--checkpoint" else "evaluate", world, path, tmp_path),
+                       tmp_path)
     else:
         run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}={path}")], tmp_path)
     refusal(run, str(path), key, named)
