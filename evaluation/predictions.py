@@ -70,8 +70,11 @@ class PredictionStore:
     def open(cls, path: str | Path) -> Iterator["PredictionStore"]:
         """The file at `path`, read only; PredictionsError when it is missing or not a predictions file."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise PredictionsError(f"predictions {path} does not exist: give the predictions.h5 of an earlier run")
+        if not path.is_file():  # a device (/dev/zero), a pipe, a folder
+            raise PredictionsError(f"predictions {path} is not a regular file: give the predictions.h5 of an "
+                                   f"earlier run")
         try:
             file = h5py.File(path, "r")
         except OSError as error:  # not HDF5, truncated

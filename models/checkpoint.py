@@ -118,8 +118,10 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
     or CheckpointError with one line naming the file, for anything that cannot be used.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not path.is_file():  # a device (/dev/zero), a pipe, a folder: torch.load would read it to the end
+        raise CheckpointError(f"{path} is not a regular file: give a checkpoint file")
     if zipfile.is_zipfile(path):
         check_archive(path)
     try:

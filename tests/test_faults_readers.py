@@ -20,7 +20,7 @@ not that the machine has memory. The table, by file:
   checkpoint=); a weight expanded from 4 bytes to 40 GB and an archive member deflated from 1.5 GB (train.py
   init_checkpoint=, match.py --checkpoint);
 - text files: match.py --ground-truth /dev/zero and a 1 GB sparse file, prepare --labels /dev/zero and a
-  1 GB sparse file.
+  1 GB sparse file; /dev/zero as predictions=, --checkpoint, checkpoint= and init_checkpoint=.
 """
 
 import io
@@ -442,6 +442,20 @@ def test_match_refuses_a_ground_truth_that_is_no_small_regular_file(photos, trut
     assert ("not a regular file" if truth == "/dev/zero" else "larger than") in line
     assert_unchanged(before)
     assert not (photos / "m.npz").exists()
+
+
+@pytest.mark.parametrize("flag", ["predictions", "--checkpoint", "checkpoint", "init_checkpoint"])
+def test_a_device_given_as_a_file_is_one_line(world, photo_folder, tmp_path, flag):
+    """/dev/zero as predictions.h5 or a checkpoint: never read (it has no end)."""
+    with address_space_limited(256 << 20):
+        if flag == "predictions":
+            run = run_here(evaluate_command(photo_folder, tmp_path / "run", "predictions=/dev/zero"), ROOT)
+        elif flag == "init_checkpoint":
+            run = run_here([str(ROOT / "train.py"), *small(world, tmp_path / "run", f"{flag}=/dev/zero")], tmp_path)
+        else:
+            run = run_here(checkpoint_command("match" if flag == "--checkpoint" else "evaluate", world,
+                                              Path("/dev/zero"), tmp_path), tmp_path)
+    refusal(run, "/dev/zero", "not a regular file")
 
 
 @pytest.mark.parametrize("labels", ["/dev/zero", "sparse"])
