@@ -1,5 +1,10 @@
 """Loading LoFTR weights (official Lightning checkpoints, kornia state dicts, our own) and telling from
-their keys which LoFTR they need (positional encoding, coarse matcher)."""
+their keys which LoFTR they need (positional encoding, coarse matcher).
+
+Checkpoints come from elsewhere, so they are read bounded: nothing runs (weights_only), nothing is allocated
+beyond what the file holds (its archive members and tensor views are checked before torch.load or any copy
+allocates them), and a stored model configuration is checked against its schema and bounds before a model is
+built from it (`stored_model_config`)."""
 
 import dataclasses
 import math
@@ -169,6 +174,10 @@ def check_archive(path: str | Path) -> None:
                                   f"({member.compress_size} stored, compression {member.compress_type}) in a "
                                   f"{size}-byte file; torch.save writes its members uncompressed: not a checkpoint "
                                   f"it wrote")
+    declared = sum(member.file_size for member in members)
+    if declared > size:  # members that overlap: each may be read, and allocated, once for every reference
+        raise CheckpointError(f"{path}: its archive members declare {declared} bytes in all, more than the file's "
+                              f"{size}: not a checkpoint torch.save wrote")
 
 
 def check_stored(key: str, value: torch.Tensor, path: str | Path) -> None:
