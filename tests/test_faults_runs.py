@@ -4,9 +4,9 @@ stderr naming the input, no traceback, and that no file written before changed. 
 
 - run folders (one rule for every entry point, utils/run_folder.py): evaluate.py into a training run's folder
   and train.py into an evaluation's, evaluate.py into the benchmark's data (nothing written there, not even
-  Hydra's record), a run folder that is a file (train.py and evaluate.py), two train.py runs started 0.1 s
-  apart into one folder (one runs, the other is refused; the folder is the first's alone, and resuming it
-  afterwards works), a sweep or an evaluation into a folder in use, a refused run releasing its folder;
+  Hydra's record), a run folder that is a file (train.py and evaluate.py), a second train.py run into the
+  folder of one going on (refused; the folder is the first's alone, and resuming it afterwards works), a
+  sweep or an evaluation into a folder in use, a refused run releasing its folder;
 - outputs onto special files: match.py --out or --plot onto a FIFO or a character device (left as they
   were), written_atomically onto a FIFO, a device or a folder;
 - real full disks (a small tmpfs; skipped where mounting is not permitted): the second checkpoint of a run
@@ -98,32 +98,33 @@ def test_a_run_folder_that_is_a_file_is_one_line(world, tmp_path, script):
     assert_unchanged(before)
 
 
-def test_two_runs_started_together_into_one_folder(world, tmp_path):
-    """Two train.py runs 0.1 s apart into one hydra.run.dir (seeds 1 and 2): one runs, the other is refused
-    in one line before writing anything, so the folder's record, checkpoint and metrics are one run's; once
-    that run has ended, resuming it in the same folder works."""
+def test_two_runs_at_once_into_one_folder(world, tmp_path):
+    """A train.py run (seed 1) into a hydra.run.dir, and a second one (seed 2) started into it while the first
+    goes on: the second is refused in one line naming the first's process, before writing anything, so the
+    folder's record, checkpoint and metrics are the first's alone; once that run has ended, resuming it in
+    the same folder works. (The second runs in this process: it reaches the folder in a fraction of a second,
+    well within the first's run, where a second process would spend seconds importing.)"""
     folder = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
-
-    def start(seed: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, TRAIN, f"hydra.run.dir={folder}", f"seed={seed}",
-                                 *small(world, None, "trainer.max_steps=2", "data.val=[]")],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    first = start(1)
-    time.sleep(0.1)
-    second = start(2)
-    runs = {seed: subprocess.CompletedProcess(process.args, process.wait(timeout=600), *process.communicate())
-            for seed, process in ((1, first), (2, second))}
-    codes = sorted(run.returncode for run in runs.values())
-    assert codes == [0, 2], {seed: run.stderr[-2000:] for seed, run in runs.items()}
-    winner = next(seed for seed, run in runs.items() if run.returncode == 0)
-    refusal(runs[3 - winner], str(folder), "in use")
-    assert f"seed={winner}" in (folder / ".hydra" / "overrides.yaml").read_text()
-    assert f"seed={3 - winner}" not in (folder / ".hydra" / "overrides.yaml").read_text()
+    first = subprocess.Popen([sys.executable, TRAIN, f"hydra.run.dir={folder}", "seed=1",
+                              *small(world, None, "trainer.max_steps=2", "data.val=[]")], cwd=tmp_path,
+                             env=dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((folder / LOCK).is_file() and (folder / LOCK).read_text().strip()):  # the first holds it
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
+            time.sleep(0.05)
+        second = run_here([TRAIN, f"hydra.run.dir={folder}", "seed=2",
+                           *small(world, None, "trainer.max_steps=2", "data.val=[]")], tmp_path)
+    finally:
+        stdout, stderr = first.communicate(timeout=600)
+    refusal(second, str(folder), f"in use by another run (process {first.pid})")
+    assert first.returncode == 0, stderr[-3000:]
+    overrides = (folder / ".hydra" / "overrides.yaml").read_text()
+    assert "seed=1" in overrides and "seed=2" not in overrides
     assert step_of(folder / "checkpoints" / "last.ckpt") == 2
-    resumed = run_here([TRAIN, f"hydra.run.dir={folder}", f"seed={winner}",
-                        f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
+    assert not (folder / LOCK).exists()
+    resumed = run_here([TRAIN, f"hydra.run.dir={folder}", "seed=1", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
                         *small(world, None, "trainer.max_steps=3", "data.val=[]")], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert step_of(folder / "checkpoints" / "last.ckpt") == 3
