@@ -99,6 +99,7 @@ def check_no_output_on_input(inputs: Mapping[str, str | Path | None],
 
 
 def same_file(a: Path, b: Path) -> bool:
+    """`a` and `b` are one file or folder: the same path after `..` and symbolic links, or hard links."""
     if a.resolve() == b.resolve():
         return True
     try:
