@@ -27,6 +27,9 @@ from utils.values import SEED_MAX
 # comparison", SIAM J. Imaging Sciences 2009, tilt simulation).
 ASIFT_BLUR_C = 0.8
 BLUR_TRUNCATE_SIGMAS = 4.0  # the Gaussian is cut where it is below 4e-4 of its peak
+# The largest tilt: its blur takes 4 * 0.8 * t resamplings (t = 1e300 asked for more memory than exists); ASIFT's
+# views reach 4 sqrt 2, stress curves 8 or 16
+MAX_TILT = 64.0
 
 StressKind = Literal["rotation", "tilt"]
 STRESS_KINDS = get_args(StressKind)
@@ -49,18 +52,20 @@ class StressConfig:
 
     def __post_init__(self):
         self.angles = _finite_numbers(self.angles, "angles", "(degrees), e.g. [0,90,180]")
-        tilt_range = ">= 1 (t = 1 / cos(latitude): no latitude gives less; 1 is the view itself)"
-        self.tilts = _finite_numbers(self.tilts, "tilts", tilt_range, minimum=1.0)
+        tilt_range = (f">= 1 and <= {MAX_TILT:g} (t = 1 / cos(latitude): no latitude gives less; 1 is the view itself;"
+                      f" {MAX_TILT:g} a latitude of 89 degrees)")
+        self.tilts = _finite_numbers(self.tilts, "tilts", tilt_range, minimum=1.0, maximum=MAX_TILT)
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"seed must be a whole number in [0, {SEED_MAX}] (NumPy's seeds), got {self.seed!r}")
 
 
-def _finite_numbers(values, name: str, expected: str, minimum: float = -math.inf) -> tuple[float, ...]:
-    """`values` (a list or tuple of finite numbers, none below `minimum`) as floats; ValueError starting with
+def _finite_numbers(values, name: str, expected: str, minimum: float = -math.inf,
+                    maximum: float = math.inf) -> tuple[float, ...]:
+    """`values` (a list or tuple of finite numbers in [minimum, maximum]) as floats; ValueError starting with
     `name` and saying what is `expected` otherwise."""
     if not isinstance(values, (list, tuple)) or not all(
             isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            and value >= minimum for value in values):
+            and minimum <= value <= maximum for value in values):
         raise ValueError(f"{name} must be a list of finite numbers {expected}, got {values!r}")
     return tuple(float(value) for value in values)
 

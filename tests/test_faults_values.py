@@ -4,11 +4,12 @@ before changed. Every numeric option is checked where it is declared (the typed 
 benchmark's or the matcher's constructor, check_trainer_settings, match.py's argument types). The table:
 
 - evaluate.py: a RANSAC seed past OpenCV's int or negative (PoseLib), inf or NaN thresholds, a nested matcher
-  list, plot_pairs < 0, whole numbers past a C int (2^70 pairs, pixels, features), a negative stress seed, a
-  benchmark's epipolar threshold or resize rule out of range, the matchers' options (XFeat's top_k 0, abc, -5,
-  min_cossim NaN; SIFT's ratio 0, max_features -1; LoFTR's coarse_threshold NaN or 2, device meta), images too
-  small for XFeat and XFeat* (benchmark.resize.longer_side 16 and 48), the homographies benchmark's draws (image
-  size 0x0, NaN rotation, tilt < 1, zoom range reversed, no or 2^70 pairs per image, inf shift, a negative seed);
+  list, plot_pairs < 0, whole numbers past a C int (2^70 pairs, pixels, features), a negative stress seed or a
+  tilt of 1e300, a benchmark's epipolar threshold or resize rule out of range, the matchers' options (XFeat's
+  top_k 0, abc, -5, min_cossim NaN; SIFT's ratio 0, max_features -1; LoFTR's coarse_threshold NaN or 2, device
+  meta), images too small for XFeat and XFeat* (benchmark.resize.longer_side 16 and 48), the homographies
+  benchmark's draws (image size 0x0, NaN rotation, tilt < 1, zoom range reversed, no or 2^70 pairs per image,
+  inf shift, a negative seed);
 - pairs files naming an image outside image_root (an absolute path, a `..` that climbs out): one line naming
   the pairs file and the line;
 - a ScanNet world at 160x120 scored with 640x480 intrinsics (the default intrinsics_size): refused naming
@@ -80,6 +81,7 @@ EVALUATE_CASES = {
     "resize 2^70": ([f"benchmark.resize.longer_side={2**70}"], [f"resize.longer_side={2**70}"]),
     "sift max_features 2^70": (["matcher=sift", f"matcher.max_features={2**70}"], [f"max_features={2**70}"]),
     "stress seed -1": (["stress=tilt", "stress_config.seed=-1"], ["stress_config.seed", "-1"]),
+    "stress tilt 1e300": (["stress=tilt", "stress_config.tilts=[1,1e300]"], ["stress_config.tilts", "<= 64"]),
     "epipolar_threshold inf": (["benchmark.epipolar_threshold=inf"], ["epipolar_threshold=inf", "finite number > 0"]),
     "epipolar_threshold 0": (["benchmark.epipolar_threshold=0"], ["epipolar_threshold=0", "finite number > 0"]),
     "resize nan": (["benchmark.resize.longer_side=nan"], ["resize.longer_side=nan"]),
