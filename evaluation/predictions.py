@@ -123,7 +123,8 @@ class PredictionStore:
             raise
         except (KeyError, OSError, TypeError, ValueError) as error:
             raise PredictionsError(f"{where} cannot be read ({error})") from None
-        if not (np.ndim(runtime) == 0 and np.isreal(runtime) and np.isfinite(runtime) and runtime >= 0):
+        number = isinstance(runtime, (int, float, np.integer, np.floating)) and not isinstance(runtime, bool)
+        if not (number and np.isfinite(runtime) and runtime >= 0):
             raise PredictionsError(f"{where}: runtime_s = {runtime!r} is not a time in seconds (a finite number >= 0)")
         if not len(kpts0) == len(kpts1) == len(confidence):
             raise PredictionsError(f"{where} is malformed: kpts0 {kpts0.shape}, kpts1 {kpts1.shape}, confidence "

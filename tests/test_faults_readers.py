@@ -7,7 +7,7 @@ not that the machine has memory. The table, by file:
 
 - predictions.h5 (evaluate.py predictions=FILE): 40 M rows declared through a fill value, an external and a
   soft link, scalar, byte-string, variable-length and compound datasets, NaN, inf and complex entries, a
-  negative matching time;
+  negative matching time, one that is text;
 - depth maps of the validation split of a generated world (train.py): a MegaDepth .h5 declaring 60000x60000
   through a fill value, of strings, or an external link; a ScanNet PNG header declaring 60000x60000, an 8-bit
   PNG; and a depth .h5 of another shape than its image, refused from its metadata;
@@ -125,6 +125,7 @@ BAD_PREDICTIONS = {
     "inf": (lambda g, folder: nan_at(g, "confidence", np.inf), "confidence", "inf"),
     "complex": (lambda g, folder: replace_dataset(g, "kpts1", data=g["kpts1"][()] * (1 + 1j)), "kpts1", "complex"),
     "a negative time": (lambda g, folder: g.attrs.__setitem__("runtime_s", -1.0), "runtime_s", "-1"),
+    "a time that is text": (lambda g, folder: g.attrs.__setitem__("runtime_s", "fast"), "runtime_s", "'fast'"),
 }
 
 
