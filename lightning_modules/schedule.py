@@ -5,6 +5,8 @@ import bisect
 import math
 from dataclasses import dataclass
 
+from utils.values import check_number
+
 SCHEDULES = ("multistep", "cosine")
 
 
@@ -31,6 +33,15 @@ class OptimizerConfig:
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optimizer.schedule={self.schedule!r} is not one of {list(SCHEDULES)}")
+        check_number("optimizer.lr", self.lr, 0, above=True)
+        check_number("optimizer.reference_batch_size", self.reference_batch_size, 1, integer=True)
+        check_number("optimizer.weight_decay", self.weight_decay, 0)
+        check_number("optimizer.warmup_steps", self.warmup_steps, 0, integer=True)
+        check_number("optimizer.warmup_ratio", self.warmup_ratio, 0, 1)  # of lr, where the warm-up starts
+        if any(milestone < 0 for milestone in self.milestones):  # OmegaConf has made them ints
+            raise ValueError(f"optimizer.milestones={list(self.milestones)}: must be epochs >= 0")
+        check_number("optimizer.gamma", self.gamma, 0, above=True)
+        check_number("optimizer.final_ratio", self.final_ratio, 0, 1)
 
     def scaled_warmup_steps(self, true_batch: int) -> int:
         """Warm-up steps at `true_batch` pairs a step: LoFTR's floor(WARMUP_STEP / (true_batch /

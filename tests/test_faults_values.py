@@ -16,8 +16,8 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
   intrinsics_size; with `benchmark.intrinsics_size=[160,120]` (no `+`, as README writes it) it is scored;
   every `benchmark.` key README and docs/ write composes without `+`;
 - train.py: seed 2^70 or -1, checkpoint every -1 or 0 steps, accumulate_grad_batches=0, inf and NaN values of
-  validation and trainer options, negative counts, the final evaluation's (a NaN resize, max_pairs 0, an unknown
-  baseline: before training, not after it); a GPU recipe (trainer: gpu) on a machine without CUDA is one
+  validation, optimizer and trainer options, negative counts, the final evaluation's (a NaN resize, max_pairs 0,
+  an unknown baseline: before training, not after it); a GPU recipe (trainer: gpu) on a machine without CUDA is one
   line saying "add trainer=cpu", before any run folder (or sweep folder) is made;
 - match.py: --device meta, mps, cuda:7 where the machine has none, --epipolar-threshold inf, NaN or 0,
   --resize abc: one line each (argparse's usage block is --help's).
@@ -211,6 +211,11 @@ TRAIN_CASES = {
     "validation seed -1": ("validation.ransac_seed=-1", ["validation.ransac_seed=-1"]),
     "validation figures -1": ("validation.num_figures=-1", ["validation.num_figures=-1"]),
     "nonfinite steps -1": ("max_nonfinite_steps=-1", ["max_nonfinite_steps=-1"]),
+    "lr nan": ("optimizer.lr=nan", ["optimizer.lr=nan"]),
+    "lr -1": ("optimizer.lr=-1", ["optimizer.lr=-1"]),
+    "warmup -5 steps": ("optimizer.warmup_steps=-5", ["optimizer.warmup_steps=-5"]),
+    "gamma inf": ("optimizer.gamma=inf", ["optimizer.gamma=inf"]),
+    "milestone -1": ("optimizer.milestones=[8,-1]", ["optimizer.milestones=[8, -1]"]),
     # checked before training, not after it
     "final resize nan": ("final_evaluation.benchmark={name:synthetic,root:WORLD,resize:{longer_side:nan}}",
                          ["final_evaluation.benchmark", "resize.longer_side=nan"]),
