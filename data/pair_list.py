@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from geometry.poses import relative_pose
+from utils.values import check_number
 
 from .errors import loading_pair
 from .io import read_grayscale
@@ -203,8 +204,7 @@ def check_config(config: PairListConfig) -> None:
     if not Path(config.image_root).is_dir():
         raise FileNotFoundError(f"image root {config.image_root} does not exist: set `image_root` to the folder "
                                 f"the image names of {config.pairs_file} are relative to")
-    if config.max_pairs is not None and config.max_pairs < 1:
-        raise ValueError(f"max_pairs = {config.max_pairs}: give a positive number, or None for all pairs")
+    check_number("max_pairs", config.max_pairs, 1, integer=True, optional=True)
 
 
 def pair_list_records(config: PairListConfig) -> list[PairRecord]:
