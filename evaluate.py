@@ -66,7 +66,8 @@ def make_benchmark(settings: EvaluateConfig) -> Benchmark:
         benchmark = build_benchmark(options.pop("name"), **options)
         benchmark.check()
     except (ValueError, FileNotFoundError) as error:
-        raise EvaluationError(f"{error} (on the command line: benchmark.<option>=...)") from None
+        hint = "" if str(error).startswith("benchmark.") else " (on the command line: benchmark.<option>=...)"
+        raise EvaluationError(f"{error}{hint}") from None
     return benchmark
 
 

@@ -454,4 +454,7 @@ def build_benchmark(name: str, **options) -> Benchmark:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"benchmark {name} has no option {', '.join(unknown)}: its options are {', '.join(valid)}")
-    return benchmark(**options)
+    try:
+        return benchmark(**options)
+    except ValueError as error:  # a value out of its range, named as the command line writes it
+        raise ValueError(f"benchmark.{error}") from None

@@ -68,7 +68,8 @@ def check_final_evaluation(settings: FinalEvaluation) -> None:
     try:
         build_benchmark(options.pop("name", None), **options).check()
     except (ValueError, FileNotFoundError) as error:
-        raise ConfigError(f"final_evaluation.benchmark: {error}") from None
+        raise ConfigError(f"final_evaluation.{error}" if str(error).startswith("benchmark.") else
+                          f"final_evaluation.benchmark: {error}") from None
 
 
 def build_module(config: TrainingConfig) -> LoFTRModule:
