@@ -32,6 +32,7 @@ from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import POS_ENCODINGS, CheckpointError
 from utils.files import check_no_output_on_input, write_failure, written_atomically
+from utils.values import INT_MAX
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
 MAX_GROUND_TRUTH_BYTES = 64 << 10  # --ground-truth's 34 numbers take under 1 kB, with comments a few
@@ -132,13 +133,19 @@ def _non_negative_int(text: str) -> int:
     value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _at_most_int_max(value)
 
 
 def _positive_int(text: str) -> int:
     value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return _at_most_int_max(value)
+
+
+def _at_most_int_max(value: int) -> int:
+    if value > INT_MAX:  # a C int in OpenCV and torch
+        raise argparse.ArgumentTypeError(f"must be at most {INT_MAX}, got {value}")
     return value
 
 

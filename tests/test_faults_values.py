@@ -20,7 +20,7 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
   an unknown baseline: before training, not after it); a GPU recipe (trainer: gpu) on a machine without CUDA is one
   line saying "add trainer=cpu", before any run folder (or sweep folder) is made;
 - match.py: --device meta, mps, cuda:7 where the machine has none, --epipolar-threshold inf, NaN or 0,
-  --resize abc: one line each (argparse's usage block is --help's).
+  --resize abc, --quadtree-topks 2^70: one line each (argparse's usage block is --help's).
 """
 
 import re
@@ -265,6 +265,7 @@ MATCH_CASES = {
     "epipolar threshold nan": (["--epipolar-threshold", "nan"], ["--epipolar-threshold", "nan"]),
     "epipolar threshold 0": (["--epipolar-threshold", "0"], ["--epipolar-threshold", "0"]),
     "resize abc": (["--resize", "abc"], ["--resize", "'abc'"]),
+    "quadtree topks 2^70": (["--quadtree-topks", str(2**70)], ["--quadtree-topks", str(2**70)]),
 }
 
 
