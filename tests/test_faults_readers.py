@@ -10,7 +10,7 @@ not that the machine has memory. The table, by file:
   negative matching time, one that is text;
 - depth maps of the validation split of a generated world (train.py): a MegaDepth .h5 declaring 60000x60000
   through a fill value, of strings, or an external link; a ScanNet PNG header declaring 60000x60000, an 8-bit
-  PNG; and a depth .h5 of another shape than its image, refused from its metadata;
+  PNG; and a depth .h5 or PNG larger than its image, refused from its metadata;
 - index files (train.py): a ScanNet index archive with a member whose .npy header declares 80 GB, or that
   deflates from 1 GiB; a MegaDepth scene-info pickle whose one opcode declares 100 GB;
 - checkpoints: a stored config listing 200000 layers (match.py --checkpoint and evaluate.py checkpoint=), a
@@ -40,6 +40,7 @@ import pytest
 import torch
 
 from data.io import read_depth_h5
+from data.scannet import read_depth_png
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
 from tests.test_faults import (  # noqa: F401 (fixtures)
     MEGADEPTH_VAL,
@@ -217,6 +218,9 @@ def test_a_depth_map_of_another_shape_than_its_image_is_refused_unread(tmp_path)
         file.create_dataset("depth", shape=(1000, 1000), dtype="f4", fillvalue=1.0)
     with address_space_limited(), pytest.raises(ValueError, match=r"depth.h5.*1000x1000.*160x120"):
         read_depth_h5(path, shape=(120, 160))
+    declared_png(tmp_path / "depth.png", 30000, 30000)  # under OpenCV's own limit of 2^30 pixels: 1.8 GB decoded
+    with address_space_limited(), pytest.raises(ValueError, match=r"depth.png declares 30000x30000.*160x120"):
+        read_depth_png(tmp_path / "depth.png", (120, 160))
 
 
 # ------------------------------------------------------------------------------------ index files (train.py)
