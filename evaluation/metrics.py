@@ -46,8 +46,8 @@ def error_auc(errors: Iterable[float], thresholds: Sequence[float]) -> dict[floa
     errors = np.sort(np.nan_to_num(np.asarray(list(errors), np.float64), nan=np.inf))
     if errors.size == 0:
         raise ValueError("error_auc needs at least one error")
-    if min(thresholds) <= 0:
-        raise ValueError(f"AUC thresholds must be positive, got {thresholds}")
+    if not thresholds or not all(0 < threshold < np.inf for threshold in thresholds):  # NaN fails both
+        raise ValueError(f"AUC thresholds must be positive and finite, got {thresholds}")
     errors = np.concatenate([[0.0], errors])
     recall = np.arange(errors.size) / (errors.size - 1)
     aucs = {}
@@ -132,6 +132,8 @@ def epipolar_errors(
 
 def match_precision(errors: np.ndarray, threshold: float) -> float:
     """Share in [0, 1] of one pair's matches with an error below `threshold`; 0 for a pair with no matches."""
+    if not 0 < threshold < np.inf:  # inf would count every match correct
+        raise ValueError(f"epipolar threshold must be positive and finite, got {threshold}")
     errors = np.asarray(errors)
     return float((errors < threshold).mean()) if errors.size else 0.0
 
