@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from data.datamodule import DATASETS, DataConfig, PairDataModule
 from evaluation.benchmarks import build_benchmark
@@ -185,7 +185,10 @@ class RefuseUnavailableAccelerator(Callback):
         _refuse_unavailable(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _refuse_unavailable(config)
+        # a sweep submitted elsewhere (hydra/launcher=submitit_slurm from a login node) runs on other machines:
+        # each job checks its own (check_trainer_settings)
+        if str(OmegaConf.select(config, "hydra.launcher._target_", default="")).endswith(".BasicLauncher"):
+            _refuse_unavailable(config)
 
 
 def _refuse_unavailable(config: DictConfig) -> None:
