@@ -165,8 +165,8 @@ def unavailable_accelerator(settings: Mapping) -> str | None:
     """Why the `trainer` settings cannot run on this machine (a GPU recipe where torch sees no CUDA GPU, more
     GPUs than it has), as the one line to show, or None. Cheap: checked before the run folder is made."""
     accelerator, devices = settings.get("accelerator", "auto"), settings.get("devices", "auto")
-    if accelerator in ("gpu", "cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and count > 0):  # auto picks CUDA where it is
         if count == 0:
             return (f"trainer.accelerator={accelerator}: this machine has no CUDA GPU that torch can use; add "
                     f"trainer=cpu to train on the CPU")
