@@ -18,7 +18,8 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
 - train.py: seed 2^70 or -1, checkpoint every -1 or 0 steps, accumulate_grad_batches=0, inf and NaN values of
   validation, optimizer and trainer options, negative counts, the final evaluation's (a NaN resize, max_pairs 0,
   an unknown baseline: before training, not after it); a GPU recipe (trainer: gpu) on a machine without CUDA is one
-  line saying "add trainer=cpu", before any run folder (or sweep folder) is made;
+  line saying "add trainer=cpu", before any run folder (or sweep folder) is made; more devices than a GPU
+  machine has (checked with a pretend one-GPU machine);
 - match.py: --device meta, mps, cuda:7 where the machine has none, --epipolar-threshold inf, NaN or 0,
   --resize abc, --quadtree-topks 2^70: one line each (argparse's usage block is --help's).
 """
@@ -39,6 +40,7 @@ from data.synthetic.__main__ import main as generate_world
 from data.synthetic.texture import make_texture
 from evaluation import harness
 from evaluation.config import register_configs
+from lightning_modules.builders import unavailable_accelerator
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
 from tests.test_match_cli import write_image
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
@@ -283,3 +285,19 @@ def test_match_refuses_a_bad_option_in_one_line(tmp_path, case):
     refusal(run, *named)
     assert_unchanged(before)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_accelerator_check_on_a_one_gpu_machine(monkeypatch):
+    """What a GPU machine is told (none was at hand to run the commands on): more devices than it has, also
+    with accelerator=auto; a GPU recipe on it goes on."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert unavailable_accelerator({"accelerator": "gpu", "devices": -1}) is None
+    assert unavailable_accelerator({"accelerator": "gpu", "devices": 1}) is None
+    for accelerator in ("gpu", "auto"):
+        assert "trainer.devices=8: this machine has 1 CUDA GPU(s)" in unavailable_accelerator(
+            {"accelerator": accelerator, "devices": 8})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert unavailable_accelerator({"accelerator": "auto", "devices": 8}) is None  # auto: the CPU
+    assert "add trainer=cpu" in unavailable_accelerator({"accelerator": "cuda", "devices": 1})
