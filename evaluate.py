@@ -31,6 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from data.errors import BadPairError
 from data.pairs import ImageTooSmallError
@@ -47,8 +48,8 @@ from evaluation.predictions import Prediction, PredictionsError, PredictionStore
 from evaluation.report import report_paths, write_report
 from geometry.warp import apply_homography
 from models.checkpoint import CheckpointError
-from utils.cli import run_hydra_main
-from utils.files import check_no_output_on_input, written_atomically
+from utils.cli import one_line, run_hydra_main
+from utils.files import check_no_output_on_input, write_failure, written_atomically
 
 BENCHMARK_PATHS = ("root", "image_root", "scene_info_dir", "index_dir", "pairs_file")  # the inputs' options
 PREDICTIONS = "predictions.h5"  # in the run folder
@@ -87,7 +88,7 @@ def check_out_dir(settings: EvaluateConfig) -> None:
 
 
 def cannot_write(out_dir: Path, error: OSError) -> EvaluationError:
-    return EvaluationError(f"cannot write the results to {out_dir}: {error.strerror or error}")
+    return EvaluationError(f"cannot write the results to {out_dir}: {write_failure(error)}")
 
 
 def make_matcher(settings: EvaluateConfig) -> Matcher:
@@ -235,7 +236,11 @@ def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateC
     summaries = {}
     for name in names:
         run_overrides = [o for o in kept if name == "loftr" or not o.startswith("checkpoint=")]
-        config = hydra.compose("evaluate", overrides=[*run_overrides, f"matcher={name}", f"out_dir={base / name}"])
+        try:
+            config = hydra.compose("evaluate", overrides=[*run_overrides, f"matcher={name}", f"out_dir={base / name}"])
+        except (HydraException, OmegaConfBaseException) as error:  # matcher.KEY=... that this matcher lacks
+            raise EvaluationError(f"matcher {name}: {one_line(error)} (matcher.KEY=... goes to every listed "
+                                  f"matcher)") from None
         try:
             summaries[name] = evaluate(evaluate_config(config))
         except ValueError as error:

@@ -13,6 +13,7 @@ matcher. The file:
         attribute runtime_s: the matching time in seconds
 """
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from urllib.parse import quote
 import h5py
 import numpy as np
 
+from data.io import write_bytes
 from data.pairs import Matches
 
 
@@ -58,12 +60,15 @@ class PredictionStore:
     @classmethod
     @contextmanager
     def create(cls, path: str | Path, header: RunHeader) -> Iterator["PredictionStore"]:
-        """A new file at `path` (replacing one there) for the run `header` describes; OSError when it cannot be
-        written."""
-        with h5py.File(path, "w") as file:
+        """A new file at `path` (replacing one there) for the run `header` describes, written when the block
+        ends without an exception; OSError when it cannot be written. Built in memory and written by Python
+        (data.io.write_bytes): HDF5 crashed the process closing a file it could not flush on a full disk."""
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as file:
             file.attrs.update({"benchmark": header.benchmark, "resize": header.resize, "matcher": header.matcher,
                                "stress": header.stress or ""})
             yield cls(file, Path(path), header)
+        write_bytes(path, buffer.getbuffer())
 
     @classmethod
     @contextmanager

@@ -409,3 +409,17 @@ def test_a_filesystem_without_locks_runs_unguarded_with_a_warning(tmp_path, monk
     finally:
         release_all()
     assert capsys.readouterr().err.startswith(f"warning: cannot lock {tmp_path / 'run' / LOCK}")
+
+
+def test_predictions_on_a_real_full_disk_is_one_line(tmp_path):
+    """The disk fills while predictions.h5 is written, after Hydra's record fit (32 kB left): one line naming
+    the folder, exit code 2, no partial file; HDF5 crashed closing a file it could not flush (exit -11), so
+    this runs in a process of its own."""
+    root = write_photo_folder(tmp_path / "photos")
+    with small_disk(tmp_path / "disk", 256 * 1024) as disk:
+        (disk / "filler").write_bytes(bytes(224 * 1024))
+        out_dir = disk / "run"
+        run = subprocess.run([sys.executable, *evaluate_command(root, out_dir, "stress=rotation")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300, env=dict(os.environ, TQDM_DISABLE="1"))
+        refusal(run, str(out_dir), "the disk is full")
+        assert not list(out_dir.glob("*predictions.h5"))

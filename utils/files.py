@@ -30,8 +30,10 @@ def written_atomically(path: str | Path) -> Iterator[Path]:
 
 def write_failure(error: OSError) -> str:
     """Why a write failed, for a one-line message: "the disk is full" (ENOSPC, or a quota: EDQUOT), else the
-    system's words."""
-    return "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror or str(error)
+    system's words (a C library's message, several lines for HDF5, on one)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    return error.strerror or " ".join(str(error).split())
 
 
 class NotARegularFileError(OSError):
