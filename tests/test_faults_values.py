@@ -4,12 +4,12 @@ before changed. Every numeric option is checked where it is declared (the typed 
 benchmark's or the matcher's constructor, check_trainer_settings, match.py's argument types). The table:
 
 - evaluate.py: a RANSAC seed past OpenCV's int or negative (PoseLib), inf or NaN thresholds, a nested matcher
-  list, plot_pairs < 0, whole numbers past a C int (2^70 pairs, pixels, features), a negative stress seed or a
-  tilt of 1e300, a benchmark's epipolar threshold or resize rule out of range, the matchers' options (XFeat's
-  top_k 0, abc, -5, min_cossim NaN; SIFT's ratio 0, max_features -1; LoFTR's coarse_threshold NaN or 2, device
-  meta), images too small for XFeat and XFeat* (benchmark.resize.longer_side 16 and 48), the homographies
-  benchmark's draws (image size 0x0, NaN rotation, tilt < 1, zoom range reversed, no or 2^70 pairs per image,
-  inf shift, a negative seed);
+  list or an option that one listed matcher lacks, plot_pairs < 0, whole numbers past a C int (2^70 pairs,
+  pixels, features), a negative stress seed or a tilt of 1e300, a benchmark's epipolar threshold or resize rule
+  out of range, the matchers' options (XFeat's top_k 0, abc, -5, min_cossim NaN; SIFT's ratio 0, max_features
+  -1; LoFTR's coarse_threshold NaN or 2, device meta), images too small for XFeat and XFeat*
+  (benchmark.resize.longer_side 16 and 48), the homographies benchmark's draws (image size 0x0, NaN rotation,
+  tilt < 1, zoom range reversed, no or 2^70 pairs per image, inf shift, a negative seed);
 - pairs files naming an image outside image_root (an absolute path, a `..` that climbs out): one line naming
   the pairs file and the line;
 - a ScanNet world at 160x120 scored with 640x480 intrinsics (the default intrinsics_size): refused naming
@@ -78,6 +78,7 @@ EVALUATE_CASES = {
     "ransac_threshold inf": (["ransac_threshold=inf"], ["ransac_threshold", "inf"]),
     "sweep threshold nan": (["ransac_threshold=sweep", "sweep_thresholds=[0.5,nan]"], ["sweep_thresholds", "nan"]),
     "nested matcher list": (["matcher=[sift,[xfeat]]"], ["matcher=[sift,[xfeat]]", "flat list"]),
+    "an option of one listed matcher": (["matcher=[sift,xfeat]", "matcher.top_k=0"], ["matcher sift", "matcher.top_k"]),
     "plot_pairs -1": (["plot_pairs=-1"], ["plot_pairs=-1"]),
     "max_pairs 2^70": ([f"max_pairs={2**70}"], ["max_pairs", str(2**70)]),
     "resize 2^70": ([f"benchmark.resize.longer_side={2**70}"], [f"resize.longer_side={2**70}"]),
