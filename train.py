@@ -53,8 +53,8 @@ def train(config: TrainConfig, link_latest_run: bool = True) -> dict:
         ensure_world(config.world)
     except WorldGenerationError as error:
         raise ConfigError(str(error)) from None
-    check_final_evaluation(config.final_evaluation)  # after the world is made: it may be the benchmark's data
     datamodule = checked_data(config.data)
+    check_final_evaluation(config.final_evaluation)  # after the world is made: it may be the benchmark's data
     module = build_module(training_config(config))
     if config.ckpt_path is not None:
         check_resumable(config.ckpt_path, module)
