@@ -718,7 +718,7 @@ def test_evaluate_on_a_full_disk_names_the_folder_and_keeps_earlier_results(phot
     before = snapshot(out_dir)
     disk_full_at(target)
     run = run_here(evaluate_command(photo_folder, out_dir, "plot_pairs=1"), ROOT)
-    refusal(run, f"cannot write the results to {out_dir}", "No space left on device")
+    refusal(run, f"cannot write the results to {out_dir}", "the disk is full")
     assert_unchanged(before)
     assert not [path for path in files_in(out_dir) if target in path.name and path not in before]  # no half file
 
