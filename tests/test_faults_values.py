@@ -7,7 +7,7 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
   list or an option that one listed matcher lacks, plot_pairs < 0, whole numbers past a C int (2^70 pairs,
   pixels, features), a negative stress seed or a tilt of 1e300, a benchmark's epipolar threshold or resize rule
   out of range, the matchers' options (XFeat's top_k 0, abc, -5, min_cossim NaN; SIFT's ratio 0, max_features
-  -1; LoFTR's coarse_threshold NaN or 2, device meta), images too small for XFeat and XFeat*
+  -1; LoFTR's coarse_threshold NaN or 2, device meta), images too small for XFeat, XFeat* and DISK
   (benchmark.resize.longer_side 16 and 48), the homographies benchmark's draws (image size 0x0, NaN rotation,
   tilt < 1, zoom range reversed, no or 2^70 pairs per image, inf shift, a negative seed);
 - pairs files naming an image outside image_root (an absolute path, a `..` that climbs out): one line naming
@@ -102,6 +102,8 @@ EVALUATE_CASES = {
     "xfeat at 16 px": (["matcher=xfeat", "benchmark.resize.longer_side=16"], ["image0", "16x8", "benchmark.resize"]),
     "xfeat_star at 48 px": (["matcher=xfeat_star", "benchmark.resize.longer_side=48"],
                             ["image0", "48x32", "benchmark.resize"]),
+    "disk_lightglue at 16 px": (["matcher=disk_lightglue", "benchmark.resize.longer_side=16"],
+                                ["image0", "16x8", "disk_lightglue", "benchmark.resize"]),
     "homographies 0x0": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.image_size=[0,0]"],
                          ["image_size=[0, 0]"]),
     "homographies nan rotation": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.max_rotation_deg=nan"],
