@@ -50,6 +50,7 @@ from geometry.warp import apply_homography
 from models.checkpoint import CheckpointError
 from utils.cli import one_line, run_hydra_main
 from utils.files import check_no_output_on_input, write_failure, written_atomically
+from utils.run_folder import RunFolderError, check_run_folder, claim
 
 BENCHMARK_PATHS = ("root", "image_root", "scene_info_dir", "index_dir", "pairs_file")  # the inputs' options
 PREDICTIONS = "predictions.h5"  # in the run folder
@@ -232,6 +233,13 @@ def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateC
     if "out_dir" not in keys:  # the default names the last matcher, whose config Hydra composed last
         base = base.parent.parent / "+".join(names) / base.name
     check_out_dir(replace(settings, out_dir=str(base)))
+    try:  # the run-folder rule for the folders Hydra never saw: the base (unless it is out_dir) and each run's
+        if base != Path(settings.out_dir):
+            claim(base, "out_dir", lambda: check_run_folder(base, "out_dir", "evaluate"))
+        for name in names:
+            check_run_folder(base / name, "out_dir", "evaluate")
+    except RunFolderError as error:
+        raise EvaluationError(str(error)) from None
     kept = [override.input_line for key, override in keys.items() if key not in ("matcher", "out_dir")]
     summaries = {}
     for name in names:

@@ -62,6 +62,19 @@ def test_evaluate_refuses_a_training_run_folder(tmp_path):
     assert files_in(run_dir) == sorted(before)  # and nothing new: no .hydra/hydra.yaml, no evaluate.log
 
 
+def test_several_matchers_refuse_a_training_run_in_a_matchers_folder(tmp_path):
+    """`matcher=[sift,asift] out_dir=D` writes each matcher's run into D/NAME: a train.py run there is refused
+    before any matcher runs, and nothing in D changes."""
+    base = tmp_path / "compare"
+    run_dir = earlier_run(base / "asift")
+    root = write_photo_folder(tmp_path / "photos")
+    before = snapshot(base)
+    run = run_here([*evaluate_command(root, base), "matcher=[sift,asift]"], ROOT)
+    refusal(run, f"out_dir {run_dir}", "train.py", "checkpoints")
+    assert_unchanged(before)
+    assert not (base / "sift").exists()
+
+
 def test_train_refuses_an_evaluation_run_folder(world, tmp_path):
     """hydra.run.dir=<an evaluate.py run>: its summary.json and .hydra/ would be replaced."""
     folder = evaluation_run(tmp_path / "sift", "sift")
