@@ -63,3 +63,18 @@ def test_the_layout_section_names_files_that_exist():
         modules = {path.stem for path in (ROOT / package).glob("*.py") if path.stem != "__init__"}
         missing = sorted(module for module in modules if not re.search(rf"\b{module}\b", entry))
         assert not missing, f"README's layout does not list {package}/ {missing}"
+
+
+def test_the_readme_counts_the_fault_cases_it_names():
+    """README's guarantees section gives the number of fault cases and the files that hold them: the number is
+    what pytest collects from those files."""
+    section = (ROOT / "README.md").read_text().split("## Bad input, full disks and run folders")[1].split("\n## ")[0]
+    stated = int(re.search(r"(\d+) fault cases", section).group(1))
+    patterns = re.findall(r"`(tests/[\w/*]+\.py)`", section)
+    files = sorted({str(path.relative_to(ROOT)) for pattern in patterns for path in ROOT.glob(pattern)})
+    assert len(files) >= 5, files
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", *files], cwd=ROOT,
+                               capture_output=True, text=True)
+    counted = re.search(r"(\d+) tests? collected", collected.stdout)
+    assert counted, collected.stdout[-2000:] + collected.stderr[-2000:]
+    assert stated == int(counted.group(1)), f"README says {stated} fault cases; {files} hold {counted.group(1)}"
