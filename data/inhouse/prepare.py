@@ -26,6 +26,7 @@ K, the poses and the correspondences are in the pixels the loaders and the evalu
 A run that fails (bad input found late, SfM that registers too little, a full disk) removes what it wrote.
 """
 
+import io
 import json
 import pickle
 import shutil
@@ -38,14 +39,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from utils.files import check_no_output_on_input, check_own_folder, removed_on_failure
 
 from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
-from ..io import IMAGE_SUFFIXES, read_grayscale, write_image
+from ..io import IMAGE_SUFFIXES, read_grayscale, write_bytes
 from ..megadepth import load_scene_info, matrix_array
 from .labels import LabelFileError, PairLabels, check_inside, read_labels
 
@@ -187,18 +188,28 @@ def check_one_size(folder: Path, photos: dict[str, Photo]) -> None:
 def upright_photos(folder: Path, photos: dict[str, Photo], upright: Path) -> Path:
     """The folder SfM reads: `folder` itself when EXIF turns none of the photos; otherwise `upright`, with
     upright copies (as the loaders read them) of the turned photos and links to the others, under the same
-    names. The copies carry no EXIF: COLMAP starts those cameras from its default focal length."""
+    names. The copies keep the rest of their EXIF: COLMAP takes its focal-length prior from it."""
     if not any(photo.turned for photo in photos.values()):
         return folder
     for name, photo in photos.items():
         target = upright / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if photo.turned:
-            quality = (cv2.IMWRITE_JPEG_QUALITY, 100) if target.suffix.lower() in (".jpg", ".jpeg") else ()
-            write_image(target, read_grayscale(folder / name), quality)
+            write_bytes(target, upright_copy(folder / name))
         else:
             target.symlink_to((folder / name).resolve())
     return upright
+
+
+def upright_copy(path: Path) -> bytes:
+    """The photo at `path` turned as its EXIF orientation says (the turn OpenCV's reader applies), in its own
+    format, its EXIF kept without the orientation tag; built in memory, for data.io.write_bytes."""
+    with Image.open(path) as photo:
+        turned = ImageOps.exif_transpose(photo)  # drops the orientation tag from the EXIF it keeps
+        options = {"quality": 100} if photo.format == "JPEG" else {}
+        buffer = io.BytesIO()
+        turned.save(buffer, format=photo.format, exif=turned.getexif(), **options)
+    return buffer.getvalue()
 
 
 def check_model_frames(model, folder: Path) -> None:

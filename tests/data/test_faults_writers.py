@@ -212,12 +212,16 @@ def test_prepare_single_camera_refuses_photos_of_several_sizes(rendered, tmp_pat
     assert not (tmp_path / "out").exists()  # refused before COLMAP: no colmap/ folder
 
 
+FOCAL_35MM = 28  # mm, a phone's wide camera
+
+
 def write_rotated_jpeg(path: Path, image: np.ndarray, orientation: int = 6) -> None:
     """`image` (H, W) stored as a phone stores a photo taken upright: the sensor's pixels, rotated 90 degrees
     counter-clockwise, with EXIF orientation 6 (rotate 90 degrees clockwise to display)."""
     pil = pytest.importorskip("PIL.Image")
     exif = pil.Exif()
     exif[0x0112] = orientation  # Orientation
+    exif[0xA405] = FOCAL_35MM  # FocalLengthIn35mmFilm: COLMAP's focal-length prior
     pil.fromarray(np.ascontiguousarray(np.rot90(image, 1))).save(path, quality=95, exif=exif)
 
 
@@ -248,6 +252,11 @@ def test_prepare_reads_photos_with_exif_orientation_in_the_loaders_frame(rendere
         errors.append((warped[0] - as_batch(points[:, 2:])[0]).norm(dim=-1)[valid[0]].numpy())
     errors = np.concatenate(errors)
     assert len(errors) > 100 and np.median(errors) < 1.0
+    # the upright copies SfM read keep the photos' EXIF but the orientation: COLMAP's focal-length prior
+    pil = pytest.importorskip("PIL.Image")
+    with pil.open(tmp_path / "out" / "colmap" / "upright" / "00.jpg") as copy:
+        exif = copy.getexif()
+        assert copy.size == (320, 240) and exif.get(0xA405) == FOCAL_35MM and exif.get(0x0112, 1) == 1
 
 
 def test_prepare_refuses_a_model_made_in_another_frame_than_its_photos(rendered, tmp_path):
