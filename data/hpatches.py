@@ -11,6 +11,7 @@ Excluded sequences: D2-Net (Dusmanu et al., CVPR 2019) left out the eight sequen
 pass `exclude=D2NET_EXCLUDED` for the published protocol (the `hpatches` benchmark does).
 """
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,12 @@ import numpy as np
 
 from .io import read_grayscale
 from .pairs import EvalPair
+from .untrusted import read_small_text
 
 NUM_IMAGES = 6  # every sequence: a reference image 1 and five targets
 SPLITS = {"illumination": "i_", "viewpoint": "v_"}  # split -> sequence folder prefix
+# nine numbers in text take under 1 kB: a homography file 64 times that size is not one
+MAX_HOMOGRAPHY_BYTES = 64 * 1024
 # Sequences with images larger than 1600x1200, dropped by D2-Net and the matchers that follow its protocol.
 D2NET_EXCLUDED = ("i_contruction", "i_crownnight", "i_dc", "i_pencils", "i_whitebuilding",
                   "v_artisans", "v_astronautis", "v_talent")
@@ -37,10 +41,10 @@ class HPatchesConfig:
 def read_homography(path: Path) -> np.ndarray:
     """(3, 3) float64 homography from a whitespace-separated text file; an error naming the file when it is
     missing, not nine finite numbers, or singular."""
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"homography file not found: {path}")
     try:
-        H = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        H = np.loadtxt(io.StringIO(read_small_text(path, MAX_HOMOGRAPHY_BYTES)), dtype=np.float64, ndmin=2)
     except ValueError as error:
         raise ValueError(f"cannot read a 3x3 homography from {path}: {error}") from None
     if H.size != 9 or not np.isfinite(H).all():

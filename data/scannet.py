@@ -6,6 +6,7 @@ maps 'sceneXXXX_YY' to K (3x3 or 9 values) of the exported 640x480 frames. Under
 color/{frame}.jpg, depth/{frame}.png (millimetres, 0 = unknown) and pose/{frame}.txt (4x4 camera-to-world).
 """
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
 from .io import check_depth_png_header, check_image_header, listed_files, naming, read_grayscale
-from .untrusted import UntrustedPickleError, load_index
+from .untrusted import UntrustedPickleError, load_index, read_small_text
 
 
 @dataclass
@@ -46,12 +47,27 @@ def read_depth_png(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
     return depth.astype(np.float32) / 1000.0
 
 
+# 16 numbers in text, as SensReader writes them, take under 1 kB: a pose file 64 times that size is not one
+MAX_POSE_BYTES = 64 * 1024
+
+
+def check_pose_file(path: Path) -> None:
+    """FileNotFoundError or ValueError naming `path` unless it is a regular file of at most MAX_POSE_BYTES (a
+    FIFO would make the loader wait for ever, a large file read without end); reads nothing."""
+    if not path.exists():
+        raise FileNotFoundError(f"pose not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"pose {path} is not a regular file (a device, pipe or folder): give a 4x4 text file")
+    if path.stat().st_size > MAX_POSE_BYTES:
+        raise ValueError(f"pose {path} is larger than {MAX_POSE_BYTES} bytes, more than a 4x4 pose can need: is "
+                         f"it the right file?")
+
+
 def read_pose(path: Path) -> np.ndarray:
     """4x4 camera-to-world pose from a text file; ScanNet marks failed tracking with inf/nan."""
-    if not path.is_file():
-        raise FileNotFoundError(f"pose not found: {path}")
+    check_pose_file(path)
     try:
-        pose = np.loadtxt(path).reshape(4, 4)
+        pose = np.loadtxt(io.StringIO(read_small_text(path, MAX_POSE_BYTES))).reshape(4, 4)
     except ValueError as error:
         raise ValueError(f"cannot read a 4x4 pose from {path}: {error}") from None
     if not np.isfinite(pose).all():
@@ -122,8 +138,8 @@ class ScanNetPairs(Dataset):
                 with naming(f"ScanNet {scene}, frames {frame0}, {frame1}"):
                     check_image_header(folder / "color" / f"{frame}.jpg")
                     check_depth_png_header(folder / "depth" / f"{frame}.png")
-                    if rel_pose is None and not (folder / "pose" / f"{frame}.txt").is_file():
-                        raise FileNotFoundError(f"pose not found: {folder / 'pose' / f'{frame}.txt'}")
+                    if rel_pose is None:
+                        check_pose_file(folder / "pose" / f"{frame}.txt")
 
     def scene_indices(self) -> list[list[int]]:
         """Dataset indices grouped by scene, for `SceneBalancedSampler`."""

@@ -287,6 +287,27 @@ def test_an_index_file_declaring_more_than_it_holds_stops_training_unallocated(w
     assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("pose", ["sparse", "fifo"])
+def test_a_training_pose_that_is_no_small_text_file_stops_training_in_setup(worlds, tmp_path, pose):
+    """A ScanNet training pose (4x4 numbers) replaced by a 1 GB file, or a FIFO (np.loadtxt would wait on it
+    for ever): one line naming it before the first step, nothing read past the bound."""
+    world = tmp_path / "scannet"
+    shutil.copytree(worlds["scannet"], world, symlinks=True)
+    scene, _, frame0, _ = np.load(world / "index" / "scene_data" / "train" / "scene0000_00.npz")["name"][0]
+    bad = world / "train" / f"scene{scene:04d}_00" / "pose" / f"{frame0}.txt"
+    bad.unlink()
+    if pose == "sparse":
+        sparse_file(bad, 1 << 30)
+    else:
+        os.mkfifo(bad)
+    run_dir = tmp_path / "run"
+    with address_space_limited(256 << 20):
+        run = train(run_dir, "loftr_scannet", world)
+    line = refusal(run, str(bad))
+    assert ("larger than" if pose == "sparse" else "not a regular file") in line
+    assert not (run_dir / "checkpoints").exists()
+
+
 # ------------------------------------------------------------------------------------------------- checkpoints
 
 def with_stored_model(trained: Path, path: Path, change) -> Path:

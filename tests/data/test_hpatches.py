@@ -1,5 +1,6 @@
 """HPatches sequences: a tiny release written with known homographies reads back exactly; bad files are named."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -98,6 +99,8 @@ def test_config_errors_name_the_key(tmp_path, release):
     (lambda folder: (folder / "H_1_3").write_text("1 0 0\n0 1 0\n"), "H_1_3"),
     (lambda folder: (folder / "H_1_3").write_text("1 2 3\n2 4 6\n0 0 1\n"), "H_1_3 is singular"),
     (lambda folder: (folder / "H_1_3").write_text("1 0 0\n0 nan 0\n0 0 1\n"), "H_1_3"),
+    (lambda folder: os.truncate(folder / "H_1_3", 1 << 30), "H_1_3 is larger than"),  # read no further
+    (lambda folder: ((folder / "H_1_3").unlink(), os.mkfifo(folder / "H_1_3")), "H_1_3 is not a regular file"),
 ])
 def test_bad_sequence_files_are_named(release, damage, message):
     root, _ = release
