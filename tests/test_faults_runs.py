@@ -33,7 +33,15 @@ import torch
 
 from lightning_modules.checkpoint_io import write_error
 from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot
-from tests.test_faults import FAST, earlier_run, evaluate_command, files_in, photos, write_photo_folder  # noqa: F401
+from tests.test_faults import (  # noqa: F401 (fixtures)
+    FAST,
+    _no_progress_bars,
+    earlier_run,
+    evaluate_command,
+    files_in,
+    photos,
+    write_photo_folder,
+)
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
 from utils.files import NotARegularFileError, written_atomically
 from utils.run_folder import LOCK, claim, claimed_folders, release_all
@@ -374,6 +382,33 @@ def test_evaluate_on_a_real_full_disk_is_one_line(tmp_path):
         refusal(run, str(out_dir), "the disk is full")
         assert_unchanged(before)
         assert {path.name for path in out_dir.iterdir()} == {"results.csv", "summary.json"}
+
+
+def test_evaluate_again_on_a_real_full_disk_keeps_the_earlier_record(tmp_path):
+    """An evaluate.py run into its own earlier run's folder, the disk now full: Hydra's record of the earlier
+    run (.hydra/*.yaml, which Hydra truncates before it writes) is whole afterwards, as are its results."""
+    root = write_photo_folder(tmp_path / "photos")
+    with small_disk(tmp_path / "disk", 512 * 1024) as disk:
+        out_dir = disk / "run"
+        earlier = run_here(evaluate_command(root, out_dir), ROOT)
+        assert earlier.returncode == 0, earlier.stderr[-2000:]
+        before = snapshot(out_dir)
+        assert (out_dir / ".hydra" / "config.yaml") in before
+        filled(disk)
+        run = run_here(evaluate_command(root, out_dir, "ransac_seed=1"), ROOT)
+        refusal(run, str(out_dir), "the disk is full")
+        assert_unchanged(before)
+
+
+def test_a_refused_run_into_an_earlier_runs_folder_keeps_its_record(tmp_path):
+    """A bad value found after Hydra wrote its record (evaluate.py ransac_threshold=inf into its earlier run's
+    folder): the earlier .hydra/ is put back, so it still describes the results beside it."""
+    root = write_photo_folder(tmp_path / "photos")
+    out_dir = tmp_path / "run"
+    assert run_here(evaluate_command(root, out_dir), ROOT).returncode == 0
+    before = snapshot(out_dir)
+    refusal(run_here(evaluate_command(root, out_dir, "ransac_threshold=inf"), ROOT), "ransac_threshold")
+    assert_unchanged({path: data for path, data in before.items() if path.suffix != ".log"})
 
 
 @pytest.mark.parametrize("script", ["train.py -m", "evaluate.py"])

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from utils.files import write_failure
-from utils.run_folder import claimed_folders, release_all, remove_new_records
+from utils.run_folder import claimed_folders, forget_records, release_all, restore_records
 
 # Hydra's own report of these lines: where the error sits in the schema, and how to get the full traceback
 _NOISE = ("full_key:", "reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR")
@@ -24,17 +24,19 @@ def run_hydra_main(main: Callable[[], None]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises its errors instead of printing them
     try:
         main()
+        forget_records()
     except (HydraException, OmegaConfBaseException) as error:
         print(f"{Path(sys.argv[0]).name}: error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # Hydra's own record of the run (.hydra/, the job's log) on a full or read-only disk
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
-        remove_new_records()
+        restore_records(partial=True)
         where = " or ".join(str(folder) for folder in claimed_folders()) or "the run folder"
         print(f"{Path(sys.argv[0]).name}: error: cannot write to {where}: {write_failure(error)}", file=sys.stderr)
         sys.exit(2)
     finally:
+        restore_records(partial=False)  # a failed run's record only where it wrote outputs (none after a success)
         release_all()  # the run folder, also after an exit that Hydra's on_run_end never sees
 
 

@@ -37,6 +37,8 @@ _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")  # torchru
 
 _held: list[IO] = []  # the locks this process holds, one per claimed folder
 _new_records: list[Path] = []  # Hydra's record of the run (.hydra/, the job's log) where there was none before
+_earlier_records: dict[Path, bytes] = {}  # an earlier run's .hydra/*.yaml in the folder, which Hydra rewrites
+_earlier_outputs: dict[Path, int] = {}  # that run's outputs (checkpoints, results) and their mtimes
 
 
 class RunFolderError(Exception):
@@ -140,15 +142,44 @@ def claimed_folders() -> list[Path]:
     return [Path(file.name).parent for file in _held]
 
 
-def remove_new_records() -> None:
-    """Remove what Hydra wrote of its record of this run where there was none before: called when writing it
-    failed (a full disk), so that no partial record is left."""
-    for path in _new_records:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+def restore_records(partial: bool) -> None:
+    """After this run failed: put back the earlier run's .hydra/*.yaml that Hydra rewrote, unless this run
+    wrote outputs of its own (a checkpoint, results), so that the record describes what the folder holds;
+    `partial` (writing Hydra's record failed, a full disk): also remove what it wrote where there was none
+    before. The earlier files go back into the space their truncation freed."""
+    if partial:
+        for path in _new_records:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if _earlier_records and _outputs(next(iter(_earlier_records)).parent.parent) != _earlier_outputs:
+        _earlier_records.clear()
+    for path, data in _earlier_records.items():
+        try:
+            if not path.is_file() or path.read_bytes() != data:
+                path.write_bytes(data)
+        except OSError:  # the command's own line says why the run failed; this one is a best effort
+            pass
+    forget_records()
+
+
+def forget_records() -> None:
+    """The run succeeded: its record stands."""
     _new_records.clear()
+    _earlier_records.clear()
+    _earlier_outputs.clear()
+
+
+def _outputs(folder: Path) -> dict[Path, int]:
+    """The files a run leaves in `folder` (RECORDS, but the logs) and their modification times."""
+    found = {}
+    for name in {name for names in RECORDS.values() for name in names if not name.endswith(".log")}:
+        path = folder / name
+        for file in (sorted(path.rglob("*")) if path.is_dir() else [path]):
+            if file.is_file():
+                found[file] = file.stat().st_mtime_ns
+    return found
 
 
 def release_all() -> None:
@@ -207,7 +238,12 @@ class ClaimRunFolder(Callback):
             sys.exit(2)
         subfolder, job = config.hydra.get("output_subdir"), OmegaConf.select(config, "hydra.job.name")
         records = [] if sweep else [folder / subfolder if subfolder else None, folder / f"{job}.log" if job else None]
+        record = folder / subfolder if subfolder and not sweep else None
+        forget_records()
         _new_records[:] = [path for path in records if path is not None and not path.exists()]
+        if record is not None and record.is_dir():
+            _earlier_records.update({path: path.read_bytes() for path in record.glob("*.yaml") if path.is_file()})
+            _earlier_outputs.update(_outputs(folder))
 
 
 def _selected(config: DictConfig, key: str) -> list[tuple[str, str]]:
