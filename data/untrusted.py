@@ -112,6 +112,8 @@ def load_index(path: str | Path, trusted: bool = False) -> Any:
     The file is read whole first and parsed from memory: what a pickle or a header declares is then never
     allocated beyond the file's own size (a file object's read(n) allocates the n a pickle names)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/zero or a pipe: read() would never end
+        raise ValueError(f"{path} is not a regular file (a device, pipe or folder): give an index file")
     with open(path, "rb") as file:
         data = file.read()
     stream = io.BytesIO(data)

@@ -41,6 +41,7 @@ import torch
 
 from data.io import read_depth_h5
 from data.scannet import read_depth_png
+from data.untrusted import load_index
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
 from tests.test_faults import (  # noqa: F401 (fixtures)
     MEGADEPTH_VAL,
@@ -306,6 +307,16 @@ def test_a_training_pose_that_is_no_small_text_file_stops_training_in_setup(worl
     line = refusal(run, str(bad))
     assert ("larger than" if pose == "sparse" else "not a regular file") in line
     assert not (run_dir / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_an_index_that_is_no_regular_file_is_refused_unread(tmp_path, special):
+    """An index file given as a device or a FIFO: read to its end, it would never end."""
+    path = Path(special) if special == "/dev/zero" else tmp_path / "scene.npz"
+    if special == "fifo":
+        os.mkfifo(path)
+    with address_space_limited(256 << 20), pytest.raises(ValueError, match=f"{path} is not a regular file"):
+        load_index(path)
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
