@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from data.synthetic.texture import make_texture
-from geometry.warp import warp_image
+from geometry.warp import apply_homography, warp_image
 from models.backbone.repvgg import RepVGGConfig
 from models.backbone.resnet_fpn import ResNetFPNConfig
 from models.eloftr import EfficientLoFTRConfig
@@ -70,6 +70,24 @@ def sharpen_(model: torch.nn.Module) -> torch.nn.Module:
         model.loftr_coarse.layers[-1].merge.weight.zero_()
         model.loftr_coarse.layers[-1].norm2.weight.mul_(10.0)
     return model
+
+
+class _NoPositionEncoding(torch.nn.Module):
+    def forward(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return tokens
+
+
+def content_only_(model: torch.nn.Module) -> torch.nn.Module:
+    """A sharpened random LoFTR (`sharpen_`) without its positional encoding: its descriptors then depend on
+    the image alone, so it matches each cell to the one the warp takes it to, not to the cell at the same place
+    (with the encoding, random weights match a shifted copy cell by cell at the same positions)."""
+    model.pos_encoding = _NoPositionEncoding()
+    return model
+
+
+def warp_errors(H: np.ndarray, kpts0: torch.Tensor, kpts1: torch.Tensor) -> np.ndarray:
+    """(N,) pixels between where the homography `H` takes each keypoint of image 0 and its match in image 1."""
+    return np.linalg.norm(apply_homography(H, kpts0.double().numpy()) - kpts1.double().numpy(), axis=1)
 
 
 def run_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
