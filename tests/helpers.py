@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from data.synthetic.texture import make_texture
-from geometry.warp import apply_homography, warp_image
+from geometry.warp import apply_homography, warp_depth, warp_image
 from models.backbone.repvgg import RepVGGConfig
 from models.backbone.resnet_fpn import ResNetFPNConfig
 from models.eloftr import EfficientLoFTRConfig
@@ -88,6 +88,25 @@ def content_only_(model: torch.nn.Module) -> torch.nn.Module:
 def warp_errors(H: np.ndarray, kpts0: torch.Tensor, kpts1: torch.Tensor) -> np.ndarray:
     """(N,) pixels between where the homography `H` takes each keypoint of image 0 and its match in image 1."""
     return np.linalg.norm(apply_homography(H, kpts0.double().numpy()) - kpts1.double().numpy(), axis=1)
+
+
+def track_errors(scene, info: dict, ids: list[int]) -> tuple[list[float], np.ndarray]:
+    """Prepared correspondences (`info`: a scene-info dict of data.inhouse prepare; `ids`: the rendered view
+    of each of its images) against the renderer's truth (`scene`: data.synthetic.world's RenderedScene): for
+    each pair, the share of its points that the true depth sees in both views, and the pixel errors of those
+    points after the true warp, all pairs' together."""
+    def as_batch(array) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(array, np.float64))[None]
+
+    seen, errors = [], []
+    for ((a, b), *_), points in zip(info["pair_infos"], info["correspondences"]):
+        i, j = ids[a], ids[b]
+        valid, warped = warp_depth(as_batch(points[:, :2]), as_batch(scene.depths[i]), as_batch(scene.depths[j]),
+                                   as_batch(scene.intrinsics[i]), as_batch(scene.intrinsics[j]),
+                                   as_batch(scene.poses[j] @ np.linalg.inv(scene.poses[i])))
+        seen.append(valid.float().mean().item())
+        errors.append((warped[0] - as_batch(points[:, 2:])[0]).norm(dim=-1)[valid[0]].numpy())
+    return seen, np.concatenate(errors)
 
 
 def run_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

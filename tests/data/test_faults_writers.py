@@ -23,19 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from data.io import read_grayscale
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
-from geometry.warp import warp_depth
-from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot
+from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot, track_errors
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def as_batch(array) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(array, np.float64))[None]
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -242,15 +236,8 @@ def test_prepare_reads_photos_with_exif_orientation_in_the_loaders_frame(rendere
     for k, i in enumerate(ids):
         assert np.allclose(info["intrinsics"][k], scene.intrinsics[i], rtol=0.01, atol=0.5)  # cx 159.5, cy 119.5
         assert read_grayscale(tmp_path / "out" / info["image_paths"][k]).shape == (240, 320)
-    errors = []
-    for ((a, b), *_), points in zip(info["pair_infos"], info["correspondences"]):
-        i, j = ids[a], ids[b]
-        valid, warped = warp_depth(as_batch(points[:, :2]), as_batch(scene.depths[i]), as_batch(scene.depths[j]),
-                                   as_batch(scene.intrinsics[i]), as_batch(scene.intrinsics[j]),
-                                   as_batch(scene.poses[j] @ np.linalg.inv(scene.poses[i])))
-        assert valid.float().mean() > 0.9
-        errors.append((warped[0] - as_batch(points[:, 2:])[0]).norm(dim=-1)[valid[0]].numpy())
-    errors = np.concatenate(errors)
+    seen, errors = track_errors(scene, info, ids)
+    assert min(seen) > 0.9
     assert len(errors) > 100 and np.median(errors) < 1.0
     # the upright copies SfM read keep the photos' EXIF but the orientation: COLMAP's focal-length prior
     pil = pytest.importorskip("PIL.Image")

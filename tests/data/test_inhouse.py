@@ -17,10 +17,9 @@ from data.inhouse.prepare import PrepareConfig, PrepareError, prepare
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
 from geometry.ground_truth import coarse_supervision, sparse_supervision
-from geometry.warp import warp_depth
 from lightning_modules.config import TrainingConfig
 from lightning_modules.loftr_module import LoFTRModule
-from tests.helpers import tiny_model_config
+from tests.helpers import tiny_model_config, track_errors
 
 pytest.importorskip("pycolmap")
 
@@ -63,15 +62,8 @@ def test_sfm_registers_the_cameras_and_recovers_relative_poses(photos):
 
 def test_track_correspondences_agree_with_the_renderer(photos):
     _, scene, _, info, ids = photos
-    errors = []
-    for ((a, b), *_), points in zip(info["pair_infos"], info["correspondences"]):
-        i, j = ids[a], ids[b]
-        valid, warped = warp_depth(as_batch(points[:, :2]), as_batch(scene.depths[i]), as_batch(scene.depths[j]),
-                                   as_batch(scene.intrinsics[i]), as_batch(scene.intrinsics[j]),
-                                   as_batch(scene.poses[j] @ np.linalg.inv(scene.poses[i])))
-        assert valid.float().mean() > 0.95  # tracks are of points both cameras see
-        errors.append((warped[0] - as_batch(points[:, 2:])[0]).norm(dim=-1)[valid[0]].numpy())
-    errors = np.concatenate(errors)
+    seen, errors = track_errors(scene, info, ids)
+    assert min(seen) > 0.95  # tracks are of points both cameras see
     assert len(errors) > 300
     assert np.median(errors) < 0.5 and np.percentile(errors, 90) < 2.0  # pixels
 
