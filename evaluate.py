@@ -23,6 +23,7 @@ configs/matcher/.
 import sys
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -156,9 +157,14 @@ def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark,
 
     def predict(variant: Variant) -> Prediction:
         store.add(variant.key, match_variant(variant, matcher))
-        return store.get(variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
+        return stored(store, variant)
 
     return benchmark, matcher.name, predict
+
+
+def stored(store: PredictionStore, variant: Variant) -> Prediction:
+    """The prediction of `variant` in `store`, read no larger than the pair's images allow (`match_bound`)."""
+    return store.get(variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
 
 
 def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor]:
@@ -168,8 +174,7 @@ def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, st
     store = outputs.enter_context(PredictionStore.open(settings.predictions))
     benchmark = make_benchmark(settings)
     store.check_fits(benchmark.name, repr(benchmark.resize), settings.stress)
-    return benchmark, store.header.matcher, lambda variant: store.get(
-        variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
+    return benchmark, store.header.matcher, partial(stored, store)
 
 
 def evaluate(settings: EvaluateConfig) -> dict:

@@ -11,7 +11,6 @@ file is written.
 """
 
 import argparse
-import io
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,7 +23,7 @@ from matplotlib.figure import Figure
 from data.io import read_grayscale as read_image
 from data.pairs import Matches
 from data.synthetic.texture import make_texture
-from data.untrusted import read_small_text
+from data.untrusted import read_small_numbers
 from evaluation.loftr_matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
 from evaluation.matchers import checked_device
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
@@ -273,13 +272,9 @@ def write_demo_images(folder: Path) -> tuple[Path, Path]:
 def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """K0, K1 (3, 3) and T_0to1 (4, 4) from a text file of 34 numbers; InputError naming it otherwise."""
     try:
-        text = read_small_text(path, MAX_GROUND_TRUTH_BYTES)
-    except (FileNotFoundError, ValueError) as error:  # missing, not a regular file, too large: named by the reader
+        numbers = read_small_numbers(path, MAX_GROUND_TRUTH_BYTES).ravel()
+    except (FileNotFoundError, ValueError) as error:  # missing, no regular file, too large, no numbers: named
         raise InputError(f"--ground-truth {error}") from None
-    try:
-        numbers = np.loadtxt(io.StringIO(text), dtype=np.float64).ravel()
-    except ValueError as error:
-        raise InputError(f"--ground-truth {path}: cannot read numbers ({error})") from None
     if numbers.size != 34 or not np.isfinite(numbers).all():
         raise InputError(f"--ground-truth {path}: expected 34 finite numbers (K0 9, K1 9, T_0to1 16), "
                          f"got {numbers.size}")

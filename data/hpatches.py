@@ -11,7 +11,6 @@ Excluded sequences: D2-Net (Dusmanu et al., CVPR 2019) left out the eight sequen
 pass `exclude=D2NET_EXCLUDED` for the published protocol (the `hpatches` benchmark does).
 """
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 
 from .io import read_grayscale
 from .pairs import EvalPair
-from .untrusted import read_small_text
+from .untrusted import read_small_numbers
 
 NUM_IMAGES = 6  # every sequence: a reference image 1 and five targets
 SPLITS = {"illumination": "i_", "viewpoint": "v_"}  # split -> sequence folder prefix
@@ -44,7 +43,7 @@ def read_homography(path: Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"homography file not found: {path}")
     try:
-        H = np.loadtxt(io.StringIO(read_small_text(path, MAX_HOMOGRAPHY_BYTES)), dtype=np.float64, ndmin=2)
+        H = read_small_numbers(path, MAX_HOMOGRAPHY_BYTES)
     except ValueError as error:
         raise ValueError(f"cannot read a 3x3 homography from {path}: {error}") from None
     if H.size != 9 or not np.isfinite(H).all():

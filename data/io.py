@@ -1,5 +1,6 @@
 """Reading images and depth maps, with errors that name the file; checking their headers without decoding."""
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,8 +193,6 @@ def write_image(path: str | Path, image: np.ndarray, params: tuple[int, ...] = (
 def write_depth_h5(path: str | Path, depth: np.ndarray) -> None:
     """(H, W) depth in metres as MegaDepth's `.h5` (dataset `depth`, gzip), built in memory and written by
     `write_bytes`: a full disk is an OSError, never a crash in HDF5's close."""
-    import io
-
     import h5py
 
     buffer = io.BytesIO()

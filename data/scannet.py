@@ -6,7 +6,6 @@ maps 'sceneXXXX_YY' to K (3x3 or 9 values) of the exported 640x480 frames. Under
 color/{frame}.jpg, depth/{frame}.png (millimetres, 0 = unknown) and pose/{frame}.txt (4x4 camera-to-world).
 """
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
 from .io import check_depth_png_header, check_image_header, listed_files, naming, read_grayscale
-from .untrusted import UntrustedPickleError, load_index, read_small_text
+from .untrusted import UntrustedPickleError, load_index, read_small_numbers
 
 
 @dataclass
@@ -67,7 +66,7 @@ def read_pose(path: Path) -> np.ndarray:
     """4x4 camera-to-world pose from a text file; ScanNet marks failed tracking with inf/nan."""
     check_pose_file(path)
     try:
-        pose = np.loadtxt(io.StringIO(read_small_text(path, MAX_POSE_BYTES))).reshape(4, 4)
+        pose = read_small_numbers(path, MAX_POSE_BYTES).reshape(4, 4)
     except ValueError as error:
         raise ValueError(f"cannot read a 4x4 pose from {path}: {error}") from None
     if not np.isfinite(pose).all():

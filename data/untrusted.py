@@ -130,6 +130,17 @@ def load_index(path: str | Path, trusted: bool = False) -> Any:
     return _unpickle(stream, path, trusted)
 
 
+def read_small_numbers(path: str | Path, max_bytes: int) -> np.ndarray:
+    """The whitespace-separated numbers of the text file at `path` (`#` comments), float64 and at least 2-D,
+    read as `read_small_text` reads (at most `max_bytes`); FileNotFoundError, or ValueError whose message
+    starts with the path, otherwise."""
+    text = read_small_text(path, max_bytes)
+    try:
+        return np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise ValueError(f"{path}: cannot read numbers ({error})") from None
+
+
 def read_small_text(path: str | Path, max_bytes: int) -> str:
     """The text of the regular file at `path`, at most `max_bytes` long (undecodable bytes replaced), read no
     further than that. FileNotFoundError, or ValueError whose message starts with the path, when it is missing,

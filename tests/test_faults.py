@@ -655,16 +655,6 @@ def test_evaluate_refuses_bad_options_naming_the_key(photo_folder, tmp_path, no_
     assert not (tmp_path / "run" / "results.csv").exists()
 
 
-@pytest.mark.parametrize("inside", ["", "runs/today"])
-def test_evaluate_refuses_to_write_into_the_benchmark(tmp_path, inside):
-    root = write_photo_folder(tmp_path / "photos")
-    before = snapshot(root)
-    run = run_here(evaluate_command(root, root / inside), ROOT)
-    refusal(run, "out_dir", f"benchmark.root {root}")
-    assert_unchanged(before)
-    assert [path.name for path in root.rglob("*") if path.suffix in (".csv", ".json", ".png")] == ["one.png"]
-
-
 class FullDisk:
     """A file open for writing that takes `room` more bytes, then fails as a full disk does."""
 
