@@ -186,8 +186,8 @@ def evaluate(settings: EvaluateConfig) -> dict:
             prepare = predicting if settings.predictions is None else reading
             benchmark, matcher_name, predict = prepare(settings, outputs)
             draw = picture_writer(out_dir, settings.plot_pairs, benchmark.epipolar_threshold)
-            if settings.ransac_threshold == "sweep" and benchmark.kind != "pose":
-                raise EvaluationError(f"ransac_threshold=sweep sweeps the pose estimator's threshold; benchmark "
+            if settings.ransac_sweep and benchmark.kind != "pose":
+                raise EvaluationError(f"ransac_sweep=true sweeps the pose estimator's threshold; benchmark "
                                       f"{benchmark.name} scores homographies (3 px)")
             scored = score_thresholds(benchmark, predict, matcher_name, settings, on_pair=draw)
             if not next(iter(scored.values())):

@@ -4,9 +4,10 @@
 Every option of every benchmark is in the schema too (`benchmark_schema`, configs/benchmark/NAME.yaml starts
 from NAME_schema), so `benchmark.intrinsics_size=[320,240]` needs no `+`.
 
-The harness's options (stress, stress_config, max_pairs, ransac_seed, ransac_threshold) are HarnessConfig's,
-with its defaults; the YAML file only sets the run folder. Benchmarks and matchers are groups
-(configs/benchmark/, configs/matcher/) whose options each benchmark or matcher checks itself."""
+The harness's options (stress, stress_config, max_pairs, ransac_seed, ransac_threshold, ransac_sweep,
+sweep_thresholds, estimator) are HarnessConfig's, with its defaults; the YAML file only sets the run folder.
+Benchmarks and matchers are groups (configs/benchmark/, configs/matcher/) whose options each benchmark or matcher
+checks itself."""
 
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from geometry.estimation import POSE_RANSAC_THRESHOLD_PX
 from utils.values import check_number
 
 from .benchmarks import BENCHMARKS, Benchmark
@@ -28,9 +30,10 @@ class EvaluateConfig(HarnessConfig):
     benchmark: dict[str, Any] = field(default_factory=dict)  # {name: ..., options}: configs/benchmark/NAME.yaml
     matcher: dict[str, Any] = field(default_factory=dict)  # {name: ..., options}: configs/matcher/NAME.yaml
     checkpoint: str | None = None  # matcher=loftr: ours, kornia's or the official LoFTR files; None: random weights
-    # Any: HarnessConfig checks it and says what it wants ("a whole number >= 1"), which OmegaConf's own check
-    # of an int would not ("could not be converted to Integer")
+    # Any: HarnessConfig checks them and says what it wants ("a whole number >= 1", "give ransac_sweep=true"),
+    # which OmegaConf's own check of a number would not ("could not be converted to Integer")
     max_pairs: Any = None
+    ransac_threshold: Any = POSE_RANSAC_THRESHOLD_PX
     plot_pairs: int = 3  # match pictures of the first N pairs (coloured by epipolar error, or by confidence)
     predictions: str | None = None  # an earlier run's predictions.h5: score it again, no matcher is built or run
     out_dir: str = "outputs/evaluate/${benchmark.name}/${matcher.name}/${now:%Y-%m-%d_%H-%M-%S}"

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import islice
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -44,9 +43,10 @@ class HarnessConfig:
     stress_config: StressConfig = field(default_factory=StressConfig)
     max_pairs: int | None = None  # the first N pairs of the benchmark; None: all
     ransac_seed: int = 0  # OpenCV's RANSAC is seeded per pair, so runs repeat
-    # pixels: the pose estimator's inlier threshold; "sweep": every one of `sweep_thresholds`, the best reported
-    # (glue-factory's eval.ransac_th=-1). Any: a number or that word
-    ransac_threshold: Any = POSE_RANSAC_THRESHOLD_PX
+    ransac_threshold: float = POSE_RANSAC_THRESHOLD_PX  # pixels: the pose estimator's inlier threshold
+    # true: every one of `sweep_thresholds` instead, scored on the same matches, the best reported (glue-factory's
+    # eval.ransac_th=-1)
+    ransac_sweep: bool = False
     sweep_thresholds: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # pixels, glue-factory's 0.5-3 px range
     # "opencv": RANSAC as LoFTR's tables (the default); "magsac": OpenCV's MAGSAC++; "poselib": PoseLib's
     # LO-RANSAC, as glue-factory's
@@ -62,19 +62,21 @@ class HarnessConfig:
                                            or not 1 <= self.max_pairs <= INT_MAX):
             raise ValueError(f"max_pairs must be a whole number >= 1 (or null: all pairs), got {self.max_pairs!r}")
         check_seed("ransac_seed", self.ransac_seed)  # OpenCV's RNG takes a C int, PoseLib no negative seed
-        if self.ransac_threshold == "sweep":
-            if not self.sweep_thresholds or not all(_positive(t) for t in self.sweep_thresholds):
-                raise ValueError(f"sweep_thresholds must be positive numbers of pixels (finite), got "
-                                 f"{self.sweep_thresholds!r}")
-        elif not _positive(self.ransac_threshold):
-            raise ValueError(f"ransac_threshold must be a positive number of pixels or 'sweep' (finite), got "
+        if self.ransac_threshold == "sweep":  # the switch's earlier spelling
+            raise ValueError("ransac_threshold=sweep: the threshold is a number of pixels; give ransac_sweep=true "
+                             "to score every threshold of sweep_thresholds")
+        if not _positive(self.ransac_threshold):
+            raise ValueError(f"ransac_threshold must be a positive number of pixels (finite), got "
                              f"{self.ransac_threshold!r}")
+        if self.ransac_sweep and (not self.sweep_thresholds or not all(_positive(t) for t in self.sweep_thresholds)):
+            raise ValueError(f"sweep_thresholds must be positive numbers of pixels (finite), got "
+                             f"{self.sweep_thresholds!r}")
         check_estimator(self.estimator)
 
     @property
     def thresholds(self) -> tuple[float, ...]:
         """The pose thresholds to score with: the one, or the sweep's."""
-        return tuple(self.sweep_thresholds) if self.ransac_threshold == "sweep" else (self.ransac_threshold,)
+        return tuple(self.sweep_thresholds) if self.ransac_sweep else (self.ransac_threshold,)
 
 
 def _positive(value) -> bool:
@@ -92,7 +94,7 @@ def protocol(config: HarnessConfig, kind: str = "pose", threshold: float | None 
     name = ESTIMATOR_NAMES[config.estimator]
     if kind == "homography":
         return f"{name} {HOMOGRAPHY_RANSAC_THRESHOLD_PX:g} px"
-    if config.ransac_threshold != "sweep":
+    if not config.ransac_sweep:
         return f"{name} {config.ransac_threshold:g} px"
     swept = f"{min(config.thresholds):g}-{max(config.thresholds):g} px"
     return f"{name} sweep {swept}" if threshold is None else f"{name} {threshold:g} px, best of {swept}"
@@ -195,10 +197,10 @@ def score_predictions(benchmark: Benchmark, predict: Predictor, matcher_name: st
     """Score `predict`'s prediction for every variant of `benchmark` (see `variants`); `on_pair` sees each
     scored pair as it is done (pictures). `progress`: a tqdm bar on stderr, one step per scored variant, named
     "benchmark / matcher_name" (the matcher that made the predictions); TQDM_DISABLE=1 turns it off. A sweep
-    (`ransac_threshold="sweep"`) needs `score_thresholds`."""
+    (`ransac_sweep=True`) needs `score_thresholds`."""
     config = config if config is not None else HarnessConfig()
-    if config.ransac_threshold == "sweep":
-        raise ValueError("score_predictions scores one threshold: use score_thresholds for ransac_threshold=sweep")
+    if config.ransac_sweep:
+        raise ValueError("score_predictions scores one threshold: use score_thresholds for ransac_sweep=True")
     return score_thresholds(benchmark, predict, matcher_name, config, on_pair, progress)[config.ransac_threshold]
 
 
@@ -213,7 +215,8 @@ def score_thresholds(benchmark: Benchmark, predict: Predictor, matcher_name: str
     # only progress=False sets `disable`: an explicit value would override TQDM_DISABLE, tqdm's default
     bar = tqdm(total=None if pairs is None else pairs * stress_count(config), desc=label, unit="pair",
                dynamic_ncols=True, **({} if progress else {"disable": True}))
-    settings = {threshold: replace(config, ransac_threshold=threshold) for threshold in config.thresholds}
+    settings = {threshold: replace(config, ransac_threshold=threshold, ransac_sweep=False)
+                for threshold in config.thresholds}
     results: dict[float, list[PairResult]] = {threshold: [] for threshold in settings}
     with bar:
         for variant in variants(benchmark, config):

@@ -171,12 +171,12 @@ def test_predictions_that_are_missing_broken_or_of_other_settings_are_one_line(w
 
 
 def test_a_threshold_sweep_reports_the_best_threshold(world, tmp_path):
-    """`ransac_threshold=sweep` scores each threshold of the sweep on the same matches and reports the one with
-    the best mAA, with its value: the same numbers as a run at that threshold alone, and no other does better."""
+    """`ransac_sweep=true` scores each threshold of the sweep on the same matches and reports the one with the
+    best mAA, with its value: the same numbers as a run at that threshold alone, and no other does better."""
     common = [f"benchmark.root={world}", "max_pairs=3", "plot_pairs=0"]
     first = evaluate(config_of(*common, "matcher=sift", f"out_dir={tmp_path / 'a'}"))
     stored = f"predictions={tmp_path / 'a' / 'predictions.h5'}"
-    swept = evaluate(config_of(*common, stored, "ransac_threshold=sweep", "sweep_thresholds=[0.5,1.0,3.0]",
+    swept = evaluate(config_of(*common, stored, "ransac_sweep=true", "sweep_thresholds=[0.5,1.0,3.0]",
                                f"out_dir={tmp_path / 'sweep'}"))
     single = {t: evaluate(config_of(*common, stored, f"ransac_threshold={t}", f"out_dir={tmp_path / t}"))
               for t in ("0.5", "1", "3")}
@@ -185,7 +185,9 @@ def test_a_threshold_sweep_reports_the_best_threshold(world, tmp_path):
     assert swept["title"] == f"synthetic / sift / opencv RANSAC {best} px, best of 0.5-3 px"
     assert swept["overall"] == single[best]["overall"] and first["overall"] == single["0.5"]["overall"]
     bad = run_here(["evaluate.py", *common, "ransac_threshold=abc", f"out_dir={tmp_path / 'bad'}"], ROOT)
-    refusal(bad, "ransac_threshold must be a positive number of pixels or 'sweep'")
+    refusal(bad, "ransac_threshold must be a positive number of pixels")
+    old_switch = run_here(["evaluate.py", *common, "ransac_threshold=sweep", f"out_dir={tmp_path / 'old'}"], ROOT)
+    refusal(old_switch, "ransac_threshold=sweep", "ransac_sweep=true")
 
 
 @pytest.mark.parametrize("matcher", ["xfeat", "xfeat_star", "xfeat_lighterglue", "aliked_lightglue",
