@@ -20,17 +20,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from data.io import read_grayscale as read_image
-from data.pairs import Matches
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
-from evaluation.loftr_matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
 from evaluation.matchers import checked_device
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import POS_ENCODINGS, CheckpointError
+from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
+from models.matches import Matches
 from utils.files import check_no_output_on_input, write_failure, written_atomically
+from utils.images import read_grayscale as read_image
 from utils.values import INT_MAX
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
@@ -210,11 +210,11 @@ def fit_homography(matches: Matches, wanted_by: str) -> tuple[np.ndarray, int]:
     an InputError that names the flags `wanted_by` when there are too few matches or no model fits."""
     if len(matches) < 4:
         raise InputError(f"{wanted_by}: a homography needs at least 4 matches, found {len(matches)}")
-    H = estimate_homography(matches.kpts0.astype(np.float64), matches.kpts1.astype(np.float64),
+    H = estimate_homography(matches.keypoints0.astype(np.float64), matches.keypoints1.astype(np.float64),
                             HOMOGRAPHY_THRESHOLD_PX)
     if H is None or not np.isfinite(H).all():
         raise InputError(f"{wanted_by}: no homography fits the {len(matches)} matches")
-    errors = np.linalg.norm(apply_homography(H, matches.kpts0) - matches.kpts1, axis=1)
+    errors = np.linalg.norm(apply_homography(H, matches.keypoints0) - matches.keypoints1, axis=1)
     return H, int((errors < HOMOGRAPHY_THRESHOLD_PX).sum())
 
 
@@ -308,13 +308,13 @@ def main(argv: list[str] | None = None) -> int:
             # all outputs are complete before any replaces a file, so a failure leaves none
             with ExitStack() as outputs:
                 with open(outputs.enter_context(written_atomically(args.out)), "wb") as file:
-                    np.savez(file, keypoints0=matches.kpts0, keypoints1=matches.kpts1, confidence=matches.confidence)
+                    np.savez(file, **matches.as_dict())
                 if args.plot is not None and truth is not None:
-                    figure = epipolar_matches_figure(image0, image1, matches.kpts0, matches.kpts1, *truth,
+                    figure = epipolar_matches_figure(image0, image1, matches.keypoints0, matches.keypoints1, *truth,
                                                      args.epipolar_threshold, title)
                     save_figure(figure, outputs.enter_context(written_atomically(args.plot)))
                 elif args.plot is not None:
-                    plot_matches(image0, image1, matches.kpts0, matches.kpts1, matches.confidence,
+                    plot_matches(image0, image1, matches.keypoints0, matches.keypoints1, matches.confidence,
                                  outputs.enter_context(written_atomically(args.plot)), title, value_range=(0.0, 1.0))
                 for path, picture in pictures.items():
                     write_rgb(outputs.enter_context(written_atomically(path)), picture)

@@ -36,7 +36,6 @@ from data.inhouse.prepare import PrepareConfig, prepare
 from data.synthetic.world import RenderedScene, WorldConfig, render_scene, write_megadepth
 from evaluation.benchmarks import build_benchmark
 from evaluation.harness import run
-from evaluation.loftr_matcher import LoFTRMatcher
 from evaluation.metrics import summarize
 from evaluation.report import format_table
 from geometry.estimation import angle_between, pose_errors
@@ -47,6 +46,7 @@ from lightning_modules.config import TrainingConfig
 from lightning_modules.loftr_module import LoFTRModule
 from lightning_modules.schedule import OptimizerConfig
 from losses.loftr_loss import LossConfig
+from models.matcher import LoFTRMatcher
 
 
 def relative_pose_errors(info: dict, truth_poses: list[np.ndarray], ids: list[int]) -> tuple[list, list]:

@@ -18,12 +18,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import listed_files, read_depth_h5, read_grayscale
+from data.io import listed_files, read_depth_h5
 from data.megadepth import load_scene_info
 from evaluation.matchers import build_matcher
 from geometry.poses import relative_pose
 from geometry.warp import warp_depth
 from models.checkpoint import CheckpointError
+from utils.images import read_grayscale
 
 
 def test_pairs(world: Path, split: str, max_pairs: int):
@@ -80,7 +81,7 @@ def main() -> int:
         for image0, image1, *geometry in pairs:
             matches = matcher.match(image0, image1)
             found += len(matches)
-            errors.append(match_errors(matches.kpts0, matches.kpts1, *geometry))
+            errors.append(match_errors(matches.keypoints0, matches.keypoints1, *geometry))
         errors = np.concatenate(errors)
         shares = [100 * float(np.mean(errors < t)) if len(errors) else float("nan") for t in (0.5, 1, 3)]
         median = float(np.median(errors)) if len(errors) else float("nan")

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.baselines import SIFTMatcher
 from evaluation.benchmarks import build_benchmark
 from evaluation.harness import HarnessConfig, run
-from evaluation.loftr_matcher import LoFTRMatcher
 from evaluation.matchers import Matcher
 from evaluation.metrics import summarize_groups
 from evaluation.stress import StressConfig
 from models.checkpoint import CheckpointError
+from models.matcher import LoFTRMatcher
 
 AUC_KEYS = {"pose": ("auc@5", "auc@10", "auc@20"), "homography": ("auc@3", "auc@5", "auc@10")}
 

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.images import read_grayscale
+
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import IMAGE_SUFFIXES, check_image_header, read_grayscale
+from .io import IMAGE_SUFFIXES, check_image_header
 
 
 @dataclass

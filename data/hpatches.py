@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import read_grayscale
+from utils.images import read_grayscale
+
 from .pairs import EvalPair
 from .untrusted import read_small_numbers
 

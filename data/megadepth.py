@@ -14,12 +14,13 @@ import torch
 from torch.utils.data import Dataset
 
 from geometry.poses import relative_pose
+from utils.images import read_grayscale
+from utils.resize import resized_size
 
 from .augment import PhotometricAugmentation
 from .crop import checked_crop_size, covisible_windows, crop_view
 from .errors import loading_pair
-from .io import check_depth_h5_header, check_image_header, listed_files, naming, read_depth_h5, read_grayscale
-from .resize import resized_size
+from .io import check_depth_h5_header, check_image_header, listed_files, naming, read_depth_h5
 from .untrusted import UntrustedPickleError, load_index
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from geometry.poses import relative_pose
+from utils.images import read_grayscale
 from utils.values import check_number
 
 from .errors import loading_pair
-from .io import read_grayscale
 from .megadepth import load_scene_info
 from .pairs import EvalPair
 

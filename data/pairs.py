@@ -48,25 +48,6 @@ class EvalPair:
                 raise ValueError(f"pair {self.name}: {key} must be a finite {shape} matrix, got {np.shape(value)}")
 
 
-@dataclass
-class Matches:
-    """kpts0, kpts1: (N, 2) float (x, y) pixels of the images the matcher was given; confidence: (N,)."""
-
-    kpts0: np.ndarray
-    kpts1: np.ndarray
-    confidence: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.kpts0)
-
-
-def check_grayscale(image: np.ndarray, name: str) -> None:
-    """ValueError naming `name` unless `image` is an (H, W) uint8 grayscale array, what every matcher takes."""
-    if not isinstance(image, np.ndarray) or image.ndim != 2 or image.dtype != np.uint8:
-        shape, dtype = np.shape(image), getattr(image, "dtype", type(image).__name__)
-        raise ValueError(f"{name} must be an (H, W) uint8 grayscale array, got shape {shape} and dtype {dtype}")
-
-
 class ImageTooSmallError(ValueError):
     """An image smaller than a matcher can take: `name` ("image0", "image1"), its `shape` (H, W), the
     `matcher` and the `minimum` side in pixels."""

@@ -15,10 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
+from utils.images import read_grayscale
 
 from .augment import PhotometricAugmentation
 from .errors import loading_pair
-from .io import check_depth_png_header, check_image_header, listed_files, naming, read_grayscale
+from .io import check_depth_png_header, check_image_header, listed_files, naming
 from .untrusted import UntrustedPickleError, load_index, read_small_numbers
 
 

@@ -9,7 +9,7 @@ Both take (H, W) uint8 images as given and return `Matches` in their pixels (dat
 import cv2
 import numpy as np
 
-from data.pairs import Matches, check_grayscale
+from models.matches import Matches, check_grayscale
 from utils.values import check_number
 
 # Lowe (IJCV 2004, sec. 7.1) rejects matches whose nearest/second-nearest distance ratio exceeds 0.8; the SIFT

@@ -26,7 +26,7 @@ import numpy as np
 from data.errors import loading_pair
 from data.homography import HomographyConfig, HomographyPairs
 from data.hpatches import D2NET_EXCLUDED, NUM_IMAGES, HPatchesConfig, hpatches_pairs, hpatches_sequences
-from data.io import listed_files, read_grayscale
+from data.io import listed_files
 from data.megadepth import MEGADEPTH_1500_SCENES
 from data.pair_list import (
     PairListConfig,
@@ -37,9 +37,10 @@ from data.pair_list import (
     scene_info_records,
 )
 from data.pairs import EvalPair
-from data.resize import resized_size, scaled_side
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
 from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
+from utils.images import read_grayscale
+from utils.resize import resized_size, scaled_side
 from utils.values import check_number, check_seed
 
 from .stress import MAX_TILT
@@ -48,7 +49,7 @@ from .stress import MAX_TILT
 @dataclass(frozen=True)
 class Resize:
     """How both images are resized before matching: exactly one of `longer_side`, `shorter_side` (aspect kept,
-    each side then floored to a multiple of `divisible_by`, LoFTR's rule: data/resize.py) or a fixed `size`
+    each side then floored to a multiple of `divisible_by`, LoFTR's rule: utils/resize.py) or a fixed `size`
     (width, height)."""
 
     longer_side: int | None = None

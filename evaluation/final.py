@@ -7,10 +7,10 @@ from typing import Any
 
 from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR
+from models.matcher import LoFTRMatcher
 
 from .benchmarks import Benchmark, build_benchmark
 from .harness import HarnessConfig, protocol, run
-from .loftr_matcher import LoFTRMatcher
 from .matchers import build_matcher
 from .metrics import summarize
 from .report import format_table

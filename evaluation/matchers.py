@@ -6,7 +6,7 @@ images to the benchmark's resolution before it calls a matcher, so matchers take
 
     sift   OpenCV SIFT, mutual nearest neighbours passing Lowe's ratio test (evaluation/baselines.py)
     asift  SIFT on affine-simulated views (OpenCV's AffineFeature, Yu & Morel's ASIFT), same matching
-    loftr  our LoFTR (models/loftr.py), from a checkpoint or a model in memory (evaluation/loftr_matcher.py)
+    loftr  our LoFTR (models/loftr.py), from a checkpoint or a model in memory (models/matcher.py)
     xfeat, xfeat_star, xfeat_lighterglue   XFeat's pretrained weights (evaluation/learned.py)
     aliked_lightglue, disk_lightglue   ALIKED or DISK keypoints with LightGlue (evaluation/learned.py; optional)
 """
@@ -17,12 +17,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from data.pairs import Matches
+from models.matcher import LoFTRMatcher
+from models.matches import Matches
 from utils.values import check_number
 
 from .baselines import ASIFTMatcher, SIFTMatcher
 from .learned import LightGlueMatcher, XFeatMatcher
-from .loftr_matcher import LoFTRMatcher
 
 
 class Matcher(Protocol):

@@ -7,8 +7,8 @@ matcher. The file:
     attributes   benchmark (its name), resize (its `Resize`, as text), matcher (its name), stress ("" for none)
     /KEY/        one group per scored pair, stress variants apart: KEY is the harness's `Variant.key`,
                  URL-quoted (a "/" in a pair's name would separate HDF5 groups)
-        kpts0        (N, 2) float64 (x, y) pixels of the original image 0
-        kpts1        (N, 2) float64 (x, y) pixels of the original image 1 (a stress warp undone)
+        keypoints0    (N, 2) float64 (x, y) pixels of the original image 0
+        keypoints1    (N, 2) float64 (x, y) pixels of the original image 1 (a stress warp undone)
         confidence   (N,) float64
         attribute runtime_s: the matching time in seconds
 """
@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from data.io import write_bytes
-from data.pairs import Matches
+from models.matches import Matches
 
 
 class PredictionsError(ValueError):
@@ -102,8 +102,8 @@ class PredictionStore:
         """Store `prediction` under `key` (a pair and its stress variant)."""
         group = self._file.create_group(_group_name(key))
         matches = prediction.matches
-        group["kpts0"] = np.asarray(matches.kpts0, np.float64).reshape(-1, 2)
-        group["kpts1"] = np.asarray(matches.kpts1, np.float64).reshape(-1, 2)
+        group["keypoints0"] = np.asarray(matches.keypoints0, np.float64).reshape(-1, 2)
+        group["keypoints1"] = np.asarray(matches.keypoints1, np.float64).reshape(-1, 2)
         group["confidence"] = np.asarray(matches.confidence, np.float64).reshape(-1)
         group.attrs["runtime_s"] = float(prediction.runtime_s)
 
@@ -132,13 +132,13 @@ class PredictionStore:
         if not (number and np.isfinite(runtime) and runtime >= 0):
             raise PredictionsError(f"{where}: runtime_s = {runtime!r} is not a time in seconds (a finite number >= 0)")
         if not len(kpts0) == len(kpts1) == len(confidence):
-            raise PredictionsError(f"{where} is malformed: kpts0 {kpts0.shape}, kpts1 {kpts1.shape}, confidence "
-                                   f"{confidence.shape} (one row a match in each)")
+            raise PredictionsError(f"{where} is malformed: keypoints0 {kpts0.shape}, keypoints1 {kpts1.shape}, "
+                                   f"confidence {confidence.shape} (one row a match in each)")
         return Prediction(Matches(kpts0, kpts1, confidence), float(runtime))
 
 
 # A pair's datasets and their columns (None: one value a row).
-_COLUMNS = {"kpts0": 2, "kpts1": 2, "confidence": None}
+_COLUMNS = {"keypoints0": 2, "keypoints1": 2, "confidence": None}
 # The fewest matches `match_bound` allows a pair: dense matchers sample a fixed number whatever the image size
 # (RoMa and DKM 5000-10000), more than a small image has pixels.
 MIN_MATCH_BOUND = 1 << 16

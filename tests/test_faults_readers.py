@@ -105,27 +105,29 @@ def nan_at(group: h5py.Group, name: str, value) -> None:
     replace_dataset(group, name, data=data)
 
 
-SHAPES = {"kpts0": (2,), "kpts1": (2,), "confidence": ()}  # a pair's datasets and their shapes past the rows
+SHAPES = {"keypoints0": (2,), "keypoints1": (2,), "confidence": ()}  # a pair's datasets and their shapes past the rows
 # what is done to the pair's group, and what the refusal names besides the file and the dataset
 BAD_PREDICTIONS = {
     "40 M rows through a fill value": (lambda g, folder: [replace_dataset(
         g, name, shape=(40_000_000, *shape), dtype="f8", fillvalue=1.0) for name, shape in SHAPES.items()],
-        "kpts0", "40000000"),
+        "keypoints0", "40000000"),
     "an external link": (
-        lambda g, folder: g.__delitem__("kpts0") or g.__setitem__("kpts0", h5py.ExternalLink(
-            str(folder / "other.h5"), "/kpts0")),
-        "kpts0", "link"),
-    "a soft link": (lambda g, folder: g.__delitem__("kpts1") or g.__setitem__("kpts1", h5py.SoftLink(
-        f"{g.name}/kpts0")), "kpts1", "link"),
+        lambda g, folder: g.__delitem__("keypoints0") or g.__setitem__("keypoints0", h5py.ExternalLink(
+            str(folder / "other.h5"), "/keypoints0")),
+        "keypoints0", "link"),
+    "a soft link": (lambda g, folder: g.__delitem__("keypoints1") or g.__setitem__("keypoints1", h5py.SoftLink(
+        f"{g.name}/keypoints0")), "keypoints1", "link"),
     "a scalar": (lambda g, folder: replace_dataset(g, "confidence", data=3.0), "confidence", "shape"),
-    "byte strings": (lambda g, folder: replace_dataset(g, "kpts0", data=np.array([b"a", b"b"])), "kpts0", "|S1"),
+    "byte strings": (lambda g, folder: replace_dataset(g, "keypoints0", data=np.array([b"a", b"b"])), "keypoints0",
+                     "|S1"),
     "variable-length rows": (lambda g, folder: replace_dataset(
-        g, "kpts0", shape=(2,), dtype=h5py.vlen_dtype(np.float64)), "kpts0", "object"),
+        g, "keypoints0", shape=(2,), dtype=h5py.vlen_dtype(np.float64)), "keypoints0", "object"),
     "a compound": (lambda g, folder: replace_dataset(
-        g, "kpts0", shape=(2,), dtype=np.dtype([("x", "f8"), ("y", "f8")])), "kpts0", "x"),
-    "NaN": (lambda g, folder: nan_at(g, "kpts0", np.nan), "kpts0", "NaN"),
+        g, "keypoints0", shape=(2,), dtype=np.dtype([("x", "f8"), ("y", "f8")])), "keypoints0", "x"),
+    "NaN": (lambda g, folder: nan_at(g, "keypoints0", np.nan), "keypoints0", "NaN"),
     "inf": (lambda g, folder: nan_at(g, "confidence", np.inf), "confidence", "inf"),
-    "complex": (lambda g, folder: replace_dataset(g, "kpts1", data=g["kpts1"][()] * (1 + 1j)), "kpts1", "complex"),
+    "complex": (lambda g, folder: replace_dataset(g, "keypoints1", data=g["keypoints1"][()] * (1 + 1j)), "keypoints1",
+                "complex"),
     "a negative time": (lambda g, folder: g.attrs.__setitem__("runtime_s", -1.0), "runtime_s", "-1"),
     "a time that is text": (lambda g, folder: g.attrs.__setitem__("runtime_s", "fast"), "runtime_s", "'fast'"),
 }
@@ -137,7 +139,7 @@ def test_evaluate_refuses_a_bad_predictions_file_naming_the_dataset(stored_run, 
     path = tmp_path / "predictions.h5"
     shutil.copy(stored_run, path)
     with h5py.File(tmp_path / "other.h5", "w") as other:
-        other["kpts0"] = np.zeros((2, 2))
+        other["keypoints0"] = np.zeros((2, 2))
     with h5py.File(path, "a") as file:
         (group,) = file.values()
         damage(group, tmp_path)

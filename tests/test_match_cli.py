@@ -12,15 +12,15 @@ import pytest
 import torch
 
 import match
-from data.resize import resize_longer_side
 from data.synthetic.texture import make_texture
-from evaluation.loftr_matcher import build_loftr
 from evaluation.plots import panorama, warp_overlay
 from geometry.estimation import estimate_homography
 from geometry.warp import warp_image
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
+from models.matcher import build_loftr
 from tests.helpers import WARP, sharpen_
+from utils.resize import resize_longer_side
 
 REPO = Path(__file__).resolve().parents[1]
 # Threshold 0 keeps every mutual nearest neighbour, so that random weights still give matches to check.
@@ -229,7 +229,7 @@ def bad_inputs(tmp_path: Path, pair: tuple[Path, Path], state_dict) -> dict[str,
 def test_an_official_quadtree_checkpoint_runs_with_the_indoor_top_k(capfd, pair, tmp_path):
     """QuadTree-LoFTR weights under the official names run as QuadTree-LoFTR; `--quadtree-topks 32 16 16` (the
     indoor model's) gives the matches of that model, and a top-K of 0 is refused in one line."""
-    from evaluation.loftr_matcher import LoFTRMatcher
+    from models.matcher import LoFTRMatcher
     from models.transformer.encoder import TransformerConfig
 
     torch.manual_seed(0)

@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_dir
 import train as train_script
 from data.synthetic.__main__ import main as generate_world
 from data.synthetic.ensure import WorldSettings, ensure_world
-from evaluation.loftr_matcher import LoFTRMatcher
 from lightning_modules.loftr_module import LoFTRModule
 from losses.loftr_loss import LoFTRLoss
+from models.matcher import LoFTRMatcher
 from tests.helpers import run_here
 from tests.lightning_modules.test_config import TRAINING_KEYS
 

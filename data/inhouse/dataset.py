@@ -18,11 +18,12 @@ import torch
 from torch.utils.data import Dataset
 
 from geometry.poses import relative_pose
+from utils.images import read_grayscale
 
 from ..augment import PhotometricAugmentation
 from ..crop import checked_crop_size
 from ..errors import loading_pair
-from ..io import check_image_header, naming, read_grayscale
+from ..io import check_image_header, naming
 from ..megadepth import load_scene_info, prepare_image
 from .labels import check_inside, read_labels
 

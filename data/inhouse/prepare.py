@@ -44,9 +44,10 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from utils.files import check_no_output_on_input, check_own_folder, removed_on_failure
+from utils.images import read_grayscale
 
 from ..colmap import COLMAP_TO_OURS, PINHOLE_MODELS, ColmapConfig, camera_matrix, convert_to_megadepth, covisibility
-from ..io import IMAGE_SUFFIXES, read_grayscale, write_bytes
+from ..io import IMAGE_SUFFIXES, write_bytes
 from ..megadepth import load_scene_info, matrix_array
 from .labels import LabelFileError, PairLabels, check_inside, read_labels
 

@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 import pytest
 
-from data.io import read_grayscale
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
 from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot, track_errors
+from utils.images import read_grayscale
 
 ROOT = Path(__file__).resolve().parents[2]
 

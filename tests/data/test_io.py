@@ -5,8 +5,9 @@ import cv2
 
 from data.homography import HomographyConfig, HomographyPairs
 from data.inhouse.prepare import SFM_IMAGE_SUFFIXES, find_images
-from data.io import IMAGE_SUFFIXES, read_grayscale
+from data.io import IMAGE_SUFFIXES
 from data.synthetic.texture import make_texture
+from utils.images import read_grayscale
 
 
 def test_every_image_suffix_is_read_and_found_by_both_folder_readers(tmp_path):

@@ -11,12 +11,13 @@ import torch
 from torch.utils.data import default_collate
 
 from data.errors import BadPairError, SkipBadPairs
-from data.io import read_depth_h5, read_grayscale
+from data.io import read_depth_h5
 from data.megadepth import MegaDepthConfig, MegaDepthPairs, load_scene_info
-from data.resize import resized_size
 from data.synthetic.world import WorldConfig, generate_world
 from geometry.ground_truth import coarse_supervision
 from geometry.warp import warp_depth
+from utils.images import read_grayscale
+from utils.resize import resized_size
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 INDICES = SHARED / "loftr_test_indices" / "megadepth_test_1500_scene_info"

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from data.pairs import EvalPair, Matches
+from data.pairs import EvalPair
 from data.synthetic.texture import make_texture
 from evaluation.baselines import SIFTMatcher
 from evaluation.benchmarks import Benchmark, Resize
@@ -16,6 +16,7 @@ from evaluation.harness import HarnessConfig, run
 from evaluation.metrics import summarize, summarize_groups
 from evaluation.stress import StressConfig
 from geometry.warp import warp_image
+from models.matches import Matches
 
 
 @dataclass

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from data.pairs import Matches
 from data.synthetic.texture import make_texture
 from evaluation.baselines import ASIFTMatcher, SIFTMatcher, mutual_ratio_matches
-from evaluation.loftr_matcher import ImageTooSmallError, LoFTRMatcher, build_loftr
 from evaluation.matchers import MATCHERS, build_matcher
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import CheckpointError
 from models.loftr import LoFTRConfig
+from models.matcher import ImageTooSmallError, LoFTRMatcher, build_loftr
+from models.matches import Matches
 
 HEIGHT, WIDTH = 240, 320
 
@@ -42,7 +42,7 @@ def tilt(t: float, degrees: float = 30.0) -> np.ndarray:
 
 def transfer_errors(matches: Matches, H: np.ndarray) -> np.ndarray:
     """(N,) pixel distance between kpts1 and kpts0 mapped by H."""
-    return np.linalg.norm(apply_homography(H, matches.kpts0) - matches.kpts1, axis=1)
+    return np.linalg.norm(apply_homography(H, matches.keypoints0) - matches.keypoints1, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def asift() -> ASIFTMatcher:
 def test_matches_agree_with_the_homography(texture, name):
     matches = build_matcher(name).match(texture, warp_image(texture, MILD))
     assert len(matches) >= 50
-    assert matches.kpts0.shape == matches.kpts1.shape == (len(matches), 2)
-    assert matches.kpts0.dtype == matches.kpts1.dtype == matches.confidence.dtype == np.float32
+    assert matches.keypoints0.shape == matches.keypoints1.shape == (len(matches), 2)
+    assert matches.keypoints0.dtype == matches.keypoints1.dtype == matches.confidence.dtype == np.float32
     assert ((matches.confidence > 0) & (matches.confidence <= 1)).all()
     assert (transfer_errors(matches, MILD) < 3).mean() > 0.9
 
@@ -116,7 +116,7 @@ def test_matching_is_symmetric(texture):
     ab, ba = SIFTMatcher().match(texture, image1), SIFTMatcher().match(image1, texture)
     def as_set(kpts0, kpts1):
         return set(map(tuple, np.c_[kpts0, kpts1].tolist()))
-    assert as_set(ab.kpts0, ab.kpts1) == as_set(ba.kpts1, ba.kpts0)
+    assert as_set(ab.keypoints0, ab.keypoints1) == as_set(ba.keypoints1, ba.keypoints0)
 
 
 def test_asift_beats_sift_on_a_strong_tilt(texture, asift):
@@ -135,7 +135,7 @@ def test_no_keypoints_give_no_matches(asift):
     flat = np.full((HEIGHT, WIDTH), 128, np.uint8)
     for matcher in (SIFTMatcher(), asift):
         matches = matcher.match(flat, flat)
-        assert len(matches) == 0 and matches.kpts0.shape == matches.kpts1.shape == (0, 2)
+        assert len(matches) == 0 and matches.keypoints0.shape == matches.keypoints1.shape == (0, 2)
 
 
 def test_images_must_be_uint8_grayscale(texture):
@@ -172,10 +172,10 @@ def test_loftr_matcher_equals_the_model_run_directly(random_model, size):
     matches = LoFTRMatcher(random_model).match(image0, image1)
     expected = run_directly(random_model, image0, image1)
     assert len(matches) > 0
-    np.testing.assert_array_equal(matches.kpts0, expected.keypoints0.numpy())
-    np.testing.assert_array_equal(matches.kpts1, expected.keypoints1.numpy())
+    np.testing.assert_array_equal(matches.keypoints0, expected.keypoints0.numpy())
+    np.testing.assert_array_equal(matches.keypoints1, expected.keypoints1.numpy())
     np.testing.assert_array_equal(matches.confidence, expected.confidence.numpy())
-    for kpts in (matches.kpts0, matches.kpts1):
+    for kpts in (matches.keypoints0, matches.keypoints1):
         assert (kpts >= 0).all() and (kpts <= [size[1] - 1, size[0] - 1]).all()
 
 

@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 
-from data.pairs import Matches
 from evaluation.harness import HarnessConfig, match_variant, score_predictions, variants
 from evaluation.metrics import PairResult
 from evaluation.predictions import (
@@ -20,6 +19,7 @@ from evaluation.predictions import (
     match_bound,
 )
 from evaluation.stress import StressConfig
+from models.matches import Matches
 from tests.evaluation.test_harness import GivenPairs, Oracle, two_view
 
 HEADER = RunHeader("given", "Resize(longer_side=640)", "oracle", None)
@@ -55,7 +55,7 @@ def test_a_prediction_reads_back_exactly(tmp_path):
         assert store.header == HEADER
         read = store.get(key, MIN_MATCH_BOUND)
         assert len(store.get("1 none", MIN_MATCH_BOUND).matches) == 0
-    for name in ("kpts0", "kpts1", "confidence"):
+    for name in ("keypoints0", "keypoints1", "confidence"):
         np.testing.assert_array_equal(getattr(read.matches, name), getattr(matches, name))
     assert read.runtime_s == 0.125
 
@@ -104,6 +104,6 @@ def test_a_missing_or_corrupt_store_is_refused_naming_the_file(tmp_path):
         file["x"] = np.zeros(3)  # HDF5, but not ours
     refused(tmp_path / "other.h5", r"other.h5 is not a predictions file")
     with h5py.File(tmp_path / "whole.h5", "a") as file:
-        del file["0 a b/kpts1"]
+        del file["0 a b/keypoints1"]
     with PredictionStore.open(tmp_path / "whole.h5") as store, pytest.raises(PredictionsError, match="'0 a b'"):
         store.get("0 a b", MIN_MATCH_BOUND)

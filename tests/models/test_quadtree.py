@@ -276,8 +276,8 @@ def test_an_official_quadtree_loftr_checkpoint_loads_with_its_layout(tmp_path):
     """A Lightning checkpoint under the official names (`matcher.loftr_coarse.layers.N.attn.py_att.weight`,
     ...) read with weights_only=True: QuadTree-LoFTR of kind B with the corrected positional encoding, the
     same matches as the model it was saved from; kind A when the level weights are absent."""
-    from evaluation.loftr_matcher import LoFTRMatcher
     from models.loftr import LoFTR, LoFTRConfig
+    from models.matcher import LoFTRMatcher
     from models.transformer.encoder import TransformerConfig
 
     config = LoFTRConfig(coarse=TransformerConfig(attention="quadtree", block="quadtree"))

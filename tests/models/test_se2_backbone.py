@@ -167,8 +167,8 @@ def test_bad_config_names_the_field_and_the_choices(change, field, choices):
 
 
 def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matches(tmp_path):
-    from evaluation.loftr_matcher import LoFTRMatcher, build_loftr
     from models.backbone.se2_resnet_fpn import PlainSE2ResNetFPN
+    from models.matcher import LoFTRMatcher, build_loftr
 
     model = build_loftr(None, config=se2_loftr_config(), coarse_threshold=0.0)
     torch.save(model.state_dict(), tmp_path / "se2.ckpt")
@@ -181,8 +181,8 @@ def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matc
     expected = LoFTRMatcher(model).match(image0, image1)
     exported = matcher.match(image0, image1)
     assert len(expected) >= 10  # random weights, threshold 0: the mutual nearest neighbours
-    assert (exported.kpts0 == expected.kpts0).all()
-    assert abs(exported.kpts1 - expected.kpts1).max() < 1e-3
+    assert (exported.keypoints0 == expected.keypoints0).all()
+    assert abs(exported.keypoints1 - expected.keypoints1).max() < 1e-3
 
 
 def test_models_do_not_share_the_libraries_cached_bases():

@@ -2,7 +2,7 @@
 guard that refuses a pair too large for the device before anything is allocated.
 
 `LoFTRMatcher.match(image0, image1) -> Matches` takes (H, W) uint8 images and returns keypoints in their pixels;
-`resize` scales them for the network by the resize rule (data/resize.py) and the keypoints back.
+`resize` scales them for the network by the resize rule (utils/resize.py) and the keypoints back.
 `build_loftr` makes the model for a state dict, as the checkpoint's keys require (models/checkpoint.py).
 """
 
@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.pairs import Matches, check_grayscale
-from data.resize import resize_image, resize_longer_side, resized_size
 from models.checkpoint import (
     CheckpointError,
     is_efficient_loftr,
@@ -32,6 +30,8 @@ from models.checkpoint import (
 )
 from models.eloftr import EfficientLoFTR, EfficientLoFTRConfig
 from models.loftr import LoFTR, LoFTRConfig
+from models.matches import Matches, check_grayscale
+from utils.resize import resize_image, resize_longer_side, resized_size
 
 # At inference LoFTR's coarse matching holds two float32 matrices of (cells of image 0) x (cells of image 1)
 # at once, the similarities and the row softmax that becomes the dual-softmax confidence

@@ -1,9 +1,9 @@
-"""The resize rule (data/resize.py): sizes with exact answers, and the images and factors it gives."""
+"""The resize rule (utils/resize.py): sizes with exact answers, and the images and factors it gives."""
 
 import numpy as np
 
-from data.resize import resize_longer_side, resized, resized_size, scaled_side
 from data.synthetic.texture import make_texture
+from utils.resize import resize_longer_side, resized, resized_size, scaled_side
 
 
 def test_sides_are_rounded_then_floored_to_the_stride_and_never_vanish():
