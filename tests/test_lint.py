@@ -1,6 +1,7 @@
-"""The code's static checks, run with the tests so CI keeps them: ruff (pyproject.toml's rules) and the package
-layers as import-linter contracts (pyproject.toml; ../shared/STYLE.md: geometry at the bottom, nothing below
-imports evaluation, lightning_modules or the entry points, models do not import data)."""
+"""The code's static checks, run with the tests so CI keeps them: ruff (pyproject.toml's rules), the package
+layers as import-linter contracts (pyproject.toml: geometry at the bottom, nothing below imports evaluation,
+lightning_modules or the entry points, models do not import data), and the README and docs/ pages as a newcomer
+reads them (a first screen that links every page, files that exist, counts that hold)."""
 
 import re
 import shutil
@@ -50,10 +51,10 @@ def test_a_broken_layer_fails_the_check(tmp_path):
 
 
 def test_the_layout_section_names_files_that_exist():
-    """README's Layout section is where a newcomer looks for a stage: every file it names is there, and each
-    module of the packages it lists is listed (a moved or new module updates it)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Layout"):readme.index("\n## ", readme.index("## Layout") + 1)]
+    """docs/architecture.md's Layout section is where a newcomer looks for a stage: every file it names is there,
+    and each module of the packages it lists is listed (a moved or new module updates it)."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    section = page.split("## Layout", 1)[1].split("\n## ")[0]
     named = set(re.findall(r"`([\w/]+\.py)", section))
     assert named and not [path for path in named if not (ROOT / path).is_file()]
     table = section[section.index("```"):section.rindex("```")]
@@ -62,13 +63,14 @@ def test_the_layout_section_names_files_that_exist():
         entry = re.split(r"\n(?=\S)", table[start + 1:])[0]  # the package's lines, up to the next folder
         modules = {path.stem for path in (ROOT / package).glob("*.py") if path.stem != "__init__"}
         missing = sorted(module for module in modules if not re.search(rf"\b{module}\b", entry))
-        assert not missing, f"README's layout does not list {package}/ {missing}"
+        assert not missing, f"docs/architecture.md's layout does not list {package}/ {missing}"
 
 
 def test_the_readme_counts_the_fault_cases_it_names():
-    """README's guarantees section gives the number of fault cases and the files that hold them: the number is
-    what pytest collects from those files."""
-    section = (ROOT / "README.md").read_text().split("## Bad input, full disks and run folders")[1].split("\n## ")[0]
+    """The guarantees section (docs/evaluation.md, linked from README) gives the number of fault cases and the
+    files that hold them: the number is what pytest collects from those files."""
+    page = (ROOT / "docs" / "evaluation.md").read_text()
+    section = page.split("## Bad input, full disks and run folders")[1].split("\n## ")[0]
     stated = int(re.search(r"(\d+) fault cases", section).group(1))
     patterns = re.findall(r"`(tests/[\w/*]+\.py)`", section)
     files = sorted({str(path.relative_to(ROOT)) for pattern in patterns for path in ROOT.glob(pattern)})
@@ -77,4 +79,59 @@ def test_the_readme_counts_the_fault_cases_it_names():
                                capture_output=True, text=True)
     counted = re.search(r"(\d+) tests? collected", collected.stdout)
     assert counted, collected.stdout[-2000:] + collected.stderr[-2000:]
-    assert stated == int(counted.group(1)), f"README says {stated} fault cases; {files} hold {counted.group(1)}"
+    assert stated == int(counted.group(1)), f"docs/evaluation.md: {stated} fault cases; {files} hold {counted.group(1)}"
+
+
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+SETUP = ("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/python train.py",
+         "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/pip install --no-deps "
+         "-r requirements-baselines.txt && .venv/bin/python -m pytest -q")
+
+
+def test_the_readme_is_a_first_screen():
+    """At most 200 lines; the two set-up commands (the main job, the tests) within the first 60, the Python
+    example within the first 150."""
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines"
+    for command in SETUP:
+        assert command in lines, command
+        assert lines.index(command) < 60, (lines.index(command) + 1, command)
+    venvs = [line for line in lines if line.startswith("python3 -m venv")]
+    assert venvs == list(SETUP), venvs  # exactly the two set-up commands, the main job first
+    opening = lines.index("```python")
+    closing = lines.index("```", opening + 1)
+    assert closing < 150, f"README's Python example ends on line {closing + 1}"
+    assert "load_matcher" in "\n".join(lines[opening:closing])
+
+
+def test_ci_runs_the_readmes_test_command():
+    """.ci/run is exactly README's second set-up command (the tests)."""
+    commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] not in "#"]
+    assert SETUP[1] in commands, commands
+
+
+def test_the_readme_links_every_docs_page_and_every_link_resolves():
+    """Each docs/*.md page is linked from README, and every relative link of README and the pages leads to a
+    file of the repository."""
+    readme = README.read_text()
+    assert DOCS
+    unlinked = [page.name for page in DOCS if f"](docs/{page.name})" not in readme]
+    assert not unlinked, f"README does not link {unlinked}"
+    for source in (README, *DOCS):
+        for target in re.findall(r"\]\(([^)\s]+)\)", source.read_text()):
+            if re.match(r"[a-z]+:", target):  # a web address
+                continue
+            path = (source.parent / target.split("#")[0]).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), f"{source.name} links {target}, which is not there"
+
+
+def test_the_docs_stand_alone():
+    """README, docs/ and benchmarks/RESULTS.md name neither issue numbers nor files outside the repository."""
+    for source in (README, *DOCS, ROOT / "benchmarks" / "RESULTS.md"):
+        text = source.read_text()
+        issues = re.findall(r"[^\n]{0,40}\bissues? #?\d+[^\n]{0,20}", text, re.IGNORECASE)
+        assert not issues, (source.name, issues)
+        outside = [m for m in re.findall(r"(?:\.\./)+[\w./-]+", text)
+                   if not (source.parent / m).resolve().is_relative_to(ROOT)]
+        assert not outside, (source.name, outside)
