@@ -1,6 +1,7 @@
-"""Every command of README.md (and docker-compose.yml's example) run as a user runs it.
+"""Every command of README.md and of the docs/ pages (and docker-compose.yml's example) run as a user runs it.
 
-The commands are read from README.md itself, so a command changed there is tested as changed. Each runs in a
+The commands are read from README.md and docs/*.md themselves, so a command changed there is tested as changed;
+so is README's Python example, run verbatim after the main job. Each runs in a
 subprocess from a user's working folder; only the data folders are swapped for generated worlds written in the
 datasets' real layouts (`python -m data.synthetic --layout megadepth|scannet`: LoFTR's data/megadepth and
 data/scannet trees), and a few overrides make it seconds long (a tiny model, the CPU, two steps, 160 px).
@@ -35,6 +36,10 @@ from tests.test_match_cli import official_checkpoint, official_state_dict, write
 pytestmark = pytest.mark.recipe
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+# README and every docs page, by path: the documents whose commands are run here
+DOCUMENTS = {"README.md": README} | {
+    f"docs/{path.name}": path.read_text() for path in sorted((ROOT / "docs").glob("*.md"))
+}
 
 # README's placeholders -> where the generated worlds play them (relative: -> the user's working folder)
 MEGADEPTH, SCANNET = "/path/to/LoFTR/data/megadepth", "/path/to/LoFTR/data/scannet"
@@ -61,9 +66,15 @@ RECIPES["se2_synthetic"] = RECIPES["loftr_synthetic"] = RECIPES["synthetic"]
 EVALUATE_OVERRIDES = ["max_pairs=2", "plot_pairs=1"]
 
 
-def readme_commands(script: str, text: str = README) -> list[list[str]]:
-    """The commands of `text`'s code blocks that run `script` with python, as argument lists (continuation
-    lines joined, comments and the `python` itself dropped)."""
+def readme_commands(script: str, text: str | None = None) -> list[list[str]]:
+    """The commands of `text`'s code blocks (by default README's and every docs page's) that run `script` with
+    python, as argument lists (continuation lines joined, comments and the `python` itself dropped); a command
+    written in two documents counts once."""
+    if text is None:
+        unique = []
+        for document in DOCUMENTS.values():
+            unique += [words for words in readme_commands(script, document) if words not in unique]
+        return unique
     commands = []
     for block in re.findall(r"```\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -81,9 +92,14 @@ def experiment_of(words: list[str]) -> str:
     return named[0] if named else "synthetic"
 
 
+def many_pairs(words: list[str]) -> bool:
+    """match.py's batch forms: a pairs file or a folder of images, into one HDF5 file."""
+    return "--pairs" in words or "--images" in words
+
+
 PAPER_RECIPES = ["loftr_megadepth", "loftr_ot_megadepth", "se2_loftr_megadepth", "eloftr_megadepth", "loftr_scannet",
                  "loftr_quadtree_megadepth", "loftr_quadtree_scannet"]
-# Which README train.py command each test runs; every README command must be exactly one of these, or below
+# Which train.py command of README and docs/ each test runs; every one must be exactly one of these, or below
 TRAINING_RUNS = {
     "main job": lambda w: w == [],
     "paper recipe": lambda w: experiment_of(w) in PAPER_RECIPES,
@@ -94,7 +110,7 @@ TRAINING_RUNS = {
     "sweep": lambda w: w[:1] == ["-m"] and not any(word.startswith("hydra/launcher=") for word in w),
     "in-house": lambda w: experiment_of(w) == "finetune_inhouse",
 }
-# Which README evaluate.py and match.py command each test runs: every one must be exactly one of these
+# Which evaluate.py and match.py command of README and docs/ each test runs: every one must be exactly one of these
 EVALUATION_RUNS = {
     "LoFTR test sets": lambda w: any(f"benchmark={name}" in w for name in ("megadepth1500", "scannet1500")),
     "classical on the world": lambda w: "benchmark=synthetic" in w and not any(
@@ -104,16 +120,19 @@ EVALUATION_RUNS = {
     "hpatches": lambda w: "benchmark=hpatches" in w,
 }
 MATCH_RUNS = {
-    "main job's demo": lambda w: "outputs/train/synthetic/latest/checkpoints/last.ckpt" in w,
+    "main job's demo": lambda w: "outputs/train/synthetic/latest/checkpoints/last.ckpt" in w and not many_pairs(w),
     "official checkpoint": lambda w: "weights/outdoor_ds.ckpt" in w,
+    "another matcher": lambda w: "--matcher" in w and not many_pairs(w),
+    "a pairs file": lambda w: "--pairs" in w,
+    "a folder of images": lambda w: "--images" in w,
 }
 NOT_RUN_HERE = {  # README commands that need what this machine lacks, and the test that runs their substance
     "hydra/launcher=submitit_slurm": "a SLURM cluster; tests/test_launcher.py runs a sweep through submitit_local",
 }
 
 
-def readme_training(run: str, text: str = README) -> list[list[str]]:
-    """README's train.py commands that the test `run` (a key of TRAINING_RUNS) runs."""
+def readme_training(run: str, text: str | None = None) -> list[list[str]]:
+    """The train.py commands of README and docs/ that the test `run` (a key of TRAINING_RUNS) runs."""
     return [words for words in readme_commands("train.py", text) if TRAINING_RUNS[run](words)]
 
 
@@ -333,7 +352,7 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
 
 
 def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):
-    """README's "Train on your own photos", command by command: SfM on the photos and on the held-out photos,
+    """docs/inhouse.md, "Train on your own photos", command by command: SfM on the photos and on the held-out photos,
     the starting checkpoint evaluated, fine-tuned, evaluated again; and from an existing COLMAP model, sparse
     and with dense depth (data=inhouse_colmap)."""
     weights = home / "weights"
@@ -348,7 +367,7 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):
     for source, target in (("images", "images"), ("sparse", "sparse"), ("depth_maps", "stereo/depth_maps")):
         if not (home / "colmap" / target).exists():
             (home / "colmap" / target).symlink_to(colmap_root / source, target_is_directory=True)
-    section = README.split("## Train on your own photos")[1].split("\n## ")[0]
+    section = DOCUMENTS["docs/inhouse.md"]
     for words in readme_commands("-m", section):
         run(home, "-m", *words)
     for name in ("site", "site_test", "site_sparse", "site_dense"):
@@ -391,12 +410,76 @@ def test_hpatches_and_an_official_checkpoint(tmp_path, official_checkpoint):
     assert re.search(r"\d+ matches", matched.stdout) and (tmp_path / "outputs" / "ab" / "matches.png").is_file()
 
 
+def python_examples() -> list[tuple[str, str]]:
+    """The ```python blocks of README and of the docs pages, README's first: (document, code)."""
+    return [(name, code) for name, text in DOCUMENTS.items() for code in re.findall(r"```python\n(.*?)```", text, re.S)]
+
+
+def test_readmes_python_example_runs_verbatim_after_the_main_job(home, main_job):
+    """README's Python example (and each docs page's), exactly as written, after the main job: from the folder it
+    ran in (a user's repository root: its outputs/ and data/world/ are there), the repository's packages on the
+    path as they are from the root."""
+    examples = python_examples()
+    assert [name for name, _ in examples].count("README.md") == 1 and "load_matcher" in examples[0][1]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, code in examples:
+        result = subprocess.run([sys.executable, "-c", code], cwd=home, capture_output=True, text=True, timeout=300,
+                                env=environment)
+        assert result.returncode == 0, f"{name}:\n{code}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        assert re.search(r"\d+ matches", result.stdout), (name, result.stdout)
+
+
+def h5_pairs(path: Path) -> int:
+    """How many pairs a match.py HDF5 file holds: its entries with keypoints0."""
+    import h5py
+
+    found = []
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: found.append(name) if name.rsplit("/", 1)[-1] == "keypoints0" else None)
+    return len(found)
+
+
+def test_match_py_other_matchers_a_pairs_file_and_a_folder(home, main_job):
+    """docs/matching.md's match.py commands beyond LoFTR on two images, on the main job's world (its scene0003
+    playing the default world's scene0005): SIFT on two images; a pairs file with the trained model into one
+    HDF5 file, then again with one more pair (resumed: the file ends with the four); a folder of images paired
+    exhaustively (every pair) and sequentially (each image with the next N)."""
+
+    def on_this_world(words: list[str]) -> list[str]:
+        return [word.replace("scene0005", "scene0003") for word in words]
+
+    [sift] = [on_this_world(w) for w in readme_commands("match.py") if MATCH_RUNS["another matcher"](w)]
+    run(home, "match.py", *sift)
+    assert all((home / sift[sift.index(flag) + 1]).is_file() for flag in ("--out", "--plot"))
+    [listed] = [w for w in readme_commands("match.py") if MATCH_RUNS["a pairs file"](w)]
+    pairs_file, out = home / listed[listed.index("--pairs") + 1], home / listed[listed.index("--out") + 1]
+    names = [f"scene0003/images/{k}.jpg" for k in range(5)]
+    pairs_file.write_text("".join(f"{names[0]} {name}\n" for name in names[1:4]))
+    run(home, "match.py", *listed)
+    assert h5_pairs(out) == 3
+    pairs_file.write_text(pairs_file.read_text() + f"{names[0]} {names[4]}\n")
+    run(home, "match.py", *listed)
+    assert h5_pairs(out) == 4
+    folders = [on_this_world(w) for w in readme_commands("match.py") if MATCH_RUNS["a folder of images"](w)]
+    assert {w[w.index("--pairing") + 1].split(":")[0] for w in folders} == {"exhaustive", "sequential"}
+    for words in folders:
+        run(home, "match.py", *words)
+        n = len(list((home / words[words.index("--images") + 1]).glob("*.jpg")))
+        pairing = words[words.index("--pairing") + 1]
+        following = n - 1 if pairing == "exhaustive" else int(pairing.split(":")[1])
+        assert h5_pairs(home / words[words.index("--out") + 1]) == sum(min(following, n - 1 - i) for i in range(n))
+
+
 def test_every_readme_evaluation_and_match_command_is_run_here():
+    """Each evaluate.py and match.py command of README and of every docs page is run by exactly one test here;
+    each kind of run has its command in them."""
+    assert {"docs/evaluation.md", "docs/matching.md", "docs/inhouse.md"} <= set(DOCUMENTS)
     for script, runs in (("evaluate.py", EVALUATION_RUNS), ("match.py", MATCH_RUNS)):
+        for name, text in DOCUMENTS.items():
+            for words in readme_commands(script, text):
+                assert sum(selects(words) for selects in runs.values()) == 1, (name, script, words)
         commands = readme_commands(script)
-        assert len(commands) >= len(runs)
-        for words in commands:
-            assert sum(selects(words) for selects in runs.values()) == 1, (script, words)
+        assert all(any(selects(words) for words in commands) for selects in runs.values()), script
 
 
 def test_every_experiment_has_its_recipe_run_here():
@@ -408,12 +491,15 @@ def test_every_experiment_has_its_recipe_run_here():
 
 
 def test_every_readme_training_command_is_run_here():
-    """Each README train.py command is run by exactly one test above, or needs what this machine lacks; its
-    `python -m` modules are tested: data.synthetic by tests/data/synthetic/, data.inhouse above, pytest by CI."""
+    """Each train.py command of README and of every docs page is run by exactly one test above, or needs what
+    this machine lacks; their `python -m` modules are tested: data.synthetic by tests/data/synthetic/,
+    data.inhouse above, pytest by CI."""
+    assert {"docs/training.md", "docs/inhouse.md"} <= set(DOCUMENTS)
     assert {words[0] for words in readme_commands("-m")} <= {"data.synthetic", "data.inhouse", "pytest"}
-    commands = readme_commands("train.py")
-    assert len(commands) >= 10
-    for words in commands:
-        runs = [run for run, selects in TRAINING_RUNS.items() if selects(words)]
-        lacking = [need for need in NOT_RUN_HERE if need in words]
-        assert len(runs) + len(lacking) == 1, (words, runs, lacking)
+    assert len(readme_commands("train.py")) >= 10
+    for name, text in DOCUMENTS.items():
+        for words in readme_commands("train.py", text):
+            runs = [run for run, selects in TRAINING_RUNS.items() if selects(words)]
+            lacking = [need for need in NOT_RUN_HERE if need in words]
+            assert len(runs) + len(lacking) == 1, (name, words, runs, lacking)
+    assert all(readme_training(run) for run in TRAINING_RUNS)  # each test has its command to run
