@@ -40,6 +40,7 @@ matched before it kept. A progress bar goes to stderr when stderr is a terminal.
 """
 
 import argparse
+import shutil
 import sys
 from contextlib import ExitStack
 from functools import lru_cache
@@ -58,8 +59,7 @@ from data.pair_list import folder_images, paired_names, read_name_pairs
 from data.pairs import ImageTooSmallError as MatcherImageTooSmallError
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
-from evaluation.matchers import checked_device
-from evaluation.matchers import MATCHERS
+from evaluation.matchers import MATCHERS, checked_device
 from evaluation.matchers import build_matcher as build_named_matcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
@@ -91,6 +91,9 @@ MATCHES_FILE_FORMAT = "match.py pairs"  # the root attribute `format` of the HDF
 # the group a pair is written into before it is moved to its name: no URL-quoted name holds a space
 WRITING_GROUP = " writing"
 IMAGES_CACHED = 8  # decoded images kept during a run: a row of exhaustive pairs, or a window of sequential ones
+# free space kept beyond a pair's bytes before it is written: HDF5's own writes (group heaps, B-trees, flushed
+# metadata) take kilobytes, and a write that fails crashes the process when HDF5 closes the file
+FREE_SPACE_MARGIN = 1 << 20
 
 
 class InputError(Exception):
@@ -474,6 +477,7 @@ def match_into_file(args: argparse.Namespace) -> int:
                     paths = (root / name0, root / name1)
                     images = [read_grayscale(path, f"pair {name0} {name1}", read) for path in paths]
                     matches = match_images(matcher, *images, tuple(map(str, paths)))
+                    check_room(args.out, sum(value.nbytes for value in matches.as_dict().values()))
                     try:
                         add_pair(file, (name0, name1), matches)
                     except OSError as error:
@@ -574,8 +578,24 @@ def _shown(setting) -> str:
     return "(none)" if setting is None or setting == "" else str(setting)
 
 
+def check_room(path: Path, size: int) -> None:
+    """InputError saying that the disk is full unless the folder of the HDF5 file `path` has room for `size`
+    more bytes of data in it, with a margin: HDF5 crashes the process (a segmentation fault) when it closes a
+    file that a full disk cut short, so a pair is written only where it fits. The margin grows with the file
+    (its group heaps and B-trees)."""
+    folder = path.parent
+    while not folder.is_dir():  # --out's folder is made with the file
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    needed = FREE_SPACE_MARGIN + 2 * size + (path.stat().st_size // 8 if path.is_file() else 0)
+    if free < needed:
+        raise InputError(f"cannot write to --out {path}: the disk is full ({free // 1024} kB free, {needed // 1024} "
+                         f"kB wanted)")
+
+
 def create_matches_file(path: Path, settings: dict) -> None:
     """A matches file without pairs, its root attributes `settings`; whole, or none at all."""
+    check_room(path, 0)
     try:
         with written_atomically(path) as temporary, h5py.File(temporary, "w") as file:
             file.attrs.update({"format": MATCHES_FILE_FORMAT, **settings})

@@ -11,7 +11,8 @@ stderr naming the input, no traceback, and that no file written before changed. 
   were), written_atomically onto a FIFO, a device or a folder;
 - real full disks (a small tmpfs; skipped where mounting is not permitted): the second checkpoint of a run
   (torch's "unexpected pos" read as the full disk it is), evaluate.py (Hydra's own record failing first),
-  match.py, collect_runs.py --csv, compare_runs.py --plot;
+  match.py (one pair, and many pairs into an HDF5 file: those written kept), collect_runs.py --csv,
+  compare_runs.py --plot;
 - the scripts' inputs: collect_runs.py --csv onto a run's summary.json or overrides.yaml, runs with identical
   overrides (a row each), malformed run folders in collect_runs.py and compare_runs.py, compare_runs.py --plot
   onto a FIFO, a folder or below a file;
@@ -22,6 +23,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -42,6 +44,7 @@ from tests.test_faults import (  # noqa: F401 (fixtures)
     photos,
     write_photo_folder,
 )
+from tests.test_match_cli import VIEW, share_on_the_warp, stored, write_views
 from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
 from utils.files import NotARegularFileError, written_atomically
 from utils.run_folder import LOCK, claim, claimed_folders, release_all
@@ -443,6 +446,32 @@ def test_match_on_a_real_full_disk_is_one_line(photos, tmp_path):
         refusal(run, str(disk), "the disk is full")
         assert_unchanged(before)
         assert sorted(path.name for path in disk.iterdir()) == ["filler", "m.npz", "m.png"]
+
+
+def test_match_many_pairs_on_a_real_full_disk_keeps_the_pairs_written(tmp_path):
+    """--pairs into an HDF5 file on a disk with room for a few pairs: one line saying the disk is full, the
+    pairs written before it whole and right, and the same command, once there is room, goes on. HDF5 crashed
+    the process (exit -11) closing a file a full disk had cut short, so this runs in a process of its own."""
+    import match
+
+    pairs = write_views(tmp_path, 6)
+    (tmp_path / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    with small_disk(tmp_path / "disk", 2 << 20) as disk:
+        out = disk / "m.h5"
+        command = [sys.executable, MATCH, "--pairs", "pairs.txt", "--image-root", ".", "--matcher", "sift",
+                   "--resize", "0", "--out", str(out)]
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(bytes(free - match.FREE_SPACE_MARGIN - (24 << 10)))  # a few pairs' room
+        run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        refusal(run, str(out), "the disk is full", "matched before it are kept")
+        kept = stored(out)
+        assert 0 < len(kept) < len(pairs) and list(kept) == pairs[:len(kept)]
+        assert all(share_on_the_warp(matches, VIEW) > 0.9 for matches in kept.values())
+        (disk / "filler").unlink()
+        again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert f"matched {len(pairs) - len(kept)} pairs, {len(kept)} already in {out}" in again.stdout
+        assert sorted(stored(out)) == sorted(pairs)
 
 
 def test_a_filesystem_without_locks_runs_unguarded_with_a_warning(tmp_path, monkeypatch, capsys):

@@ -539,7 +539,7 @@ def test_sift_on_one_pair_writes_the_npz_in_original_pixels(tmp_path):
 
 def test_an_interrupted_run_keeps_the_pairs_it_finished_and_the_next_one_goes_on(tmp_path, monkeypatch):
     """Ctrl-C while the second pair is being written (between its datasets): exit code 130, the first pair
-    kept, no half pair; the same command then matches the other two."""
+    kept, no half pair; the same command then matches the other two, dropping a half pair that a kill left."""
     pairs = write_views(tmp_path, 3)
     (tmp_path / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
     command = [MATCH, "--pairs", "pairs.txt", "--image-root", ".", *SIFT, "--out", "m.h5"]
@@ -559,9 +559,11 @@ def test_an_interrupted_run_keeps_the_pairs_it_finished_and_the_next_one_goes_on
     with h5py.File(tmp_path / "m.h5", "r") as file:
         assert sorted(file) == [quote(pairs[0][0], safe="")]  # the second pair's half-written group is gone
     assert list(stored(tmp_path / "m.h5")) == pairs[:1]
+    with h5py.File(tmp_path / "m.h5", "r+") as file:  # what a kill -9 in the middle of a pair leaves
+        file.create_group(" writing").create_dataset("keypoints0", data=np.zeros((3, 2), np.float32))
     again = run_here(command, tmp_path)
     assert again.returncode == 0 and "matched 2 pairs, 1 already in m.h5" in again.stdout
-    assert sorted(stored(tmp_path / "m.h5")) == sorted(pairs)
+    assert sorted(stored(tmp_path / "m.h5")) == sorted(pairs)  # and the killed pair's group dropped
 
 
 @pytest.fixture
