@@ -6,7 +6,7 @@ Configs: configs/train.yaml and its groups; the schema and its defaults: lightni
 built from them, each part checked: lightning_modules/builders.py. Each run writes to its `run_dir`:
 checkpoints/ (best and last), logs, summary.json (final metrics) and the Hydra config it ran with.
 
-    python train.py experiment=loftr_megadepth data.train.0.root=... trainer.devices=8
+    python train.py experiment=loftr_megadepth data.root=... trainer.devices=8
     python train.py -m experiment=synthetic model.coarse.attention=linear,full    # a sweep
     python train.py experiment=synthetic ckpt_path=outputs/train/synthetic/RUN/checkpoints/last.ckpt  # resume
 """

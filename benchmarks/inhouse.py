@@ -118,7 +118,7 @@ def main() -> int:
     world = WorldConfig(num_scenes=args.train_scenes + (args.test_scenes if new_scenes else 0),
                         cameras_per_scene=args.cameras + (0 if new_scenes else args.test_cameras),
                         focal_range=(1.0, 1.0), max_roll_deg=args.max_roll, seed=args.seed)
-    entries, registered, rotation, direction = [], [], [], []
+    entries, registered, rotation, direction = {}, [], [], []  # entries: {scene name: data entry}
     test_infos = []
     for index in tqdm(range(world.num_scenes), desc="scenes: render, SfM", unit="scene"):  # on stderr
         scene = site_photos(render_scene(world, index), args.exposure, args.noise, seed=index)
@@ -146,13 +146,13 @@ def main() -> int:
             n = args.cameras
             seen = RenderedScene(scene.name, scene.images[:n], scene.depths[:n], scene.intrinsics[:n],
                                  scene.poses[:n], [(i0, i1, o) for i0, i1, o in scene.pairs if i1 < n])
-            entries.append({"type": "megadepth", "root": str(work / "dense"),
-                            "scene_info": [str(write_megadepth(work / "dense", seen))], "longer_side": 640,
-                            "pad_to_square": False, "depth_pad_size": 640, "crop_size": [256, 192]})
+            entries[scene.name] = {"type": "megadepth", "root": str(work / "dense"),
+                                   "scene_info": [str(write_megadepth(work / "dense", seen))], "longer_side": 640,
+                                   "pad_to_square": False, "depth_pad_size": 640, "crop_size": [256, 192]}
             continue
-        entries.append({"type": "inhouse", "root": str(work / "prepared" / scene.name),
-                        "scene_info": [str(report.scene_info)], "longer_side": 640, "pad_to_square": False,
-                        "crop_size": [256, 192], "max_correspondences": 512})
+        entries[scene.name] = {"type": "inhouse", "root": str(work / "prepared" / scene.name),
+                               "scene_info": [str(report.scene_info)], "longer_side": 640, "pad_to_square": False,
+                               "crop_size": [256, 192], "max_correspondences": 512}
     (work / "test" / "test.txt").write_text("".join(f"{p.relative_to(work / 'test')}\n" for p in test_infos))
     print(f"SfM: registered {', '.join(registered)} photos per scene; relative pose of the {len(rotation)} kept "
           f"pairs vs the truth: rotation median {np.median(rotation):.3f} max {np.max(rotation):.3f} deg, "

@@ -1,6 +1,7 @@
 """A LightningDataModule that combines any of the datasets for train / val / test from plain config.
 
-Each split is a list of dataset entries, `{"type": NAME, **fields of that dataset's config}`; training draws
+Each split is a mapping of named dataset entries, `{NAME: {"type": TYPE, **fields of that dataset's config}}`,
+in order (an entry set to None is left out); training draws
 scene-balanced pairs (a fixed number per scene per epoch, sharded across DDP ranks), evaluation reads every
 pair once, in order, sharded across the ranks by a DistributedSampler. The data module shards every loader
 itself, once: the trainer must not add Lightning's distributed sampler (train.py builds it with
@@ -43,9 +44,11 @@ class DataConfig:
     # of configs/data/megadepth.yaml and scannet.yaml derive their paths from it. MISSING ("???") here, not
     # None: a `???` in a YAML file does not override a schema default, so each data config sets it (or null)
     root: str | None = MISSING
-    train: list[dict] = field(default_factory=list)
-    val: list[dict] = field(default_factory=list)
-    test: list[dict] = field(default_factory=list)
+    # {name: entry}: configs/data/NAME.yaml names its entries NAME, so that an experiment or override changes one
+    # field (data.train.megadepth.longer_side=640) without restating the rest; null removes an entry
+    train: dict[str, Any] = field(default_factory=dict)
+    val: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1  # pairs per GPU (LoFTR: 1 per GPU, 64 GPUs)
     num_workers: int = 4
     samples_per_scene: int = 100  # pairs drawn per scene per epoch (LoFTR: N_SAMPLES_PER_SUBSET = 100)
@@ -53,6 +56,10 @@ class DataConfig:
     random_swap: bool = False  # training only: each pair in the other image order with probability 1/2
     skip_bad_pairs: bool = False  # training only: replace an unloadable pair and count it in a warning
     seed: int = 66  # LoFTR's default seed
+
+    def entries(self, split: str) -> dict[str, dict]:
+        """The entries of `split` ("train", "val" or "test") by name, in order, less those set to None."""
+        return {name: entry for name, entry in getattr(self, split).items() if entry is not None}
 
 
 def build_dataset(entry: dict, augment: PhotometricAugmentation | None = None) -> Dataset:
@@ -111,16 +118,15 @@ class PairDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build every split's datasets and check the headers of every file their pairs read (once: train.py
         calls this before Lightning does, so that a bad entry or file stops the run before a model or logger
-        exists, not when its pair is loaded); errors name the entry, e.g. `data.val.0: ...`. Training files
+        exists, not when its pair is loaded); errors name the entry, e.g. `data.val.megadepth: ...`. Training files
         are left to the loader under `skip_bad_pairs`, which skips and counts their pairs."""
         if self.datasets:
             return
         for split in ("train", "val", "test"):
-            entries = getattr(self.config, split)
             augment = self.augment if split == "train" else None
             datasets = []
-            for position, entry in enumerate(entries):
-                with naming(f"data.{split}.{position}"):
+            for name, entry in self.config.entries(split).items():
+                with naming(f"data.{split}.{name}"):
                     dataset = build_dataset(entry, augment)
                     if split != "train" or not self.config.skip_bad_pairs:
                         dataset.check_files()

@@ -38,18 +38,29 @@ class ConfigError(Exception):
 
 def checked_data(data: DataConfig) -> PairDataModule:
     """The data module with every split's datasets built: an unknown type or field, a missing root, list or
-    index file stops here, naming the entry (`data.val.0: ...`), before a model or logger is made."""
+    index file stops here, naming the entry (`data.val.megadepth: ...`), before a model or logger is made."""
     for split in ("train", "val", "test"):
-        for position, entry in enumerate(getattr(data, split)):
-            if entry.get("type") not in DATASETS:
-                raise ConfigError(f"data.{split}.{position}.type={entry.get('type')!r}: "
-                                  f"choose one of {sorted(DATASETS)}")
+        check_entries(split, data.entries(split))
     datamodule = PairDataModule(data)
     try:
         datamodule.setup()
     except (FileNotFoundError, ValueError) as error:
         raise ConfigError(str(error)) from None
     return datamodule
+
+
+def check_entries(split: str, entries: dict) -> None:
+    """ConfigError naming an entry of `split` that is not a mapping of fields or has no known type: an override
+    of a misspelt entry name (data.train.megadpth.longer_side=...) makes an entry of its own, without a type."""
+    typed = [name for name, entry in entries.items() if isinstance(entry, dict) and "type" in entry]
+    for name, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"data.{split}.{name}={entry!r}: an entry is a mapping of fields (or null: left out)")
+        if "type" not in entry:
+            raise ConfigError(f"data.{split}.{name}: no such entry in data.{split} ({', '.join(typed) or 'none'}); "
+                              f"a new one needs its type, one of {sorted(DATASETS)}")
+        if entry["type"] not in DATASETS:
+            raise ConfigError(f"data.{split}.{name}.type={entry['type']!r}: choose one of {sorted(DATASETS)}")
 
 
 def check_final_evaluation(settings: FinalEvaluation) -> None:
@@ -134,14 +145,14 @@ def build_callbacks(settings: CallbackSettings, run_dir: Path, data: DataConfig,
     (when something logs) and the pairs-per-second meter."""
     monitor = settings.checkpoint.monitor
     if monitor == "auto":
-        homography = any(entry.get("type") == "homography" for entry in data.val)
+        homography = any(entry.get("type") == "homography" for entry in data.entries("val").values())
         monitor = "val/auc@10" if homography else "val/auc@20"
     folder = run_dir / "checkpoints"
     # last.ckpt on its own callback, every epoch (or N steps) and at train end, so that it holds the final step:
     # Lightning's save_last follows validation, and with check_val_every_n_epoch > 1 or no validation data it
     # was saved rarely or never
     callbacks: list[pl.Callback] = [LastCheckpoint(folder, settings.checkpoint.every_n_train_steps)]
-    if data.val:
+    if data.entries("val"):
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="max",
                                                       save_top_k=1, auto_insert_metric_name=False,
                                                       enable_version_counter=False))

@@ -106,6 +106,8 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     schema = OmegaConf.structured(TrainConfig)
     schema.model = None  # the model file's schema fills it
+    for split in ("train", "val", "test"):  # entries of their own without `+`: data.val={NAME: {type: ..., ...}}
+        OmegaConf.set_struct(schema.data[split], False)
     store.store(name="train_schema", node=schema)
     store.store(group="model", name="loftr_schema", node=LoFTRConfig)
     store.store(group="model", name="eloftr_schema", node=EfficientLoFTRConfig)

@@ -75,7 +75,7 @@ def recorded_run(world: Path, folder: Path, monkeypatch, *extra: str, processes:
 def test_two_ddp_processes_share_one_epoch_draw(world, tmp_path, monkeypatch):
     """One epoch of 8 pairs: one process takes 8 steps; 2 DDP processes take 4 steps each and read between
     them each pair of the single-process draw once (interleaved: rank r takes every 2nd from r)."""
-    overrides = ("trainer.max_epochs=1", "data.samples_per_scene=8", "data.val=[]")
+    overrides = ("trainer.max_epochs=1", "data.samples_per_scene=8", "data.val.synthetic=null")
     (single,) = recorded_run(world, tmp_path / "single", monkeypatch, *overrides)
     ranks = recorded_run(world, tmp_path / "ddp", monkeypatch, *overrides, processes=2)
     assert single["global_step"] == len(single["drawn"]) == 8
@@ -141,5 +141,6 @@ def test_resume_from_a_mid_epoch_step_equals_the_straight_run(world, tmp_path, o
 def test_last_checkpoint_holds_the_final_step(world, tmp_path):
     """7 steps (2 epochs of 4 pairs, max_steps=7), last.ckpt every 3: it ends at step 7, not 6."""
     summary = train_script.train(config_of(small(world, tmp_path, "trainer.max_epochs=2", "trainer.max_steps=7",
-                                                 "callbacks.checkpoint.every_n_train_steps=3", "data.val=[]")))
+                                                 "callbacks.checkpoint.every_n_train_steps=3",
+                                                 "data.val.synthetic=null")))
     assert summary["global_step"] == checkpoint_of(tmp_path)["global_step"] == 7

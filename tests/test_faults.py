@@ -110,7 +110,7 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(world, t
     (hooks / "sitecustomize.py").write_text(KILLER)
     run_dir = tmp_path / "run"
     overrides = small(world, run_dir, "trainer.max_steps=3", "callbacks.checkpoint.every_n_train_steps=1",
-                      "data.val=[]")
+                      "data.val.synthetic=null")
     env = dict(os.environ, PYTHONPATH=f"{hooks}{os.pathsep}{ROOT}", KILL_AT_CHECKPOINT_WRITE="2", OMP_NUM_THREADS="1",
                **other_filesystem_tmpdir(tmp_path))
     killed = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=tmp_path, env=env,
@@ -143,7 +143,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_previou
     else:
         monkeypatch.setattr(os, "rename", across_filesystems(os.rename))
     monkeypatch.setattr("builtins.open", filling_open)
-    run = run_here([str(ROOT / "train.py"), *small(world, run_dir, "trainer.max_steps=3", "data.val=[]",
+    run = run_here([str(ROOT / "train.py"), *small(world, run_dir, "trainer.max_steps=3", "data.val.synthetic=null",
                                                    "callbacks.checkpoint.every_n_train_steps=1")], tmp_path)
     monkeypatch.undo()
     refusal(run, f"{run_dir / 'checkpoints'}", "disk is full")
@@ -168,7 +168,8 @@ def test_a_full_disk_at_the_summary_is_one_line_and_keeps_the_checkpoints(world,
 
     monkeypatch.setattr("builtins.open", filling_open)
     monkeypatch.setattr(io, "open", filling_open)
-    run = run_here([str(ROOT / "train.py"), *small(world, run_dir, "trainer.max_steps=1", "data.val=[]")], tmp_path)
+    run = run_here([str(ROOT / "train.py"), *small(world, run_dir, "trainer.max_steps=1", "data.val.synthetic=null")],
+                   tmp_path)
     monkeypatch.undo()
     refusal(run, str(run_dir / "summary.json"), "No space left on device")
     assert_unchanged(before)
@@ -209,7 +210,7 @@ def test_resuming_or_overwriting_a_run_folder_is_allowed(tmp_path):
 def trained(world, tmp_path_factory) -> Path:
     """last.ckpt of a 2-step run of the tiny model."""
     run_dir = tmp_path_factory.mktemp("trained")
-    train_script.train(config_of(small(world, run_dir, "trainer.max_steps=2", "data.val=[]")))
+    train_script.train(config_of(small(world, run_dir, "trainer.max_steps=2", "data.val.synthetic=null")))
     return run_dir / "checkpoints" / "last.ckpt"
 
 
@@ -357,7 +358,7 @@ def megadepth_val(worlds, tmp_path, marker):
     folder = tmp_path / "hostile"
     hostile = hostile_scene_info(worlds["megadepth"] / MEGADEPTH_VAL, folder / MEGADEPTH_VAL.name, marker)
     return hostile, lambda run_dir: train(run_dir, "loftr_megadepth", worlds["megadepth"],
-                                          f"data.val.0.scene_info_dir={folder}")
+                                          f"data.val.megadepth.scene_info_dir={folder}")
 
 
 def scannet_train(worlds, tmp_path, marker):
@@ -365,7 +366,7 @@ def scannet_train(worlds, tmp_path, marker):
     folder = tmp_path / "hostile"
     hostile = hostile_index(index / "scene0000_00.npz", folder / "scene0000_00.npz", marker)
     return hostile, lambda run_dir: train(run_dir, "loftr_scannet", worlds["scannet"],
-                                          f"data.train.0.index_dir={folder}")
+                                          f"data.train.scannet.index_dir={folder}")
 
 
 def megadepth1500(worlds, tmp_path, marker):
@@ -463,7 +464,7 @@ def test_a_bad_validation_file_stops_training_before_its_first_step(worlds, tmp_
         bad.write_bytes(b"not what the loader reads")
     run_dir = tmp_path / "run"
     run = train(run_dir, f"loftr_{layout}", world)
-    refusal(run, "data.val.0: ", str(bad))
+    refusal(run, f"data.val.{layout}: ", str(bad))
     assert_stopped_before_training(run_dir)
 
 
@@ -472,8 +473,8 @@ def test_bad_files_of_homography_and_inhouse_entries_are_named_in_setup(worlds, 
     photos.mkdir()
     cv2.imwrite(str(photos / "0.png"), make_texture(120, 160, seed=0))
     (photos / "1.png").write_bytes(b"not an image")
-    module = PairDataModule(DataConfig(val=[{"type": "homography", "root": str(photos)}], num_workers=0))
-    with pytest.raises(ValueError, match=rf"data.val.0: .*{photos / '1.png'}"):
+    module = PairDataModule(DataConfig(val={"photos": {"type": "homography", "root": str(photos)}}, num_workers=0))
+    with pytest.raises(ValueError, match=rf"data.val.photos: .*{photos / '1.png'}"):
         module.setup()
     # an inhouse scene (prepare's layout: a scene-info file with correspondences) whose image is missing
     source = worlds["megadepth"] / MEGADEPTH_VAL
@@ -486,8 +487,8 @@ def test_bad_files_of_homography_and_inhouse_entries_are_named_in_setup(worlds, 
     (images / info["image_paths"][i0]).unlink()
     entry = {"type": "inhouse", "root": str(images), "scene_info": [str(tmp_path / "site.npz")]}
     missing = images / info["image_paths"][i0]
-    with pytest.raises(FileNotFoundError, match=rf"data.test.0: inhouse scene site: .*{missing}"):
-        PairDataModule(DataConfig(test=[entry], num_workers=0)).setup()
+    with pytest.raises(FileNotFoundError, match=rf"data.test.site: inhouse scene site: .*{missing}"):
+        PairDataModule(DataConfig(test={"site": entry}, num_workers=0)).setup()
 
 
 def test_skip_bad_pairs_leaves_training_files_to_the_loader(worlds, tmp_path):
@@ -497,20 +498,24 @@ def test_skip_bad_pairs_leaves_training_files_to_the_loader(worlds, tmp_path):
     (world / "train" / info["image_paths"][info["pair_infos"][0][0][0]]).unlink()
     entry = {"type": "megadepth", "root": str(world / "train"),
              "scene_info": [str(world / "index" / "scene_info_0.1_0.7" / "0000_0.1_0.7.npz")]}
-    PairDataModule(DataConfig(train=[entry], skip_bad_pairs=True, num_workers=0)).setup()  # skipped when read
-    with pytest.raises(FileNotFoundError, match="data.train.0: "):
-        PairDataModule(DataConfig(train=[entry], num_workers=0)).setup()
+    PairDataModule(DataConfig(train={"world": entry}, skip_bad_pairs=True, num_workers=0)).setup()  # skipped when read
+    with pytest.raises(FileNotFoundError, match="data.train.world: "):
+        PairDataModule(DataConfig(train={"world": entry}, num_workers=0)).setup()
 
 
 # --- field types ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layout, override, named", [
-    ("megadepth", "data.train.0.longer_side=abc", "data.train.0: megadepth dataset: longer_side='abc' is not an int"),
-    ("megadepth", "+data.val.0.min_overlap=high", "data.val.0: megadepth dataset: min_overlap='high' is not a float"),
-    ("megadepth", "+data.train.0.crop_size=[64,abc]", "crop_size=(64, 'abc') is not a tuple[int, int] or None"),
-    ("megadepth", "data.train.0.longer_side=true", "longer_side=True is not an int"),
-    ("megadepth", "data.val.0.trust_index=maybe", "data.val.0: megadepth dataset: trust_index='maybe' is not a bool"),
-    ("scannet", "data.train.0.image_size=160", "data.train.0: scannet dataset: image_size=160 is not a tuple"),
+    ("megadepth", "data.train.megadepth.longer_side=abc",
+     "data.train.megadepth: megadepth dataset: longer_side='abc' is not an int"),
+    ("megadepth", "data.val.megadepth.min_overlap=high",
+     "data.val.megadepth: megadepth dataset: min_overlap='high' is not a float"),
+    ("megadepth", "data.train.megadepth.crop_size=[64,abc]", "crop_size=(64, 'abc') is not a tuple[int, int] or None"),
+    ("megadepth", "data.train.megadepth.longer_side=true", "longer_side=True is not an int"),
+    ("megadepth", "data.val.megadepth.trust_index=maybe",
+     "data.val.megadepth: megadepth dataset: trust_index='maybe' is not a bool"),
+    ("scannet", "data.train.scannet.image_size=160",
+     "data.train.scannet: scannet dataset: image_size=160 is not a tuple"),
 ])
 def test_a_wrongly_typed_field_names_the_key_and_the_type(worlds, tmp_path, layout, override, named):
     run_dir = tmp_path / "run"

@@ -209,7 +209,7 @@ def test_a_validation_depth_map_declaring_too_much_stops_training_in_setup(world
     run_dir = tmp_path / "run"
     with address_space_limited():
         run = train(run_dir, f"loftr_{layout}", world)
-    refusal(run, "data.val.0: ", str(bad), "depth", *named)
+    refusal(run, f"data.val.{layout}: ", str(bad), "depth", *named)
     assert_unchanged(before)
     assert not (run_dir / "checkpoints").exists()
 
@@ -275,10 +275,10 @@ def test_an_index_file_declaring_more_than_it_holds_stops_training_unallocated(w
     folder = tmp_path / "index"
     if layout == "scannet":
         shutil.copytree(worlds["scannet"] / "index" / "scene_data" / "train", folder)
-        bad, where = folder / "scene0000_00.npz", f"data.train.0.index_dir={folder}"
+        bad, where = folder / "scene0000_00.npz", f"data.train.scannet.index_dir={folder}"
     else:
         shutil.copytree(worlds["megadepth"] / MEGADEPTH_VAL.parent, folder)
-        bad, where = folder / MEGADEPTH_VAL.name, f"data.val.0.scene_info_dir={folder}"
+        bad, where = folder / MEGADEPTH_VAL.name, f"data.val.megadepth.scene_info_dir={folder}"
     forge(bad)
     assert bad.stat().st_size < 16 << 20
     before = snapshot(folder)

@@ -130,8 +130,8 @@ def test_two_runs_at_once_into_one_folder(world, tmp_path):
     run in this process, meets it whatever the machine's speed."""
     folder = tmp_path / "run"
     first = subprocess.Popen([sys.executable, TRAIN, f"hydra.run.dir={folder}", "seed=1",
-                              *small(world, None, "trainer.max_steps=100000", "trainer.max_epochs=1000", "data.val=[]",
-                                     "callbacks.checkpoint.every_n_train_steps=1")],
+                              *small(world, None, "trainer.max_steps=100000", "trainer.max_epochs=1000",
+                                     "data.val.synthetic=null", "callbacks.checkpoint.every_n_train_steps=1")],
                              cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -140,7 +140,7 @@ def test_two_runs_at_once_into_one_folder(world, tmp_path):
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-3000:]
             time.sleep(0.1)
         second = run_here([TRAIN, f"hydra.run.dir={folder}", "seed=2",
-                           *small(world, None, "trainer.max_steps=2", "data.val=[]")], tmp_path)
+                           *small(world, None, "trainer.max_steps=2", "data.val.synthetic=null")], tmp_path)
     finally:
         first.kill()
         first.communicate(timeout=60)
@@ -149,7 +149,7 @@ def test_two_runs_at_once_into_one_folder(world, tmp_path):
     assert "seed=1" in overrides and "seed=2" not in overrides
     step = step_of(folder / "checkpoints" / "last.ckpt")
     resumed = run_here([TRAIN, f"hydra.run.dir={folder}", "seed=1", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
-                        *small(world, None, f"trainer.max_steps={step + 1}", "data.val=[]")], tmp_path)
+                        *small(world, None, f"trainer.max_steps={step + 1}", "data.val.synthetic=null")], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert step_of(folder / "checkpoints" / "last.ckpt") == step + 1
     assert not (folder / LOCK).exists()
@@ -203,7 +203,7 @@ def test_a_real_full_disk_during_the_second_checkpoint(world, tmp_path):
     first one, whole, and no partial file beside it."""
     run_dir = tmp_path / "disk" / "run"
     with small_disk(tmp_path / "disk", int(1.5 * CHECKPOINT_BYTES)):
-        run = run_here([TRAIN, *small(world, run_dir, "trainer.max_steps=3", "data.val=[]",
+        run = run_here([TRAIN, *small(world, run_dir, "trainer.max_steps=3", "data.val.synthetic=null",
                                       "callbacks.checkpoint.every_n_train_steps=1")], tmp_path)
         refusal(run, str(run_dir / "checkpoints"), "disk is full")
         assert step_of(run_dir / "checkpoints" / "last.ckpt") == 1

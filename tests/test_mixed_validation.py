@@ -10,11 +10,11 @@ import train as train_script
 from tests.test_train import config_of, world  # noqa: F401  (world: the tiny generated world, a fixture)
 
 
-def validate(world: Path, run_dir: Path, entries: list[str]) -> dict:
+def validate(world: Path, run_dir: Path, entries: dict[str, str]) -> dict:
     overrides = [
         "experiment=loftr_synthetic", f"world.root={world}", "world.generate=false", f"run_dir={run_dir}", "logger=csv",
         "final_evaluation.benchmark=null", "data.num_workers=0", "validate_only=true",
-        f"data.val=[{','.join(entries)}]",
+        "data.val.synthetic=null", f"data.val={{{','.join(f'{name}:{entry}' for name, entry in entries.items())}}}",
     ]
     return train_script.train(config_of(overrides))["validation"]
 
@@ -28,9 +28,9 @@ def homography_entry(world: Path) -> str:
 
 
 def test_each_validation_set_is_scored_by_its_kind(world, tmp_path):
-    mixed = validate(world, tmp_path / "mixed", [pose_entry(world), homography_entry(world)])
-    pose = validate(world, tmp_path / "pose", [pose_entry(world)])
-    homography = validate(world, tmp_path / "homography", [homography_entry(world)])
+    mixed = validate(world, tmp_path / "mixed", {"pose": pose_entry(world), "homography": homography_entry(world)})
+    pose = validate(world, tmp_path / "pose", {"pose": pose_entry(world)})
+    homography = validate(world, tmp_path / "homography", {"homography": homography_entry(world)})
 
     # a single set keeps its plain names
     assert {"val/auc@5", "val/auc@10", "val/auc@20", "val/precision", "val/matches", "val/loss"} <= set(pose)

@@ -46,21 +46,22 @@ MEGADEPTH, SCANNET = "/path/to/LoFTR/data/megadepth", "/path/to/LoFTR/data/scann
 ASSETS = "/path/to/LoFTR/assets"
 TRAIN_OVERRIDES = ["trainer=cpu", "trainer.max_steps=2", "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1",
                    "trainer.check_val_every_n_epoch=1", "logger=csv", "data.num_workers=0"]
-POSE_SIZE = [f"data.{split}.0.{key}=160" for split in ("train", "val") for key in ("longer_side", "depth_pad_size")]
+POSE_SIZE = {entry: [f"data.{split}.{entry}.{key}=160" for split in ("train", "val")  # by the data config's entry
+                     for key in ("longer_side", "depth_pad_size")] for entry in ("megadepth", "synthetic")}
 RECIPES = {  # experiment -> the overrides that make README's command a seconds-long run
-    "loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
-    "loftr_ot_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
-    "se2_loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
-    "eloftr_megadepth": ["model=eloftr_tiny", "data.samples_per_scene=1", "data.batch_size=1", *POSE_SIZE],
-    "loftr_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "+data.train.0.image_size=[160,120]",
-                      "+data.val.0.image_size=[160,120]"],
-    "loftr_quadtree_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE],
-    "loftr_quadtree_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "+data.train.0.image_size=[160,120]",
-                               "+data.val.0.image_size=[160,120]"],
+    "loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
+    "loftr_ot_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
+    "se2_loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
+    "eloftr_megadepth": ["model=eloftr_tiny", "data.samples_per_scene=1", "data.batch_size=1", *POSE_SIZE["megadepth"]],
+    "loftr_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "data.train.scannet.image_size=[160,120]",
+                      "data.val.scannet.image_size=[160,120]"],
+    "loftr_quadtree_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
+    "loftr_quadtree_scannet": ["model=loftr_tiny", "data.samples_per_scene=1",
+                               "data.train.scannet.image_size=[160,120]", "data.val.scannet.image_size=[160,120]"],
     "synthetic": ["world.scenes=4", "world.test_scenes=1", "world.cameras=6", "world.size=[160,120]",
-                  "data.samples_per_scene=2", "data.train.0.crop_size=null", *POSE_SIZE,
+                  "data.samples_per_scene=2", "data.train.synthetic.crop_size=null", *POSE_SIZE["synthetic"],
                   "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
-    "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2", "data.train.0.longer_side=320"],
+    "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2"],  # image sizes: per data config, in the test
 }
 RECIPES["se2_synthetic"] = RECIPES["loftr_synthetic"] = RECIPES["synthetic"]
 EVALUATE_OVERRIDES = ["max_pairs=2", "plot_pairs=1"]
@@ -377,14 +378,16 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):
     assert all(EVALUATION_RUNS["in-house"](words) for words in evaluations)
     run(home, "evaluate.py", *evaluations[0], *EVALUATE_OVERRIDES, "out_dir=outputs/before")
     tiny = [*TRAIN_OVERRIDES, *RECIPES["finetune_inhouse"]]
-    run(home, "train.py", *trainings[0], *tiny, "+data.val.0.longer_side=320")
+    run(home, "train.py", *trainings[0], *tiny, "data.train.inhouse.longer_side=320",
+        "data.val.inhouse.longer_side=320")
     [finetuned] = list((home / "outputs" / "train" / "finetune_inhouse").glob("20*"))
     assert (finetuned / "checkpoints" / "best.ckpt").is_file()
     after = [w.replace("finetune_inhouse/TIME", f"finetune_inhouse/{finetuned.name}") for w in evaluations[1]]
     run(home, "evaluate.py", *after, *EVALUATE_OVERRIDES, "out_dir=outputs/after")
     for name in ("before", "after"):
         assert json.loads((home / "outputs" / name / "summary.json").read_text())["overall"]["pairs"] == 2
-    run(home, "train.py", *trainings[1], *tiny, "data.train.0.longer_side=160", "hydra.run.dir=outputs/dense")
+    run(home, "train.py", *trainings[1], *tiny, "data.train.inhouse_colmap.longer_side=160",
+        "hydra.run.dir=outputs/dense")
     assert last_checkpoint(home / "outputs" / "dense")["global_step"] == 2
     tracks = load_scene_info(home / "data" / "site_sparse" / "scene_info" / "inhouse.npz")["correspondences"]
     assert len(tracks) > 0 and all(len(pair) > 0 for pair in tracks)  # the imported model's tracks label pairs

@@ -38,9 +38,10 @@ def small(world: Path, run_dir: Path | None, *overrides: str) -> list[str]:
     return [
         *experiment,
         f"world.root={world}", "world.generate=false", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
-        "final_evaluation.benchmark=null", "data.train.0.crop_size=null",
+        "final_evaluation.benchmark=null", "data.train.synthetic.crop_size=null",
         "data.num_workers=0", "data.batch_size=1", "data.samples_per_scene=4",
-        *(f"data.{split}.0.{key}=160" for split in ("train", "val") for key in ("longer_side", "depth_pad_size")),
+        *(f"data.{split}.synthetic.{key}=160" for split in ("train", "val")
+          for key in ("longer_side", "depth_pad_size")),
         "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1", "optimizer.warmup_steps=3", *overrides,
     ]
 
@@ -117,7 +118,7 @@ def test_resume_continues_the_same_run(world, tmp_path, one_thread, monkeypatch)
 @pytest.mark.parametrize("validation", ["every third epoch", "none"])
 def test_last_checkpoint_is_written_every_epoch_whatever_the_validation(world, tmp_path, validation):
     """last.ckpt follows training, not validation: a run validating rarely, or never, still leaves one."""
-    extra = ["trainer.check_val_every_n_epoch=3"] + (["data.val=[]"] if validation == "none" else [])
+    extra = ["trainer.check_val_every_n_epoch=3"] + (["data.val.synthetic=null"] if validation == "none" else [])
     summary = train_script.train(config_of(small(world, tmp_path, "trainer.max_epochs=2", *extra)))
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert checkpoint["global_step"] == summary["global_step"] == 8 and checkpoint["epoch"] == 1
@@ -219,7 +220,7 @@ def test_configuration_errors_name_the_key(world, tmp_path):
     with pytest.raises(train_script.ConfigError, match=r"init_checkpoint: checkpoint not found: .*missing.ckpt"):
         train_script.train(config_of(small(world, tmp_path, f"init_checkpoint={tmp_path / 'missing.ckpt'}")))
     with pytest.raises(train_script.ConfigError, match=r"set `root` of the megadepth dataset"):
-        train_script.train(config_of(small(world, tmp_path, f"data.train.0.root={tmp_path / 'nowhere'}")))
+        train_script.train(config_of(small(world, tmp_path, f"data.train.synthetic.root={tmp_path / 'nowhere'}")))
 
 
 def test_tiny_model_learns(tmp_path):
@@ -234,8 +235,8 @@ def test_tiny_model_learns(tmp_path):
                       # LoFTR's loss alone: the validation loss scores the model's own matches, and the heatmap
                       # cross-entropy (~log 25 each) grows with their number as the model learns
                       "loss.fine_nll_weight=0")
-    overrides = [o.replace("=160", "=320") for o in overrides if o != "data.train.0.crop_size=null"]
-    overrides.append("data.train.0.crop_size=[192,144]")  # half the time of whole images
+    overrides = [o.replace("=160", "=320") for o in overrides if o != "data.train.synthetic.crop_size=null"]
+    overrides.append("data.train.synthetic.crop_size=[192,144]")  # half the time of whole images
     before = train_script.train(config_of([*overrides, f"run_dir={tmp_path / 'before'}", "validate_only=true"]))
     after = train_script.train(config_of([*overrides, f"run_dir={tmp_path / 'after'}"]))
     assert after["global_step"] == 200

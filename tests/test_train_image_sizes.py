@@ -24,8 +24,8 @@ def photos(tmp_path_factory) -> Path:
 def test_homography_training_on_a_164x123_image_size(photos, tmp_path):
     overrides = [
         "~experiment", "data=homography", "model=loftr_tiny", "trainer=cpu",
-        f"data.train.0.root={photos}", f"data.val.0.root={photos}",
-        "data.train.0.image_size=[164,123]", "data.val.0.image_size=[164,123]",
+        f"data.train.homography.root={photos}", f"data.val.homography.root={photos}",
+        "data.train.homography.image_size=[164,123]", "data.val.homography.image_size=[164,123]",
         "data.num_workers=0", "data.batch_size=2", "data.samples_per_scene=4", f"run_dir={tmp_path}",
         "logger=csv", "final_evaluation.benchmark=null", "world.generate=false", f"world.root={photos}",
         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",

@@ -202,7 +202,7 @@ class ClaimRunFolder(Callback):
 
     program: "train" or "evaluate"; folder_key: the config key holding the run's folder (train.py's `run_dir`,
     Hydra's own run folder unless given, evaluate.py's `out_dir`); inputs: the config keys of the run's input
-    paths, `*` for every item of a list (data.train.*.root)."""
+    paths, `*` for every item of a list or mapping (data.train.*.root)."""
 
     def __init__(self, program: str, folder_key: str, inputs: list[str] | None = None):
         self.program, self.folder_key, self.inputs = program, folder_key, list(inputs or [])
@@ -247,12 +247,16 @@ class ClaimRunFolder(Callback):
 
 
 def _selected(config: DictConfig, key: str) -> list[tuple[str, str]]:
-    """(key, value) of the config's `key`, each item's for a `*` (a list), the ones that are set."""
+    """(key, value) of the config's `key`, each item's for a `*` (a list or mapping), the ones that are set."""
     head, star, tail = key.partition(".*.")
     if not star:
         value = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
         return [(key, str(value))] if isinstance(value, (str, Path)) else []
     items = OmegaConf.select(config, head, default=None, throw_on_resolution_failure=False)
-    if not isinstance(items, ListConfig):
+    if isinstance(items, ListConfig):
+        names = range(len(items))
+    elif isinstance(items, DictConfig):
+        names = items.keys()
+    else:
         return []
-    return [pair for k in range(len(items)) for pair in _selected(config, f"{head}.{k}.{tail}")]
+    return [pair for name in names for pair in _selected(config, f"{head}.{name}.{tail}")]

@@ -28,7 +28,7 @@ def sources(tmp_path_factory):
 
 def test_training_batches_are_scene_balanced_and_supervisable(sources):
     world, _ = sources
-    module = PairDataModule(DataConfig(train=[world], val=[world], batch_size=2, num_workers=0,
+    module = PairDataModule(DataConfig(train={"world": world}, val={"world": world}, batch_size=2, num_workers=0,
                                        samples_per_scene=3, augment=PhotometricConfig()))
     module.setup("fit")
     loader = module.train_dataloader()
@@ -48,7 +48,7 @@ def test_training_batches_are_scene_balanced_and_supervisable(sources):
 def test_crops_from_config_change_with_the_epoch_behind_wrappers(sources):
     world, _ = sources
     cropped = dict(world, pad_to_square=False, crop_size=[64, 48])
-    module = PairDataModule(DataConfig(train=[cropped], num_workers=0, samples_per_scene=2, random_swap=True,
+    module = PairDataModule(DataConfig(train={"world": cropped}, num_workers=0, samples_per_scene=2, random_swap=True,
                                        skip_bad_pairs=True))
     module.setup("fit")
     loader = module.train_dataloader()
@@ -60,7 +60,7 @@ def test_crops_from_config_change_with_the_epoch_behind_wrappers(sources):
 
 def test_two_ranks_split_an_epoch(sources):
     world, _ = sources
-    module = PairDataModule(DataConfig(train=[world], num_workers=0, samples_per_scene=4))
+    module = PairDataModule(DataConfig(train={"world": world}, num_workers=0, samples_per_scene=4))
     module.setup("fit")
     module._world = lambda: (2, 0)
     first = list(module.train_dataloader().sampler)
@@ -71,7 +71,7 @@ def test_two_ranks_split_an_epoch(sources):
 
 def test_mixed_sources_and_config_errors(sources):
     world, photos = sources
-    module = PairDataModule(DataConfig(train=[photos], num_workers=0, samples_per_scene=2))
+    module = PairDataModule(DataConfig(train={"photos": photos}, num_workers=0, samples_per_scene=2))
     module.setup("fit")
     assert next(iter(module.train_dataloader()))["H_0to1"].shape == (1, 3, 3)
     with pytest.raises(ValueError, match=r"'colmap' is not one of \['homography', 'inhouse', 'megadepth', 'scannet'\]"):
@@ -88,8 +88,8 @@ def test_skip_bad_pairs_keeps_training_batches_full_and_evaluation_strict(tmp_pa
     # cut short after its header: setup's header check passes it, loading fails
     (tmp_path / "2.png").write_bytes(cv2.imencode(".png", make_texture(120, 160, seed=2))[1].tobytes()[:64])
     photos = {"type": "homography", "root": str(tmp_path), "image_size": [160, 160]}
-    config = DataConfig(train=[photos], val=[photos], batch_size=3, num_workers=0, samples_per_scene=3,
-                        skip_bad_pairs=True)
+    config = DataConfig(train={"photos": photos}, val={"photos": photos}, batch_size=3, num_workers=0,
+                        samples_per_scene=3, skip_bad_pairs=True)
     module = PairDataModule(config)
     module.setup("fit")
     with pytest.warns(
@@ -120,7 +120,7 @@ def test_a_swapped_pair_has_the_transposed_ground_truth(sources):
 
 def test_random_swap_draws_per_pair_and_epoch_alike_in_every_worker(sources):
     world, _ = sources
-    module = PairDataModule(DataConfig(train=[world], num_workers=0, samples_per_scene=8, random_swap=True))
+    module = PairDataModule(DataConfig(train={"world": world}, num_workers=0, samples_per_scene=8, random_swap=True))
     module.setup("fit")
     swap = module.datasets["train"][0]
     assert isinstance(swap, RandomSwap)
@@ -145,7 +145,8 @@ def test_training_loader_resumes_mid_epoch_in_the_right_epoch(sources, workers):
     world, _ = sources
     def names(batches):
         return [name for batch in batches for name in batch["pair_names"][0]]
-    module = PairDataModule(DataConfig(train=[world], num_workers=workers, samples_per_scene=3, random_swap=True))
+    module = PairDataModule(DataConfig(train={"world": world}, num_workers=workers, samples_per_scene=3,
+                                            random_swap=True))
     module.setup("fit")
     loader = module.train_dataloader()
     loader.sampler.set_epoch(1)
@@ -155,7 +156,8 @@ def test_training_loader_resumes_mid_epoch_in_the_right_epoch(sources, workers):
     assert state == {"train_loader": {"epoch": 1, "position": 2}} and loader.state_dict() == state["train_loader"]
     rest = list(batches)
 
-    resumed = PairDataModule(DataConfig(train=[world], num_workers=workers, samples_per_scene=3, random_swap=True))
+    resumed = PairDataModule(DataConfig(train={"world": world}, num_workers=workers, samples_per_scene=3,
+                                            random_swap=True))
     resumed.setup("fit")
     resumed.load_state_dict(state)
     again = resumed.train_dataloader()
