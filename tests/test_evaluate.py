@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from data.pair_list import scene_info_records, write_pair_list
 from data.synthetic.world import WorldConfig, generate_world
-from evaluate import EvaluationError, best_threshold, evaluate
 from evaluation import harness
-from evaluation.config import EvaluateConfig, evaluate_config
+from evaluation.config import EvaluateConfig, evaluate_config, register_configs
 from evaluation.metrics import PairResult, PoseError
+from evaluation.run import EvaluationError, best_threshold, evaluate
 from tests.helpers import refusal, run_here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +27,7 @@ SAMPLE = ROOT.parent / "shared" / "data" / "megadepth_sample"
 
 
 def config_of(*overrides: str) -> EvaluateConfig:
+    register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return evaluate_config(compose("evaluate", overrides=list(overrides)))
 

@@ -217,15 +217,16 @@ def test_scannet1500_benchmark_reads_the_test_scenes(scannet):
 
 
 def config_of(*overrides: str):
-    from evaluation.config import evaluate_config
+    from evaluation.config import evaluate_config, register_configs
 
+    register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return evaluate_config(compose("evaluate", overrides=list(overrides)))  # typed, as evaluate.py's main
 
 
 def test_evaluate_runs_the_benchmarks_verbatim_on_the_trees(megadepth, scannet, tmp_path):
     """The README's evaluate.py arguments, the dataset folders swapped for the generated trees."""
-    from evaluate import evaluate
+    from evaluation.run import evaluate
 
     runs = {"megadepth1500": (f"benchmark.root={megadepth}/test",
                               f"benchmark.scene_info_dir={megadepth}/index/megadepth_test_1500_scene_info"),
