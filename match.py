@@ -59,13 +59,13 @@ from data.pair_list import folder_images, paired_names, read_name_pairs
 from data.pairs import ImageTooSmallError as MatcherImageTooSmallError
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
-from evaluation.matchers import MATCHERS, checked_device
+from evaluation.matchers import MATCHERS
 from evaluation.matchers import build_matcher as build_named_matcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import POS_ENCODINGS, CheckpointError
-from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher
+from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher, checked_device
 from models.matches import Matches
 from utils.files import (
     NotARegularFileError,
@@ -670,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_weights:
         print("warning: --random-weights: the model is untrained, its matches are meaningless "
               "(use this to check the pipeline only)", file=sys.stderr)
-    elif args.pos_encoding == "auto" and not getattr(matcher.model.config, "temp_bug_fix", True):  # LoFTR's only
+    elif args.pos_encoding == "auto" and matcher.family.positional_encoding(matcher.model.config) == "legacy":
         print("note: official checkpoint (matcher.* keys), so the legacy positional encoding that the released "
               "outdoor_ds/indoor_ds weights need; pass --pos-encoding fixed for weights trained with the corrected "
               "one (e.g. indoor_ds_new)", file=sys.stderr)

@@ -33,6 +33,7 @@ from data.synthetic.world import WorldConfig, generate_world
 from lightning_modules.config import TrainingConfig, register_configs
 from lightning_modules.loftr_module import LoFTRModule
 from models.eloftr import EfficientLoFTRConfig
+from models.family import family_of
 from models.loftr import LoFTRConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -49,7 +50,7 @@ def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos:
             precision: str, steps: int, warmup: int, channels_last: bool = False,
             compile_: bool = False, subpixel: bool = False) -> tuple[float, float]:
     config = model_config(name)
-    if isinstance(config, LoFTRConfig):  # Efficient LoFTR has its own attention and fine stages
+    if family_of(config).name == "loftr":  # Efficient LoFTR has its own attention and fine stages
         config.coarse.attention = config.fine.transformer.attention = attention
         config.subpixel.enabled = subpixel
     module = LoFTRModule(TrainingConfig(model=config)).to(device).train()
@@ -62,7 +63,7 @@ def measure(name: str, attention: str, size: tuple[int, int], root: Path, infos:
     longer = max(size)
     dataset = MegaDepthPairs(MegaDepthConfig(root=str(root), scene_info=tuple(map(str, infos)), longer_side=longer,
                                              depth_pad_size=max(size),
-                                             divisible_by=getattr(module.model, "input_multiple", 8)))
+                                             divisible_by=max(family_of(config).input_multiple, 8)))
     batches = [default_collate([dataset[i % len(dataset)]]) for i in range(steps + warmup)]
     batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.eloftr import EfficientLoFTR
-from models.loftr import LoFTR
+from torch import nn
+
 from models.matcher import LoFTRMatcher
 
 from .benchmarks import Benchmark, build_benchmark
@@ -25,14 +25,14 @@ class FinalEvaluation:
     max_pairs: int | None = None
 
 
-def final_evaluation(settings: FinalEvaluation, model: LoFTR | EfficientLoFTR) -> dict:
+def final_evaluation(settings: FinalEvaluation, model: nn.Module) -> dict:
     """`model` (moved to the CPU, in eval mode) and the baselines on `settings.benchmark`, which must be set;
     the table is printed and returned: {label: summary} with the label "loftr (trained)" for `model`
     ("eloftr (trained)" for an Efficient LoFTR)."""
     benchmark = _benchmark(settings)
     harness = HarnessConfig(max_pairs=settings.max_pairs)
-    family = "eloftr" if isinstance(model, EfficientLoFTR) else "loftr"
-    matchers = {f"{family} (trained)": LoFTRMatcher(model.cpu().eval())}
+    trained = LoFTRMatcher(model.cpu().eval())
+    matchers = {f"{trained.name} (trained)": trained}
     matchers.update({name: build_matcher(name) for name in settings.baselines})
     rows = {label: summarize(run(benchmark, matcher, harness), benchmark.kind) for label, matcher in matchers.items()}
     print(format_table(rows, f"{benchmark.name}: held-out pairs ({protocol(harness, benchmark.kind)})"))

@@ -6,7 +6,7 @@ images to the benchmark's resolution before it calls a matcher, so matchers take
 
     sift   OpenCV SIFT, mutual nearest neighbours passing Lowe's ratio test (evaluation/baselines.py)
     asift  SIFT on affine-simulated views (OpenCV's AffineFeature, Yu & Morel's ASIFT), same matching
-    loftr  our LoFTR (models/loftr.py), from a checkpoint or a model in memory (models/matcher.py)
+    loftr  any member of the LoFTR family (LoFTR, Efficient LoFTR, ...) from a checkpoint (models/matcher.py)
     xfeat, xfeat_star, xfeat_lighterglue   XFeat's pretrained weights (evaluation/learned.py)
     aliked_lightglue, disk_lightglue   ALIKED or DISK keypoints with LightGlue (evaluation/learned.py; optional)
 """
@@ -15,9 +15,8 @@ from functools import partial
 from typing import Protocol
 
 import numpy as np
-import torch
 
-from models.matcher import LoFTRMatcher
+from models.matcher import LoFTRMatcher, checked_device
 from models.matches import Matches
 from utils.values import check_number
 
@@ -29,25 +28,6 @@ class Matcher(Protocol):
     name: str
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches: ...
-
-
-def checked_device(name: str | torch.device) -> torch.device:
-    """The torch device `name` says ("cpu", "cuda", "cuda:1", "mps"); ValueError unless it is one that images
-    can be matched on and this machine has (meta, a missing GPU: a traceback in the first forward)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={name!r} is not a torch device: give cpu, cuda, cuda:N or mps") from None
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={name!r}: matching runs on cpu, cuda, cuda:N or mps")
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device.type == "cuda" and gpus == 0:
-        raise ValueError(f"device={name!r}: CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is not None and device.index >= gpus:
-        raise ValueError(f"device={name!r}: this machine has {gpus} CUDA GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r}: MPS (Apple's GPU) is not available on this machine")
-    return device
 
 
 def loftr_matcher(checkpoint=None, *, coarse_threshold: float | None = None, device="cpu", **options) -> LoFTRMatcher:

@@ -23,9 +23,9 @@ from evaluation.scoring import score_matches
 from geometry.grid import grid_size
 from geometry.ground_truth import supervision_for
 from losses.for_model import loss_for
-from models.build import build_model
 from models.checkpoint import load_checkpoint
-from models.loftr import MatchResult
+from models.family import build_model, family_of
+from models.result import MatchResult
 
 from .config import TrainingConfig
 from .figures import log_image
@@ -87,8 +87,8 @@ class LoFTRModule(pl.LightningModule):
         """Dense or sparse ground truth; dense on the fine grid too where a fine target may lie off the cell
         centres: the loss's pixel windows (Efficient LoFTR, the window cross-entropy), or at inference queries
         chosen near the centre (LoFTR's query_radius; training always queries the centre)."""
-        query_radius = getattr(self.config.model.fine, "query_radius", 0)
-        off_centre = self.loss.reads_fine_grid or (not self.training and query_radius > 0)
+        queries_off_centre = family_of(self.model).queries_off_centre(self.config.model)
+        off_centre = self.loss.reads_fine_grid or (not self.training and queries_off_centre)
         window = self.loss.window
         return supervision_for(batch, grid0, grid1, self.model.coarse_stride,
                                window.fine_stride if off_centre else None, window.origin)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from geometry.ground_truth import Supervision
-from models.eloftr import EfficientLoFTRResult
 from models.matching.two_stage import regress
+from models.result import MatchResult
 
 from .coarse import focal_loss
 from .loftr_loss import LossConfig, LossParts, coarse_matching_loss
@@ -34,7 +34,7 @@ class EfficientLoFTRLoss(nn.Module):
         """Always: every pixel of the windows has a target."""
         return True
 
-    def forward(self, result: EfficientLoFTRResult, supervision: Supervision) -> LossParts:
+    def forward(self, result: MatchResult, supervision: Supervision) -> LossParts:
         cfg, coarse, fine = self.config, result.coarse, result.fine
         coarse_loss = coarse_matching_loss(cfg, coarse, supervision, self.window.coarse_stride)
         targets = two_stage_targets(supervision, coarse.batch_index, coarse.index0, coarse.index1, self.window)

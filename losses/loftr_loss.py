@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from geometry.ground_truth import Supervision
-from models.loftr import MatchResult
 from models.matching.coarse import CoarseMatches
+from models.result import MatchResult
 
 from .coarse import dual_softmax_log_confidence, focal_loss, optimal_transport_nll, overlap_weights
 from .fine import fine_heatmap_nll, fine_l2_with_std

@@ -19,9 +19,6 @@ from torch import nn
 
 from utils.annotations import fits, type_name
 
-from .eloftr import EfficientLoFTRConfig
-from .loftr import LoFTRConfig
-
 # Official / kornia / Efficient LoFTR backbone names -> ours (the FPN layers are named by role here).
 _RENAMES = [
     (r"^backbone\.layer3_outconv\.", "backbone.lateral3."),
@@ -239,16 +236,15 @@ def model_config_of(checkpoint: dict) -> dict | None:
     return model if isinstance(model, dict) else None
 
 
-def stored_model_config(checkpoint: dict, path: str | Path) -> LoFTRConfig | EfficientLoFTRConfig | None:
-    """The model configuration our training stored in a checkpoint (`model_config_of`) as its dataclass,
-    LoFTR's or Efficient LoFTR's as the weights say (`is_efficient_loftr`), checked before any model is built
+def stored_model_config(checkpoint: dict, path: str | Path, schema: type) -> typing.Any:
+    """The model configuration our training stored in a checkpoint (`model_config_of`) as the dataclass
+    `schema` (the config type of the weights' family member: models/family.py), checked before any model is built
     from it: every key known to the schema, every value of its field's type and within the bounds
     (MAX_CONFIG_ENTRIES, MAX_CONFIG_INT). None for files that carry none; CheckpointError naming the file and
     the key otherwise."""
     stored = model_config_of(checkpoint)
     if stored is None:
         return None
-    schema = EfficientLoFTRConfig if is_efficient_loftr(state_dict_of(checkpoint) or {}) else LoFTRConfig
     return _config_section(stored, schema, f"{path}: stored model config", "model")
 
 

@@ -14,8 +14,9 @@ from geometry.grid import cell_pixels, cells_on_image, grid_size
 
 from .backbone.repvgg import RepVGG, RepVGGConfig
 from .inputs import check_images, valid_sizes
-from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
-from .matching.two_stage import FineFPN, TwoStageFineConfig, TwoStageFineMatching, TwoStageMatches, match_windows
+from .matching.coarse import CoarseMatching, CoarseMatchingConfig
+from .matching.two_stage import FineFPN, TwoStageFineConfig, TwoStageFineMatching, match_windows
+from .result import MatchResult
 from .transformer.aggregated import AggregatedTransformer, AggregatedTransformerConfig
 
 
@@ -28,20 +29,6 @@ class EfficientLoFTRConfig:
     coarse: AggregatedTransformerConfig = field(default_factory=AggregatedTransformerConfig)
     match_coarse: CoarseMatchingConfig = field(default_factory=CoarseMatchingConfig)
     fine: TwoStageFineConfig = field(default_factory=TwoStageFineConfig)
-
-
-@dataclass
-class EfficientLoFTRResult:
-    """Matches (x, y) in pixels of the images as given (times the batch's `scale0`/`scale1` when it has them)."""
-
-    keypoints0: torch.Tensor  # (N, 2)
-    keypoints1: torch.Tensor  # (N, 2)
-    confidence: torch.Tensor  # (N,) coarse confidence
-    batch_index: torch.Tensor  # (N,) long
-    coarse: CoarseMatches
-    fine: TwoStageMatches
-    coarse_grid0: tuple[int, int]
-    coarse_grid1: tuple[int, int]
 
 
 class EfficientLoFTR(nn.Module):
@@ -60,7 +47,7 @@ class EfficientLoFTR(nn.Module):
         self.fine_preprocess = FineFPN(config.backbone.block_dims)
         self.fine_matching = TwoStageFineMatching(config.fine)
 
-    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None) -> EfficientLoFTRResult:
+    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None) -> MatchResult:
         """Match `batch["image0"]` with `batch["image1"]`, (B, 1, H, W) grayscale in [0, 1], sides multiples of
         32 (the coarse stride times the attention's pooling). Optional `mask0`/`mask1` (B, H, W) bool, True on
         the image and False on bottom/right padding: each image's features are then computed on its own valid
@@ -110,7 +97,7 @@ class EfficientLoFTR(nn.Module):
             kpts0 = kpts0 * batch["scale0"][b].to(dtype)
         if "scale1" in batch:
             kpts1 = kpts1 * batch["scale1"][b].to(dtype)
-        return EfficientLoFTRResult(kpts0, kpts1, coarse.confidence[own], b, coarse, fine, grid0, grid1)
+        return MatchResult(kpts0, kpts1, coarse.confidence[own], b, coarse, fine, grid0, grid1)
 
     def _backbone_maps(self, image: torch.Tensor, size: torch.Tensor) -> list[torch.Tensor]:
         """[coarse, quarter, half] maps of the whole batch, each sample's computed on its valid region alone

@@ -14,7 +14,8 @@ from .backbone.resnet_fpn import ResNetFPNConfig
 from .inputs import check_images, valid_sizes
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation, window_grid
-from .matching.subpixel import PixelFeatures, SubpixelConfig, SubpixelMatches, subpixel_refine
+from .matching.subpixel import PixelFeatures, SubpixelConfig, subpixel_refine
+from .result import MatchResult
 from .transformer.encoder import LocalFeatureTransformer, TransformerConfig
 from .transformer.position import SinePositionEncoding
 
@@ -33,25 +34,9 @@ class LoFTRConfig:
     subpixel: SubpixelConfig = field(default_factory=SubpixelConfig)  # a second fine stage at stride 1
 
 
-@dataclass
-class MatchResult:
-    """What the matcher returns. Keypoints are (x, y) pixels of each image as given to the model, multiplied
-    by the batch's `scale0` / `scale1` (original size / network input size) when the batch has them.
-    Coarse cell (c, r) sits on pixel (8c, 8r), LoFTR's convention; the grids are `geometry.grid.grid_size`
-    (ceil(side / 8)), so any image side works."""
-
-    keypoints0: torch.Tensor  # (N, 2) float
-    keypoints1: torch.Tensor  # (N, 2) float
-    confidence: torch.Tensor  # (N,) coarse confidence of each match
-    batch_index: torch.Tensor  # (N,) long
-    coarse: CoarseMatches  # everything the coarse loss needs, ground-truth pads included in training
-    fine: FineMatches  # (M,) entries aligned with `coarse`
-    coarse_grid0: tuple[int, int]  # (rows, columns) of image 0's coarse grid
-    coarse_grid1: tuple[int, int]
-    subpixel: SubpixelMatches | None = None  # the stride-1 stage, when the model has one
-
-
 class LoFTR(nn.Module):
+    input_multiple = 1  # any side works: the coarse grid is ceil(side / 8)
+
     def __init__(self, config: LoFTRConfig | None = None):
         super().__init__()
         self.config = config = config if config is not None else LoFTRConfig()

@@ -1,43 +1,40 @@
-"""Our LoFTR (models/loftr.py) as a matcher: from a checkpoint or a model in memory, any image size, with a
-guard that refuses a pair too large for the device before anything is allocated.
+"""A family member as a matcher, and the Python API: images in, matches in their original pixels out.
 
-`LoFTRMatcher.match(image0, image1) -> Matches` takes (H, W) uint8 images and returns keypoints in their pixels;
-`resize` scales them for the network by the resize rule (utils/resize.py) and the keypoints back.
-`build_loftr` makes the model for a state dict, as the checkpoint's keys require (models/checkpoint.py).
+    from models import load_matcher
+    matcher = load_matcher("outputs/train/synthetic/latest/checkpoints/last.ckpt", device="cpu")
+    result = matcher.match(image0, image1)  # paths, numpy gray or RGB arrays (uint8, float), tensors
+    result.keypoints0, result.keypoints1, result.confidence  # numpy; (x, y) pixels of the images as given
+
+`LoFTRMatcher` is the one matcher of every member (LoFTR and its variants, Efficient LoFTR), from a checkpoint
+or a model in memory: any image size (resized for the network by the resize rule, utils/resize.py, and the
+keypoints scaled back), with a guard that refuses a pair too large for the device before anything is
+allocated. The evaluation harness uses it too (resize 0: it gives images already resized).
 """
 
 import math
 import os
-from contextlib import contextmanager
-from copy import deepcopy
-from dataclasses import replace
+from collections.abc import Iterable
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from models.checkpoint import (
-    CheckpointError,
-    is_efficient_loftr,
-    is_reparameterized,
-    load_weights,
-    needs_legacy_encoding,
-    needs_sinkhorn,
-    quadtree_kind,
-    read_checkpoint,
-    state_dict_of,
-    stored_model_config,
-)
-from models.eloftr import EfficientLoFTR, EfficientLoFTRConfig
-from models.loftr import LoFTR, LoFTRConfig
-from models.matches import Matches, check_grayscale
+from utils.images import as_grayscale
 from utils.resize import resize_image, resize_longer_side, resized_size
+
+from .checkpoint import CheckpointError, read_checkpoint, state_dict_of, stored_model_config
+from .family import WeightOptions, check_fits_unbuilt, family_for_weights, family_of, model_for_weights
+from .matches import Matches, check_grayscale
 
 # At inference LoFTR's coarse matching holds two float32 matrices of (cells of image 0) x (cells of image 1)
 # at once, the similarities and the row softmax that becomes the dual-softmax confidence
 # (models/matching/coarse.py, dual_softmax); an (H, W) input has (H / 8) (W / 8) cells. Sinkhorn and full
 # attention need more: this is the least a pair needs.
 COARSE_MATCHING_BYTES_PER_CELL_PAIR = 2 * 4
+# Precisions the forward may run in: float32, or autocast to bfloat16 / float16 on the model's device
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class ImageTooSmallError(ValueError):
@@ -75,82 +72,23 @@ def device_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def build_loftr(
-    state_dict: dict[str, torch.Tensor] | None,
-    pos_encoding: str = "auto",
-    coarse_threshold: float | None = None,
-    config: LoFTRConfig | EfficientLoFTRConfig | None = None,
-    seed: int = 0,
-    quadtree_topks: list[int] | None = None,
-) -> LoFTR | EfficientLoFTR:
-    """A LoFTR in eval mode on the CPU for a (converted or official) state dict, or with seeded random weights
-    when `state_dict` is None (the same model on every call, to try pipelines). Efficient LoFTR weights
-    (`is_efficient_loftr`, upstream's or ours, folded or not) give an EfficientLoFTR, re-parameterised for
-    inference.
-
-    pos_encoding: "legacy" (the released official weights), "fixed" (weights trained with the corrected
-    encoding) or "auto": legacy exactly when the keys are an official Lightning checkpoint's (`matcher.*`;
-    models/checkpoint.py, `needs_legacy_encoding`). A LoFTR-OT state dict (`needs_sinkhorn`) runs the Sinkhorn
-    matcher. QuadTree-LoFTR weights (`quadtree_kind`) get its layer layout and kind, with the corrected
-    encoding its release was trained with; `quadtree_topks` overrides the keys kept a level (the outdoor
-    model's [16, 8, 8] by default; the indoor one was trained with [32, 16, 16]).
-    coarse_threshold: overrides the config's coarse confidence threshold. config: the base configuration
-    (the official outdoor model, LoFTR's or Efficient LoFTR's by the keys, by default). CheckpointError when the
-    weights do not fit the model.
-    """
-    keys = state_dict or {}
-    if is_efficient_loftr(keys):
-        return _build_efficient_loftr(state_dict, coarse_threshold, config)
-    config = deepcopy(config) if config is not None else LoFTRConfig()  # the caller's config stays as it was
-    config.temp_bug_fix = not needs_legacy_encoding(keys, pos_encoding)
-    kind = quadtree_kind(keys)
-    if kind is not None and config.coarse.block != "quadtree":  # official QuadTree-LoFTR weights
-        config.coarse = replace(config.coarse, attention="quadtree", block="quadtree",
-                                quadtree=replace(config.coarse.quadtree, kind=kind))
-        # its release was trained with the corrected encoding (its configs leave TEMP_BUG_FIX at True)
-        config.temp_bug_fix = pos_encoding != "legacy"
-    if quadtree_topks is not None:
-        config.coarse = replace(config.coarse, quadtree=replace(config.coarse.quadtree, topks=tuple(quadtree_topks)))
-    if coarse_threshold is not None:
-        config.match_coarse.threshold = coarse_threshold
-    if needs_sinkhorn(keys):
-        config.match_coarse.match_type = "sinkhorn"
-
-    if state_dict is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return LoFTR(config).eval()
-    model = LoFTR(config)
-    load_weights(model, state_dict)
-    return model.eval()
-
-
-def check_fit_unbuilt(state_dict: dict[str, torch.Tensor], pos_encoding: str, coarse_threshold: float | None,
-                      config: LoFTRConfig | EfficientLoFTRConfig | None, quadtree_topks: list[int] | None) -> None:
-    """CheckpointError when `build_loftr`'s model for these arguments does not fit `state_dict`, found by
-    building it on the meta device, which allocates nothing: a model that a checkpoint's stored config declares
-    but its weights do not fill (a huge one within the config's bounds) is refused unbuilt. Layers that compute
-    weights as they are built (SE2-LoFTR's steerable bases) cannot be built there: those are left to the real
-    build, within the config's bounds (models/checkpoint.py)."""
+def checked_device(name: str | torch.device) -> torch.device:
+    """The torch device `name` says ("cpu", "cuda", "cuda:1", "mps"); ValueError unless it is one that images
+    can be matched on and this machine has (meta, a missing GPU: a traceback in the first forward)."""
     try:
-        with torch.device("meta"):
-            build_loftr(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks=quadtree_topks)
-    except CheckpointError:
-        raise
-    except (NotImplementedError, RuntimeError):  # an operation the meta device does not run
-        pass
-
-
-def _build_efficient_loftr(state_dict: dict[str, torch.Tensor], coarse_threshold: float | None,
-                           config: EfficientLoFTRConfig | None) -> EfficientLoFTR:
-    config = deepcopy(config) if isinstance(config, EfficientLoFTRConfig) else EfficientLoFTRConfig()
-    if coarse_threshold is not None:
-        config.match_coarse.threshold = coarse_threshold
-    model = EfficientLoFTR(config)
-    if is_reparameterized(state_dict):  # folded weights load into the folded model
-        model.reparameterize()
-    load_weights(model, state_dict)
-    return model.reparameterize().eval()
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={name!r} is not a torch device: give cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={name!r}: matching runs on cpu, cuda, cuda:N or mps")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and gpus == 0:
+        raise ValueError(f"device={name!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= gpus:
+        raise ValueError(f"device={name!r}: this machine has {gpus} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r}: MPS (Apple's GPU) is not available on this machine")
+    return device
 
 
 @contextmanager
@@ -164,32 +102,6 @@ def _eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
-def loftr_matches(model: LoFTR, image0: np.ndarray, image1: np.ndarray, resize: int = 0) -> Matches:
-    """Run `model` on two (H, W) uint8 images, each resized to `resize` pixels on its longer side for the
-    network (0: as given); any size works, not only multiples of the coarse stride.
-
-    Returns float32 keypoints (N, 2) (x, y) in each image's given pixels and coarse confidences (N,).
-    ImageTooSmallError when an image is smaller than one coarse cell once resized.
-    """
-    device = next(model.parameters()).device
-    batch = {}
-    for index, image in enumerate((image0, image1)):
-        check_grayscale(image, f"image{index}")
-        resized, scale = resize_longer_side(image, resize)
-        resized, scale = _to_multiple(resized, scale, getattr(model, "input_multiple", 1))
-        if min(resized.shape) < model.coarse_stride:
-            raise ImageTooSmallError(index, (resized.shape[1], resized.shape[0]), model.coarse_stride)
-        batch[f"image{index}"] = torch.from_numpy(resized).to(device, torch.float32)[None, None] / 255
-        batch[f"scale{index}"] = torch.tensor([scale], dtype=torch.float32, device=device)
-    with _eval_mode(model), torch.inference_mode():
-        result = model(batch)
-    return Matches(
-        result.keypoints0.float().cpu().numpy(),
-        result.keypoints1.float().cpu().numpy(),
-        result.confidence.float().cpu().numpy(),
-    )
-
-
 def _to_multiple(image: np.ndarray, scale: tuple[float, float], multiple: int
                  ) -> tuple[np.ndarray, tuple[float, float]]:
     """`image` resized down to sides that are multiples of `multiple` (Efficient LoFTR's 32, as its demo does),
@@ -201,17 +113,41 @@ def _to_multiple(image: np.ndarray, scale: tuple[float, float], multiple: int
     return resize_image(image, size), (scale[0] * width / size[0], scale[1] * height / size[1])
 
 
+def unturn(points: np.ndarray, turns: int, shape: tuple[int, ...]) -> np.ndarray:
+    """(N, 2) (x, y) pixels of `np.rot90(image, turns)` (`turns` quarter turns counter-clockwise) taken back to
+    the pixels of `image`, whose shape is `shape` (H, W)."""
+    height, width = shape[:2]
+    u, v = points[:, 0], points[:, 1]
+    back = {0: (u, v), 1: (width - 1 - v, u), 2: (width - 1 - u, height - 1 - v), 3: (v, height - 1 - u)}[turns % 4]
+    return np.stack(back, axis=1).astype(points.dtype, copy=False)
+
+
 class LoFTRMatcher:
-    """Our LoFTR as a matcher. `model` may be one in training (validation figures): it runs in eval mode and
-    goes back to its mode afterwards. resize: longer side of the network input (0: the images as given, what
-    the harness wants, since it has already resized them)."""
+    """A family member as a matcher. `model` may be one in training (validation figures): it runs in eval mode
+    and goes back to its mode afterwards.
 
-    name = "loftr"
+    resize: longer side of the network input (0: the images as given, what the harness wants, since it has
+    already resized them). precision: "fp32", or "bf16" / "fp16" to run the forward under autocast.
+    rotations: quarter turns of image 1 to try, in degrees (multiples of 90): each turn is matched and the one
+    whose matches have the largest summed confidence is kept, its keypoints taken back to image 1's pixels
+    (the LoFTR maintainers' answer to rotated photos; SE2-LoFTR is rotation-equivariant instead)."""
 
-    def __init__(self, model: LoFTR, resize: int = 0):
+    def __init__(self, model: torch.nn.Module, resize: int = 0, precision: str = "fp32",
+                 rotations: Iterable[int] = (0,)):
         if resize < 0:
             raise ValueError(f"resize must be 0 or more, got {resize}")
-        self.model, self.resize = model, resize
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        rotations = tuple(rotations)
+        if not rotations or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r % 90
+                                for r in rotations):
+            raise ValueError(f"rotations must be a non-empty list of multiples of 90 degrees, got {list(rotations)}")
+        self.model, self.resize, self.precision, self.rotations = model, resize, precision, rotations
+        self.family = family_of(model)
+
+    @property
+    def name(self) -> str:
+        return self.family.name
 
     @classmethod
     def from_checkpoint(
@@ -221,39 +157,45 @@ class LoFTRMatcher:
         trusted: bool = False,
         pos_encoding: str = "auto",
         coarse_threshold: float | None = None,
-        config: LoFTRConfig | EfficientLoFTRConfig | None = None,
+        config=None,
         resize: int = 0,
         device: str | torch.device = "cpu",
         quadtree_topks: list[int] | None = None,
+        precision: str = "fp32",
+        rotations: Iterable[int] = (0,),
     ) -> "LoFTRMatcher":
-        """The matcher of a checkpoint file (official LoFTR, kornia or ours; see `build_loftr` for the
-        options), or of seeded random weights when `checkpoint` is None (pipeline checks only).
+        """The matcher of a checkpoint file (an official LoFTR, LoFTR-OT, QuadTree-LoFTR, SE2-LoFTR or Efficient
+        LoFTR release, kornia's LoFTR, or one of ours: the keys choose the member, models/family.py), or of
+        seeded random weights when `checkpoint` is None (pipeline checks only). `config`: the base
+        configuration (a checkpoint of ours brings its own; the member's official one otherwise); the options
+        are `WeightOptions`' and the class's.
 
         trusted: allow pickled objects besides tensors (only for files you trust). FileNotFoundError or
-        CheckpointError naming the file when it cannot be read or does not fit the model. A steerable (SE2)
-        backbone is exported to plain torch layers, which give its features at the standard backbone's speed.
+        CheckpointError naming the file when it cannot be read or does not fit the model.
         """
         contents = None if checkpoint is None else read_checkpoint(checkpoint, trusted=trusted)
         state_dict = None if contents is None else state_dict_of(contents)
-        # checked and bounded before a model is built from it: a small file may declare a huge model
-        stored = None if contents is None else stored_model_config(contents, checkpoint)
+        stored = None
+        if contents is not None:  # checked and bounded before a model is built from it: a small file may
+            schema = family_for_weights(state_dict or {}).config_type  # declare a huge model
+            stored = stored_model_config(contents, checkpoint, schema)
         if stored is not None and config is None:  # one of ours: its own architecture and encoding
             config = stored
-            if pos_encoding == "auto" and isinstance(config, LoFTRConfig):
-                pos_encoding = "fixed" if config.temp_bug_fix else "legacy"
+            if pos_encoding == "auto":
+                pos_encoding = family_of(config).positional_encoding(config) or pos_encoding
+        topks = None if quadtree_topks is None else tuple(quadtree_topks)
+        options = WeightOptions(pos_encoding, coarse_threshold, topks)
         try:
             if state_dict is not None:
-                check_fit_unbuilt(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks)
-            model = build_loftr(state_dict, pos_encoding, coarse_threshold, config, quadtree_topks=quadtree_topks)
+                check_fits_unbuilt(state_dict, config, options)
+            model = model_for_weights(state_dict, config, options)
         except CheckpointError as error:
             raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
         except ValueError as error:
             if stored is None:  # the caller's config
                 raise
             raise CheckpointError(f"checkpoint {checkpoint}: its stored model config: {error}") from None
-        if hasattr(model.backbone, "export"):  # SE2-LoFTR: the same features from plain convolutions, ~1.5x faster
-            model.backbone = model.backbone.export()
-        return cls(model.to(device), resize)
+        return cls(model.to(device), resize, precision, rotations)
 
     def check_memory(self, shape0: tuple[int, ...], shape1: tuple[int, ...]) -> None:
         """ImageTooLargeError, before anything is allocated, when images of shapes (H, W) resized by
@@ -271,7 +213,81 @@ class LoFTRMatcher:
             longest = math.sqrt(max(sizes[0]) * max(sizes[1])) * (available / needed) ** 0.25
             raise ImageTooLargeError((sizes[0], sizes[1]), cells0 * cells1, needed, available, device, int(longest))
 
-    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        """See `loftr_matches`; ImageTooLargeError first when the pair cannot fit (`check_memory`)."""
-        self.check_memory(np.shape(image0), np.shape(image1))
-        return loftr_matches(self.model, image0, image1, self.resize)
+    def match(self, image0, image1) -> Matches:
+        """The matches of two images (anything `utils.images.as_grayscale` takes: paths, gray or RGB numpy
+        arrays, tensors): float32 keypoints (N, 2) (x, y) in each image's own pixels and coarse confidences
+        (N,), readable as fields or by key (`result["keypoints0"]`). Any image size works. ImageTooLargeError
+        first when the pair cannot fit the device (`check_memory`); ImageTooSmallError when an image is smaller
+        than one coarse cell once resized; ValueError naming an input that is no image."""
+        gray0, gray1 = as_grayscale(image0, "image0"), as_grayscale(image1, "image1")
+        self.check_memory(gray0.shape, gray1.shape)
+        best, best_score = None, -1.0
+        for degrees in self.rotations:
+            turns = degrees // 90 % 4
+            turned = np.ascontiguousarray(np.rot90(gray1, turns)) if turns else gray1
+            matches = self._match(gray0, turned)
+            score = float(matches.confidence.sum())
+            if score > best_score:
+                matches.keypoints1 = unturn(matches.keypoints1, turns, gray1.shape)
+                best, best_score = matches, score
+        return best
+
+    def match_pairs(self, pairs: Iterable[tuple[str, str]], image_root: str | Path = ".",
+                    progress: bool = True) -> dict[tuple[str, str], Matches]:
+        """{(name0, name1): matches} for image names relative to `image_root`, with a progress bar on stderr
+        (`progress`). Each image is read once however many pairs hold it."""
+        pairs, root, images = list(pairs), Path(image_root), {}
+
+        def image(name: str) -> np.ndarray:
+            if name not in images:
+                images[name] = as_grayscale(root / name, name)
+            return images[name]
+
+        return {(name0, name1): self.match(image(name0), image(name1))
+                for name0, name1 in tqdm(pairs, desc="matching", unit="pair", disable=not progress)}
+
+    def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        """Two (H, W) uint8 images through the network, resized by `self.resize` and to the member's input
+        multiple; keypoints scaled back to the given pixels."""
+        model = self.model
+        device = next(model.parameters()).device
+        batch = {}
+        for index, image in enumerate((image0, image1)):
+            check_grayscale(image, f"image{index}")
+            resized, scale = resize_longer_side(image, self.resize)
+            resized, scale = _to_multiple(resized, scale, self.family.input_multiple)
+            if min(resized.shape) < model.coarse_stride:
+                raise ImageTooSmallError(index, (resized.shape[1], resized.shape[0]), model.coarse_stride)
+            batch[f"image{index}"] = torch.from_numpy(resized).to(device, torch.float32)[None, None] / 255
+            batch[f"scale{index}"] = torch.tensor([scale], dtype=torch.float32, device=device)
+        dtype = PRECISIONS[self.precision]
+        autocast = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+        with _eval_mode(model), torch.inference_mode(), autocast:
+            result = model(batch)
+        return Matches(*(value.float().cpu().numpy() for value in (result.keypoints0, result.keypoints1,
+                                                                   result.confidence)))
+
+
+def load_matcher(checkpoint: str | Path | None, *, device: str | torch.device = "cpu", resize: int = 640,
+                 threshold: float | None = None, precision: str = "fp32", rotations: Iterable[int] | None = None,
+                 trusted: bool = False, pos_encoding: str = "auto",
+                 quadtree_topks: list[int] | None = None) -> LoFTRMatcher:
+    """The matcher of a checkpoint: ours (train.py's last.ckpt or best.ckpt), or an official release of any
+    member (LoFTR outdoor/indoor, LoFTR-OT, QuadTree-LoFTR, SE2-LoFTR, Efficient LoFTR, kornia's LoFTR);
+    None: seeded random weights, to try a pipeline.
+
+    resize: each image's longer side for the network, aspect kept (LoFTR's 640 by default; 0: as given);
+    keypoints come back in the original pixels either way. threshold: the coarse confidence a match needs
+    (None: the model's own, 0.2 for the official ones). device: "cpu", "cuda", "cuda:N", "mps". precision:
+    "fp32", "bf16" or "fp16" (autocast). rotations: e.g. [0, 90, 180, 270] to match rotated photos
+    (`LoFTRMatcher`). trusted: allow a checkpoint with pickled objects (only files you trust);
+    pos_encoding, quadtree_topks: `WeightOptions`. ValueError naming a bad option, FileNotFoundError or
+    CheckpointError naming the file."""
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold must be a confidence in [0, 1], got {threshold!r}")
+    if isinstance(resize, bool) or not isinstance(resize, int):
+        raise ValueError(f"resize must be a whole number of pixels, got {resize!r}")
+    return LoFTRMatcher.from_checkpoint(
+        checkpoint, trusted=trusted, pos_encoding=pos_encoding, coarse_threshold=threshold, resize=resize,
+        device=checked_device(device), quadtree_topks=quadtree_topks, precision=precision,
+        rotations=(0,) if rotations is None else rotations)

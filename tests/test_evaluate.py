@@ -263,10 +263,10 @@ def test_several_matchers_in_one_run(world, tmp_path):
     """`matcher=[sift,loftr] checkpoint=FILE`, as a user types it: each matcher's run in out_dir/NAME equals the
     run of that matcher alone (the checkpoint goes to loftr only), then one table with a row per matcher, one
     plot, and each matcher's picture of the same pair one above the other."""
-    from evaluation.loftr_matcher import build_loftr
+    from models.family import model_for_weights
 
     checkpoint = tmp_path / "random.ckpt"
-    torch.save(build_loftr(None).state_dict(), checkpoint)
+    torch.save(model_for_weights(None).state_dict(), checkpoint)
     common = [f"benchmark.root={world}", "max_pairs=1", "plot_pairs=1", "benchmark.resize.longer_side=320"]
     out = run_here(["evaluate.py", *common, "matcher=[sift,loftr]", f"checkpoint={checkpoint}",
                     f"out_dir={tmp_path / 'both'}"], ROOT)

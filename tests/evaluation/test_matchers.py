@@ -12,8 +12,9 @@ from evaluation.baselines import ASIFTMatcher, SIFTMatcher, mutual_ratio_matches
 from evaluation.matchers import MATCHERS, build_matcher
 from geometry.warp import apply_homography, warp_image
 from models.checkpoint import CheckpointError
+from models.family import WeightOptions, model_for_weights
 from models.loftr import LoFTRConfig
-from models.matcher import ImageTooSmallError, LoFTRMatcher, build_loftr
+from models.matcher import ImageTooSmallError, LoFTRMatcher
 from models.matches import Matches
 
 HEIGHT, WIDTH = 240, 320
@@ -162,7 +163,7 @@ def run_directly(model, image0: np.ndarray, image1: np.ndarray):
 @pytest.fixture(scope="module")
 def random_model():
     """Seeded random LoFTR; threshold 0 keeps every mutual nearest neighbour, so that it finds matches."""
-    return build_loftr(None, coarse_threshold=0.0)
+    return model_for_weights(None, options=WeightOptions(coarse_threshold=0.0))
 
 
 @pytest.mark.parametrize("size", [(96, 128), (93, 122)], ids=["multiple of 8", "not a multiple of 8"])
@@ -193,10 +194,10 @@ def test_loftr_matcher_runs_a_training_model_in_eval_mode_and_restores_it(random
 
 
 def test_random_weights_are_seeded():
-    a, b = build_loftr(None), LoFTRMatcher.from_checkpoint(None).model
+    a, b = model_for_weights(None), LoFTRMatcher.from_checkpoint(None).model
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name
-    assert not torch.equal(build_loftr(None, seed=1).backbone.conv1.weight, a.backbone.conv1.weight)
+    assert not torch.equal(model_for_weights(None, seed=1).backbone.conv1.weight, a.backbone.conv1.weight)
 
 
 def test_too_small_image_names_its_index(random_model):
@@ -206,7 +207,7 @@ def test_too_small_image_names_its_index(random_model):
 
 
 def test_from_checkpoint_reads_official_and_own_layouts(tmp_path):
-    ours = build_loftr(None).state_dict()
+    ours = model_for_weights(None).state_dict()
     official = tmp_path / "official.ckpt"
     torch.save({"state_dict": {f"matcher.{k}": v for k, v in ours.items()}}, official)
     own = tmp_path / "own.ckpt"
@@ -233,7 +234,7 @@ def test_from_checkpoint_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.ckpt"):
         LoFTRMatcher.from_checkpoint(tmp_path / "absent.ckpt")
     partial = tmp_path / "partial.ckpt"
-    torch.save({k: v for k, v in build_loftr(None).state_dict().items() if "loftr_fine" not in k}, partial)
+    torch.save({k: v for k, v in model_for_weights(None).state_dict().items() if "loftr_fine" not in k}, partial)
     with pytest.raises(CheckpointError, match="checkpoint .*partial.ckpt"):
         LoFTRMatcher.from_checkpoint(partial)
 

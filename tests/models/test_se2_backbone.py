@@ -168,9 +168,13 @@ def test_bad_config_names_the_field_and_the_choices(change, field, choices):
 
 def test_matcher_from_a_checkpoint_runs_the_exported_backbone_with_the_same_matches(tmp_path):
     from models.backbone.se2_resnet_fpn import PlainSE2ResNetFPN
-    from models.matcher import LoFTRMatcher, build_loftr
+    from models.family import build_model
+    from models.matcher import LoFTRMatcher
 
-    model = build_loftr(None, config=se2_loftr_config(), coarse_threshold=0.0)
+    config = se2_loftr_config()
+    config.match_coarse.threshold = 0.0
+    torch.manual_seed(0)
+    model = build_model(config).eval()  # the steerable backbone, as trained
     torch.save(model.state_dict(), tmp_path / "se2.ckpt")
     matcher = LoFTRMatcher.from_checkpoint(tmp_path / "se2.ckpt", config=se2_loftr_config(), coarse_threshold=0.0)
     assert isinstance(matcher.model.backbone, PlainSE2ResNetFPN)
