@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU performance table of issue 8 in one run: inference against kornia's LoFTR (same weights, same pair),
-# Efficient LoFTR against its official code and our LoFTR (issue 23), the coarse transformer with linear, full and
-# QuadTree attention (issue 25),
+# The GPU performance table in one run: inference against kornia's LoFTR (same weights, same pair),
+# Efficient LoFTR against its official code and our LoFTR, the coarse transformer with linear, full and
+# QuadTree attention,
 # and training throughput and peak memory of the full models, over fp32/bf16, linear/SDPA attention,
 # channels-last and torch.compile. Usage: bash benchmarks/gpu_suite.sh [LOG] (default: gpu_suite.log).
 # Each line of the log is a command followed by its table; paste them into benchmarks/RESULTS.md.
@@ -30,4 +30,4 @@ step $training --precision bf16-mixed
 step $training --precision bf16-mixed --attention full
 step $training --precision bf16-mixed --attention full --channels-last --compile
 step python benchmarks/training.py --device cuda --models loftr eloftr --sizes 640x480 832x832 --steps 20 \
-    --precision bf16-mixed  # Efficient LoFTR training against LoFTR (issue 23)
+    --precision bf16-mixed  # Efficient LoFTR training against LoFTR

@@ -1,5 +1,5 @@
 """Rotation robustness: pose (or homography) AUC per in-plane rotation of image 1, for several matchers on the
-same pairs, e.g. SE2-LoFTR against LoFTR trained with the same budget (issue 7).
+same pairs, e.g. SE2-LoFTR against LoFTR trained with the same budget.
 
     python benchmarks/rotation.py --benchmark synthetic root=data/world \\
         --loftr LoFTR=outputs/train/synthetic/RUN/checkpoints/last.ckpt \\
