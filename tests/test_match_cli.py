@@ -5,7 +5,6 @@ import argparse
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -478,7 +477,6 @@ def test_a_pairs_file_is_matched_into_one_hdf5_file_and_a_second_run_matches_onl
     # a comment, a blank line, and ground-truth columns (SuperGlue's) that match.py ignores
     pairs_file.write_text("# name0 name1 ...\n\n" + "".join(f"{a} {b} 0 0 1 2 3\n" for a, b in pairs[:20]))
     command = [MATCH, "--pairs", "pairs.txt", "--image-root", "images", *SIFT, "--out", "out/matches.h5"]
-    start = time.perf_counter()
     first_run = run_here(command, tmp_path)
     assert first_run.returncode == 0, first_run.stderr
     assert "matched 20 pairs, 0 already in out/matches.h5" in first_run.stdout
@@ -489,7 +487,6 @@ def test_a_pairs_file_is_matched_into_one_hdf5_file_and_a_second_run_matches_onl
     second_run = run_here(command, tmp_path)
     assert second_run.returncode == 0, second_run.stderr
     assert "matched 5 pairs, 20 already in out/matches.h5" in second_run.stdout
-    print(f"two runs, 25 pairs: {time.perf_counter() - start:.1f} s")
     second = stored(tmp_path / "out" / "matches.h5")
     assert sorted(second) == sorted(pairs)
     for pair in pairs[:20]:  # left as they were: byte for byte
