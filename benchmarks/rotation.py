@@ -3,11 +3,14 @@ same pairs, e.g. SE2-LoFTR against LoFTR trained with the same budget.
 
     python benchmarks/rotation.py --benchmark synthetic root=data/world \\
         --loftr LoFTR=outputs/train/synthetic/RUN/checkpoints/last.ckpt \\
-        --loftr SE2-LoFTR=outputs/train/se2_synthetic/RUN/checkpoints/last.ckpt --sift
+        --loftr SE2-LoFTR=outputs/train/se2_synthetic/RUN/checkpoints/last.ckpt --sift \\
+        --loftr-turns "LoFTR turns"=outputs/train/synthetic/RUN/checkpoints/last.ckpt
     python benchmarks/rotation.py --benchmark homographies root=PHOTOS pairs_per_image=5 --loftr ...
 
 Every pair is matched with image 1 turned by each angle (evaluation/stress.py; the ground truth stays exact)
-and scored by the evaluation harness. Prints one row per angle and, per matcher, AUC at the benchmark's three
+and scored by the evaluation harness. `--loftr-turns` runs a checkpoint as `load_matcher(..., rotations=[0, 90,
+180, 270])` does: each quarter turn of image 1 matched, the most confident kept (the answer to rotated photos
+that needs no retraining). Prints one row per angle and, per matcher, AUC at the benchmark's three
 thresholds (pose: 5/10/20 degrees; homographies: 3/5/10 px), then the worst angle's AUC at the largest.
 """
 
@@ -26,6 +29,7 @@ from evaluation.stress import StressConfig
 from models.checkpoint import CheckpointError
 from models.matcher import LoFTRMatcher
 
+QUARTER_TURNS = (0, 90, 180, 270)
 AUC_KEYS = {"pose": ("auc@5", "auc@10", "auc@20"), "homography": ("auc@3", "auc@5", "auc@10")}
 
 
@@ -70,6 +74,8 @@ def main() -> int:
     parser.add_argument("options", nargs="*", type=parse_option, help="benchmark options KEY=VALUE (root=...)")
     parser.add_argument("--loftr", action="append", default=[], type=parse_named_checkpoint,
                         metavar="NAME=CHECKPOINT", help="a LoFTR or SE2-LoFTR checkpoint (repeat for several)")
+    parser.add_argument("--loftr-turns", action="append", default=[], type=parse_named_checkpoint,
+                        metavar="NAME=CHECKPOINT", help="a checkpoint matched at each quarter turn of image 1 (repeat)")
     parser.add_argument("--sift", action="store_true", help="also OpenCV SIFT with the ratio test")
     parser.add_argument("--angles", nargs="+", type=float, default=list(StressConfig().angles))
     parser.add_argument("--max-pairs", type=int, default=None, help="the first N pairs of the benchmark")
@@ -81,12 +87,14 @@ def main() -> int:
         benchmark.check()
         matchers: dict[str, Matcher] = {
             name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted) for name, path in args.loftr}
+        matchers.update({name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted, rotations=QUARTER_TURNS)
+                         for name, path in args.loftr_turns})
     except (ValueError, FileNotFoundError, CheckpointError) as error:
         parser.error(str(error))
     if args.sift:
         matchers["SIFT"] = SIFTMatcher()
     if not matchers:
-        parser.error("give at least one matcher: --loftr NAME=CHECKPOINT and/or --sift")
+        parser.error("give at least one matcher: --loftr NAME=CHECKPOINT, --loftr-turns NAME=CHECKPOINT or --sift")
     config = HarnessConfig(stress="rotation", stress_config=StressConfig(angles=tuple(args.angles)),
                            max_pairs=args.max_pairs)
     groups = {}

@@ -7,8 +7,8 @@ import pytest
 from benchmarks.training import model_config
 from models.eloftr import EfficientLoFTRConfig
 from models.loftr import LoFTRConfig
+from tests.eloftr_helpers import upstream_eloftr
 from tests.helpers import run_here
-from tests.models.test_repvgg import upstream_eloftr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +53,31 @@ def test_rotation_benchmark_prints_an_auc_row_per_angle(tmp_path):
     missing = run_here(["benchmarks/rotation.py", "--benchmark", "homographies", f"root={tmp_path}",
                         "--loftr", f"x={tmp_path / 'absent.ckpt'}"], ROOT)
     assert missing.returncode == 2 and "absent.ckpt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_rotation_benchmark_runs_a_checkpoint_at_each_quarter_turn(tmp_path, monkeypatch):
+    """`--loftr-turns` builds the checkpoint's matcher with the four quarter turns (load_matcher's rotations)."""
+    import cv2
+    import torch
+
+    from data.synthetic.texture import make_texture
+    from models.family import model_for_weights
+    from models.matcher import LoFTRMatcher
+
+    cv2.imwrite(str(tmp_path / "photo.png"), make_texture(120, 160, seed=0))
+    torch.save(model_for_weights(None).state_dict(), tmp_path / "random.ckpt")
+    built = []
+    original = LoFTRMatcher.__init__
+
+    def record(self, model, resize=0, precision="fp32", rotations=(0,)):
+        built.append(tuple(rotations))
+        original(self, model, resize, precision, rotations)
+
+    monkeypatch.setattr(LoFTRMatcher, "__init__", record)
+    out = run_here(["benchmarks/rotation.py", "--benchmark", "homographies", f"root={tmp_path}", "pairs_per_image=1",
+                    "--loftr-turns", f"turns={tmp_path / 'random.ckpt'}", "--angles", "90"], ROOT)
+    assert out.returncode == 0, out.stderr
+    assert built == [(0, 90, 180, 270)] and "turns" in out.stdout.splitlines()[1]
 
 
 def test_inference_benchmark_prints_the_efficient_loftr_row():
