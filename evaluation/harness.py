@@ -18,8 +18,7 @@ from itertools import islice
 import numpy as np
 from tqdm import tqdm
 
-from data.pairs import EvalPair, Matches
-from data.resize import resized
+from data.pairs import EvalPair
 from geometry.estimation import (
     ESTIMATOR_NAMES,
     HOMOGRAPHY_RANSAC_THRESHOLD_PX,
@@ -27,6 +26,8 @@ from geometry.estimation import (
     check_estimator,
 )
 from geometry.warp import apply_homography
+from models.matches import Matches
+from utils.resize import resized
 from utils.values import INT_MAX, check_number, check_seed
 
 from .benchmarks import Benchmark
@@ -157,8 +158,8 @@ def match_variant(variant: Variant, matcher: Matcher) -> Prediction:
     start = time.perf_counter()
     matches = matcher.match(image0, image1)
     runtime = time.perf_counter() - start
-    kpts0 = np.asarray(matches.kpts0, np.float64).reshape(-1, 2) / scale0
-    kpts1 = np.asarray(matches.kpts1, np.float64).reshape(-1, 2) / scale1
+    kpts0 = np.asarray(matches.keypoints0, np.float64).reshape(-1, 2) / scale0
+    kpts1 = np.asarray(matches.keypoints1, np.float64).reshape(-1, 2) / scale1
     if pair.warp1 is not None:
         kpts1 = apply_homography(np.linalg.inv(pair.warp1), kpts1)
     return Prediction(Matches(kpts0, kpts1, np.asarray(matches.confidence, np.float64).reshape(-1)), runtime)
@@ -168,7 +169,7 @@ def score_variant(pair: EvalPair, prediction: Prediction, benchmark: Benchmark, 
     """The ScoredPair of `prediction` (original frames) on `pair`."""
     matches = prediction.matches
     result, errors = score_matches(
-        matches.kpts0, matches.kpts1, name=pair.name, group=pair.group, runtime_s=prediction.runtime_s,
+        matches.keypoints0, matches.keypoints1, name=pair.name, group=pair.group, runtime_s=prediction.runtime_s,
         K0=pair.K0, K1=pair.K1, T_0to1=pair.T_0to1, H_0to1=pair.H_0to1, image0_size=pair.image0.shape[:2],
         epipolar_threshold=benchmark.epipolar_threshold, ransac_seed=config.ransac_seed,
         ransac_threshold_px=config.ransac_threshold, estimator=config.estimator)
