@@ -13,7 +13,7 @@ from data.datamodule import DataConfig
 from data.synthetic.ensure import WorldSettings
 from evaluation.final import FinalEvaluation
 from losses.loftr_loss import LossConfig
-from models.eloftr import EfficientLoFTRConfig
+from models.family import FAMILIES
 from models.loftr import LoFTRConfig
 from utils.values import check_number, check_seed
 
@@ -37,7 +37,7 @@ class ValidationConfig:
 class TrainingConfig:
     """What the LightningModule is built from, and stores in its checkpoints (hyper_parameters.training)."""
 
-    # LoFTRConfig or EfficientLoFTRConfig: the model group's file picks the schema (register_configs), Any
+    # a family member's config (models/family.py): the model group's file picks the schema (register_configs), Any
     # since OmegaConf has no unions of dataclasses
     model: Any = field(default_factory=LoFTRConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -109,5 +109,5 @@ def register_configs() -> None:
     for split in ("train", "val", "test"):  # entries of their own without `+`: data.val={NAME: {type: ..., ...}}
         OmegaConf.set_struct(schema.data[split], False)
     store.store(name="train_schema", node=schema)
-    store.store(group="model", name="loftr_schema", node=LoFTRConfig)
-    store.store(group="model", name="eloftr_schema", node=EfficientLoFTRConfig)
+    for family in FAMILIES.values():  # loftr_schema, eloftr_schema
+        store.store(group="model", name=f"{family.name}_schema", node=family.config_type)
