@@ -14,7 +14,7 @@ import torch
 import train as train_script
 from lightning_modules.loftr_module import LoFTRModule
 from tests.helpers import run_here
-from tests.test_train import ROOT, config_of, one_thread, small, world  # noqa: F401 (fixtures)
+from tests.train_helpers import ROOT, config_of, small
 
 # train.py with the training draws recorded: every dataset index the training loader reads, and the final
 # step, one file per rank. Lightning starts the second DDP process by running this same script again.

@@ -22,29 +22,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from tqdm import tqdm
 
 import train as train_script
 from data.datamodule import DataConfig, PairDataModule
 from data.megadepth import MegaDepthConfig, MegaDepthPairs
-from data.synthetic.__main__ import main as generate_world
 from data.synthetic.texture import make_texture
 from data.untrusted import load_index
-from evaluation import harness
-from geometry.warp import warp_image
 from lightning_modules.run_folder import used_run_folder
 from models.loftr import LoFTR
-from tests.helpers import WARP, assert_unchanged, refusal, run_here, snapshot
-from tests.test_match_cli import official_checkpoint, official_state_dict, write_image  # noqa: F401 (fixtures)
-from tests.test_recipes import RECIPES, TRAIN_OVERRIDES
-from tests.test_train import ROOT, config_of, small, world  # noqa: F401 (a fixture)
+from tests.faults_helpers import FAST, MEGADEPTH_VAL, earlier_run, evaluate_command, files_in, first_val_files, train
+from tests.helpers import assert_unchanged, refusal, run_here, snapshot
+from tests.match_helpers import write_image
+from tests.train_helpers import ROOT, config_of, small
+
+pytestmark = pytest.mark.usefixtures("_no_progress_bars")  # a bar's line is not the refusal's
 
 # --------------------------------------------------------------------------- checkpoints and run folders (train.py)
 
@@ -176,17 +173,6 @@ def test_a_full_disk_at_the_summary_is_one_line_and_keeps_the_checkpoints(world,
     assert step_of(run_dir / "checkpoints" / "last.ckpt") == 1
 
 
-def earlier_run(folder: Path) -> Path:
-    """A run folder as train.py leaves it: checkpoints, logs and Hydra's record of the config."""
-    (folder / "checkpoints").mkdir(parents=True)
-    (folder / ".hydra").mkdir()
-    (folder / "checkpoints" / "last.ckpt").write_bytes(b"the earlier run's weights")
-    (folder / "checkpoints" / "best.ckpt").write_bytes(b"the earlier run's best weights")
-    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
-    (folder / "summary.json").write_text("{}")
-    return folder
-
-
 @pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
 def test_a_run_folder_of_an_earlier_run_is_refused(world, tmp_path, sweep):
     folder = earlier_run(tmp_path / "earlier" / ("0" if sweep else ""))
@@ -204,14 +190,6 @@ def test_resuming_or_overwriting_a_run_folder_is_allowed(tmp_path):
     assert used_run_folder(folder, str(tmp_path / "elsewhere" / "checkpoints" / "last.ckpt"), False) is not None
     assert used_run_folder(folder, None, overwrite=True) is None
     assert used_run_folder(tmp_path / "new", None, overwrite=False) is None
-
-
-@pytest.fixture(scope="module")
-def trained(world, tmp_path_factory) -> Path:
-    """last.ckpt of a 2-step run of the tiny model."""
-    run_dir = tmp_path_factory.mktemp("trained")
-    train_script.train(config_of(small(world, run_dir, "trainer.max_steps=2", "data.val.synthetic=null")))
-    return run_dir / "checkpoints" / "last.ckpt"
 
 
 def bad_checkpoint(kind: str, trained: Path, folder: Path) -> tuple[Path, list[str]]:
@@ -296,7 +274,6 @@ def test_a_wrongly_typed_or_unknown_value_is_one_line_naming_the_key(world, tmp_
 # ------------------------------------------------------------------------------------------------------- data files
 
 SHARED = ROOT.parent / "shared" / "data"
-MEGADEPTH_VAL = Path("index/scene_info_val_1500/0001_0.1_0.7.npz")  # the generated world's validation scene
 
 
 class ShellCommand:
@@ -307,20 +284,6 @@ class ShellCommand:
 
     def __reduce__(self):
         return os.system, (self.command,)
-
-
-@pytest.fixture(scope="module")
-def worlds(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("faults_data")
-    for layout in ("megadepth", "scannet"):
-        assert generate_world(["--out", str(root / layout), "--layout", layout, "--scenes", "3", "--cameras", "6",
-                               "--size", "160x120"]) == 0
-    return {"megadepth": root / "megadepth", "scannet": root / "scannet"}
-
-
-def train(run_dir: Path, experiment: str, data_root: Path, *overrides: str):
-    return run_here([str(ROOT / "train.py"), f"experiment={experiment}", f"data.root={data_root}",
-                     *TRAIN_OVERRIDES, *RECIPES[experiment], *overrides, f"hydra.run.dir={run_dir}"], run_dir.parent)
 
 
 def evaluate(run_dir: Path, *overrides: str):
@@ -440,16 +403,6 @@ def test_the_official_index_files_read_as_numpy_reads_them(name):
 
 # --- files of every split, checked in setup ------------------------------------------------------------------
 
-def first_val_files(worlds) -> dict[str, Path]:
-    """The image and depth files of the first validation pair of each world."""
-    info = pickle.loads((worlds["megadepth"] / MEGADEPTH_VAL).read_bytes())
-    (i0, _), *_ = info["pair_infos"][0]
-    scannet = worlds["scannet"] / "test" / "scene0001_00"
-    frame = int(np.load(worlds["scannet"] / "index" / "scannet_test_1500" / "test.npz")["name"][0][2])
-    return {"megadepth image": Path(info["image_paths"][i0]), "megadepth depth": Path(info["depth_paths"][i0]),
-            "scannet image": scannet.relative_to(worlds["scannet"] / "test") / "color" / f"{frame}.jpg",
-            "scannet depth": scannet.relative_to(worlds["scannet"] / "test") / "depth" / f"{frame}.png"}
-
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 @pytest.mark.parametrize("file", ["megadepth image", "megadepth depth", "scannet image", "scannet depth"])
@@ -525,19 +478,6 @@ def test_a_wrongly_typed_field_names_the_key_and_the_type(worlds, tmp_path, layo
 # --------------------------------------------------------- outputs and options of match.py, evaluate.py and prepare
 
 MATCH = str(ROOT / "match.py")
-EVALUATE = str(ROOT / "evaluate.py")
-FAST = ["--random-weights", "--resize", "0", "--coarse-threshold", "0", "--device", "cpu"]
-
-
-def files_in(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file())
-
-
-@pytest.fixture(autouse=True)
-def _no_progress_bars(monkeypatch):
-    """What TQDM_DISABLE=1 does to a fresh process (tqdm reads it on import): a bar's line on stderr is not
-    the refusal's."""
-    monkeypatch.setattr(harness, "tqdm", partial(tqdm, disable=True))
 
 
 @pytest.fixture
@@ -550,20 +490,6 @@ def no_model_run(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------- match.py
-
-@pytest.fixture
-def photos(tmp_path) -> Path:
-    """a.png and b.png (a 160x120 texture and its warp), truth.txt (their ground truth) and link.png, a
-    symbolic link to a.png."""
-    image = make_texture(120, 160, seed=3)
-    write_image(tmp_path / "a.png", image)
-    write_image(tmp_path / "b.png", warp_image(image, WARP))
-    K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])
-    T = np.eye(4)
-    T[0, 3] = 0.5
-    np.savetxt(tmp_path / "truth.txt", np.concatenate([K.ravel(), K.ravel(), T.ravel()])[None])
-    (tmp_path / "link.png").symlink_to("a.png")
-    return tmp_path
 
 
 # the arguments after a.png b.png, and what the refusal names; CKPT: a real checkpoint file
@@ -618,22 +544,6 @@ def test_match_refuses_a_resize_too_large_for_coarse_matching(photos, no_model_r
 
 
 # ----------------------------------------------------------------------------------------------- evaluate.py
-
-def write_photo_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    write_image(folder / "one.png", make_texture(120, 160, seed=4))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory) -> Path:
-    return write_photo_folder(tmp_path_factory.mktemp("benchmark") / "photos")
-
-
-def evaluate_command(root: Path, out_dir: Path, *overrides: str) -> list[str]:
-    """evaluate.py on the homographies benchmark of `root` (one 160x120 photo: one pair), with SIFT."""
-    return [EVALUATE, "benchmark=homographies", f"benchmark.root={root}", "benchmark.image_size=[160,120]",
-            "benchmark.resize.longer_side=160", "matcher=sift", "plot_pairs=0", f"out_dir={out_dir}", *overrides]
 
 
 # the overrides, and what the refusal names
@@ -722,15 +632,6 @@ def test_evaluate_on_a_full_disk_names_the_folder_and_keeps_earlier_results(phot
 
 def prepare(*args: str):
     return run_here(["-m", "data.inhouse", "prepare", "--threads", "1", *args], ROOT)
-
-
-@pytest.fixture
-def two_photos(tmp_path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    write_image(folder / "a.png", make_texture(240, 320, seed=11))
-    write_image(folder / "b.png", make_texture(240, 320, seed=12))
-    return folder
 
 
 def test_prepare_says_copies_of_one_photo_have_no_baseline(tmp_path):

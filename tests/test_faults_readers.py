@@ -42,20 +42,11 @@ import torch
 from data.io import read_depth_h5
 from data.scannet import read_depth_png
 from data.untrusted import load_index
+from tests.faults_helpers import MEGADEPTH_VAL, evaluate_command, first_val_files, train
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
-from tests.test_faults import (  # noqa: F401 (fixtures)
-    MEGADEPTH_VAL,
-    _no_progress_bars,
-    evaluate_command,
-    first_val_files,
-    photo_folder,
-    photos,
-    train,
-    trained,
-    two_photos,
-    worlds,
-)
-from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+from tests.train_helpers import ROOT, small
+
+pytestmark = pytest.mark.usefixtures("_no_progress_bars")  # a bar's line is not the refusal's
 
 MATCH = str(ROOT / "match.py")
 EVALUATE = str(ROOT / "evaluate.py")

@@ -34,20 +34,14 @@ import pytest
 import torch
 
 from lightning_modules.checkpoint_io import write_error
+from tests.faults_helpers import FAST, earlier_run, evaluate_command, files_in, write_photo_folder
 from tests.helpers import assert_unchanged, refusal, run_here, small_disk, snapshot
-from tests.test_faults import (  # noqa: F401 (fixtures)
-    FAST,
-    _no_progress_bars,
-    earlier_run,
-    evaluate_command,
-    files_in,
-    photos,
-    write_photo_folder,
-)
-from tests.test_match_cli import VIEW, share_on_the_warp, stored, write_views
-from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+from tests.match_helpers import VIEW, share_on_the_warp, stored, write_views
+from tests.train_helpers import ROOT, small
 from utils.files import NotARegularFileError, written_atomically
 from utils.run_folder import LOCK, claim, claimed_folders, release_all
+
+pytestmark = pytest.mark.usefixtures("_no_progress_bars")  # a bar's line is not the refusal's
 
 TRAIN = str(ROOT / "train.py")
 EVALUATE = str(ROOT / "evaluate.py")

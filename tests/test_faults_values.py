@@ -42,8 +42,8 @@ from evaluation import harness
 from evaluation.config import register_configs
 from lightning_modules.builders import unavailable_accelerator
 from tests.helpers import assert_unchanged, refusal, run_here, snapshot
-from tests.test_match_cli import write_image
-from tests.test_train import ROOT, small, world  # noqa: F401 (a fixture)
+from tests.match_helpers import write_image
+from tests.train_helpers import ROOT, small
 
 EVALUATE, TRAIN, MATCH = str(ROOT / "evaluate.py"), str(ROOT / "train.py"), str(ROOT / "match.py")
 

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from tests.test_train import run_script, small, world  # noqa: F401  (world: the module-scoped fixture)
+from tests.train_helpers import run_script, small
 
 
 def test_submitit_local_sweep_runs_each_value_as_a_job(world, tmp_path):

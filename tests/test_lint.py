@@ -3,6 +3,7 @@ layers as import-linter contracts (pyproject.toml: geometry at the bottom, nothi
 lightning_modules or the entry points, models do not import data), and the README and docs/ pages as a newcomer
 reads them (a first screen that links every page, files that exist, counts that hold)."""
 
+import ast
 import re
 import shutil
 import subprocess
@@ -23,6 +24,25 @@ def test_ruff_passes():
     run = subprocess.run([str(BIN / "ruff"), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True,
                          check=False)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def imported_test_modules(path: Path) -> list[str]:
+    """The test modules (test_*.py) that the Python file `path` imports, by dotted name."""
+    imported = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.append(node.module)
+    return [name for name in imported if name.rpartition(".")[2].startswith("test_")]
+
+
+def test_no_test_module_imports_another():
+    """Shared fixtures live in a conftest.py and shared helpers in tests/*helpers.py: a fixture imported from a
+    test module reads as an unused name that the test's argument then redefines (ruff F401, F811)."""
+    offenders = {str(path.relative_to(ROOT)): names for path in sorted((ROOT / "tests").rglob("*.py"))
+                 if (names := imported_test_modules(path))}
+    assert not offenders, offenders
 
 
 def test_the_layers_hold():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import train as train_script
-from tests.test_train import config_of, small, world  # noqa: F401  (world: the module-scoped fixture)
+from tests.train_helpers import config_of, small
 
 LOG_FOLDERS = ("wandb", "csv", "tensorboard", "lightning_logs")
 

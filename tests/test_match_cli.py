@@ -6,7 +6,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import cv2
 import h5py
@@ -18,11 +18,12 @@ import match
 from data.synthetic.texture import make_texture
 from evaluation.plots import panorama, warp_overlay
 from geometry.estimation import estimate_homography
-from geometry.warp import apply_homography, warp_image
+from geometry.warp import warp_image
 from models.checkpoint import load_weights
 from models.loftr import LoFTR, LoFTRConfig
 from models.matcher import build_loftr
 from tests.helpers import WARP, assert_unchanged, refusal, run_here, sharpen_, snapshot
+from tests.match_helpers import VIEW, share_on_the_warp, stored, write_image, write_views
 from utils.resize import resize_longer_side
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,31 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--coarse-threshold", "0", "--device", "cpu"]
 
 
-def write_image(path: Path, image: np.ndarray) -> Path:
-    assert cv2.imwrite(str(path), image)
-    return path
-
-
 @pytest.fixture
 def pair(tmp_path) -> tuple[Path, Path]:
     """A 160x120 texture and its warp, as PNGs."""
     image = make_texture(120, 160, seed=3)
     return write_image(tmp_path / "a.png", image), write_image(tmp_path / "b.png", warp_image(image, WARP))
-
-
-@pytest.fixture(scope="module")
-def official_state_dict() -> dict[str, torch.Tensor]:
-    """Random weights named as in an official LoFTR Lightning checkpoint (kornia's names, `matcher.` prefix)."""
-    kornia_loftr = pytest.importorskip("kornia.feature.loftr.loftr")
-    torch.manual_seed(0)
-    return {f"matcher.{k}": v for k, v in kornia_loftr.LoFTR(pretrained=None).state_dict().items()}
-
-
-@pytest.fixture(scope="module")
-def official_checkpoint(tmp_path_factory, official_state_dict) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "official.ckpt"
-    torch.save({"epoch": 29, "state_dict": official_state_dict}, path)
-    return path
 
 
 def run(capfd, *argv) -> tuple[int, str, str]:
@@ -251,7 +232,6 @@ def test_an_official_quadtree_checkpoint_runs_with_the_indoor_top_k(capfd, pair,
     assert exit_info.value.code == 2 and "--quadtree-topks: must be 1 or more, got 0" in capfd.readouterr().err
 
 
-
 @pytest.mark.parametrize(
     "case",
     [
@@ -428,47 +408,6 @@ def test_ground_truth_colours_the_plot_by_epipolar_error(capfd, pair, tmp_path):
 
 MATCH = str(REPO / "match.py")
 SIFT = ["--matcher", "sift", "--resize", "0"]  # SIFT at the images' own size: a tenth of a second a pair
-
-
-def tilted_view(height: int, width: int) -> np.ndarray:
-    """(3, 3) homography image0 -> image1 pixels: a rotation by 8 degrees and a zoom by 0.9 about the centre,
-    with a slight perspective tilt (as --demo's)."""
-    to_centre = np.array([[1.0, 0.0, -width / 2], [0.0, 1.0, -height / 2], [0.0, 0.0, 1.0]])
-    angle, zoom = np.deg2rad(8.0), 0.9
-    about_centre = np.array([[zoom * np.cos(angle), -zoom * np.sin(angle), 0.0],
-                             [zoom * np.sin(angle), zoom * np.cos(angle), 0.0], [2e-4, 1e-4, 1.0]])
-    return np.linalg.inv(to_centre) @ about_centre @ to_centre
-
-
-VIEW = tilted_view(150, 200)
-
-
-def write_views(root: Path, count: int) -> list[tuple[str, str]]:
-    """`count` pairs under `root`: view{i}.png, a 200x150 texture, and warped/view{i}.png, its warp by VIEW;
-    their names relative to `root`."""
-    (root / "warped").mkdir(parents=True, exist_ok=True)
-    names = []
-    for i in range(count):
-        image = make_texture(150, 200, seed=100 + i)
-        write_image(root / f"view{i}.png", image)
-        write_image(root / "warped" / f"view{i}.png", warp_image(image, VIEW))
-        names.append((f"view{i}.png", f"warped/view{i}.png"))
-    return names
-
-
-def stored(path: Path) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """{(name0, name1): {dataset: array}} of a match.py HDF5 file, names unquoted."""
-    with h5py.File(path, "r") as file:
-        return {(unquote(key0), unquote(key1)): {key: value[()] for key, value in pair.items()}
-                for key0, group in file.items() for key1, pair in group.items()}
-
-
-def share_on_the_warp(matches, H: np.ndarray, tolerance_px: float = 3.0) -> float:
-    """The share of the matches whose keypoint in image 1 lies within `tolerance_px` of where H takes its
-    keypoint in image 0."""
-    errors = np.linalg.norm(apply_homography(H, np.asarray(matches["keypoints0"], np.float64))
-                            - matches["keypoints1"], axis=1)
-    return float((errors < tolerance_px).mean())
 
 
 def test_a_pairs_file_is_matched_into_one_hdf5_file_and_a_second_run_matches_only_the_new_pairs(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import train as train_script
-from tests.test_train import config_of, world  # noqa: F401  (world: the tiny generated world, a fixture)
+from tests.train_helpers import config_of
 
 
 def validate(world: Path, run_dir: Path, entries: dict[str, str]) -> dict:

@@ -28,10 +28,10 @@ from lightning_modules.config import TrainingConfig
 from lightning_modules.loftr_module import LoFTRModule
 from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR
-from tests.data.test_colmap import colmap_scene  # noqa: F401  (a fixture: a COLMAP model with dense depth)
-from tests.data.test_hpatches import SEQUENCES, write_sequence
 from tests.helpers import WARP, run_here, tiny_model_config
-from tests.test_match_cli import official_checkpoint, official_state_dict, write_image  # noqa: F401 (fixtures)
+from tests.hpatches_helpers import SEQUENCES, write_sequence
+from tests.match_helpers import write_image
+from tests.recipe_helpers import RECIPES, TRAIN_OVERRIDES
 
 pytestmark = pytest.mark.recipe
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,26 +44,6 @@ DOCUMENTS = {"README.md": README} | {
 # README's placeholders -> where the generated worlds play them (relative: -> the user's working folder)
 MEGADEPTH, SCANNET = "/path/to/LoFTR/data/megadepth", "/path/to/LoFTR/data/scannet"
 ASSETS = "/path/to/LoFTR/assets"
-TRAIN_OVERRIDES = ["trainer=cpu", "trainer.max_steps=2", "trainer.limit_val_batches=2", "trainer.log_every_n_steps=1",
-                   "trainer.check_val_every_n_epoch=1", "logger=csv", "data.num_workers=0"]
-POSE_SIZE = {entry: [f"data.{split}.{entry}.{key}=160" for split in ("train", "val")  # by the data config's entry
-                     for key in ("longer_side", "depth_pad_size")] for entry in ("megadepth", "synthetic")}
-RECIPES = {  # experiment -> the overrides that make README's command a seconds-long run
-    "loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
-    "loftr_ot_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
-    "se2_loftr_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
-    "eloftr_megadepth": ["model=eloftr_tiny", "data.samples_per_scene=1", "data.batch_size=1", *POSE_SIZE["megadepth"]],
-    "loftr_scannet": ["model=loftr_tiny", "data.samples_per_scene=1", "data.train.scannet.image_size=[160,120]",
-                      "data.val.scannet.image_size=[160,120]"],
-    "loftr_quadtree_megadepth": ["model=loftr_tiny", "data.samples_per_scene=1", *POSE_SIZE["megadepth"]],
-    "loftr_quadtree_scannet": ["model=loftr_tiny", "data.samples_per_scene=1",
-                               "data.train.scannet.image_size=[160,120]", "data.val.scannet.image_size=[160,120]"],
-    "synthetic": ["world.scenes=4", "world.test_scenes=1", "world.cameras=6", "world.size=[160,120]",
-                  "data.samples_per_scene=2", "data.train.synthetic.crop_size=null", *POSE_SIZE["synthetic"],
-                  "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
-    "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2"],  # image sizes: per data config, in the test
-}
-RECIPES["se2_synthetic"] = RECIPES["loftr_synthetic"] = RECIPES["synthetic"]
 EVALUATE_OVERRIDES = ["max_pairs=2", "plot_pairs=1"]
 
 

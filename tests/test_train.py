@@ -3,9 +3,7 @@ non-finite losses are skipped and counted, DDP validation equals single-process 
 value in its own folder and the collector tabulates them, and configuration errors say what is wrong."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,38 +17,7 @@ from lightning_modules.loftr_module import LoFTRModule
 from losses.loftr_loss import LoFTRLoss
 from models.matcher import LoFTRMatcher
 from tests.helpers import run_here
-from tests.lightning_modules.test_config import TRAINING_KEYS
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    assert generate_world(["--out", str(root), "--scenes", "3", "--cameras", "5", "--size", "160x120"]) == 0
-    return root
-
-
-def small(world: Path, run_dir: Path | None, *overrides: str) -> list[str]:
-    """Overrides for a seconds-long run of the tiny LoFTR's synthetic experiment (unless `overrides` name
-    another) on `world` (160x120 images)."""
-    experiment = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=loftr_synthetic"]
-    return [
-        *experiment,
-        f"world.root={world}", "world.generate=false", *([f"run_dir={run_dir}"] if run_dir else []), "logger=csv",
-        "final_evaluation.benchmark=null", "data.train.synthetic.crop_size=null",
-        "data.num_workers=0", "data.batch_size=1", "data.samples_per_scene=4",
-        *(f"data.{split}.synthetic.{key}=160" for split in ("train", "val")
-          for key in ("longer_side", "depth_pad_size")),
-        "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1", "optimizer.warmup_steps=3", *overrides,
-    ]
-
-
-def config_of(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_object(compose("train", overrides=overrides))
+from tests.train_helpers import ROOT, TRAINING_KEYS, config_of, run_script, small
 
 
 def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
@@ -77,16 +44,6 @@ def test_short_run_writes_checkpoints_and_summary(world, tmp_path):
     trained = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     assert trained.keys() <= own.keys() and all(torch.equal(own[k], v) for k, v in trained.items())
     assert matcher.model.config.coarse.d_model == 64 and matcher.model.config.temp_bug_fix
-
-
-@pytest.fixture
-def one_thread():
-    """Bitwise-repeatable CPU training: with several threads some kernels sum in a varying order, and the
-    first steps of training amplify those last-bit differences."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_resume_continues_the_same_run(world, tmp_path, one_thread, monkeypatch):
@@ -143,14 +100,6 @@ def test_nonfinite_losses_are_skipped_then_stop_training(world, tmp_path, monkey
         p.total * float("nan"), p.coarse, p.fine, p.num_ground_truth, p.num_fine_supervised))
     with pytest.raises(train_script.NonFiniteLossError, match=r"NaN or inf for 3 steps in a row"):
         train_script.train(config_of(small(world, tmp_path / "b", "trainer.max_epochs=1", "max_nonfinite_steps=2")))
-
-
-def run_script(*args: str, cwd: Path = ROOT, threads: int | None = None) -> subprocess.CompletedProcess:
-    """`python ARGS` in a process of its own: for commands that start processes (DDP, launchers). `threads`:
-    torch's threads in each process, when several run at once (two of two threads each on two cores spend
-    most of their time waiting for each other)."""
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def run_script_here(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

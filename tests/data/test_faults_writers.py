@@ -93,7 +93,7 @@ def test_synthetic_regenerates_its_own_world_and_overwrites_only_when_asked(tmp_
 
 
 def test_train_refuses_to_generate_a_world_over_real_data(tmp_path):
-    from tests.test_train import small
+    from tests.train_helpers import small
 
     root = tmp_path / "megadepth"
     real_megadepth_index(root)
@@ -277,7 +277,7 @@ def test_prepare_writes_again_into_its_own_folder_and_into_others_only_when_aske
 
 
 def test_train_refuses_a_world_size_out_of_range(tmp_path):
-    from tests.test_train import small
+    from tests.train_helpers import small
 
     root = tmp_path / "w"
     run = run_here(["train.py", *small(root, tmp_path / "run", "world.generate=true", "world.scenes=3",

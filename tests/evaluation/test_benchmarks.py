@@ -15,7 +15,7 @@ from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, generate_world
 from evaluation.benchmarks import BENCHMARKS, MEGADEPTH_1500_SCENES, Resize, build_benchmark
 from geometry.warp import warp_depth
-from tests.data.test_hpatches import write_sequence
+from tests.hpatches_helpers import write_sequence
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 MEGADEPTH_1500 = SHARED / "loftr_test_indices" / "megadepth_test_1500_scene_info"

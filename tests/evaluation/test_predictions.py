@@ -20,7 +20,7 @@ from evaluation.predictions import (
 )
 from evaluation.stress import StressConfig
 from models.matches import Matches
-from tests.evaluation.test_harness import GivenPairs, Oracle, two_view
+from tests.harness_helpers import GivenPairs, Oracle, two_view
 
 HEADER = RunHeader("given", "Resize(longer_side=640)", "oracle", None)
 

@@ -6,30 +6,7 @@ import torch.nn.functional as F
 from geometry.ground_truth import coarse_supervision
 from geometry.warp import warp_depth, warp_homography
 from losses.targets import fine_targets, window_targets
-from tests.geometry.test_warp import megadepth_pair
-
-FOCAL, Z = 100.0, 5.0
-
-
-def plane_batch(height, width, T, principal=None, dtype=torch.float64) -> dict:
-    cx, cy = principal if principal is not None else ((width - 1) / 2, (height - 1) / 2)
-    K = torch.tensor([[[FOCAL, 0, cx], [0, FOCAL, cy], [0, 0, 1]]], dtype=dtype)
-    depth = torch.full((1, height, width), Z, dtype=dtype)
-    return {
-        "image0": torch.zeros(1, 1, height, width, dtype=dtype),
-        "image1": torch.zeros(1, 1, height, width, dtype=dtype),
-        "depth0": depth,
-        "depth1": depth.clone(),
-        "K0": K,
-        "K1": K.clone(),
-        "T_0to1": T[None].to(dtype),
-    }
-
-
-def translation(tx, ty, tz=0.0):
-    T = torch.eye(4, dtype=torch.float64)
-    T[:3, 3] = torch.tensor([tx, ty, tz])
-    return T
+from tests.ground_truth_helpers import FOCAL, Z, megadepth_pair, plane_batch, translation
 
 
 def matches(sup):

@@ -4,22 +4,11 @@ ground truth of the same warp."""
 import torch
 
 from geometry.ground_truth import coarse_supervision, sparse_supervision, supervision_for
-from geometry.warp import warp_homography
 from losses.coarse import focal_loss
 from losses.targets import window_targets
+from tests.ground_truth_helpers import GRID, labelled_batch
 
-GRID = (15, 20)  # 120 x 160 network pixels, stride 8
 HOMOGRAPHY = torch.tensor([[1.05, 0.2, 10.0], [-0.15, 0.95, 6.0], [2e-4, -1e-4, 1.0]], dtype=torch.float64)[None]
-
-
-def labelled_batch(H: torch.Tensor, count: int = 600, seed: int = 0) -> dict:
-    """Random points of a 160x120 image 0 and their exact images under H, with H itself (dense truth)."""
-    generator = torch.Generator().manual_seed(seed)
-    points0 = torch.rand(1, count, 2, generator=generator, dtype=torch.float64) * torch.tensor([159.0, 119.0])
-    return {"image0": torch.zeros(1, 1, 120, 160, dtype=torch.float64),
-            "image1": torch.zeros(1, 1, 120, 160, dtype=torch.float64), "H_0to1": H,
-            "correspondences0": points0, "correspondences1": warp_homography(points0, H),
-            "correspondences_valid": torch.ones(1, count, dtype=torch.bool)}
 
 
 def test_homography_labels_are_dense_labels_and_fine_targets_warp_the_cell_centre():

@@ -1,14 +1,13 @@
 """Warping through depth and pose, and through homographies, against exact answers and a real pair."""
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from geometry.warp import apply_homography, warp_depth, warp_homography, warp_image
+from tests.ground_truth_helpers import megadepth_pair
 
 F, H, W, Z = 100.0, 96, 128, 5.0
 K = torch.tensor([[[F, 0.0, (W - 1) / 2], [0.0, F, (H - 1) / 2], [0.0, 0.0, 1.0]]], dtype=torch.float64)
@@ -91,23 +90,6 @@ def test_homography_matches_opencv():
     expected = cv2.perspectiveTransform(points, H_0to1)
     warped = warp_homography(torch.from_numpy(points), torch.from_numpy(H_0to1)[None])
     assert np.allclose(warped.numpy(), expected, atol=1e-9)
-
-
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "megadepth_sample"
-
-
-def megadepth_pair():
-    h5py = pytest.importorskip("h5py")
-    if not (SAMPLE / "sample.npz").is_file():
-        pytest.skip("the real MegaDepth sample (../shared/data/megadepth_sample) is not here")
-    info = dict(np.load(SAMPLE / "sample.npz", allow_pickle=True))
-    i0, i1 = info["pair_infos"][0][0]
-    depth = [torch.from_numpy(h5py.File(SAMPLE / info["depth_paths"][i], "r")["depth"][()])[None].double()
-             for i in (i0, i1)]
-    K0, K1 = (torch.from_numpy(info["intrinsics"][i])[None].double() for i in (i0, i1))
-    pose0, pose1 = (torch.from_numpy(info["poses"][i]).double() for i in (i0, i1))  # world -> camera
-    T_0to1 = (pose1 @ torch.linalg.inv(pose0))[None]
-    return depth, K0, K1, T_0to1
 
 
 def test_real_megadepth_pair_warps_back_to_itself():

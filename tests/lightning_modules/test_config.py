@@ -10,12 +10,9 @@ from omegaconf import OmegaConf
 from data.megadepth import MegaDepthConfig
 from lightning_modules.config import TrainConfig, TrainingConfig, register_configs, training_config
 from lightning_modules.schedule import OptimizerConfig
+from tests.train_helpers import TRAINING_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# what checkpoints store under hyper_parameters.training (models/checkpoint.py reads its "model")
-TRAINING_KEYS = ["model", "loss", "optimizer", "validation", "init_checkpoint", "trust_init_checkpoint",
-                 "freeze_backbone", "max_nonfinite_steps"]
 
 
 def test_the_module_gets_every_training_field_of_the_whole_configuration():

@@ -10,9 +10,8 @@ from geometry.warp import warp_image
 from losses.for_model import loss_for
 from losses.loftr_loss import LossConfig
 from models.eloftr import EfficientLoFTR
-from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
+from tests.ground_truth_helpers import FOCAL, Z, fit, plane_batch, translation
 from tests.helpers import tiny_eloftr_config
-from tests.losses.test_learning import fit
 
 SHIFT = (10.3, 4.25)  # pixels: the rest (0.3, 0.25) is stage 2's to find
 

@@ -5,23 +5,8 @@ import torch
 from geometry.ground_truth import coarse_supervision
 from losses.loftr_loss import LoFTRLoss
 from models.loftr import LoFTR
-from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
+from tests.ground_truth_helpers import FOCAL, Z, fit, plane_batch, translation
 from tests.helpers import image_pair, tiny_model_config
-
-
-def fit(model, loss, batch: dict, supervision, steps: int, lr: float = 3e-3) -> list:
-    """`steps` AdamW steps of `model` on one batch against its ground truth (which pads the fine level too);
-    the LossParts of each step."""
-    ground_truth = (supervision.batch_index, supervision.index0, supervision.index1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    history = []
-    for _ in range(steps):
-        parts = loss(model(batch, ground_truth=ground_truth), supervision)
-        optimizer.zero_grad()
-        parts.total.backward()
-        optimizer.step()
-        history.append(parts)
-    return history
 
 
 def test_tiny_model_fits_a_translated_pair():

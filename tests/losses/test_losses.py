@@ -11,7 +11,7 @@ from losses.fine import bilinear_target, fine_heatmap_nll, fine_l2_with_std
 from losses.loftr_loss import LoFTRLoss, LossConfig
 from models.loftr import LoFTR, LoFTRConfig
 from models.matching.fine import window_grid
-from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
+from tests.ground_truth_helpers import FOCAL, Z, plane_batch, translation
 
 
 def test_focal_loss_by_hand():

@@ -11,7 +11,7 @@ from geometry.warp import warp_homography
 from losses.coarse import focal_loss, overlap_weights
 from losses.targets import FineWindow, two_stage_targets
 from models.matching.two_stage import window_offset
-from tests.geometry.test_sparse_ground_truth import GRID, labelled_batch
+from tests.ground_truth_helpers import GRID, labelled_batch
 
 BLOCK = FineWindow(coarse_stride=8, fine_stride=1, size=8, block=True)
 ZOOM = torch.tensor([[[1.25, 0.05, -6.0], [-0.04, 1.2, -3.0], [1e-4, 0.0, 1.0]]], dtype=torch.float64)

@@ -6,7 +6,7 @@ import torch
 
 from models.transformer.aggregated import AggregatedAttentionLayer
 from models.transformer.position import RotaryPositionEncoding
-from tests.models.test_repvgg import upstream_eloftr
+from tests.eloftr_helpers import upstream_eloftr
 
 
 def test_rope_dot_products_depend_on_relative_position_only():

@@ -10,8 +10,8 @@ import torch
 
 from models.checkpoint import convert_state_dict
 from models.eloftr import EfficientLoFTR
+from tests.eloftr_helpers import upstream_eloftr
 from tests.helpers import calibrate_norms_, shifted_pair, tiny_eloftr_config
-from tests.models.test_repvgg import upstream_eloftr
 
 
 @pytest.fixture(scope="module")

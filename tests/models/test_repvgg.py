@@ -2,43 +2,20 @@
 the same weights it equals upstream's (efficientloftr-inference, the official code packaged) before and after
 re-parameterisation, official key names converted by models/checkpoint.py."""
 
-import sys
 
-import pytest
 import torch
 
 from models.backbone.repvgg import RepVGG, RepVGGBlock, RepVGGConfig
 from models.checkpoint import convert_state_dict
+from tests.eloftr_helpers import randomize_norms_, upstream_eloftr
 
 SMALL = RepVGGConfig(block_dims=(8, 16, 32), stage_blocks=(2, 2, 2))
-
-
-def randomize_norms_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random batch-norm scales, shifts and running statistics: a fresh norm (identity at eval) would hide a
-    wrong fold of its statistics."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.weight.data = torch.rand(n, generator=generator) + 0.5
-            module.bias.data = torch.randn(n, generator=generator) * 0.1
-            module.running_mean = torch.randn(n, generator=generator) * 0.1
-            module.running_var = torch.rand(n, generator=generator) + 0.5
-    return model
 
 
 def close(ours: torch.Tensor, theirs: torch.Tensor, tolerance: float = 1e-5) -> bool:
     """Equal up to float32 rounding, relative to the map's largest value: random weights without trained
     normalisation grow the activations through 20 blocks, to 1e5 at 1/8."""
     return bool((ours - theirs).abs().max() <= tolerance * theirs.abs().max().clamp(min=1))
-
-
-def upstream_eloftr():
-    """The official Efficient LoFTR package; kornia 0.9 has no `kornia.utils.grid`, which it imports from, so
-    that name is pointed at `kornia.utils` (where create_meshgrid lives now)."""
-    kornia_utils = pytest.importorskip("kornia.utils")
-    sys.modules.setdefault("kornia.utils.grid", kornia_utils)
-    return pytest.importorskip("efficientloftr_inference")
 
 
 def test_a_block_folds_into_one_convolution_exactly():

@@ -8,7 +8,7 @@ from losses.loftr_loss import LoFTRLoss, LossConfig
 from losses.targets import fine_targets, subpixel_targets
 from models.loftr import LoFTR, LoFTRConfig
 from models.matching.subpixel import PixelFeatures, SubpixelConfig, subpixel_refine, upsample_to_pixels
-from tests.geometry.test_ground_truth import FOCAL, Z, plane_batch, translation
+from tests.ground_truth_helpers import FOCAL, Z, plane_batch, translation
 from tests.helpers import image_pair, sharpen_
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.matching.two_stage import FineFPN, TwoStageFineMatching, match_windows
-from tests.models.test_repvgg import randomize_norms_, upstream_eloftr
+from tests.eloftr_helpers import randomize_norms_, upstream_eloftr
 
 
 def test_a_peaked_stage_two_heatmap_moves_by_its_expectation():
