@@ -20,8 +20,8 @@ from evaluation.plots import panorama, warp_overlay
 from geometry.estimation import estimate_homography
 from geometry.warp import warp_image
 from models.checkpoint import load_weights
+from models.family import model_for_weights
 from models.loftr import LoFTR, LoFTRConfig
-from models.matcher import build_loftr
 from tests.helpers import WARP, assert_unchanged, refusal, run_here, sharpen_, snapshot
 from tests.match_helpers import VIEW, share_on_the_warp, stored, write_image, write_views
 from utils.resize import resize_longer_side
@@ -312,7 +312,7 @@ def decisive_checkpoint(tmp_path_factory) -> Path:
     """Our layout, random weights made decisive (tests.helpers.sharpen_): on the mild `pair` warp its matches
     give a sensible homography, so the panorama canvas stays small."""
     path = tmp_path_factory.mktemp("ckpt") / "decisive.ckpt"
-    torch.save(sharpen_(build_loftr(None)).state_dict(), path)
+    torch.save(sharpen_(model_for_weights(None)).state_dict(), path)
     return path
 
 

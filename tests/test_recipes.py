@@ -176,7 +176,7 @@ def last_checkpoint(run_dir: Path) -> dict:
 def reloaded_matches(run_dir: Path, image: Path):
     """The run's last checkpoint loaded as evaluate.py and match.py load it, matching an image with itself:
     (the number of matches, the matcher)."""
-    from evaluation.loftr_matcher import LoFTRMatcher
+    from models.matcher import LoFTRMatcher
 
     matcher = LoFTRMatcher.from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     gray = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
