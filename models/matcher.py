@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterable
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from .matches import Matches, check_grayscale
 COARSE_MATCHING_BYTES_PER_CELL_PAIR = 2 * 4
 # Precisions the forward may run in: float32, or autocast to bfloat16 / float16 on the model's device
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+IMAGES_KEPT = 16  # decoded images match_pairs keeps: a 12 MP photo is 12 MB in gray
 
 
 class ImageTooSmallError(ValueError):
@@ -235,13 +237,13 @@ class LoFTRMatcher:
     def match_pairs(self, pairs: Iterable[tuple[str, str]], image_root: str | Path = ".",
                     progress: bool = True) -> dict[tuple[str, str], Matches]:
         """{(name0, name1): matches} for image names relative to `image_root`, with a progress bar on stderr
-        (`progress`). Each image is read once however many pairs hold it."""
-        pairs, root, images = list(pairs), Path(image_root), {}
+        (`progress`). The images of the last few pairs are kept decoded: pairs listed image by image (every
+        pair of one image, then the next) read each image about once."""
+        pairs, root = list(pairs), Path(image_root)
 
+        @lru_cache(maxsize=IMAGES_KEPT)
         def image(name: str) -> np.ndarray:
-            if name not in images:
-                images[name] = as_grayscale(root / name, name)
-            return images[name]
+            return as_grayscale(root / name, name)
 
         return {(name0, name1): self.match(image(name0), image(name1))
                 for name0, name1 in tqdm(pairs, desc="matching", unit="pair", disable=not progress)}
