@@ -54,7 +54,8 @@ def recorded_run(world: Path, folder: Path, monkeypatch, *extra: str, processes:
     script = folder / "recording_train.py"
     folder.mkdir(parents=True)
     script.write_text(RECORDING_TRAIN)
-    args = [str(script), *small(world, folder / "run", *extra)]
+    args = [str(script), *small(world, folder / "run", *extra), f"hydra.run.dir={folder / 'run'}"]  # Hydra's
+    # record there too, not in the repository's outputs/
     env = dict(DRAWN_DIR=str(folder), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     if processes == 1:
         with monkeypatch.context() as patch:

@@ -116,8 +116,8 @@ def test_ddp_validation_equals_single_process(world, tmp_path):
             "model.match_coarse.threshold=0", "validation.epipolar_threshold=1e-2",  # a young model's matches,
             *extra)  # some within a loose threshold
     results = {"single": train_script.train(config_of(validation("single")))["validation"]}
-    run = run_script("train.py", *validation("ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
-                     threads=1)
+    run = run_script("train.py", *validation("ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                                             f"hydra.run.dir={tmp_path / 'ddp'}"), threads=1)  # not in outputs/
     assert run.returncode == 0, run.stderr[-3000:]
     results["ddp"] = json.loads((tmp_path / "ddp" / "summary.json").read_text())["validation"]
     assert results["single"]["val/pairs"] > 2 and results["single"]["val/matches"] > 5  # enough to compare
