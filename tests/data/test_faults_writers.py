@@ -99,7 +99,8 @@ def test_train_refuses_to_generate_a_world_over_real_data(tmp_path):
     real_megadepth_index(root)
     before, listed = snapshot(root), files_in(root)
     run = run_here(["train.py", *small(root, tmp_path / "run", "world.generate=true", "world.scenes=3",
-                                       "world.test_scenes=1", "world.cameras=3", "world.size=[64,48]")], ROOT)
+                                       "world.test_scenes=1", "world.cameras=3", "world.size=[64,48]"),
+                    f"hydra.run.dir={tmp_path / 'run'}"], ROOT)
     refusal(run, str(root), "world.json")
     assert_unchanged(before)
     assert files_in(root) == listed
@@ -281,7 +282,8 @@ def test_train_refuses_a_world_size_out_of_range(tmp_path):
 
     root = tmp_path / "w"
     run = run_here(["train.py", *small(root, tmp_path / "run", "world.generate=true", "world.scenes=3",
-                                       "world.test_scenes=1", "world.cameras=3", "world.size=[0,48]")], ROOT)
+                                       "world.test_scenes=1", "world.cameras=3", "world.size=[0,48]"),
+                    f"hydra.run.dir={tmp_path / 'run'}"], ROOT)
     refusal(run, str(root), "world.size 0x48")
     assert not root.exists()
 
