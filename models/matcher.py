@@ -23,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from utils.images import as_grayscale
-from utils.resize import resize_image, resize_longer_side, resized_size
+from utils.resize import resize_image, resize_longer_side, resized_size, scaled_side
+from utils.values import check_number
 
 from .checkpoint import CheckpointError, read_checkpoint, state_dict_of, stored_model_config
 from .family import WeightOptions, check_fits_unbuilt, family_for_weights, family_of, model_for_weights
@@ -109,7 +110,7 @@ def _to_multiple(image: np.ndarray, scale: tuple[float, float], multiple: int
     """`image` resized down to sides that are multiples of `multiple` (Efficient LoFTR's 32, as its demo does),
     and `scale` (x, y), network pixels -> original pixels, updated to match; unchanged for `multiple` 1."""
     height, width = image.shape[:2]
-    size = (max(width // multiple, 1) * multiple, max(height // multiple, 1) * multiple)
+    size = (scaled_side(width, 1.0, multiple), scaled_side(height, 1.0, multiple))
     if size == (width, height):
         return image, scale
     return resize_image(image, size), (scale[0] * width / size[0], scale[1] * height / size[1])
@@ -136,8 +137,7 @@ class LoFTRMatcher:
 
     def __init__(self, model: torch.nn.Module, resize: int = 0, precision: str = "fp32",
                  rotations: Iterable[int] = (0,)):
-        if resize < 0:
-            raise ValueError(f"resize must be 0 or more, got {resize}")
+        check_number("resize", resize, 0, integer=True)  # pixels; 0: as given
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         rotations = tuple(rotations)
@@ -285,10 +285,7 @@ def load_matcher(checkpoint: str | Path | None, *, device: str | torch.device = 
     (`LoFTRMatcher`). trusted: allow a checkpoint with pickled objects (only files you trust);
     pos_encoding, quadtree_topks: `WeightOptions`. ValueError naming a bad option, FileNotFoundError or
     CheckpointError naming the file."""
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
-        raise ValueError(f"threshold must be a confidence in [0, 1], got {threshold!r}")
-    if isinstance(resize, bool) or not isinstance(resize, int):
-        raise ValueError(f"resize must be a whole number of pixels, got {resize!r}")
+    check_number("threshold", threshold, 0, 1, optional=True)  # a confidence
     return LoFTRMatcher.from_checkpoint(
         checkpoint, trusted=trusted, pos_encoding=pos_encoding, coarse_threshold=threshold, resize=resize,
         device=checked_device(device), quadtree_topks=quadtree_topks, precision=precision,
