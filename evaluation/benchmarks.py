@@ -38,12 +38,11 @@ from data.pair_list import (
 )
 from data.pairs import EvalPair
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
+from geometry.affine import MAX_TILT
 from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
 from utils.images import read_grayscale
 from utils.resize import resized_size, scaled_side
 from utils.values import check_number, check_seed
-
-from .stress import MAX_TILT
 
 
 @dataclass(frozen=True)

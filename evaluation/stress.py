@@ -16,20 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
-import cv2
 import numpy as np
 
 from data.pairs import EvalPair
+from geometry.affine import MAX_TILT, centred_map, resample, tilt_view
 from utils.values import SEED_MAX
-
-# Anti-aliasing before a t-fold subsampling: a Gaussian of standard deviation c * sqrt(t^2 - 1) along the
-# subsampled direction, with c = 0.8 (Morel & Yu, "ASIFT: A new framework for fully affine invariant image
-# comparison", SIAM J. Imaging Sciences 2009, tilt simulation).
-ASIFT_BLUR_C = 0.8
-BLUR_TRUNCATE_SIGMAS = 4.0  # the Gaussian is cut where it is below 4e-4 of its peak
-# The largest tilt: its blur takes 4 * 0.8 * t resamplings (t = 1e300 asked for more memory than exists); ASIFT's
-# views reach 4 sqrt 2, stress curves 8 or 16
-MAX_TILT = 64.0
 
 StressKind = Literal["rotation", "tilt"]
 STRESS_KINDS = get_args(StressKind)
@@ -85,8 +76,8 @@ def rotate_pair(pair: EvalPair, angle_deg: float) -> EvalPair:
     else:
         cos, sin = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
     linear = np.array([[cos, sin], [-sin, cos]])  # counter-clockwise on screen, with y pointing down
-    warp, shape = _centred_map(linear, pair.image1.shape[:2])
-    image1 = np.ascontiguousarray(np.rot90(pair.image1, k)) if exact else _resample(pair.image1, warp, shape)
+    warp, shape = centred_map(linear, pair.image1.shape[:2])
+    image1 = np.ascontiguousarray(np.rot90(pair.image1, k)) if exact else resample(pair.image1, warp, shape)
     return _shown(pair, image1, warp, f"rot {angle_deg:g}")
 
 
@@ -100,15 +91,7 @@ def tilt_pair(pair: EvalPair, tilt: float, direction_deg: float) -> EvalPair:
     warp1 becomes compression @ pair.warp1. The group becomes f"tilt {tilt:g}", which the name gains with
     the direction.
     """
-    if not tilt >= 1:
-        raise ValueError(f"tilt must be >= 1, got {tilt}")
-    direction = np.array([np.cos(np.radians(direction_deg)), -np.sin(np.radians(direction_deg))])
-    linear = np.eye(2) - (1 - 1 / tilt) * np.outer(direction, direction)
-    warp, shape = _centred_map(linear, pair.image1.shape[:2])
-    if tilt == 1:
-        image1 = pair.image1.copy()
-    else:
-        image1 = _resample(pair.image1, warp, shape, direction, ASIFT_BLUR_C * np.sqrt(tilt**2 - 1))
+    image1, warp = tilt_view(pair.image1, tilt, direction_deg)
     shown = _shown(pair, image1, warp, f"tilt {tilt:g}")
     return replace(shown, name=f"{shown.name} dir {direction_deg:.1f}")
 
@@ -136,56 +119,6 @@ def tilt_direction(seed: int, index: int, name: str) -> float:
     """A direction in [0, 180) degrees drawn from (seed, index, name), stable across runs and machines
     (crc32, not Python's salted hash)."""
     return float(np.random.default_rng([seed, index, zlib.crc32(name.encode())]).uniform(0.0, 180.0))
-
-
-def _centred_map(linear: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """The (3, 3) pixel map x -> linear (x - c) + c' of an image of `shape` (H, W) with centre c, and the
-    smallest canvas (H', W') holding its whole extent (pixel squares, [-0.5, W - 0.5] x [-0.5, H - 0.5]),
-    whose centre is c'."""
-    height, width = shape
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    extent = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]])
-    corners = (extent - centre) @ linear.T
-    new_width, new_height = np.ceil(corners.max(0) - corners.min(0) - 1e-9).astype(int)
-    warp = np.eye(3)
-    warp[:2, :2] = linear
-    warp[:2, 2] = np.array([(new_width - 1) / 2, (new_height - 1) / 2]) - linear @ centre
-    return warp, (int(new_height), int(new_width))
-
-
-def _resample(
-    image: np.ndarray,
-    warp: np.ndarray,
-    shape: tuple[int, int],
-    blur_direction: np.ndarray | None = None,
-    blur_sigma: float = 0.0,
-) -> np.ndarray:
-    """image (H, W) or (H, W, C) seen through `warp` (3, 3, source -> output pixels) on a canvas `shape`
-    (H', W'), bilinear, black outside. With blur_sigma > 0 (source pixels) each output pixel is the Gaussian
-    average of the source along blur_direction (2,) (a unit vector), sampled every source pixel: the blur and
-    the subsampling of a tilt in one resampling."""
-    inverse = np.linalg.inv(warp)
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-    source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
-    if blur_sigma > 0:
-        radius = int(np.ceil(BLUR_TRUNCATE_SIGMAS * blur_sigma))
-        offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-        weights = np.exp(-0.5 * (offsets / blur_sigma) ** 2)
-        weights /= weights.sum()
-    else:
-        blur_direction, offsets, weights = np.zeros(2), np.zeros(1), np.ones(1)
-    source = image.astype(np.float32)
-    output = np.zeros(shape + image.shape[2:], np.float32)
-    for offset, weight in zip(offsets, weights):
-        map_x = (source_x + offset * blur_direction[0]).astype(np.float32)
-        map_y = (source_y + offset * blur_direction[1]).astype(np.float32)
-        sampled = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        output += weight * sampled.reshape(output.shape)
-    if np.issubdtype(image.dtype, np.integer):
-        limits = np.iinfo(image.dtype)
-        output = np.clip(np.rint(output), limits.min, limits.max)
-    return output.astype(image.dtype)
 
 
 def _shown(pair: EvalPair, image1: np.ndarray, warp: np.ndarray, label: str) -> EvalPair:
