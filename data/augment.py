@@ -49,16 +49,20 @@ class PhotometricAugmentation:
         return self.transform(image=image)["image"]
 
 
-# keys that come as a pair, one per image (data/batch.py)
-_SIDED_KEYS = ("image", "mask", "scale", "depth", "K", "correspondences")
+# keys that come one per image (data/batch.py): as a pair, or on one side only (`shown1`, data/tilt.py)
+_SIDED_KEYS = ("image", "mask", "scale", "depth", "K", "correspondences", "shown")
 
 
 def swap_sides(item: dict) -> dict:
     """The same pair with its images in the other order; poses, homography and names follow."""
     swapped = dict(item)
     for key in _SIDED_KEYS:
-        if f"{key}0" in item:
-            swapped[f"{key}0"], swapped[f"{key}1"] = item[f"{key}1"], item[f"{key}0"]
+        sides = [item.get(f"{key}{side}") for side in (0, 1)]
+        for side, value in zip((1, 0), sides):
+            if value is None:
+                swapped.pop(f"{key}{side}", None)
+            else:
+                swapped[f"{key}{side}"] = value
     if "T_0to1" in item:
         swapped["T_0to1"], swapped["T_1to0"] = item["T_1to0"], item["T_0to1"]
     if "H_0to1" in item:

@@ -35,6 +35,8 @@ class Batch(TypedDict, total=False):
     correspondences0: torch.Tensor  # (B, N, 2): labelled points, original pixels of image 0 (data/inhouse)
     correspondences1: torch.Tensor  # (B, N, 2): their partners in image 1
     correspondences_valid: torch.Tensor  # (B, N) bool: False on the padding to N
+    shown0: torch.Tensor  # (B, H0, W0) bool: pixels that show the image (data/tilt.py's tilt views are black
+    shown1: torch.Tensor  # (B, H1, W1)         around it); the ground truth labels nothing elsewhere
     pair_names: Sequence[Sequence[str]]  # (name0s, name1s), each B names (the collated pair of names)
     dataset_name: Sequence[str]  # B names
     scene_name: Sequence[str]  # B names
@@ -49,6 +51,7 @@ SHAPES: dict[str, tuple[int | str, ...]] = {
     "depth0": ("B", "D0h", "D0w"), "depth1": ("B", "D1h", "D1w"),
     "K0": ("B", 3, 3), "K1": ("B", 3, 3), "T_0to1": ("B", 4, 4), "T_1to0": ("B", 4, 4), "H_0to1": ("B", 3, 3),
     "correspondences0": ("B", "N", 2), "correspondences1": ("B", "N", 2), "correspondences_valid": ("B", "N"),
+    "shown0": ("B", "H0", "W0"), "shown1": ("B", "H1", "W1"),
 }
 NAME_KEYS = ("dataset_name", "scene_name")  # B strings each
 # the geometry of each kind of ground truth, in the order geometry/ground_truth.py picks it

@@ -29,6 +29,7 @@ from .io import naming
 from .megadepth import MegaDepthConfig, MegaDepthPairs
 from .sampling import SceneBalancedSampler
 from .scannet import ScanNetConfig, ScanNetPairs
+from .tilt import RandomTilt, TiltConfig
 
 DATASETS = {
     "megadepth": (MegaDepthConfig, MegaDepthPairs),
@@ -54,6 +55,9 @@ class DataConfig:
     samples_per_scene: int = 100  # pairs drawn per scene per epoch (LoFTR: N_SAMPLES_PER_SUBSET = 100)
     augment: PhotometricConfig | None = None  # training only
     random_swap: bool = False  # training only: each pair in the other image order with probability 1/2
+    # training only: image 1 of a pair replaced by a random ASIFT tilt view, its ground truth carried exactly
+    # (data/tilt.py); off unless tilt.probability > 0
+    tilt: TiltConfig = field(default_factory=TiltConfig)
     skip_bad_pairs: bool = False  # training only: replace an unloadable pair and count it in a warning
     seed: int = 66  # LoFTR's default seed
 
@@ -89,7 +93,7 @@ def build_dataset(entry: dict, augment: PhotometricAugmentation | None = None) -
 
 
 def _layers(dataset: Dataset) -> list[Dataset]:
-    """A dataset and the ones it wraps (RandomSwap, SkipBadPairs), outermost first."""
+    """A dataset and the ones it wraps (RandomTilt, RandomSwap, SkipBadPairs), outermost first."""
     layers = [dataset]
     while hasattr(layers[-1], "dataset"):
         layers.append(layers[-1].dataset)
@@ -135,6 +139,8 @@ class PairDataModule(pl.LightningDataModule):
                 datasets = [SkipBadPairs(dataset) for dataset in datasets]
             if split == "train" and self.config.random_swap:
                 datasets = [RandomSwap(dataset, self.config.seed) for dataset in datasets]
+            if split == "train" and self.config.tilt.probability > 0:  # after the swap: image 1 is the tilted one
+                datasets = [RandomTilt(dataset, self.config.tilt, self.config.seed) for dataset in datasets]
             self.datasets[split] = datasets
 
     def _world(self) -> tuple[int, int]:

@@ -9,6 +9,8 @@ pixel of image 0's fine grid. The fine losses' targets, in their window units, a
 losses/targets.py.
 Sparse (`sparse_supervision`): the same from known correspondences (SfM tracks, labelled points) instead of
 a dense warp; the coarse loss may then take as negatives only the rows and columns of labelled cells.
+A batch may say which pixels of an image show it (`shown0`, `shown1`: a simulated tilt's view, black around
+it, data/tilt.py): a point that lands, or a cell that sits, on a pixel that shows nothing is not labelled.
 """
 
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from .grid import (
     to_original,
     valid_extent,
 )
-from .warp import inside_image, warp_depth, warp_homography
+from .warp import inside_image, sample_depth, warp_depth, warp_homography
 
 
 @dataclass
@@ -84,6 +86,15 @@ def _valid_size(batch: dict, side: int) -> torch.Tensor:
     return valid_extent(None if mask is None else mask.bool(), tuple(image.shape[2:]), image.shape[0], image.device)
 
 
+def _shown(batch: dict, points: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, N) bool: whether network-input pixels (B, N, 2) of image `side` show the image, read at the nearest
+    pixel of `shown{side}` (B, H, W) bool, the view of a simulated tilt (data/tilt.py); all True without one."""
+    shown = batch.get(f"shown{side}")
+    if shown is None:
+        return torch.ones(points.shape[:2], dtype=torch.bool, device=points.device)
+    return sample_depth(shown.to(points.dtype), points) > 0  # nearest pixel, False off the map
+
+
 def _warp(batch: dict, points: torch.Tensor, source: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp network-input pixels (B, N, 2) of image `source` into the other image: (valid, network pixels)."""
     target = 1 - source
@@ -115,13 +126,15 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     size0, size1 = _valid_size(batch, 0), _valid_size(batch, 1)
     cells0 = cells_on_image(size0, grid0, stride)
     cells1 = cells_on_image(size1, grid1, stride)
-    valid01, warped0 = _warp(batch, cell_centres(grid0, stride, b, device, dtype), source=0)
-    valid10, warped1 = _warp(batch, cell_centres(grid1, stride, b, device, dtype), source=1)
-    valid01 &= cells0 & inside_image(warped0, size1)
+    centres0, centres1 = cell_centres(grid0, stride, b, device, dtype), cell_centres(grid1, stride, b, device, dtype)
+    valid01, warped0 = _warp(batch, centres0, source=0)
+    valid10, warped1 = _warp(batch, centres1, source=1)
+    valid01 &= cells0 & inside_image(warped0, size1) & _shown(batch, centres0, 0) & _shown(batch, warped0, 1)
     nearest1, on_grid1 = nearest_cell(warped0, grid1, stride)
     nearest0, on_grid0 = nearest_cell(warped1, grid0, stride)
-    valid10 &= cells1 & inside_image(warped1, size0) & on_grid0  # the same tests both ways: swapping the
-    # images of a pair transposes its ground truth
+    valid10 &= (cells1 & inside_image(warped1, size0) & on_grid0 & _shown(batch, centres1, 1)
+                & _shown(batch, warped1, 0))  # the same tests both ways: swapping the images of a pair
+    # transposes its ground truth
 
     back = torch.gather(nearest0, 1, nearest1)  # where the chosen cell of image 1 warps back to
     cells = torch.arange(grid0[0] * grid0[1], device=device)[None]
@@ -137,7 +150,8 @@ def coarse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
         valid, warped = _warp(batch, points, source=0)
         supervision.warped0_fine, supervision.fine_grid, supervision.fine_stride = warped, fine_grid, fine_stride
         supervision.fine_origin = fine_origin
-        supervision.warped0_fine_valid = valid & inside_image(points, size0) & inside_image(warped, size1)
+        supervision.warped0_fine_valid = (valid & inside_image(points, size0) & inside_image(warped, size1)
+                                          & _shown(batch, points, 0) & _shown(batch, warped, 1))
     return supervision
 
 
@@ -237,7 +251,8 @@ def sparse_supervision(batch: dict, grid0: tuple[int, int], grid1: tuple[int, in
     trusted = fitted | ((points0 - centre0).abs().amax(-1) <= unfitted_radius)
     keep = (valid & trusted & mutual & on_grid0 & on_grid1 & torch.gather(cells0, 1, index0)
             & torch.gather(cells1, 1, index1) & inside_image(points0, size0) & inside_image(points1, size1)
-            & inside_image(warped, size1))
+            & inside_image(warped, size1) & _shown(batch, points0, 0) & _shown(batch, points1, 1)
+            & _shown(batch, warped, 1))
     sample = torch.arange(b, device=device)[:, None]
     keep = _first_per_key(sample * grid0[0] * grid0[1] + index0, (points0 - centre0).norm(dim=-1), keep)
     keep = _first_per_key(sample * grid1[0] * grid1[1] + index1, (warped - centre1).norm(dim=-1), keep)

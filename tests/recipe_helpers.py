@@ -19,4 +19,4 @@ RECIPES = {  # experiment -> the overrides that make README's command a seconds-
                   "final_evaluation.max_pairs=2", "final_evaluation.benchmark.resize.longer_side=160"],
     "finetune_inhouse": ["model=loftr_tiny", "data.samples_per_scene=2"],  # image sizes: per data config, in the test
 }
-RECIPES["se2_synthetic"] = RECIPES["loftr_synthetic"] = RECIPES["synthetic"]
+RECIPES["se2_synthetic"] = RECIPES["loftr_synthetic"] = RECIPES["affine_synthetic"] = RECIPES["synthetic"]

@@ -85,6 +85,7 @@ TRAINING_RUNS = {
     "main job": lambda w: w == [],
     "paper recipe": lambda w: experiment_of(w) in PAPER_RECIPES,
     "se2 synthetic": lambda w: experiment_of(w) == "se2_synthetic",
+    "affine synthetic": lambda w: experiment_of(w) == "affine_synthetic",
     "loftr synthetic": lambda w: w == ["experiment=loftr_synthetic"],
     "C4 backbone": lambda w: "model.backbone.group_order=4" in w,
     "quadtree layer": lambda w: "model.coarse.block=quadtree" in w,
@@ -270,6 +271,16 @@ def test_synthetic_variants_and_the_sweep_run_and_collect(home, main_job):
     run(home, "train.py", *quadtree, *TRAIN_OVERRIDES, *RECIPES["synthetic"], "hydra.run.dir=outputs/quadtree")
     _, matcher = reloaded_matches(home / "outputs" / "quadtree", image)
     assert matcher.model.config.coarse.block == "quadtree"
+
+
+def test_the_tilt_robust_job_trains_on_tilted_pairs(home, main_job):
+    """docs/training.md's tilt-robust run: the main job with image 1 of half the pairs tilted (data/tilt.py)."""
+    [affine] = readme_training("affine synthetic")
+    run(home, "train.py", *affine, *TRAIN_OVERRIDES, *RECIPES["affine_synthetic"])
+    latest = home / "outputs" / "train" / "affine_synthetic" / "latest"
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["global_step"] == 2 and "eloftr (trained)" in summary["final_evaluation"]
+    assert "probability: 0.5" in (latest / ".hydra" / "config.yaml").read_text()
 
 
 def test_docker_compose_example_trains_on_the_mounted_tree(places, tmp_path):
