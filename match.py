@@ -13,6 +13,12 @@ file is written.
 Other matchers: --matcher sift (asift, xfeat, xfeat_star, xfeat_lighterglue, aliked_lightglue, disk_lightglue:
 evaluation/matchers.py) instead of LoFTR's --checkpoint; --resize applies to them as to LoFTR.
 
+Strongly tilted views: --affine-simulation wraps any --matcher in the affine simulation (models/affine.py):
+tilted views of image 0 (made from the image after --resize), each matched against image 1, the matches taken
+back, merged and filtered; --affine-max-tilt and --affine-tolerance change its covering, e.g.
+
+    python match.py a.jpg b.jpg --checkpoint outdoor_ds.ckpt --affine-simulation --out outputs/ab/m.npz
+
 Many pairs into one HDF5 file: the pairs of a text file (two image names a line, relative to --image-root;
 blank lines, '#' comments and further columns, such as SuperGlue's ground truth, ignored), or the images of a
 folder (subfolders included, names relative to it, sorted) paired exhaustively or each with the next N:
@@ -24,7 +30,7 @@ The file (--out, named .h5 or .hdf5):
 
     attributes      format "match.py pairs"; matcher, resize (--resize); for loftr also checkpoint (its
                     absolute path, or "random weights"), coarse_threshold, pos_encoding, quadtree_topks ("": the
-                    model's)
+                    model's); with --affine-simulation also affine_simulation (its every option, as text)
     /NAME0/NAME1/   one group a pair: its image names URL-quoted (urllib.parse.quote(name, safe="")), so that
                     a "/" in a name does not nest groups
         keypoints0  (N, 2) float32 (x, y) pixels of the original image 0
@@ -40,9 +46,11 @@ matched before it kept. A progress bar goes to stderr when stderr is a terminal.
 """
 
 import argparse
+import re
 import shutil
 import sys
 from contextlib import ExitStack
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
@@ -59,11 +67,12 @@ from data.pair_list import folder_images, paired_names, read_name_pairs
 from data.pairs import ImageTooSmallError as MatcherImageTooSmallError
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
-from evaluation.matchers import MATCHERS
+from evaluation.matchers import MATCHERS, simulated
 from evaluation.matchers import build_matcher as build_named_matcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
+from models.affine import AffineSimulationConfig
 from models.checkpoint import POS_ENCODINGS, CheckpointError
 from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher, checked_device
 from models.matches import Matches
@@ -85,6 +94,7 @@ DEFAULT_COARSE_THRESHOLD = 0.2  # LoFTR's official value
 # the options only LoFTR takes: refused with another --matcher (--device: the other matchers pick their own)
 LOFTR_FLAGS = ("checkpoint", "random_weights", "trust_checkpoint", "pos_encoding", "quadtree_topks",
                "coarse_threshold", "device")
+AFFINE_FLAGS = ("affine_max_tilt", "affine_tolerance")  # the simulation's options: with --affine-simulation
 SINGLE_PAIR_FLAGS = ("demo", "plot", "ground_truth", "overlay", "panorama")
 MATCHES_FILE_SUFFIXES = (".h5", ".hdf5")
 MATCHES_FILE_FORMAT = "match.py pairs"  # the root attribute `format` of the HDF5 files match.py writes
@@ -149,6 +159,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "indoor weights want 32 16 16)")
     parser.add_argument("--device", type=_device,
                         help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--affine-simulation", action="store_true",
+                        help="match tilted views of image 0 (made after --resize) against image 1 and merge their "
+                             "matches, for strongly tilted views (models/affine.py; any --matcher; slower: one "
+                             "match a view)")
+    parser.add_argument("--affine-max-tilt", type=float, metavar="T",
+                        help=f"with --affine-simulation: the transition tilts covered, 1 to T (default: "
+                             f"{AffineSimulationConfig.max_tilt:g})")
+    parser.add_argument("--affine-tolerance", type=float, metavar="T",
+                        help=f"with --affine-simulation: the transition tilt the matcher handles itself (default: "
+                             f"{AffineSimulationConfig.tolerance:g}); larger: fewer views")
     parser.add_argument("--out", type=Path, required=True,
                         help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,); "
                              "with --pairs or --images an .h5 file that gets one group a pair (added to if it exists)")
@@ -175,7 +195,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 parser.error(f"{flag} goes with {'--pairs' if flag == '--image-root' else '--images'}")
         check_single_pair_args(parser, args)
     check_matcher_args(parser, args)
+    args.affine = affine_config(parser, args)
     return args
+
+
+def affine_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> AffineSimulationConfig | None:
+    """The affine simulation's options (None without --affine-simulation), the config's own check naming the
+    flag of a wrong value."""
+    given = {name[len("affine_"):]: getattr(args, name) for name in AFFINE_FLAGS if getattr(args, name) is not None}
+    if not args.affine_simulation:
+        if given:
+            parser.error(f"--affine-{next(iter(given)).replace('_', '-')} goes with --affine-simulation")
+        return None
+    try:
+        return AffineSimulationConfig(**given)
+    except ValueError as error:  # its message starts with the field's name
+        field = re.match(r"\w*", str(error)).group()
+        flag = f"--affine-{field.replace('_', '-')}" if field in given else "--affine-simulation"
+        parser.error(f"{flag}: {error}")
 
 
 def check_single_pair_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -310,30 +347,49 @@ def read_grayscale(path: Path, name: str, read=read_image) -> np.ndarray:
 
 
 def build_matcher(args: argparse.Namespace):
-    """The matcher of the command line: for LoFTR, checkpoint read, positional encoding chosen, weights
-    loaded; another one of evaluation/matchers.py behind --resize (`ResizedMatcher`)."""
+    """The matcher of the command line: `wrapped` around `base_matcher`."""
+    return wrapped(args, base_matcher(args))
+
+
+def wrapped(args: argparse.Namespace, matcher):
+    """`matcher` (`base_matcher`) behind --resize: LoFTR resizes itself; another one of evaluation/matchers.py
+    and any matcher in the affine simulation (--affine-simulation, whose views are made from the resized image 0)
+    behind `ResizedMatcher`."""
+    if args.affine is None and args.matcher == "loftr":
+        return matcher
+    try:
+        return ResizedMatcher(simulated(matcher, args.affine), args.resize)
+    except ValueError as error:  # a covering the simulation refuses; its message starts with the option's name
+        raise InputError(f"--affine-simulation: {error}") from None
+
+
+def base_matcher(args: argparse.Namespace):
+    """The matcher itself: for LoFTR, checkpoint read, positional encoding chosen, weights loaded (resizing to
+    --resize itself unless the affine simulation is to wrap it); another one of evaluation/matchers.py, which
+    takes the images as given."""
     if args.matcher != "loftr":
         try:
-            return ResizedMatcher(build_named_matcher(args.matcher), args.resize)
+            return build_named_matcher(args.matcher)
         except ValueError as error:  # an optional package missing: the command that installs it
             raise InputError(f"--matcher {args.matcher}: {error}") from None
     try:
         return LoFTRMatcher.from_checkpoint(
             args.checkpoint, trusted=args.trust_checkpoint, pos_encoding=args.pos_encoding,
-            coarse_threshold=args.coarse_threshold, resize=args.resize, device=args.device,
-            quadtree_topks=args.quadtree_topks,
+            coarse_threshold=args.coarse_threshold, resize=args.resize if args.affine is None else 0,
+            device=args.device, quadtree_topks=args.quadtree_topks,
         )
     except (FileNotFoundError, CheckpointError) as error:
         raise InputError(str(error)) from None
 
 
 class ResizedMatcher:
-    """A matcher of evaluation/matchers.py, which takes the images as given, fed each image resized so that its
-    longer side is `resize` pixels (0: as given) and its keypoints scaled back to the original pixels: --resize
-    as LoFTRMatcher applies it."""
+    """A matcher of evaluation/matchers.py (or one in the affine simulation), which takes the images as given,
+    fed each image resized so that its longer side is `resize` pixels (0: as given) and its keypoints scaled
+    back to the original pixels: --resize as LoFTRMatcher applies it."""
 
     def __init__(self, matcher, resize: int):
         self.matcher, self.resize = matcher, resize
+        self.name = matcher.name
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         (resized0, scale0), (resized1, scale1) = (resize_longer_side(image, self.resize) for image in (image0, image1))
@@ -539,6 +595,8 @@ def file_settings(args: argparse.Namespace) -> dict[str, str | int | float]:
         settings.update(checkpoint="random weights" if args.random_weights else str(args.checkpoint.resolve()),
                         coarse_threshold=args.coarse_threshold, pos_encoding=args.pos_encoding,
                         quadtree_topks=" ".join(map(str, args.quadtree_topks or ())))
+    if args.affine is not None:  # every option, defaults too: a run with other defaults makes other matches
+        settings["affine_simulation"] = " ".join(f"{key}={value}" for key, value in asdict(args.affine).items())
     return settings
 
 
@@ -635,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         names = (f"image0 {args.image0}", f"image1 {args.image1}")
         image0, image1 = read_grayscale(args.image0, "image0"), read_grayscale(args.image1, "image1")
         truth = read_ground_truth(args.ground_truth) if args.ground_truth is not None else None
-        matcher = build_matcher(args)
+        base = base_matcher(args)
+        matcher = wrapped(args, base)
         matches = match_images(matcher, image0, image1, names)
         pictures, homography_note = {}, None
         wanted_by = " and ".join(f"--{flag}" for flag in ("overlay", "panorama") if getattr(args, flag) is not None)
@@ -670,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_weights:
         print("warning: --random-weights: the model is untrained, its matches are meaningless "
               "(use this to check the pipeline only)", file=sys.stderr)
-    elif args.pos_encoding == "auto" and matcher.family.positional_encoding(matcher.model.config) == "legacy":
+    elif args.pos_encoding == "auto" and base.family.positional_encoding(base.model.config) == "legacy":
         print("note: official checkpoint (matcher.* keys), so the legacy positional encoding that the released "
               "outdoor_ds/indoor_ds weights need; pass --pos-encoding fixed for weights trained with the corrected "
               "one (e.g. indoor_ds_new)", file=sys.stderr)

@@ -7,7 +7,8 @@ from NAME_schema), so `benchmark.intrinsics_size=[320,240]` needs no `+`.
 The harness's options (stress, stress_config, max_pairs, ransac_seed, ransac_threshold, ransac_sweep,
 sweep_thresholds, estimator) are HarnessConfig's, with its defaults; the YAML file only sets the run folder.
 Benchmarks and matchers are groups (configs/benchmark/, configs/matcher/) whose options each benchmark or matcher
-checks itself."""
+checks itself. The affine simulation is a group too (configs/affine/: none or simulated), its schema every field
+of models/affine.py's AffineSimulationConfig (`affine.max_tilt=6`, no `+`), checked by that class."""
 
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from geometry.estimation import POSE_RANSAC_THRESHOLD_PX
+from models.affine import AffineSimulationConfig
 from utils.values import check_number
 
 from .benchmarks import BENCHMARKS, Benchmark
@@ -29,6 +31,8 @@ class EvaluateConfig(HarnessConfig):
 
     benchmark: dict[str, Any] = field(default_factory=dict)  # {name: ..., options}: configs/benchmark/NAME.yaml
     matcher: dict[str, Any] = field(default_factory=dict)  # {name: ..., options}: configs/matcher/NAME.yaml
+    # {name: none} or {name: simulated, options}: configs/affine/NAME.yaml, AffineSimulationConfig's fields
+    affine: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
     checkpoint: str | None = None  # matcher=loftr: ours, kornia's or the official LoFTR files; None: random weights
     # Any: HarnessConfig checks them and says what it wants ("a whole number >= 1", "give ransac_sweep=true"),
     # which OmegaConf's own check of a number would not ("could not be converted to Integer")
@@ -41,6 +45,28 @@ class EvaluateConfig(HarnessConfig):
     def __post_init__(self):
         super().__post_init__()
         check_number("plot_pairs", self.plot_pairs, 0, integer=True)
+        affine_simulation(self.affine)  # its check: a wrong option is a ValueError naming affine.<field>
+
+    @property
+    def affine_simulation(self) -> AffineSimulationConfig | None:
+        """The affine simulation's options (None: affine=none); ValueError naming `affine.<field>` for a wrong
+        value."""
+        return affine_simulation(self.affine)
+
+
+def affine_simulation(affine: dict[str, Any]) -> AffineSimulationConfig | None:
+    """AffineSimulationConfig of an `affine` group's node ({name: none} or {name: simulated, field: value, ...}),
+    None for none; ValueError naming `affine.<field>` (its message starts with the field's name)."""
+    options = dict(affine)
+    name = options.pop("name", "none")
+    if name not in AFFINE_SCHEMAS:
+        raise ValueError(f"affine={name}: give affine=none or affine=simulated")
+    if name == "none":
+        return None
+    try:
+        return AffineSimulationConfig(**options)
+    except ValueError as error:
+        raise ValueError(f"affine.{error}") from None
 
 
 def evaluate_config(config: DictConfig) -> EvaluateConfig:
@@ -66,8 +92,16 @@ def benchmark_schema(benchmark: type[Benchmark]) -> dict[str, Any]:
     return schema
 
 
+# configs/affine/NAME.yaml starts from NAME_schema: its name and, simulated, every option with its default
+AFFINE_SCHEMAS = {"none": {"name": "none"},
+                  "simulated": {"name": "simulated",
+                                **{option.name: option.default for option in fields(AffineSimulationConfig)}}}
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="evaluate_schema", node=EvaluateConfig)
+    for name, schema in AFFINE_SCHEMAS.items():
+        store.store(group="affine", name=f"{name}_schema", node=schema)
     for benchmark in BENCHMARKS.values():
         store.store(group="benchmark", name=f"{benchmark.name}_schema", node=benchmark_schema(benchmark))

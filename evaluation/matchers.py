@@ -9,6 +9,9 @@ images to the benchmark's resolution before it calls a matcher, so matchers take
     loftr  any member of the LoFTR family (LoFTR, Efficient LoFTR, ...) from a checkpoint (models/matcher.py)
     xfeat, xfeat_star, xfeat_lighterglue   XFeat's pretrained weights (evaluation/learned.py)
     aliked_lightglue, disk_lightglue   ALIKED or DISK keypoints with LightGlue (evaluation/learned.py; optional)
+
+Any of them can be wrapped in the affine simulation (`simulated`, models/affine.py): evaluate.py's
+`affine=simulated`, match.py's --affine-simulation.
 """
 
 from functools import partial
@@ -16,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from models.affine import AffineSimulationConfig
 from models.matcher import LoFTRMatcher, checked_device
 from models.matches import Matches
 from utils.values import check_number
@@ -50,3 +54,14 @@ def build_matcher(name: str, **options) -> Matcher:
     if name not in MATCHERS:
         raise ValueError(f"unknown matcher {name!r}; valid names: {', '.join(sorted(MATCHERS))}")
     return MATCHERS[name](**options)
+
+AFFINE_SUFFIX = "+affine"  # the end of an affine-simulated matcher's name: "sift+affine"
+
+
+def simulated(matcher: Matcher, affine: AffineSimulationConfig | None) -> Matcher:
+    """`matcher` itself (`affine` None), or wrapped in the affine simulation of `affine`: a matcher of the same
+    interface whose `name` ends with AFFINE_SUFFIX and whose `views` is the number of views it matches a pair with.
+    ValueError (its message starting with the option's name) for options the simulation cannot use."""
+    from models.affine import AffineSimulation  # at first use: the matcher lands after its options
+
+    return matcher if affine is None else AffineSimulation(matcher, affine)

@@ -4,6 +4,7 @@ matchers in one run: evaluation/several.py."""
 
 import sys
 from contextlib import ExitStack
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from utils.files import check_no_output_on_input, write_failure, written_atomica
 from .benchmarks import Benchmark, build_benchmark
 from .config import EvaluateConfig
 from .harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
-from .matchers import Matcher, build_matcher
+from .matchers import AFFINE_SUFFIX, Matcher, build_matcher, simulated
 from .metrics import summarize
 from .plots import save_figure, scored_matches_figure
 from .predictions import Prediction, PredictionsError, PredictionStore, RunHeader, match_bound
@@ -77,11 +78,15 @@ def make_matcher(settings: EvaluateConfig) -> Matcher:
     elif settings.checkpoint is not None:
         raise EvaluationError(f"checkpoint={settings.checkpoint} is for matcher=loftr, not matcher={name}")
     try:
-        return build_matcher(name, **options)
+        matcher = build_matcher(name, **options)
     except (TypeError, ValueError) as error:  # an option the constructor does not take, or a value out of range
         raise EvaluationError(f"matcher {name}: {error}") from None
     except (FileNotFoundError, CheckpointError) as error:
         raise EvaluationError(str(error)) from None
+    try:
+        return simulated(matcher, settings.affine_simulation)
+    except ValueError as error:  # e.g. a covering of more views than affine.max_views; it names the option
+        raise EvaluationError(f"affine.{error}") from None
 
 
 def picture_writer(out_dir: Path, count: int, threshold: float | None):
@@ -117,10 +122,10 @@ def best_threshold(scored: dict[float, list], kind: str) -> tuple[float, dict[st
     return max(score, key=score.get), {f"{threshold:g}": value for threshold, value in score.items()}
 
 
-def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor]:
-    """The benchmark, the matcher's name and a predictor that matches a variant, stores the prediction in
-    out_dir/predictions.h5 (which replaces an earlier one when `outputs` closes) and reads it back: the scores
-    are the store's."""
+def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor, int | None]:
+    """The benchmark, the matcher's name, a predictor that matches a variant, stores the prediction in
+    out_dir/predictions.h5 (which replaces an earlier one when `outputs` closes) and reads it back (the scores
+    are the store's), and the views the affine simulation matches a pair with (None without it)."""
     matcher = make_matcher(settings)  # before the benchmark: a wrong matcher option fails before any data is read
     benchmark = make_benchmark(settings)
     header = RunHeader(benchmark.name, repr(benchmark.resize), matcher.name, settings.stress)
@@ -131,7 +136,7 @@ def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark,
         store.add(variant.key, match_variant(variant, matcher))
         return stored(store, variant)
 
-    return benchmark, matcher.name, predict
+    return benchmark, matcher.name, predict, None if settings.affine_simulation is None else matcher.views
 
 
 def stored(store: PredictionStore, variant: Variant) -> Prediction:
@@ -139,14 +144,35 @@ def stored(store: PredictionStore, variant: Variant) -> Prediction:
     return store.get(variant.key, match_bound(variant.pair.image0.shape, variant.pair.image1.shape))
 
 
-def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor]:
-    """The benchmark, the name of the matcher that made `settings.predictions` and a predictor reading them
-    (the file stays open until `outputs` closes); the matcher is never built. PredictionsError when the file is
-    missing, unreadable or made with other benchmark or stress settings."""
+def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, str, Predictor, None]:
+    """The benchmark, the name of the matcher that made `settings.predictions`, a predictor reading them (the
+    file stays open until `outputs` closes) and None (the views are the matcher's, which is never built).
+    PredictionsError when the file is missing, unreadable or made with other benchmark, stress or affine
+    settings (with or without the simulation: its matcher's name ends with AFFINE_SUFFIX)."""
     store = outputs.enter_context(PredictionStore.open(settings.predictions))
     benchmark = make_benchmark(settings)
     store.check_fits(benchmark.name, repr(benchmark.resize), settings.stress)
-    return benchmark, store.header.matcher, partial(stored, store)
+    made_with = "simulated" if store.header.matcher.endswith(AFFINE_SUFFIX) else "none"
+    given = "none" if settings.affine_simulation is None else "simulated"
+    if made_with != given:
+        raise PredictionsError(f"predictions {settings.predictions} were made with affine={made_with} (matcher "
+                               f"{store.header.matcher}), not {given}: give that run's settings, or match again "
+                               f"without predictions=")
+    return benchmark, store.header.matcher, partial(stored, store), None
+
+
+def affine_title(settings: EvaluateConfig, views: int | None) -> list[str]:
+    """The table title's part for the affine simulation: none without it, e.g. "affine simulation, 9 views" (the
+    views unknown when stored predictions are scored again)."""
+    if settings.affine_simulation is None:
+        return []
+    return ["affine simulation" + ("" if views is None else f", {views} views")]
+
+
+def affine_summary(settings: EvaluateConfig, views: int | None) -> dict | None:
+    """summary.json's `affine`: None without the simulation, else its options and `views_per_pair`."""
+    affine = settings.affine_simulation
+    return None if affine is None else {**asdict(affine), "views_per_pair": views}
 
 
 def evaluate(settings: EvaluateConfig) -> dict:
@@ -156,7 +182,7 @@ def evaluate(settings: EvaluateConfig) -> dict:
     try:
         with ExitStack() as outputs:  # predictions.h5 and the report replace earlier files together
             prepare = predicting if settings.predictions is None else reading
-            benchmark, matcher_name, predict = prepare(settings, outputs)
+            benchmark, matcher_name, predict, views = prepare(settings, outputs)
             draw = picture_writer(out_dir, settings.plot_pairs, benchmark.epipolar_threshold)
             if settings.ransac_sweep and benchmark.kind != "pose":
                 raise EvaluationError(f"ransac_sweep=true sweeps the pose estimator's threshold; benchmark "
@@ -166,9 +192,11 @@ def evaluate(settings: EvaluateConfig) -> dict:
                 raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
             threshold, sweep = best_threshold(scored, benchmark.kind)
             title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else []),
+                                *affine_title(settings, views),
                                 protocol(settings, benchmark.kind, threshold if sweep else None)])
+            extra = {**({"sweep": sweep} if sweep else {}), "affine": affine_summary(settings, views)}
             table, summary = write_report(out_dir, scored[threshold], benchmark.kind, title, stress=settings.stress,
-                                          extra={"sweep": sweep} if sweep else None)
+                                          extra=extra)
     except (BadPairError, FileNotFoundError, PredictionsError) as error:  # inputs that cannot be read
         raise EvaluationError(str(error)) from None
     except ImageTooLargeError as error:

@@ -1,6 +1,7 @@
 """Several matchers in one evaluate.py run (`matcher=[a,b,...]`): each matcher's run composed from the same
 command line into its own folder (out_dir/NAME), then one table, one plot of the cumulative errors and each
-matcher's picture of the same pair one above the other."""
+matcher's picture of the same pair one above the other. With affine=simulated every listed matcher is wrapped in
+the simulation and labelled NAME+affine."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from utils.run_folder import RunFolderError, check_run_folder, claim
 from .compare import compare_runs, stack_pictures
 from .config import EvaluateConfig, evaluate_config
 from .harness import protocol
+from .matchers import AFFINE_SUFFIX
 from .run import EvaluationError, cannot_write, check_out_dir, evaluate, make_benchmark
 
 
@@ -67,10 +69,13 @@ def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateC
         except ValueError as error:
             raise EvaluationError(str(error)) from None
     folders = [base / name for name in names]
+    simulation = settings.affine_simulation is not None  # the same for every matcher: one command line
+    labels = [f"{name}{AFFINE_SUFFIX}" if simulation else name for name in names]
     try:
-        table = compare_runs(folders, labels=names, plot=base / "cumulative_errors.png",
-                             title=f"{len(names)} matchers ({protocol(settings, kind)})")
-        stack_pictures(folders, names, base / "matches")
+        table = compare_runs(folders, labels=labels, plot=base / "cumulative_errors.png",
+                             title=f"{len(names)} matchers ({protocol(settings, kind)}"
+                                   f"{', affine simulation' if simulation else ''})")
+        stack_pictures(folders, labels, base / "matches")
     except OSError as error:
         raise cannot_write(base, error) from None
     print(table)
