@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterable
 from contextlib import contextmanager, nullcontext
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from utils.images import as_grayscale
 from utils.resize import resize_image, resize_longer_side, resized_size, scaled_side
 from utils.values import check_number
 
+from .affine import AffineSimulation, AffineSimulationConfig
 from .checkpoint import CheckpointError, read_checkpoint, state_dict_of, stored_model_config
 from .family import WeightOptions, check_fits_unbuilt, family_for_weights, family_of, model_for_weights
 from .matches import Matches, check_grayscale
@@ -221,17 +223,29 @@ class LoFTRMatcher:
         (N,), readable as fields or by key (`result["keypoints0"]`). Any image size works. ImageTooLargeError
         first when the pair cannot fit the device (`check_memory`); ImageTooSmallError when an image is smaller
         than one coarse cell once resized; ValueError naming an input that is no image."""
-        gray0, gray1 = as_grayscale(image0, "image0"), as_grayscale(image1, "image1")
-        self.check_memory(gray0.shape, gray1.shape)
-        best, best_score = None, -1.0
+        return self.match_many([image0], image1, ["image0"])[0]
+
+    def match_many(self, images0: list, image1, names: list[str] | None = None) -> list[Matches]:
+        """`[match(image0, image1) for image0 in images0]` in one forward per rotation: the images 0 (any sizes;
+        what `match` takes) resized as `match` resizes them, padded with black to the bottom and right to one
+        size, with the masks that keep the model off the padding (each image's features are computed on its own
+        region, no match falls in the padding), against image 1 repeated. The affine simulation's batches of
+        views (models/affine.py). The same matches as `match` up to float rounding of the batched forward.
+        names: of the images 0 in errors (default images0[k])."""
+        names = names or [f"images0[{index}]" for index in range(len(images0))]
+        grays0 = [as_grayscale(image, name) for image, name in zip(images0, names)]
+        gray1 = as_grayscale(image1, "image1")
+        for gray0 in grays0:
+            self.check_memory(gray0.shape, gray1.shape)
+        best, best_scores = [None] * len(grays0), [-1.0] * len(grays0)
         for degrees in self.rotations:
             turns = degrees // 90 % 4
             turned = np.ascontiguousarray(np.rot90(gray1, turns)) if turns else gray1
-            matches = self._match(gray0, turned)
-            score = float(matches.confidence.sum())
-            if score > best_score:
-                matches.keypoints1 = unturn(matches.keypoints1, turns, gray1.shape)
-                best, best_score = matches, score
+            for index, matches in enumerate(self._match_many(grays0, turned, names)):
+                score = float(matches.confidence.sum())
+                if score > best_scores[index]:
+                    matches.keypoints1 = unturn(matches.keypoints1, turns, gray1.shape)
+                    best[index], best_scores[index] = matches, score
         return best
 
     def match_pairs(self, pairs: Iterable[tuple[str, str]], image_root: str | Path = ".",
@@ -248,32 +262,93 @@ class LoFTRMatcher:
         return {(name0, name1): self.match(image(name0), image(name1))
                 for name0, name1 in tqdm(pairs, desc="matching", unit="pair", disable=not progress)}
 
-    def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        """Two (H, W) uint8 images through the network, resized by `self.resize` and to the member's input
-        multiple; keypoints scaled back to the given pixels."""
+    def _network_input(self, image: np.ndarray, name: str, index: int) -> tuple[torch.Tensor, tuple[float, float]]:
+        """(H, W) uint8 `image` resized by `self.resize` and to the member's input multiple: (h, w) float in
+        [0, 1] on the model's device, and the factors (x, y) from its pixels back to the given ones."""
+        check_grayscale(image, name)
+        resized, scale = resize_longer_side(image, self.resize)
+        resized, scale = _to_multiple(resized, scale, self.family.input_multiple)
+        if min(resized.shape) < self.model.coarse_stride:
+            raise ImageTooSmallError(index, (resized.shape[1], resized.shape[0]), self.model.coarse_stride)
+        device = next(self.model.parameters()).device
+        return torch.from_numpy(resized).to(device, torch.float32) / 255, scale
+
+    def _match_many(self, images0: list[np.ndarray], image1: np.ndarray, names: list[str]) -> list[Matches]:
+        """(H, W) uint8 images 0, each against image 1, in one forward (see `match_many`); keypoints scaled back
+        to the given pixels."""
         model = self.model
-        device = next(model.parameters()).device
-        batch = {}
-        for index, image in enumerate((image0, image1)):
-            check_grayscale(image, f"image{index}")
-            resized, scale = resize_longer_side(image, self.resize)
-            resized, scale = _to_multiple(resized, scale, self.family.input_multiple)
-            if min(resized.shape) < model.coarse_stride:
-                raise ImageTooSmallError(index, (resized.shape[1], resized.shape[0]), model.coarse_stride)
-            batch[f"image{index}"] = torch.from_numpy(resized).to(device, torch.float32)[None, None] / 255
-            batch[f"scale{index}"] = torch.tensor([scale], dtype=torch.float32, device=device)
+        inputs0 = [self._network_input(image, name, 0) for image, name in zip(images0, names)]
+        input1, scale1 = self._network_input(image1, "image1", 1)
+        count = len(inputs0)
+        height, width = (max(image.shape[axis] for image, _ in inputs0) for axis in (0, 1))
+        stacked = input1.new_zeros(count, 1, height, width)  # black padding, bottom and right
+        valid = torch.zeros(count, height, width, dtype=torch.bool, device=input1.device)
+        for index, (image, _) in enumerate(inputs0):
+            stacked[index, 0, :image.shape[0], :image.shape[1]] = image
+            valid[index, :image.shape[0], :image.shape[1]] = True
+        batch = {"image0": stacked, "image1": input1.expand(count, 1, *input1.shape).contiguous(),
+                 "scale0": torch.tensor([scale for _, scale in inputs0], dtype=torch.float32, device=input1.device),
+                 "scale1": torch.tensor([scale1] * count, dtype=torch.float32, device=input1.device)}
+        if not bool(valid.all()):
+            batch["mask0"] = valid
         dtype = PRECISIONS[self.precision]
-        autocast = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+        autocast = nullcontext() if dtype is None else torch.autocast(input1.device.type, dtype=dtype)
         with _eval_mode(model), torch.inference_mode(), autocast:
             result = model(batch)
-        return Matches(*(value.float().cpu().numpy() for value in (result.keypoints0, result.keypoints1,
-                                                                   result.confidence)))
+        keypoints0, keypoints1, confidence, index = (value.float().cpu().numpy() if value.is_floating_point()
+                                                     else value.cpu().numpy() for value in
+                                                     (result.keypoints0, result.keypoints1, result.confidence,
+                                                      result.batch_index))
+        return [Matches(keypoints0[index == k], keypoints1[index == k], confidence[index == k]) for k in range(count)]
+
+class ResizedMatcher:
+    """A matcher that takes images as given (`inner`: (H, W) uint8 in, keypoints in their pixels out, as the
+    affine simulation) behind the Python API's front door: images as users hold them (what `as_grayscale`
+    takes), both resized once by the resize rule to the longer side `resize` (0: as given), keypoints scaled
+    back to the original pixels (x times original width / resized width, as `LoFTRMatcher`). Resizing the
+    pair once, before the views are simulated, keeps the views' geometry: resizing each view and image 1 to one
+    longer side would scale them differently."""
+
+    def __init__(self, inner, resize: int):
+        check_number("resize", resize, 0, integer=True)  # pixels; 0: as given
+        self.inner, self.resize = inner, resize
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def match(self, image0, image1) -> Matches:
+        """The inner matcher's matches of the pair, keypoints (N, 2) in the original pixels of each image."""
+        resized = [resize_longer_side(as_grayscale(image, name), self.resize)
+                   for image, name in ((image0, "image0"), (image1, "image1"))]
+        matches = self.inner.match(resized[0][0], resized[1][0])
+        (_, scale0), (_, scale1) = resized
+        return Matches(matches.keypoints0 * np.array(scale0), matches.keypoints1 * np.array(scale1),
+                       matches.confidence)
+
+
+def affine_config(affine) -> AffineSimulationConfig | None:
+    """load_matcher's `affine`: None or False (no simulation), True (the defaults), a dict of
+    AffineSimulationConfig's fields or one; ValueError naming `affine` or the field otherwise."""
+    if affine is None or affine is False:
+        return None
+    if affine is True:
+        return AffineSimulationConfig()
+    if isinstance(affine, AffineSimulationConfig):
+        return affine
+    if isinstance(affine, dict):
+        unknown = sorted(set(affine) - {field.name for field in fields(AffineSimulationConfig)})
+        if unknown:
+            raise ValueError(f"affine: unknown option(s) {', '.join(map(str, unknown))}; valid: "
+                             f"{', '.join(field.name for field in fields(AffineSimulationConfig))}")
+        return AffineSimulationConfig(**affine)
+    raise ValueError(f"affine={affine!r}: must be true, false, a dict of options or an AffineSimulationConfig")
 
 
 def load_matcher(checkpoint: str | Path | None, *, device: str | torch.device = "cpu", resize: int = 640,
                  threshold: float | None = None, precision: str = "fp32", rotations: Iterable[int] | None = None,
-                 trusted: bool = False, pos_encoding: str = "auto",
-                 quadtree_topks: list[int] | None = None) -> LoFTRMatcher:
+                 trusted: bool = False, pos_encoding: str = "auto", quadtree_topks: list[int] | None = None,
+                 affine: AffineSimulationConfig | dict | bool | None = None) -> LoFTRMatcher | ResizedMatcher:
     """The matcher of a checkpoint: ours (train.py's last.ckpt or best.ckpt), or an official release of any
     member (LoFTR outdoor/indoor, LoFTR-OT, QuadTree-LoFTR, SE2-LoFTR, Efficient LoFTR, kornia's LoFTR);
     None: seeded random weights, to try a pipeline.
@@ -283,10 +358,19 @@ def load_matcher(checkpoint: str | Path | None, *, device: str | torch.device = 
     (None: the model's own, 0.2 for the official ones). device: "cpu", "cuda", "cuda:N", "mps". precision:
     "fp32", "bf16" or "fp16" (autocast). rotations: e.g. [0, 90, 180, 270] to match rotated photos
     (`LoFTRMatcher`). trusted: allow a checkpoint with pickled objects (only files you trust);
-    pos_encoding, quadtree_topks: `WeightOptions`. ValueError naming a bad option, FileNotFoundError or
-    CheckpointError naming the file."""
+    pos_encoding, quadtree_topks: `WeightOptions`. affine: match severe tilts by affine simulation
+    (models/affine.py, IMAS): True for the defaults, or an AffineSimulationConfig or a dict of its fields
+    (e.g. {"tolerance": 2.0, "max_tilt": 8}); both images are then resized once by `resize`, the simulated
+    views of image 0 are matched against image 1 as they are (in batches), and the merged, filtered matches
+    come back in the original pixels; `matcher.inner.last_stats` says how many views and seconds the last pair
+    took. ValueError naming a bad option, FileNotFoundError or CheckpointError naming the file."""
     check_number("threshold", threshold, 0, 1, optional=True)  # a confidence
-    return LoFTRMatcher.from_checkpoint(
-        checkpoint, trusted=trusted, pos_encoding=pos_encoding, coarse_threshold=threshold, resize=resize,
-        device=checked_device(device), quadtree_topks=quadtree_topks, precision=precision,
-        rotations=(0,) if rotations is None else rotations)
+    check_number("resize", resize, 0, integer=True)  # pixels; 0: as given
+    simulation = affine_config(affine)
+    matcher = LoFTRMatcher.from_checkpoint(
+        checkpoint, trusted=trusted, pos_encoding=pos_encoding, coarse_threshold=threshold,
+        resize=resize if simulation is None else 0, device=checked_device(device), quadtree_topks=quadtree_topks,
+        precision=precision, rotations=(0,) if rotations is None else rotations)
+    if simulation is None:
+        return matcher
+    return ResizedMatcher(AffineSimulation(matcher, simulation), resize)
