@@ -83,13 +83,13 @@ def _check_explicit_views(tilts: Any, longitudes: Any) -> None:
     """ValueError naming `tilts` or `longitudes` unless they are two lists of one length: tilts in
     [1, MAX_TILT], direction counts whole numbers >= 1."""
     for key, value in (("tilts", tilts), ("longitudes", longitudes)):
-        if value is None:
-            other = "longitudes" if key == "tilts" else "tilts"
-            raise ValueError(f"{key}=None: give it with {other} (one direction count per tilt), or neither")
-        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        if value is not None and (isinstance(value, str | bytes) or not isinstance(value, Sequence)):
             raise ValueError(f"{key}={value!r}: must be a list")
-    if len(tilts) == 0:
+    if tilts is not None and len(tilts) == 0:
         raise ValueError("tilts=[]: an empty list of views matches nothing; give at least one tilt (1: the image)")
+    for key, value, other in (("tilts", tilts, "longitudes"), ("longitudes", longitudes, "tilts")):
+        if value is None:
+            raise ValueError(f"{key}=None: give it with {other} (one direction count per tilt), or neither")
     if len(longitudes) != len(tilts):
         raise ValueError(f"longitudes={list(longitudes)}: must have one direction count per tilt "
                          f"({len(tilts)} tilts, {len(longitudes)} counts)")
