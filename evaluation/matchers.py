@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from models.affine import AffineSimulationConfig
+from models.affine import AffineSimulation, AffineSimulationConfig
 from models.matcher import LoFTRMatcher, checked_device
 from models.matches import Matches
 from utils.values import check_number
@@ -55,6 +55,7 @@ def build_matcher(name: str, **options) -> Matcher:
         raise ValueError(f"unknown matcher {name!r}; valid names: {', '.join(sorted(MATCHERS))}")
     return MATCHERS[name](**options)
 
+
 AFFINE_SUFFIX = "+affine"  # the end of an affine-simulated matcher's name: "sift+affine"
 
 
@@ -62,6 +63,4 @@ def simulated(matcher: Matcher, affine: AffineSimulationConfig | None) -> Matche
     """`matcher` itself (`affine` None), or wrapped in the affine simulation of `affine`: a matcher of the same
     interface whose `name` ends with AFFINE_SUFFIX and whose `views` is the number of views it matches a pair with.
     ValueError (its message starting with the option's name) for options the simulation cannot use."""
-    from models.affine import AffineSimulation  # at first use: the matcher lands after its options
-
     return matcher if affine is None else AffineSimulation(matcher, affine)
