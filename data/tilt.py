@@ -2,10 +2,10 @@
 (geometry/affine.py), its ground truth carried exactly through the tilt's affine map.
 
 A tilt t along a direction is the image plane seen from latitude arccos(1 / t): the image compressed t-fold
-along that direction about its centre, on its own canvas (a tilt only compresses, so the whole image stays),
-black around it. It is drawn after the crop, the resize and any random swap (this wrapper is the outermost),
-so the network input keeps its size and image 1 is always the tilted one, as at test time
-(evaluation/stress.py tilts image 1).
+along that direction about its centre, on its own canvas, black around it (along an oblique direction the
+compression also pushes two corners outwards, across the canvas's edge: those are cut off). It is drawn after
+the crop, the resize and any random swap (this wrapper is the outermost), so the network input keeps its size
+and image 1 is always the tilted one, as at test time (evaluation/stress.py tilts image 1).
 
 The warp A (3, 3) maps the network-input pixels of image 1 to those of its view, about the centre of the valid
 (unpadded) rectangle; in the original frame, where the geometry runs (data/batch.py: original = network x
@@ -74,7 +74,8 @@ def tilt_item(item: dict, tilt: float, direction_deg: float) -> dict:
     tilted = dict(item)
     tilted["image1"] = torch.zeros_like(image)
     tilted["image1"][0, :rows, :cols] = torch.from_numpy(view)
-    tilted["shown1"] = shown_pixels(warp, (rows, cols), (height, width))
+    tilted["shown1"] = torch.zeros(height, width, dtype=torch.bool)
+    tilted["shown1"][:rows, :cols] = shown_pixels(warp, (rows, cols), (rows, cols))
     scale = item["scale1"].double().numpy() if "scale1" in item else np.ones(2)
     S = np.diag([scale[0], scale[1], 1.0])
     A = torch.from_numpy(S @ warp @ np.linalg.inv(S))  # original pixels of image 1 -> those of its view
