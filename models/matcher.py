@@ -8,7 +8,9 @@
 `LoFTRMatcher` is the one matcher of every member (LoFTR and its variants, Efficient LoFTR), from a checkpoint
 or a model in memory: any image size (resized for the network by the resize rule, utils/resize.py, and the
 keypoints scaled back), with a guard that refuses a pair too large for the device before anything is
-allocated. The evaluation harness uses it too (resize 0: it gives images already resized).
+allocated. The evaluation harness uses it too (resize 0: it gives images already resized). `match_many`
+matches several images 0 against one image 1 in one forward (the affine simulation's views); `load_matcher(...,
+affine=...)` wraps the matcher in the affine simulation (models/affine.py) behind `ResizedMatcher`.
 """
 
 import math

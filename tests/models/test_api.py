@@ -174,6 +174,9 @@ def test_bad_input_is_one_clear_error_naming_it(files, call, named):
     (dict(device="meta"), "matching runs on cpu, cuda, cuda:N or mps"),
     (dict(resize=-1), "resize=-1: must be a whole number in [0, 2147483647]"),
     (dict(resize=320.5), "resize=320.5: must be a whole number in [0, 2147483647]"),
+    (dict(affine={"tolerance": 1.0}), "tolerance=1.0: must be a finite number in (1, 64]"),
+    (dict(affine={"tilt": 2}), "affine: unknown option(s) tilt; valid: max_tilt, tolerance"),
+    (dict(affine="yes"), "affine='yes': must be true, false, a dict of options or an AffineSimulationConfig"),
 ])
 def test_bad_options_are_refused_naming_them(files, options, named):
     with pytest.raises(ValueError, match=re.escape(named)):
@@ -189,3 +192,35 @@ def test_the_api_imports_from_the_repository_root_in_a_fresh_interpreter(files, 
     run = run_here([str(script)], ROOT)
     assert run.returncode == 0, run.stderr
     assert "['confidence', 'keypoints0', 'keypoints1']" in run.stdout
+
+
+def test_affine_simulation_gives_keypoints_in_the_original_pixels_of_a_colour_path(tmp_path):
+    """load_matcher(affine=...) resizes both images once (here 128 -> 96 px), matches the views of image 0 at
+    that size and brings the keypoints back to the files' own pixels (random weights: a pipeline check)."""
+    rgb = np.stack([make_texture(96, 128, seed=seed) for seed in (3, 4, 5)], axis=2)
+    path = tmp_path / "colour.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    matcher = load_matcher(None, resize=96, threshold=0.0,
+                           affine={"tilts": [1, 2], "longitudes": [1, 2], "filter": "none"})
+    result = matcher.match(path, rgb)
+    assert matcher.name == "loftr+affine" and matcher.inner.last_stats.views == 3
+    assert len(result) > 20
+    for points in (result.keypoints0, result.keypoints1):
+        assert (points >= -0.5).all() and (points <= np.array([127.5, 95.5])).all()
+    small = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (96, 72), interpolation=cv2.INTER_AREA)
+    inner = matcher.inner.match(small, small)
+    np.testing.assert_allclose(result.keypoints0, inner.keypoints0 * 128 / 96, atol=1e-4)
+
+
+def test_affine_simulation_keypoints_are_right_against_the_warp(files, content_matcher):
+    """One simulated view (tilt 1.4 along x) of the 320 px picture, at 640 px for the network, keeps the pair's
+    geometry: the keypoints, in the pictures' pixels, follow the known warp (measured: 100% within 4 px). The
+    filter's threshold is in the network's pixels, those the simulation is given."""
+    from models.affine import AffineSimulation, AffineSimulationConfig
+    from models.matcher import ResizedMatcher
+
+    (path0, path1, rgb0, rgb1) = files[0]
+    config = AffineSimulationConfig(tilts=[1.4], longitudes=[1], filter="homography")
+    result = ResizedMatcher(AffineSimulation(LoFTRMatcher(content_matcher), config), 640).match(rgb0, path1)
+    assert len(result) > 100
+    assert right_share(result.keypoints0, result.keypoints1, WARP, 4.0) > 0.9
