@@ -28,7 +28,7 @@ class Batch(TypedDict, total=False):
     depth0: torch.Tensor  # (B, D0h, D0w) float: depth of the original frame (zero-padded), 0 or NaN unknown
     depth1: torch.Tensor  # (B, D1h, D1w)
     K0: torch.Tensor  # (B, 3, 3): intrinsics of the original frame
-    K1: torch.Tensor  # (B, 3, 3)
+    K1: torch.Tensor  # (B, 3, 3); a tilted image 1 (data/tilt.py): A K1, its last row still (0, 0, 1)
     T_0to1: torch.Tensor  # (B, 4, 4): camera-0 coordinates -> camera-1 coordinates
     T_1to0: torch.Tensor  # (B, 4, 4): its inverse
     H_0to1: torch.Tensor  # (B, 3, 3): homography pairs, original pixels of image 0 -> image 1

@@ -105,15 +105,20 @@ def shown_pixels(warp: np.ndarray, size: tuple[int, int], canvas: tuple[int, int
 
 def resampled_depth(depth: torch.Tensor, A: torch.Tensor, extent: tuple[int, int]) -> torch.Tensor:
     """Depth (H, W) of a frame seen in the frame A (3, 3) maps it to, on the same (H, W) grid: the old depth
-    at A^-1 q for each pixel q of the top-left `extent` (h, w), 0 where that falls off the map or on unknown
-    depth, and beyond the extent."""
+    at A^-1 q (`interpolate_depth`) for each pixel q of the top-left `extent` (h, w) whose A^-1 q lies in that
+    extent, 0 elsewhere (off the image, on unknown depth). Only those pixels are read: a tilt t shows 1 / t of
+    them."""
     height, width = min(extent[0], depth.shape[0]), min(extent[1], depth.shape[1])
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
                             indexing="ij")
     inverse = torch.linalg.inv(A)
-    points = torch.stack([xs, ys], -1).reshape(1, -1, 2) @ inverse[:2, :2].T + inverse[:2, 2]
+    points = torch.stack([xs, ys], -1).reshape(-1, 2) @ inverse[:2, :2].T + inverse[:2, 2]
+    inside = ((points[:, 0] >= -0.5) & (points[:, 0] < width - 0.5) & (points[:, 1] >= -0.5)
+              & (points[:, 1] < height - 0.5))
+    values = torch.zeros(height * width, dtype=depth.dtype)
+    values[inside] = interpolate_depth(depth[None], points[inside][None])[0].to(depth.dtype)
     resampled = torch.zeros_like(depth)
-    resampled[:height, :width] = interpolate_depth(depth.double()[None], points).reshape(height, width)
+    resampled[:height, :width] = values.reshape(height, width)
     return resampled
 
 
