@@ -80,6 +80,20 @@ def test_view_keypoints_go_back_to_image0_through_the_exact_inverse(inner_type):
     assert np.abs(result.keypoints0 - expected).max() <= 1e-6
 
 
+def test_views_of_image1_come_back_to_image1_with_both_images():
+    image0 = make_texture(60, 90, seed=0)
+    config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none", both_images=True)
+    views = views_of(config)
+    inner = ViewPoints(image0.shape, views)
+    result = AffineSimulation(inner, config).match(image0, image0)
+    assert inner.calls == 2 * len(views) == 26
+    second = result.keypoints0[:, 0] >= len(views) * 1000  # image 1's views: their labels are now keypoints0
+    assert second.sum() == len(views) * 20 and (~second).sum() == len(views) * 20
+    labels = result.keypoints0[second, 0].astype(int)
+    expected = np.concatenate(inner.points)[[label // 1000 * 20 + label % 1000 for label in labels]]
+    assert np.abs(result.keypoints1[second] - expected).max() <= 1e-6
+
+
 def test_sift_views_of_an_exact_tilt_4_pair_land_on_its_affine():
     """image 1 is image 0 tilted by 4 along 20 degrees (not a direction of the covering): plain SIFT finds
     almost nothing right; SIFT on the simulated views finds well over a hundred matches, most on the affine.
