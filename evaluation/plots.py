@@ -119,6 +119,20 @@ def save_figure(figure: Figure, path: str | Path) -> None:
     figure.savefig(path, dpi=min(300, max(100, _canvas_width(figure) / width_inches)))
 
 
+def curves_figure(x: list[float], curves: dict[str, list[float]], xlabel: str, ylabel: str, title: str) -> Figure:
+    """One line per entry of `curves` (label -> y at each x), markers at the measured points: a stress test's
+    AUC against rotation or tilt, one curve per matcher."""
+    figure = Figure(figsize=(6.4, 4.2))
+    axes = figure.add_subplot()
+    for label, values in curves.items():
+        axes.plot(x, values, marker="o", label=label)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xticks=x)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
 def figure_to_rgb(figure: Figure, dpi: float = 100) -> np.ndarray:
     """`figure` rendered at `dpi` (which it keeps) to an (H, W, 3) uint8 RGB array (what image loggers take)."""
     figure.set_dpi(dpi)

@@ -117,3 +117,35 @@ def test_inference_benchmark_prints_a_row_per_attention():
     rows = [[cell.strip() for cell in line.split("|")] for line in out.stdout.strip().splitlines()[-3:]]
     assert [row[:3] for row in rows] == [["64x96", "96", name] for name in ("linear", "full", "quadtree")]
     assert rows[0][4] == "1.00x" and all(float(row[3]) > 0 for row in rows)
+
+
+def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers_sift(tmp_path):
+    """SIFT loses a photo tilted by 4; SIFT inside the affine simulation (`--simulate sift`) keeps it."""
+    import cv2
+
+    from data.synthetic.texture import make_texture
+
+    cv2.imwrite(str(tmp_path / "photo.png"), make_texture(240, 320, seed=0))
+    plot = tmp_path / "curves.png"
+    out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "2",
+                    "--matcher", "sift", "--simulate", "sift", "--affine", "max_tilt=4", "--affine", "tolerance=2.5",
+                    "--tilts", "1", "4",
+                    "--plot", str(plot)], ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("tilt "))
+    assert lines[header].split()[1:] == ["sift", "sift+affine"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2:header + 4]}
+    aucs = {tilt: [float(v) for v in cells if v != "/"] for tilt, cells in rows.items()}  # two matchers x 3 AUCs
+    assert list(aucs) == ["1", "4"]
+    assert aucs["4"][5] > aucs["4"][2] + 20  # AUC@10 px at t = 4: the simulation's against SIFT's
+    kept = lines[header + 4].split()
+    assert kept[:3] == ["kept", "at", "4"] and len(kept) == 5
+    assert lines[header + 5].startswith("ms / pair")
+    assert cv2.imread(str(tmp_path / "curves_homographies.png")) is not None
+    bad = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--simulate", "xfeat"],
+                   ROOT)
+    assert bad.returncode == 2 and "--simulate xfeat" in bad.stderr
+    low = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--simulate", "sift",
+                    "--affine", "max_views=0"], ROOT)
+    assert low.returncode == 2 and "max_views" in low.stderr and "Traceback" not in low.stderr
