@@ -21,7 +21,7 @@ from tests.train_helpers import ROOT, small
 TRAIN = str(ROOT / "train.py")
 
 
-def test_tiny_model_learns_a_tilted_pair_of_the_world(world):
+def test_tiny_model_learns_a_tilted_pair_of_the_world(world, one_thread):
     """A world pair with image 1 tilted 2.5-fold (tests/losses/test_learning.py's fit): 80 AdamW steps on its
     composed ground truth cut the coarse loss a hundredfold, and the trained model's matches land where depth,
     pose and then the tilt put them (1.2 px median at 160x120), not where they would land untilted."""
