@@ -60,8 +60,9 @@ def tilt_view(image: np.ndarray, tilt: float, direction_deg: float,
 
     A Gaussian blur of sigma = 0.8 sqrt(tilt^2 - 1) image pixels along the direction, then subsampling by
     `tilt` along it (bilinear), about the image centre. The view lies on the smallest canvas that holds all of
-    it, or on `canvas` (H', W') with its centre at the canvas centre (the image's own shape keeps it whole: a
-    tilt only compresses); the rest is black. warp (3, 3): image pixels -> view pixels. tilt 1 is a copy."""
+    it, or on `canvas` (H', W') with its centre at the canvas centre, the rest black. On the image's own shape
+    an oblique tilt loses two corners: it shortens every vector from the centre but moves some corners out
+    along x or y. warp (3, 3): image pixels -> view pixels. tilt 1 without `canvas` is a copy."""
     linear = tilt_linear(tilt, direction_deg)
     warp, shape = centred_map(linear, image.shape[:2])
     if canvas is not None:
