@@ -9,7 +9,8 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
   out of range, the matchers' options (XFeat's top_k 0, abc, -5, min_cossim NaN; SIFT's ratio 0, max_features
   -1; LoFTR's coarse_threshold NaN or 2, device meta), images too small for XFeat, XFeat* and DISK
   (benchmark.resize.longer_side 16 and 48), the homographies benchmark's draws (image size 0x0, NaN rotation,
-  tilt < 1, zoom range reversed, no or 2^70 pairs per image, inf shift, a negative seed);
+  tilt < 1, zoom range reversed, no or 2^70 pairs per image, inf shift, a negative seed), the affine
+  simulation's (max_views 0, a view tilt under 1, no tilts, an unknown filter: named `affine.<field>`);
 - pairs files naming an image outside image_root (an absolute path, a `..` that climbs out): one line naming
   the pairs file and the line;
 - a ScanNet world at 160x120 scored with 640x480 intrinsics (the default intrinsics_size): refused naming
@@ -21,7 +22,8 @@ benchmark's or the matcher's constructor, check_trainer_settings, match.py's arg
   line saying "add trainer=cpu", before any run folder (or sweep folder) is made; more devices than a GPU
   machine has (checked with a pretend one-GPU machine);
 - match.py: --device meta, mps, cuda:7 where the machine has none, --epipolar-threshold inf, NaN or 0,
-  --resize abc, --quadtree-topks 2^70: one line each (argparse's usage block is --help's).
+  --resize abc, --quadtree-topks 2^70, --affine-max-tilt 0.5, --affine-tolerance NaN: one line each
+  (argparse's usage block is --help's).
 """
 
 import re
@@ -123,6 +125,10 @@ EVALUATE_CASES = {
     "homographies 2^70 pairs": (["benchmark=homographies", "benchmark.root=WORLD",
                                  f"benchmark.pairs_per_image={2**70}"], [f"pairs_per_image={2**70}"]),
     "homographies seed -1": (["benchmark=homographies", "benchmark.root=WORLD", "benchmark.seed=-1"], ["seed=-1"]),
+    "affine max_views 0": (["affine=simulated", "affine.max_views=0"], ["affine.max_views=0"]),
+    "affine tilt 0.5": (["affine=simulated", "affine.tilts=[0.5]", "affine.longitudes=[1]"], ["affine.tilts[0]=0.5"]),
+    "affine no tilts": (["affine=simulated", "affine.tilts=[]", "affine.longitudes=[]"], ["affine.tilts=[]"]),
+    "affine filter bogus": (["affine=simulated", "affine.filter=bogus"], ["affine.filter='bogus'", "fundamental"]),
 }
 
 
@@ -275,6 +281,8 @@ MATCH_CASES = {
     "epipolar threshold 0": (["--epipolar-threshold", "0"], ["--epipolar-threshold", "0"]),
     "resize abc": (["--resize", "abc"], ["--resize", "'abc'"]),
     "quadtree topks 2^70": (["--quadtree-topks", str(2**70)], ["--quadtree-topks", str(2**70)]),
+    "affine max tilt 0.5": (["--affine-simulation", "--affine-max-tilt", "0.5"], ["--affine-max-tilt", "max_tilt=0.5"]),
+    "affine tolerance nan": (["--affine-simulation", "--affine-tolerance", "nan"], ["--affine-tolerance", "nan"]),
 }
 
 
