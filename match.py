@@ -74,7 +74,7 @@ from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.affine import AffineSimulationConfig
 from models.checkpoint import POS_ENCODINGS, CheckpointError
-from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher, checked_device
+from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher, ResizedMatcher, checked_device
 from models.matches import Matches
 from utils.files import (
     NotARegularFileError,
@@ -84,7 +84,6 @@ from utils.files import (
     written_atomically,
 )
 from utils.images import read_grayscale as read_image
-from utils.resize import resize_longer_side
 from utils.values import INT_MAX
 
 DEMO_SIZE = (480, 640)  # (height, width) of the generated demo image
@@ -380,27 +379,6 @@ def base_matcher(args: argparse.Namespace):
         )
     except (FileNotFoundError, CheckpointError) as error:
         raise InputError(str(error)) from None
-
-
-class ResizedMatcher:
-    """A matcher of evaluation/matchers.py (or one in the affine simulation), which takes the images as given,
-    fed each image resized so that its longer side is `resize` pixels (0: as given) and its keypoints scaled
-    back to the original pixels: --resize as LoFTRMatcher applies it."""
-
-    def __init__(self, matcher, resize: int):
-        self.matcher, self.resize = matcher, resize
-        self.name = matcher.name
-
-    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        (resized0, scale0), (resized1, scale1) = (resize_longer_side(image, self.resize) for image in (image0, image1))
-        matches = self.matcher.match(resized0, resized1)
-        return Matches(_scaled(matches.keypoints0, scale0), _scaled(matches.keypoints1, scale1),
-                       np.asarray(matches.confidence, np.float32).reshape(-1))
-
-
-def _scaled(keypoints: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
-    """(N, 2) float32 keypoints (x, y) times `scale` (x, y): network-input pixels -> original pixels."""
-    return (np.asarray(keypoints, np.float64).reshape(-1, 2) * scale).astype(np.float32)
 
 
 def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, names: tuple[str, str]) -> Matches:
@@ -708,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
             # all outputs are complete before any replaces a file, so a failure leaves none
             with ExitStack() as outputs:
                 with open(outputs.enter_context(written_atomically(args.out)), "wb") as file:
-                    np.savez(file, **matches.as_dict())
+                    np.savez(file, **{key: np.asarray(value, np.float32) for key, value in matches.as_dict().items()})
                 if args.plot is not None and truth is not None:
                     figure = epipolar_matches_figure(image0, image1, matches.keypoints0, matches.keypoints1, *truth,
                                                      args.epipolar_threshold, title)

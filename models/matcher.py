@@ -303,6 +303,7 @@ class LoFTRMatcher:
                                                       result.batch_index))
         return [Matches(keypoints0[index == k], keypoints1[index == k], confidence[index == k]) for k in range(count)]
 
+
 class ResizedMatcher:
     """A matcher that takes images as given (`inner`: (H, W) uint8 in, keypoints in their pixels out, as the
     affine simulation) behind the Python API's front door: images as users hold them (what `as_grayscale`
@@ -320,13 +321,14 @@ class ResizedMatcher:
         return self.inner.name
 
     def match(self, image0, image1) -> Matches:
-        """The inner matcher's matches of the pair, keypoints (N, 2) in the original pixels of each image."""
+        """The inner matcher's matches of the pair, keypoints (N, 2) float64 in the original pixels of each image."""
         resized = [resize_longer_side(as_grayscale(image, name), self.resize)
                    for image, name in ((image0, "image0"), (image1, "image1"))]
         matches = self.inner.match(resized[0][0], resized[1][0])
         (_, scale0), (_, scale1) = resized
-        return Matches(matches.keypoints0 * np.array(scale0), matches.keypoints1 * np.array(scale1),
-                       matches.confidence)
+        return Matches(*(np.asarray(points, np.float64).reshape(-1, 2) * np.array(scale)
+                         for points, scale in ((matches.keypoints0, scale0), (matches.keypoints1, scale1))),
+                       np.asarray(matches.confidence).reshape(-1))
 
 
 def affine_config(affine) -> AffineSimulationConfig | None:
