@@ -56,9 +56,6 @@ def build_matcher(name: str, **options) -> Matcher:
     return MATCHERS[name](**options)
 
 
-AFFINE_SUFFIX = "+affine"  # the end of an affine-simulated matcher's name: "sift+affine"
-
-
 def simulated(matcher: Matcher, affine: AffineSimulationConfig | None) -> Matcher:
     """`matcher` itself (`affine` None), or wrapped in the affine simulation of `affine`: a matcher of the same
     interface whose `name` ends with AFFINE_SUFFIX and whose `views` is the number of views it matches a pair with.

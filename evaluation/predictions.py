@@ -43,12 +43,13 @@ class Prediction:
 @dataclass(frozen=True)
 class RunHeader:
     """What a predictions file was made with: the benchmark's name and resize rule (`repr(Resize)`), the
-    matcher's name, the stress kind (None: none)."""
+    matcher's name, the stress kind (None: none), the affine simulation's options as JSON ("": none)."""
 
     benchmark: str
     resize: str
     matcher: str
     stress: str | None
+    affine: str = ""
 
 
 class PredictionStore:
@@ -66,7 +67,7 @@ class PredictionStore:
         buffer = io.BytesIO()
         with h5py.File(buffer, "w") as file:
             file.attrs.update({"benchmark": header.benchmark, "resize": header.resize, "matcher": header.matcher,
-                               "stress": header.stress or ""})
+                               "stress": header.stress or "", "affine": header.affine})
             yield cls(file, Path(path), header)
         write_bytes(path, buffer.getbuffer())
 
@@ -88,12 +89,13 @@ class PredictionStore:
         with file:
             yield cls(file, path, _read_header(file, path))
 
-    def check_fits(self, benchmark: str, resize: str, stress: str | None) -> None:
-        """PredictionsError naming the setting when the file was made on another benchmark, resize or stress
-        kind than these."""
+    def check_fits(self, benchmark: str, resize: str, stress: str | None, affine: str = "") -> None:
+        """PredictionsError naming the setting when the file was made on another benchmark, resize, stress kind
+        or affine simulation (RunHeader's JSON, "" for none) than these."""
         stored = self.header
         for what, made_with, given in (("benchmark", stored.benchmark, benchmark),
-                                       ("benchmark.resize", stored.resize, resize), ("stress", stored.stress, stress)):
+                                       ("benchmark.resize", stored.resize, resize), ("stress", stored.stress, stress),
+                                       ("affine", stored.affine or "none", affine or "none")):
             if made_with != given:
                 raise PredictionsError(f"predictions {self.path} were made with {what}={made_with}, not {given}: give "
                                        f"that run's settings, or match again without predictions=")
@@ -193,7 +195,9 @@ def _read_header(file: h5py.File, path: Path) -> RunHeader:
     except (KeyError, OSError) as error:
         raise PredictionsError(f"predictions {path} is not a predictions file of evaluate.py (its header: "
                                f"{error})") from None
-    return RunHeader(attrs["benchmark"], attrs["resize"], attrs["matcher"], attrs["stress"] or None)
+    # files of runs before the affine simulation existed have no "affine": made without it
+    return RunHeader(attrs["benchmark"], attrs["resize"], attrs["matcher"], attrs["stress"] or None,
+                     str(file.attrs.get("affine", "")))
 
 
 def _group_name(key: str) -> str:

@@ -2,6 +2,7 @@
 report and match pictures written to the run folder (`out_dir`). evaluate.py's work for one matcher; several
 matchers in one run: evaluation/several.py."""
 
+import json
 import sys
 from contextlib import ExitStack
 from dataclasses import asdict
@@ -21,7 +22,7 @@ from utils.files import check_no_output_on_input, write_failure, written_atomica
 from .benchmarks import Benchmark, build_benchmark
 from .config import EvaluateConfig
 from .harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
-from .matchers import AFFINE_SUFFIX, Matcher, build_matcher, simulated
+from .matchers import Matcher, build_matcher, simulated
 from .metrics import summarize
 from .plots import save_figure, scored_matches_figure
 from .predictions import Prediction, PredictionsError, PredictionStore, RunHeader, match_bound
@@ -128,7 +129,7 @@ def predicting(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark,
     are the store's), and the views the affine simulation matches a pair with (None without it)."""
     matcher = make_matcher(settings)  # before the benchmark: a wrong matcher option fails before any data is read
     benchmark = make_benchmark(settings)
-    header = RunHeader(benchmark.name, repr(benchmark.resize), matcher.name, settings.stress)
+    header = RunHeader(benchmark.name, repr(benchmark.resize), matcher.name, settings.stress, affine_options(settings))
     path = outputs.enter_context(written_atomically(Path(settings.out_dir) / PREDICTIONS))
     store = outputs.enter_context(PredictionStore.create(path, header))
 
@@ -148,17 +149,17 @@ def reading(settings: EvaluateConfig, outputs: ExitStack) -> tuple[Benchmark, st
     """The benchmark, the name of the matcher that made `settings.predictions`, a predictor reading them (the
     file stays open until `outputs` closes) and None (the views are the matcher's, which is never built).
     PredictionsError when the file is missing, unreadable or made with other benchmark, stress or affine
-    settings (with or without the simulation: its matcher's name ends with AFFINE_SUFFIX)."""
+    settings."""
     store = outputs.enter_context(PredictionStore.open(settings.predictions))
     benchmark = make_benchmark(settings)
-    store.check_fits(benchmark.name, repr(benchmark.resize), settings.stress)
-    made_with = "simulated" if store.header.matcher.endswith(AFFINE_SUFFIX) else "none"
-    given = "none" if settings.affine_simulation is None else "simulated"
-    if made_with != given:
-        raise PredictionsError(f"predictions {settings.predictions} were made with affine={made_with} (matcher "
-                               f"{store.header.matcher}), not {given}: give that run's settings, or match again "
-                               f"without predictions=")
+    store.check_fits(benchmark.name, repr(benchmark.resize), settings.stress, affine_options(settings))
     return benchmark, store.header.matcher, partial(stored, store), None
+
+
+def affine_options(settings: EvaluateConfig) -> str:
+    """The affine simulation's options as the predictions file records them: JSON, keys sorted; "" without it."""
+    affine = settings.affine_simulation
+    return "" if affine is None else json.dumps(asdict(affine), sort_keys=True)
 
 
 def affine_title(settings: EvaluateConfig, views: int | None) -> list[str]:

@@ -11,13 +11,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from models.affine import AFFINE_SUFFIX
 from utils.cli import one_line
 from utils.run_folder import RunFolderError, check_run_folder, claim
 
 from .compare import compare_runs, stack_pictures
 from .config import EvaluateConfig, evaluate_config
 from .harness import protocol
-from .matchers import AFFINE_SUFFIX
 from .run import EvaluationError, cannot_write, check_out_dir, evaluate, make_benchmark
 
 

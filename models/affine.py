@@ -30,6 +30,7 @@ from utils.values import check_number
 
 from .matches import Matches, check_grayscale
 
+AFFINE_SUFFIX = "+affine"  # the end of a simulated matcher's name: "sift+affine"
 FILTERS = ("fundamental", "homography", "none")
 FILTER_MIN_MATCHES = {"fundamental": 8, "homography": 4}  # fewer: kept unfiltered (no model to fit)
 FILTER_CONFIDENCE = 0.999  # the filter's success probability
@@ -44,7 +45,8 @@ COVERING_EXTRA_LEVELS, COVERING_LEVEL_CANDIDATES = 6, 401
 
 @dataclass
 class AffineSimulationConfig:
-    """Typed loosely (Any) because evaluate.py's schema holds this class: the check here says what is wanted."""
+    """Typed loosely (Any) because evaluate.py's schema holds this class: the check here says what is wanted.
+    After __post_init__ the numbers are floats (counts ints) and tilts, longitudes lists."""
 
     max_tilt: Any = 8.0  # transition tilts covered, 1 to max_tilt (ASIFT's stress range, t = 1 / cos 82.8 deg)
     tolerance: Any = 1.5  # the transition tilt the inner matcher handles itself (provisional: measured by stress=tilt)
@@ -70,6 +72,13 @@ class AffineSimulationConfig:
         if not isinstance(self.both_images, bool):
             raise ValueError(f"both_images={self.both_images!r}: must be true or false")
         check_number("batch_size", self.batch_size, 1, integer=True)
+        # one spelling per value (tolerance=2 and 2.0 are one setting, as stored predictions compare them)
+        for key in ("max_tilt", "tolerance", "merge_radius", "filter_threshold"):
+            setattr(self, key, float(getattr(self, key)))
+        self.max_views, self.batch_size = int(self.max_views), int(self.batch_size)
+        if self.tilts is not None:
+            self.tilts = [float(tilt) for tilt in self.tilts]
+            self.longitudes = [int(count) for count in self.longitudes]
         count = view_count(self)
         if count > self.max_views:
             if self.tilts is None:
@@ -240,7 +249,7 @@ class AffineSimulation:
 
     @property
     def name(self) -> str:
-        return f"{self.inner.name}+affine"
+        return f"{self.inner.name}{AFFINE_SUFFIX}"
 
     @property
     def views(self) -> int:

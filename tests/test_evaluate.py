@@ -345,7 +345,12 @@ def test_the_affine_simulation_records_its_settings_and_views_and_its_prediction
     again = evaluate(config_of(*common, *FEW_VIEWS, stored, "plot_pairs=0", f"out_dir={tmp_path / 'b'}"))
     assert again["overall"] == summary["overall"] and again["title"].startswith("synthetic / sift+affine / affine")
     refused = run_here(["evaluate.py", *common, stored, f"out_dir={tmp_path / 'c'}"], ROOT)
-    refusal(refused, "made with affine=simulated (matcher sift+affine), not none")
+    refusal(refused, 'made with affine={"batch_size": 8')
+    assert "not none" in refused.stderr
+    other = run_here(["evaluate.py", *common, *FEW_VIEWS, "affine.merge_radius=4", stored,
+                      f"out_dir={tmp_path / 'd'}"], ROOT)  # one option differs
+    refusal(other, '"merge_radius": 2.0')
+    assert '"merge_radius": 4.0' in other.stderr
 
 
 def test_the_affine_simulation_finds_the_matches_a_tilt_hides_from_sift(world, tmp_path):
