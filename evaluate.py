@@ -5,6 +5,7 @@ homography AUC@1/3/5/10), matches and runtime per pair, optionally under rotatio
     python evaluate.py benchmark=megadepth1500 benchmark.root=... benchmark.scene_info_dir=... \
         matcher=loftr checkpoint=weights/outdoor_ds.ckpt
     python evaluate.py benchmark=synthetic matcher=loftr checkpoint=last.ckpt stress=rotation
+    python evaluate.py benchmark=synthetic matcher=loftr checkpoint=last.ckpt stress=tilt affine=simulated
     python evaluate.py benchmark=synthetic predictions=outputs/evaluate/RUN/predictions.h5 ransac_threshold=1.0
     python evaluate.py benchmark=synthetic matcher=[sift,xfeat,loftr] checkpoint=last.ckpt
 
@@ -16,8 +17,10 @@ Predicts, then scores: every scored pair's matches go to predictions.h5 in the r
 table is computed from them; `predictions=FILE` scores an earlier run's again (another RANSAC threshold or
 seed) without building the matcher. Prints the table and writes results.csv (per pair), summary.json,
 cumulative_errors.png (and auc_by_rotation.png or auc_by_tilt.png) and match pictures of the first pairs to
-the run folder. Choices and options: configs/evaluate.yaml (schema: evaluation/config.py), configs/benchmark/,
-configs/matcher/. The run: evaluation/run.py; several matchers: evaluation/several.py.
+the run folder. `affine=simulated` runs the matcher inside the affine simulation (models/affine.py: views of
+image 0 at the tilts that cover the range, merged and filtered). Choices and options: configs/evaluate.yaml
+(schema: evaluation/config.py), configs/benchmark/, configs/matcher/, configs/affine/. The run:
+evaluation/run.py; several matchers: evaluation/several.py.
 """
 
 import sys
