@@ -5,14 +5,15 @@ for several matchers on the same pairs, each learned one also with affine simula
         --loftr main=outputs/train/synthetic/latest/checkpoints/last.ckpt \\
         --loftr tilt-trained=outputs/train/affine_synthetic/latest/checkpoints/last.ckpt \\
         --matcher sift --matcher asift --matcher xfeat_lighterglue --matcher aliked_lightglue \\
-        --simulate main --simulate xfeat_lighterglue --plot outputs/affine/auc.png
+        --simulate main=1.5 --simulate xfeat_lighterglue --plot outputs/affine/auc.png
 
 Every pair is matched with image 1 tilted by each of --tilts along a seeded direction (evaluate.py's
 stress=tilt; the ground truth stays exact) and scored by the evaluation harness. `--simulate LABEL` adds
-"LABEL+affine": that matcher inside `AffineSimulation` (--affine KEY=VALUE sets its options). Prints, per
-benchmark, one row per tilt with AUC at the benchmark's three thresholds (pose: 5/10/20 degrees; homographies:
-3/5/10 px) per matcher, the share of the t = 1 AUC kept at t = 4 (at the largest threshold), and the median
-time per pair; --plot draws AUC (largest threshold) against tilt, a curve per matcher and a file per benchmark.
+"LABEL+affine": that matcher inside `AffineSimulation` (--affine KEY=VALUE sets its options; LABEL=TOLERANCE
+the transition tilt that matcher handles alone, which sets its covering). Prints, per benchmark, one row per
+tilt with AUC at the benchmark's three thresholds (pose: 5/10/20 degrees; homographies: 3/5/10 px) per
+matcher, the share of the t = 1 AUC kept at t = 4 (at the largest threshold), and the median time per pair;
+--plot draws AUC (largest threshold) against tilt, a curve per matcher and a file per benchmark.
 """
 
 import argparse
@@ -28,11 +29,20 @@ from evaluation.matchers import MATCHERS, Matcher, build_matcher
 from evaluation.metrics import PairResult, summarize, summarize_groups
 from evaluation.plots import curves_figure, save_figure
 from evaluation.stress import StressConfig
-from models.affine import AffineSimulation, AffineSimulationConfig
+from models.affine import AFFINE_SUFFIX, AffineSimulation, AffineSimulationConfig
 from models.checkpoint import CheckpointError
 from models.matcher import LoFTRMatcher
 
 KEPT_AT_TILT = 4.0  # the issue's target: the share of the upright AUC kept at t = 4
+
+
+def parse_simulated(text: str) -> tuple[str, float | None]:
+    """LABEL or LABEL=TOLERANCE of --simulate."""
+    label, sep, tolerance = text.partition("=")
+    try:
+        return label, float(tolerance) if sep else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--simulate takes LABEL or LABEL=TOLERANCE, got {text!r}") from None
 
 
 def tilt_table(groups: dict[str, dict[str, dict[str, float]]], runtimes: dict[str, float], kind: str,
@@ -66,8 +76,9 @@ def main() -> int:
                         metavar="NAME=CHECKPOINT", help="a LoFTR-family checkpoint (repeat for several)")
     parser.add_argument("--matcher", action="append", default=[], choices=sorted(set(MATCHERS) - {"loftr"}),
                         help="a matcher of evaluation/matchers.py with its defaults (repeat)")
-    parser.add_argument("--simulate", action="append", default=[], metavar="LABEL",
-                        help="also run this --loftr NAME or --matcher with affine simulation (repeat)")
+    parser.add_argument("--simulate", action="append", default=[], type=parse_simulated, metavar="LABEL[=TOLERANCE]",
+                        help="also run this --loftr NAME or --matcher with affine simulation (repeat), covering at "
+                             "its own measured tolerance (the transition tilt it handles) if given")
     parser.add_argument("--affine", action="append", default=[], type=parse_option, metavar="KEY=VALUE",
                         help="an option of the simulation (models/affine.py AffineSimulationConfig), e.g. tolerance=2")
     parser.add_argument("--tilts", nargs="+", type=float, default=list(StressConfig().tilts))
@@ -89,12 +100,12 @@ def main() -> int:
             name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted) for name, path in args.loftr}
         matchers.update({name: build_matcher(name) for name in args.matcher})
         views = dict.fromkeys(matchers, 1)
-        affine = AffineSimulationConfig(**dict(args.affine))
-        for label in args.simulate:
+        for label, tolerance in args.simulate:
             if label not in matchers:
                 raise ValueError(f"--simulate {label}: not a --loftr NAME or --matcher given ({', '.join(matchers)})")
-            simulated = matchers[f"{label}+affine"] = AffineSimulation(matchers[label], affine)
-            views[f"{label}+affine"] = simulated.views
+            options = dict(args.affine) | ({} if tolerance is None else {"tolerance": tolerance})
+            simulated = AffineSimulation(matchers[label], AffineSimulationConfig(**options))
+            matchers[f"{label}{AFFINE_SUFFIX}"], views[f"{label}{AFFINE_SUFFIX}"] = simulated, simulated.views
         config = HarnessConfig(stress="tilt", stress_config=StressConfig(tilts=tuple(args.tilts)),
                                max_pairs=args.max_pairs)
     except (ValueError, TypeError, FileNotFoundError, CheckpointError) as error:

@@ -128,7 +128,7 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
     cv2.imwrite(str(tmp_path / "photo.png"), make_texture(240, 320, seed=0))
     plot = tmp_path / "curves.png"
     out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "2",
-                    "--matcher", "sift", "--simulate", "sift", "--affine", "max_tilt=4", "--affine", "tolerance=2.5",
+                    "--matcher", "sift", "--simulate", "sift=2.5", "--affine", "max_tilt=4",
                     "--tilts", "1", "4",
                     "--plot", str(plot)], ROOT)
     assert out.returncode == 0, out.stderr
