@@ -17,7 +17,9 @@ matcher, the share of the t = 1 AUC kept at t = 4 (at the largest threshold), an
 """
 
 import argparse
+import math
 import sys
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +36,23 @@ from models.checkpoint import CheckpointError
 from models.matcher import LoFTRMatcher
 
 KEPT_AT_TILT = 4.0  # the issue's target: the share of the upright AUC kept at t = 4
+
+
+class EveryNth:
+    """`benchmark` with only every `step`-th of its pairs, the first included: a sample spread over all its
+    scenes, where --max-pairs takes the first scene's."""
+
+    def __init__(self, benchmark: Benchmark, step: int):
+        self.benchmark, self.step = benchmark, step
+
+    def __getattr__(self, name: str):
+        return getattr(self.benchmark, name)
+
+    def pairs(self):
+        return islice(self.benchmark.pairs(), 0, None, self.step)
+
+    def num_pairs(self) -> int:
+        return math.ceil(self.benchmark.num_pairs() / self.step)
 
 
 def parse_simulated(text: str) -> tuple[str, float | None]:
@@ -83,6 +102,7 @@ def main() -> int:
                         help="an option of the simulation (models/affine.py AffineSimulationConfig), e.g. tolerance=2")
     parser.add_argument("--tilts", nargs="+", type=float, default=list(StressConfig().tilts))
     parser.add_argument("--max-pairs", type=int, default=None, help="the first N pairs of each benchmark")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="only every N-th pair of each benchmark")
     parser.add_argument("--trusted", action="store_true", help="checkpoints may hold pickled objects")
     parser.add_argument("--plot", type=Path, help="AUC against tilt; BENCHMARK is added to the file's name")
     args = parser.parse_args()
@@ -96,6 +116,9 @@ def main() -> int:
                                               pairs_per_image=args.pairs_per_photo))
         for benchmark in benchmarks:
             benchmark.check()
+        if args.every < 1:
+            raise ValueError(f"--every {args.every}: must be a whole number >= 1")
+        benchmarks = [EveryNth(benchmark, args.every) if args.every > 1 else benchmark for benchmark in benchmarks]
         matchers: dict[str, Matcher] = {
             name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted) for name, path in args.loftr}
         matchers.update({name: build_matcher(name) for name in args.matcher})

@@ -127,7 +127,7 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
 
     cv2.imwrite(str(tmp_path / "photo.png"), make_texture(240, 320, seed=0))
     plot = tmp_path / "curves.png"
-    out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "2",
+    out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "4", "--every", "2",
                     "--matcher", "sift", "--simulate", "sift=2.5", "--affine", "max_tilt=4",
                     "--tilts", "1", "4",
                     "--plot", str(plot)], ROOT)
@@ -142,6 +142,7 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
     kept = lines[header + 4].split()
     assert kept[:3] == ["kept", "at", "4"] and len(kept) == 5
     assert lines[header + 5].startswith("ms / pair")
+    assert "(2 pairs a tilt)" in lines[header - 1]  # every second of 4
     assert cv2.imread(str(tmp_path / "curves_homographies.png")) is not None
     bad = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--simulate", "xfeat"],
                    ROOT)
