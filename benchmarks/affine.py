@@ -102,7 +102,7 @@ def main() -> int:
                         help="an option of the simulation (models/affine.py AffineSimulationConfig), e.g. tolerance=2")
     parser.add_argument("--tilts", nargs="+", type=float, default=list(StressConfig().tilts))
     parser.add_argument("--max-pairs", type=int, default=None, help="the first N pairs of each benchmark")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="only every N-th pair of each benchmark")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="only every N-th pair of the world's")
     parser.add_argument("--trusted", action="store_true", help="checkpoints may hold pickled objects")
     parser.add_argument("--plot", type=Path, help="AUC against tilt; BENCHMARK is added to the file's name")
     args = parser.parse_args()
@@ -118,7 +118,8 @@ def main() -> int:
             benchmark.check()
         if args.every < 1:
             raise ValueError(f"--every {args.every}: must be a whole number >= 1")
-        benchmarks = [EveryNth(benchmark, args.every) if args.every > 1 else benchmark for benchmark in benchmarks]
+        if args.world is not None and args.every > 1:
+            benchmarks[0] = EveryNth(benchmarks[0], args.every)
         matchers: dict[str, Matcher] = {
             name: LoFTRMatcher.from_checkpoint(path, trusted=args.trusted) for name, path in args.loftr}
         matchers.update({name: build_matcher(name) for name in args.matcher})

@@ -127,7 +127,7 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
 
     cv2.imwrite(str(tmp_path / "photo.png"), make_texture(240, 320, seed=0))
     plot = tmp_path / "curves.png"
-    out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "4", "--every", "2",
+    out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "2",
                     "--matcher", "sift", "--simulate", "sift=2.5", "--affine", "max_tilt=4",
                     "--tilts", "1", "4",
                     "--plot", str(plot)], ROOT)
@@ -142,7 +142,7 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
     kept = lines[header + 4].split()
     assert kept[:3] == ["kept", "at", "4"] and len(kept) == 5
     assert lines[header + 5].startswith("ms / pair")
-    assert "(2 pairs a tilt)" in lines[header - 1]  # every second of 4
+    assert "(2 pairs a tilt)" in lines[header - 1]
     assert cv2.imread(str(tmp_path / "curves_homographies.png")) is not None
     bad = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--simulate", "xfeat"],
                    ROOT)
@@ -150,3 +150,14 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
     low = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--simulate", "sift",
                     "--affine", "max_views=0"], ROOT)
     assert low.returncode == 2 and "max_views" in low.stderr and "Traceback" not in low.stderr
+
+
+def test_affine_benchmark_samples_every_nth_pair_of_the_world(world):
+    """--every N scores the world's pairs 0, N, 2N, ... (a sample over every test scene)."""
+    from evaluation.benchmarks import build_benchmark
+
+    total = build_benchmark("synthetic", root=str(world)).num_pairs()
+    out = run_here(["benchmarks/affine.py", "--world", str(world), "--every", "2", "--matcher", "sift",
+                    "--tilts", "1"], ROOT)
+    assert out.returncode == 0, out.stderr
+    assert f"({(total + 1) // 2} pairs a tilt)" in out.stdout
