@@ -11,7 +11,8 @@ image 0 through each view's exact inverse, merged and filtered by one geometric 
 
 Views are ASIFT's (geometry/affine.py, `tilt_view`): compressions along a direction, no in-plane rotation, so
 an upright matcher sees upright images. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher)
-gets the views in batches of `batch_size`; any other gets them one by one.
+gets the views of one shape in batches of `batch_size` (a batch is padded to its largest view); any other gets
+them one by one.
 """
 
 import math
@@ -278,16 +279,20 @@ class AffineSimulation:
     def _matched_views(self, image: np.ndarray, other: np.ndarray) -> list[Matches]:
         """The matches of every view of `image` against `other`, keypoints0 back in `image`'s pixels and inside
         it (a view's black border matches nothing of the image)."""
-        results = []
-        for start in range(0, len(self.tilts), self.config.batch_size):
-            chunk = self.tilts[start:start + self.config.batch_size]
-            views, warps = zip(*(tilt_view(image, tilt, direction) for tilt, direction in chunk))
-            if isinstance(self.inner, ManyMatcher):
-                matched = self.inner.match_many(list(views), other)
-            else:
-                matched = [self.inner.match(view, other) for view in views]
-            results += [_back_to_image(m, warp, image.shape) for m, warp in zip(matched, warps)]
-        return results
+        views, warps = zip(*(tilt_view(image, tilt, direction) for tilt, direction in self.tilts))
+        if not isinstance(self.inner, ManyMatcher):
+            matched = [self.inner.match(view, other) for view in views]
+        else:  # batches of views of one shape: a batch is padded to its largest view, which would cost as much
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for index, view in enumerate(views):
+                by_shape.setdefault(view.shape, []).append(index)
+            matched = [None] * len(views)
+            for indices in by_shape.values():
+                for start in range(0, len(indices), self.config.batch_size):
+                    chunk = indices[start:start + self.config.batch_size]
+                    for index, matches in zip(chunk, self.inner.match_many([views[i] for i in chunk], other)):
+                        matched[index] = matches
+        return [_back_to_image(m, warp, image.shape) for m, warp in zip(matched, warps)]
 
 
 def _back_to_image(matches: Matches, warp: np.ndarray, shape: tuple[int, int]) -> Matches:

@@ -27,27 +27,36 @@ from tests.helpers import tiny_model_config
 
 
 class ViewPoints:
-    """A fake inner matcher that knows the views it is given, in order: for view k it returns known image-0
-    points P_k, as the view's warp takes them, matched to image-1 points that name them (k * 1000 + i)."""
+    """A fake inner matcher that recognises the view it is given (by its pixels; views of image 0 first, then
+    of image 1 with both_images): for view k it returns known image-0 points P_k, as the view's warp takes them,
+    matched to image-1 points that name them (k * 1000 + i)."""
 
     name = "fake"
 
-    def __init__(self, shape: tuple[int, int], views: list[tuple[float, float]]):
-        self.shape, self.views, self.calls = shape, views, 0
-        self.points = []  # P_k (M, 2) image-0 pixels
+    def __init__(self, image: np.ndarray, views: list[tuple[float, float]]):
+        self.shape, self.views, self.calls = image.shape, views, 0
+        self.rendered = [tilt_view(image, tilt, direction)[0] for tilt, direction in views]
+        self.points = {}  # k -> P_k (M, 2) image-0 pixels
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        tilt, direction = self.views[self.calls % len(self.views)]
+        view = next(index for index, rendered in enumerate(self.rendered)
+                    if rendered.shape == image0.shape and np.array_equal(rendered, image0))
+        k = self.calls // len(self.views) * len(self.views) + view  # the round: image 0's views, then image 1's
+        tilt, direction = self.views[view]
         warp, shape = centred_map(tilt_linear(tilt, direction), self.shape)
         assert image0.shape == shape
-        rng = np.random.default_rng(self.calls)
+        rng = np.random.default_rng(k)
         height, width = self.shape
         points = rng.uniform([0, 0], [width - 1, height - 1], (20, 2))
-        self.points.append(points)
-        labels = self.calls * 1000 + np.arange(len(points), dtype=np.float64)
+        self.points[k] = points
+        labels = k * 1000 + np.arange(len(points), dtype=np.float64)
         self.calls += 1
         return Matches(points @ warp[:2, :2].T + warp[:2, 2], np.stack([labels, labels], 1),
                        np.full(len(points), 0.5, np.float32))
+
+    def truth(self) -> np.ndarray:
+        """Every P_k, in the order of k."""
+        return np.concatenate([self.points[k] for k in sorted(self.points)])
 
 
 class Batched(ViewPoints):
@@ -58,7 +67,7 @@ class Batched(ViewPoints):
         self.batches = []
 
     def match_many(self, images0, image1):
-        self.batches.append(len(images0))
+        self.batches.append([image.shape for image in images0])
         return [self.match(image, image1) for image in images0]
 
 
@@ -67,12 +76,14 @@ def test_view_keypoints_go_back_to_image0_through_the_exact_inverse(inner_type):
     image0 = make_texture(60, 90, seed=0)
     config = AffineSimulationConfig(tolerance=2.0, merge_radius=1e-3, filter="none", batch_size=4)
     views = views_of(config)
-    inner = inner_type(image0.shape, views)
+    inner = inner_type(image0, views)
     result = AffineSimulation(inner, config).match(image0, image0)
     assert inner.calls == len(views) == 26
-    if inner_type is Batched:
-        assert inner.batches == [4] * 6 + [2]
-    truth = np.concatenate(inner.points)
+    if inner_type is Batched:  # views of one shape only, at most batch_size of them: no view is padded
+        assert sum(map(len, inner.batches)) == 26
+        assert all(len(batch) <= 4 and len(set(batch)) == 1 for batch in inner.batches)
+        assert any(len(batch) > 1 for batch in inner.batches)
+    truth = inner.truth()
     labels = result.keypoints1[:, 0].astype(int)
     expected = truth[[label // 1000 * 20 + label % 1000 for label in labels]]
     assert len(result) == len(truth)  # random points: none within 1e-3 px of another
@@ -84,13 +95,13 @@ def test_views_of_image1_come_back_to_image1_with_both_images():
     image0 = make_texture(60, 90, seed=0)
     config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none", both_images=True)
     views = views_of(config)
-    inner = ViewPoints(image0.shape, views)
+    inner = ViewPoints(image0, views)
     result = AffineSimulation(inner, config).match(image0, image0)
     assert inner.calls == 2 * len(views) == 26
     second = result.keypoints0[:, 0] >= len(views) * 1000  # image 1's views: their labels are now keypoints0
     assert second.sum() == len(views) * 20 and (~second).sum() == len(views) * 20
     labels = result.keypoints0[second, 0].astype(int)
-    expected = np.concatenate(inner.points)[[label // 1000 * 20 + label % 1000 for label in labels]]
+    expected = inner.truth()[[label // 1000 * 20 + label % 1000 for label in labels]]
     assert np.abs(result.keypoints1[second] - expected).max() <= 1e-6
 
 
@@ -184,7 +195,8 @@ def test_explicit_tilts_bypass_the_covering():
     config = AffineSimulationConfig(tilts=[1, 2, 4], longitudes=[3, 2, 4])
     assert views_of(config) == [(1.0, 0.0), (2.0, 0.0), (2.0, 90.0), (4.0, 0.0), (4.0, 45.0), (4.0, 90.0),
                                 (4.0, 135.0)]
-    assert AffineSimulation(ViewPoints((8, 8), []), AffineSimulationConfig(both_images=True)).views == 122
+    assert AffineSimulation(ViewPoints(np.zeros((8, 8), np.uint8), []),
+                            AffineSimulationConfig(both_images=True)).views == 122
 
 
 @pytest.mark.parametrize("options, field", [
