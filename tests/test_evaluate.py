@@ -165,7 +165,7 @@ def test_predictions_that_are_missing_broken_or_of_other_settings_are_one_line(w
                            ["made with stress=None, not rotation"]),
         "more pairs": ([f"predictions={stored_run}", "max_pairs=2"], ["hold no matches for pair '1 ", "predictions="]),
         "the affine simulation": ([f"predictions={stored_run}", "affine=simulated"],
-                                  ["made with affine=none (matcher sift), not simulated"]),
+                                  ["made with affine=none, not {\"batch_size\": 8"]),
     }
     for case, (overrides, named) in cases.items():
         out_dir = tmp_path / case
