@@ -8,6 +8,7 @@ model's class; its loss is chosen in losses/for_model.py by the family's `name`.
 own module, its config and this registry.
 """
 
+import warnings
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from typing import Any
@@ -187,7 +188,9 @@ def check_fits_unbuilt(state_dict: dict[str, torch.Tensor], config: Any, options
     weights as they are built (SE2-LoFTR's steerable bases) cannot be built there: those are left to the real
     build, within the config's bounds (models/checkpoint.py)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            # torch warns per parameter that copying into a meta model is a no-op: here that is the point
+            warnings.filterwarnings("ignore", message=".*to a meta parameter in the current model")
             model_for_weights(state_dict, config, options)
     except CheckpointError:
         raise

@@ -66,3 +66,13 @@ def test_nothing_outside_models_decides_by_a_models_class():
                         r"temp_bug_fix|export)"):
             offenders += [f"{relative}: {match.group(0)}" for match in re.finditer(pattern, text)]
     assert offenders == []
+
+
+@pytest.mark.parametrize("config", [tiny_model_config(), tiny_eloftr_config()], ids=["loftr", "eloftr"])
+def test_the_unbuilt_fit_check_is_silent(config, recwarn):
+    """check_fits_unbuilt loads the weights into a model on the meta device; torch warns once per parameter
+    that such a copy is a no-op, hundreds of lines on the stderr of every checkpoint a user loads."""
+    from models.family import WeightOptions, check_fits_unbuilt
+
+    check_fits_unbuilt(build_model(config).state_dict(), config, WeightOptions())
+    assert not [str(warning.message) for warning in recwarn if "meta parameter" in str(warning.message)]
