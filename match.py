@@ -356,10 +356,7 @@ def wrapped(args: argparse.Namespace, matcher):
     behind `ResizedMatcher`."""
     if args.affine is None and args.matcher == "loftr":
         return matcher
-    try:
-        return ResizedMatcher(simulated(matcher, args.affine), args.resize)
-    except ValueError as error:  # a covering the simulation refuses; its message starts with the option's name
-        raise InputError(f"--affine-simulation: {error}") from None
+    return ResizedMatcher(simulated(matcher, args.affine), args.resize)  # both checked by parse_args
 
 
 def base_matcher(args: argparse.Namespace):

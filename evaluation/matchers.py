@@ -59,5 +59,5 @@ def build_matcher(name: str, **options) -> Matcher:
 def simulated(matcher: Matcher, affine: AffineSimulationConfig | None) -> Matcher:
     """`matcher` itself (`affine` None), or wrapped in the affine simulation of `affine`: a matcher of the same
     interface whose `name` ends with AFFINE_SUFFIX and whose `views` is the number of views it matches a pair with.
-    ValueError (its message starting with the option's name) for options the simulation cannot use."""
+    `affine` checks its own options when it is made (AffineSimulationConfig)."""
     return matcher if affine is None else AffineSimulation(matcher, affine)

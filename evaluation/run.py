@@ -84,10 +84,7 @@ def make_matcher(settings: EvaluateConfig) -> Matcher:
         raise EvaluationError(f"matcher {name}: {error}") from None
     except (FileNotFoundError, CheckpointError) as error:
         raise EvaluationError(str(error)) from None
-    try:
-        return simulated(matcher, settings.affine_simulation)
-    except ValueError as error:  # e.g. a covering of more views than affine.max_views; it names the option
-        raise EvaluationError(f"affine.{error}") from None
+    return simulated(matcher, settings.affine_simulation)  # its options were checked with the settings
 
 
 def picture_writer(out_dir: Path, count: int, threshold: float | None):
