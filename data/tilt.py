@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geometry.affine import MAX_TILT, tilt_view
+from geometry.affine import MAX_TILT, preimage, tilt_view
 from geometry.warp import interpolate_depth
 from utils.values import check_number
 
@@ -95,10 +95,7 @@ def tilt_item(item: dict, tilt: float, direction_deg: float) -> dict:
 def shown_pixels(warp: np.ndarray, size: tuple[int, int], canvas: tuple[int, int]) -> torch.Tensor:
     """(H, W) bool on a `canvas` (H, W): the pixels whose preimage under `warp` (3, 3) lies on a pixel of an
     image of `size` (h, w), i.e. in [-0.5, w - 0.5) x [-0.5, h - 0.5) (geometry/warp.py's `inside_image`)."""
-    inverse = np.linalg.inv(warp)
-    ys, xs = np.mgrid[0 : canvas[0], 0 : canvas[1]].astype(np.float64)
-    source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-    source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    source_x, source_y = preimage(warp, canvas)
     inside = (source_x >= -0.5) & (source_x < size[1] - 0.5) & (source_y >= -0.5) & (source_y < size[0] - 0.5)
     return torch.from_numpy(inside)
 

@@ -74,6 +74,15 @@ def tilt_view(image: np.ndarray, tilt: float, direction_deg: float,
     return resample(image, warp, shape, direction, ASIFT_BLUR_C * np.sqrt(tilt**2 - 1)), warp
 
 
+def preimage(warp: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y), each (H', W') float64: where every pixel of a canvas `shape` (H', W') comes from through the
+    inverse of `warp` (3, 3, source -> canvas pixels, affine)."""
+    inverse = np.linalg.inv(warp)
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    return (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2],
+            inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2])
+
+
 def resample(
     image: np.ndarray,
     warp: np.ndarray,
@@ -85,10 +94,7 @@ def resample(
     (H', W'), bilinear, black outside. With blur_sigma > 0 (source pixels) each output pixel is the Gaussian
     average of the source along blur_direction (2,) (a unit vector), sampled every source pixel: the blur and
     the subsampling of a tilt in one resampling."""
-    inverse = np.linalg.inv(warp)
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-    source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    source_x, source_y = preimage(warp, shape)
     if blur_sigma > 0:
         radius = int(np.ceil(BLUR_TRUNCATE_SIGMAS * blur_sigma))
         offsets = np.arange(-radius, radius + 1, dtype=np.float64)
