@@ -64,7 +64,6 @@ from tqdm import tqdm
 
 from data.io import IMAGE_SUFFIXES
 from data.pair_list import folder_images, paired_names, read_name_pairs
-from data.pairs import ImageTooSmallError as MatcherImageTooSmallError
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
 from evaluation.matchers import MATCHERS, simulated
@@ -74,8 +73,8 @@ from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.affine import AffineSimulationConfig
 from models.checkpoint import POS_ENCODINGS, CheckpointError
-from models.matcher import ImageTooLargeError, ImageTooSmallError, LoFTRMatcher, ResizedMatcher, checked_device
-from models.matches import Matches
+from models.matcher import CoarseCellTooSmallError, ImageTooLargeError, LoFTRMatcher, ResizedMatcher, checked_device
+from models.matches import ImageTooSmallError, Matches
 from utils.files import (
     NotARegularFileError,
     check_no_output_on_input,
@@ -383,13 +382,13 @@ def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, 
     for the network, or a pair too large for the device's memory, is an InputError that names them."""
     try:
         return matcher.match(image0, image1)
-    except ImageTooSmallError as error:
+    except CoarseCellTooSmallError as error:
         after = f" after --resize {matcher.resize}" if matcher.resize else ""
         raise InputError(
             f"{names[error.index]}: {error.size[0]}x{error.size[1]} px{after} is smaller than one coarse cell "
             f"({error.stride} px on each side)"
         ) from None
-    except MatcherImageTooSmallError as error:  # another matcher's (its message: which image, its size)
+    except ImageTooSmallError as error:  # another matcher's (its message: which image, its size)
         after = f" after --resize {matcher.resize}" if matcher.resize else ""
         raise InputError(f"{names[0]} and {names[1]}: {error}{after}") from None
     except ImageTooLargeError as error:

@@ -46,13 +46,3 @@ class EvalPair:
             shape = (4, 4) if key == "T_0to1" else (3, 3)
             if value is not None and (np.shape(value) != shape or not np.isfinite(value).all()):
                 raise ValueError(f"pair {self.name}: {key} must be a finite {shape} matrix, got {np.shape(value)}")
-
-
-class ImageTooSmallError(ValueError):
-    """An image smaller than a matcher can take: `name` ("image0", "image1"), its `shape` (H, W), the
-    `matcher` and the `minimum` side in pixels."""
-
-    def __init__(self, name: str, shape: tuple[int, ...], matcher: str, minimum: int):
-        self.minimum = minimum
-        super().__init__(f"{name}: {shape[1]}x{shape[0]} px is smaller than {matcher} takes ({minimum} px on each "
-                         f"side)")

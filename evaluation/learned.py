@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.pairs import ImageTooSmallError
-from models.matches import Matches, check_grayscale
+from models.matches import ImageTooSmallError, Matches, check_grayscale
 from utils.values import check_number
 
 BASELINES_INSTALL = "pip install --no-deps -r requirements-baselines.txt"

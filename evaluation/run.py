@@ -12,11 +12,10 @@ from pathlib import Path
 import torch
 
 from data.errors import BadPairError
-from data.pairs import ImageTooSmallError
 from geometry.warp import apply_homography
 from models.checkpoint import CheckpointError
 from models.matcher import ImageTooLargeError
-from models.matcher import ImageTooSmallError as CoarseCellTooSmallError
+from models.matches import ImageTooSmallError
 from utils.files import check_no_output_on_input, write_failure, written_atomically
 
 from .benchmarks import Benchmark, build_benchmark
@@ -200,7 +199,7 @@ def evaluate(settings: EvaluateConfig) -> dict:
     except ImageTooLargeError as error:
         raise EvaluationError(f"{error}: lower benchmark.resize, e.g. benchmark.resize.longer_side="
                               f"{error.longest_side}") from None
-    except (ImageTooSmallError, CoarseCellTooSmallError) as error:  # a resize rule too small for the matcher
+    except ImageTooSmallError as error:  # a resize rule too small for the matcher
         raise EvaluationError(f"{error}: raise benchmark.resize (benchmark.resize.longer_side=...)") from None
     except OSError as error:  # the outputs: a full disk, a folder that cannot be made
         raise cannot_write(out_dir, error) from None

@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from geometry.affine import MAX_TILT, tilt_view
 from utils.values import check_number
 
-from .matches import Matches, check_grayscale
+from .matches import ImageTooSmallError, Matches, check_grayscale
 
 AFFINE_SUFFIX = "+affine"  # the end of a simulated matcher's name: "sift+affine"
 FILTERS = ("fundamental", "homography", "none")
@@ -59,6 +59,11 @@ class AffineSimulationConfig:
     filter_threshold: Any = 3.0  # pixels of the images as given: the filter's inlier threshold
     both_images: Any = False  # also simulate image 1's views against image 0
     batch_size: Any = 8  # views per forward where the inner matcher matches batches
+    # ASIFT's two-resolution scheme (Morel & Yu 2009; Yu & Morel, IPOL 2011: images subsampled by K = 3, the
+    # M = 5 views with the most matches redone): every view first matched with both images scaled by
+    # `screening_scale`, then the `views_kept` views with the most matches at full resolution. 1: no screening
+    screening_scale: Any = 1.0
+    views_kept: Any = 5
 
     def __post_init__(self):
         check_number("max_tilt", self.max_tilt, 1, MAX_TILT)
@@ -73,10 +78,13 @@ class AffineSimulationConfig:
         if not isinstance(self.both_images, bool):
             raise ValueError(f"both_images={self.both_images!r}: must be true or false")
         check_number("batch_size", self.batch_size, 1, integer=True)
+        check_number("screening_scale", self.screening_scale, 0, 1, above=True)
+        check_number("views_kept", self.views_kept, 1, integer=True)
         # one spelling per value (tolerance=2 and 2.0 are one setting, as stored predictions compare them)
-        for key in ("max_tilt", "tolerance", "merge_radius", "filter_threshold"):
+        for key in ("max_tilt", "tolerance", "merge_radius", "filter_threshold", "screening_scale"):
             setattr(self, key, float(getattr(self, key)))
-        self.max_views, self.batch_size = int(self.max_views), int(self.batch_size)
+        for key in ("max_views", "batch_size", "views_kept"):
+            setattr(self, key, int(getattr(self, key)))
         if self.tilts is not None:
             self.tilts = [float(tilt) for tilt in self.tilts]
             self.longitudes = [int(count) for count in self.longitudes]
@@ -226,14 +234,16 @@ class ManyMatcher(Protocol):
 
 @dataclass
 class SimulationStats:
-    """What matching one pair took: views matched, matches pooled from them, left after the merge and after
-    the filter, and wall-clock seconds (views, matching, merge, filter)."""
+    """What matching one pair took: views matched at full resolution, matches pooled from them, left after the
+    merge and after the filter, wall-clock seconds (views, matching, merge, filter), and views matched at the
+    screening scale (0 without screening)."""
 
     views: int
     pooled: int
     merged: int
     kept: int
     seconds: float
+    screened: int = 0
 
 
 class AffineSimulation:
@@ -254,45 +264,92 @@ class AffineSimulation:
 
     @property
     def views(self) -> int:
-        """Views matched per pair: the image's views, twice with `both_images`."""
-        return len(self.tilts) * (2 if self.config.both_images else 1)
+        """Views simulated per pair: the image's views, twice with `both_images` (all matched at the screening
+        scale when it screens, `full_resolution_views` of them at full resolution)."""
+        return len(self.tilts) * self.sides
+
+    @property
+    def sides(self) -> int:
+        return 2 if self.config.both_images else 1
+
+    @property
+    def screens(self) -> bool:
+        """Whether views are screened at low resolution first (ASIFT's two-resolution scheme): only when a
+        screening scale below 1 leaves fewer views than there are."""
+        return self.config.screening_scale < 1 and self.config.views_kept < len(self.tilts)
+
+    @property
+    def full_resolution_views(self) -> int:
+        """Views matched at full resolution per pair."""
+        return self.config.views_kept * self.sides if self.screens else self.views
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         """Matches of two (H, W) uint8 images: every view of image 0 against image 1 (and every view of image 1
-        against image 0 with `both_images`), keypoints taken back through each view's exact inverse warp and
-        kept inside the images, then `merge`d (one match per `merge_radius` of image 0, the most confident) and
-        `geometric_filter`ed. keypoints0, keypoints1 (N, 2) float64 pixels; confidence (N,)."""
+        against image 0 with `both_images`; when it `screens`, only the views with the most matches at the
+        screening scale), keypoints taken back through each view's exact inverse warp and kept inside the
+        images, then `merge`d (one match per `merge_radius` of image 0, the most confident) and
+        `geometric_filter`ed. keypoints0, keypoints1 (N, 2) float64 pixels; confidence (N,). A view too small
+        for the inner matcher (its ImageTooSmallError) matches nothing."""
         check_grayscale(image0, "image0")
         check_grayscale(image1, "image1")
         start = time.perf_counter()
-        parts = self._matched_views(image0, image1)
+        parts = self._matched_views(image0, image1, self._chosen(image0, image1))
         if self.config.both_images:
-            parts += [Matches(m.keypoints1, m.keypoints0, m.confidence) for m in self._matched_views(image1, image0)]
+            parts += [Matches(m.keypoints1, m.keypoints0, m.confidence) for m in
+                      self._matched_views(image1, image0, self._chosen(image1, image0))]
         pooled = Matches(*(np.concatenate([getattr(m, key) for m in parts]) for key in
                            ("keypoints0", "keypoints1", "confidence")))
         merged = merge(pooled, self.config.merge_radius)
         kept = geometric_filter(merged, self.config.filter, self.config.filter_threshold)
-        self.last_stats = SimulationStats(self.views, len(pooled), len(merged), len(kept),
-                                          time.perf_counter() - start)
+        self.last_stats = SimulationStats(self.full_resolution_views, len(pooled), len(merged), len(kept),
+                                          time.perf_counter() - start, self.views if self.screens else 0)
         return kept
 
-    def _matched_views(self, image: np.ndarray, other: np.ndarray) -> list[Matches]:
-        """The matches of every view of `image` against `other`, keypoints0 back in `image`'s pixels and inside
-        it (a view's black border matches nothing of the image)."""
-        views, warps = zip(*(tilt_view(image, tilt, direction) for tilt, direction in self.tilts))
-        if not isinstance(self.inner, ManyMatcher):
-            matched = [self.inner.match(view, other) for view in views]
-        else:  # batches of views of one shape: a batch is padded to its largest view, which would cost as much
-            by_shape: dict[tuple[int, ...], list[int]] = {}
-            for index, view in enumerate(views):
-                by_shape.setdefault(view.shape, []).append(index)
-            matched = [None] * len(views)
-            for indices in by_shape.values():
-                for start in range(0, len(indices), self.config.batch_size):
-                    chunk = indices[start:start + self.config.batch_size]
-                    for index, matches in zip(chunk, self.inner.match_many([views[i] for i in chunk], other)):
-                        matched[index] = matches
+    def _chosen(self, image: np.ndarray, other: np.ndarray) -> list[tuple[float, float]]:
+        """The views of `image` to match at full resolution: all of them, or when it `screens`, the `views_kept`
+        with the most matches once both images are scaled by `screening_scale` (ties: the lower tilt)."""
+        if not self.screens:
+            return self.tilts
+        small, small_other = (_scaled(picture, self.config.screening_scale) for picture in (image, other))
+        counts = [len(matches) for matches in self._matched_views(small, small_other, self.tilts)]
+        best = sorted(range(len(counts)), key=lambda view: -counts[view])[:self.config.views_kept]
+        return [self.tilts[view] for view in sorted(best)]
+
+    def _matched_views(self, image: np.ndarray, other: np.ndarray, tilts: list[tuple[float, float]]
+                       ) -> list[Matches]:
+        """The matches of the views `tilts` of `image` against `other`, keypoints0 back in `image`'s pixels and
+        inside it (a view's black border matches nothing of the image)."""
+        views, warps = zip(*(tilt_view(image, tilt, direction) for tilt, direction in tilts))
+        matched: list[Matches] = [_NO_MATCHES] * len(views)
+        # batches of views of one shape where the inner matcher takes them: a batch is padded to its largest view,
+        # which would cost as much; a view too small for the matcher matches nothing
+        batch = self.config.batch_size if isinstance(self.inner, ManyMatcher) else 1
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, view in enumerate(views):
+            by_shape.setdefault(view.shape, []).append(index)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), batch):
+                chunk = indices[start:start + batch]
+                try:
+                    if batch == 1:
+                        results = [self.inner.match(views[chunk[0]], other)]
+                    else:
+                        results = self.inner.match_many([views[index] for index in chunk], other)
+                except ImageTooSmallError:
+                    continue
+                for index, matches in zip(chunk, results):
+                    matched[index] = matches
         return [_back_to_image(m, warp, image.shape) for m, warp in zip(matched, warps)]
+
+
+_NO_MATCHES = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
+
+
+def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` (H, W) uint8 resized by `scale` (< 1) with area averaging, each side at least 1 pixel."""
+    height, width = image.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _back_to_image(matches: Matches, warp: np.ndarray, shape: tuple[int, int]) -> Matches:

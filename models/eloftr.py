@@ -13,7 +13,7 @@ from torch import nn
 from geometry.grid import cell_pixels, cells_on_image, grid_size
 
 from .backbone.repvgg import RepVGG, RepVGGConfig
-from .inputs import check_images, valid_sizes
+from .inputs import check_images, repeated, valid_sizes
 from .matching.coarse import CoarseMatching, CoarseMatchingConfig
 from .matching.two_stage import FineFPN, TwoStageFineConfig, TwoStageFineMatching, match_windows
 from .result import MatchResult
@@ -64,7 +64,9 @@ class EfficientLoFTR(nn.Module):
         padded = "mask0" in batch or "mask1" in batch
         size0 = valid_sizes(batch.get("mask0"), image0, "mask0")
         size1 = valid_sizes(batch.get("mask1"), image1, "mask1")
-        if image0.shape == image1.shape and not padded:  # one backbone pass, as upstream (batch norms alike)
+        shared = repeated(image0, size0) or repeated(image1, size1)
+        # one backbone pass for both, as upstream (batch norms alike), unless one image is a repeated one
+        if image0.shape == image1.shape and not padded and not shared:
             features = self.backbone(torch.cat([image0, image1]))
             both = (features.coarse, features.quarter, features.half)
             maps0, maps1 = [m[:image0.shape[0]] for m in both], [m[image0.shape[0]:] for m in both]
@@ -101,7 +103,10 @@ class EfficientLoFTR(nn.Module):
 
     def _backbone_maps(self, image: torch.Tensor, size: torch.Tensor) -> list[torch.Tensor]:
         """[coarse, quarter, half] maps of the whole batch, each sample's computed on its valid region alone
-        and zero beyond it (a padded canvas then gives its region the unpadded image's features)."""
+        and zero beyond it (a padded canvas then gives its region the unpadded image's features); a `repeated`
+        image's once."""
+        if repeated(image, size):
+            return [m.expand(image.shape[0], *m.shape[1:]) for m in self._backbone_maps(image[:1], size[:1])]
         maps = None
         for same, (height, width) in _regions(size):
             features = self.backbone(image[same, :, :height, :width])

@@ -1,4 +1,5 @@
-"""The checks of a composition's inputs: grayscale image batches and their padding masks."""
+"""The checks of a composition's inputs (grayscale image batches and their padding masks), and what they say
+about the work (`repeated`: one image the whole batch shares)."""
 
 import torch
 
@@ -29,3 +30,10 @@ def valid_sizes(mask: torch.Tensor | None, image: torch.Tensor, name: str) -> to
     if not torch.equal(mask, rows & cols) or bool((sizes == 0).any()):
         raise ValueError(f"{name} must be True on a non-empty top-left rectangle (the image) and False on the padding")
     return sizes
+
+
+def repeated(image: torch.Tensor, size: torch.Tensor) -> bool:
+    """Whether a batch (B, 1, H, W) of valid `size` (B, 2) is one image repeated without copies (torch's
+    `expand`, stride 0 along the batch: the affine simulation's image 1 against a batch of views), whose
+    backbone features a composition then computes once."""
+    return image.shape[0] > 1 and image.stride(0) == 0 and bool((size == size[:1]).all())

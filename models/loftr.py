@@ -11,7 +11,7 @@ from geometry.grid import cell_pixels, cells_on_image, grid_size
 
 from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
-from .inputs import check_images, valid_sizes
+from .inputs import check_images, repeated, valid_sizes
 from .matching.coarse import CoarseMatches, CoarseMatching, CoarseMatchingConfig
 from .matching.fine import FineConfig, FineMatches, FinePreprocess, fine_expectation, window_grid
 from .matching.subpixel import PixelFeatures, SubpixelConfig, subpixel_refine
@@ -147,36 +147,39 @@ class LoFTR(nn.Module):
     def _features(self, images, sizes):
         """Feature maps (coarse, fine, stride-1 or None) of both images, each image computed on its own valid
         region and zero-padded to the batch's grid, so padding cannot leak into the features. Images of one
-        size share one backbone pass."""
+        size share one backbone pass; a `repeated` image is computed once."""
         margin = self._fine_margin()
         full = all(
             bool((size == torch.tensor(image.shape[2:], device=size.device)).all())
             for image, size in zip(images, sizes)
         )
-        if full:
-            if images[0].shape == images[1].shape:
-                halves = [None if m is None else m.chunk(2) for m in self._maps(torch.cat(images), margin)]
-                return [tuple(None if h is None else h[k] for h in halves) for k in (0, 1)]
-            return [self._maps(image, margin) for image in images]
+        if full and images[0].shape == images[1].shape and not any(map(repeated, images, sizes)):
+            halves = [None if m is None else m.chunk(2) for m in self._maps(torch.cat(images), margin)]
+            return [tuple(None if h is None else h[k] for h in halves) for k in (0, 1)]
+        return [self._image_maps(image, size, margin) for image, size in zip(images, sizes)]
 
-        out = []
-        for image, size in zip(images, sizes):
-            maps = None
-            for vh, vw in {tuple(s.tolist()) for s in size}:
-                same = (size == torch.tensor([vh, vw], device=size.device)).all(1).nonzero().flatten()
-                region = self._maps(image[same, :, :vh, :vw], margin)
-                if maps is None:  # zero maps the batch's size, at each map's stride
-                    maps = [
-                        None
-                        if m is None
-                        else image.new_zeros(image.shape[0], m.shape[1], *grid_size(image.shape[2:], s))
-                        for m, s in zip(region, self._strides())
-                    ]
-                for m, r in zip(maps, region):
-                    if m is not None:
-                        m[same, :, : r.shape[2], : r.shape[3]] = r.to(m.dtype)
-            out.append(tuple(maps))
-        return out
+    def _image_maps(self, image, size, margin):
+        """One image batch's maps (`_features`)."""
+        if repeated(image, size):
+            return tuple(None if m is None else m.expand(image.shape[0], *m.shape[1:])
+                         for m in self._image_maps(image[:1], size[:1], margin))
+        if bool((size == torch.tensor(image.shape[2:], device=size.device)).all()):
+            return self._maps(image, margin)
+        maps = None
+        for vh, vw in {tuple(s.tolist()) for s in size}:
+            same = (size == torch.tensor([vh, vw], device=size.device)).all(1).nonzero().flatten()
+            region = self._maps(image[same, :, :vh, :vw], margin)
+            if maps is None:  # zero maps the batch's size, at each map's stride
+                maps = [
+                    None
+                    if m is None
+                    else image.new_zeros(image.shape[0], m.shape[1], *grid_size(image.shape[2:], s))
+                    for m, s in zip(region, self._strides())
+                ]
+            for m, r in zip(maps, region):
+                if m is not None:
+                    m[same, :, : r.shape[2], : r.shape[3]] = r.to(m.dtype)
+        return tuple(maps)
 
     def _strides(self) -> tuple[int, int, int]:
         return self.coarse_stride, self.backbone.fine_stride, 1

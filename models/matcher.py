@@ -32,7 +32,7 @@ from utils.values import check_number
 from .affine import AffineSimulation, AffineSimulationConfig
 from .checkpoint import CheckpointError, read_checkpoint, state_dict_of, stored_model_config
 from .family import WeightOptions, check_fits_unbuilt, family_for_weights, family_of, model_for_weights
-from .matches import Matches, check_grayscale
+from .matches import ImageTooSmallError, Matches, check_grayscale
 
 # At inference LoFTR's coarse matching holds two float32 matrices of (cells of image 0) x (cells of image 1)
 # at once, the similarities and the row softmax that becomes the dual-softmax confidence
@@ -44,14 +44,13 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 IMAGES_KEPT = 16  # decoded images match_pairs keeps: a 12 MP photo is 12 MB in gray
 
 
-class ImageTooSmallError(ValueError):
+class CoarseCellTooSmallError(ImageTooSmallError):
     """An input image (`index` 0 or 1) is smaller than one coarse cell once resized to `size` (width, height)."""
 
     def __init__(self, index: int, size: tuple[int, int], stride: int):
-        self.index, self.size, self.stride = index, size, stride
-        super().__init__(
-            f"image{index}: {size[0]}x{size[1]} px is smaller than one coarse cell ({stride} px on each side)"
-        )
+        self.index, self.size, self.stride, self.minimum = index, size, stride, stride
+        ValueError.__init__(  # its own message: the base's names a matcher, this one the coarse cell
+            self, f"image{index}: {size[0]}x{size[1]} px is smaller than one coarse cell ({stride} px on each side)")
 
 
 class ImageTooLargeError(ValueError):
@@ -223,8 +222,9 @@ class LoFTRMatcher:
         """The matches of two images (anything `utils.images.as_grayscale` takes: paths, gray or RGB numpy
         arrays, tensors): float32 keypoints (N, 2) (x, y) in each image's own pixels and coarse confidences
         (N,), readable as fields or by key (`result["keypoints0"]`). Any image size works. ImageTooLargeError
-        first when the pair cannot fit the device (`check_memory`); ImageTooSmallError when an image is smaller
-        than one coarse cell once resized; ValueError naming an input that is no image."""
+        first when the pair cannot fit the device (`check_memory`); CoarseCellTooSmallError (an
+        ImageTooSmallError) when an image is smaller than one coarse cell once resized; ValueError naming an
+        input that is no image."""
         return self.match_many([image0], image1, ["image0"])[0]
 
     def match_many(self, images0: list, image1, names: list[str] | None = None) -> list[Matches]:
@@ -271,7 +271,7 @@ class LoFTRMatcher:
         resized, scale = resize_longer_side(image, self.resize)
         resized, scale = _to_multiple(resized, scale, self.family.input_multiple)
         if min(resized.shape) < self.model.coarse_stride:
-            raise ImageTooSmallError(index, (resized.shape[1], resized.shape[0]), self.model.coarse_stride)
+            raise CoarseCellTooSmallError(index, (resized.shape[1], resized.shape[0]), self.model.coarse_stride)
         device = next(self.model.parameters()).device
         return torch.from_numpy(resized).to(device, torch.float32) / 255, scale
 
@@ -288,7 +288,8 @@ class LoFTRMatcher:
         for index, (image, _) in enumerate(inputs0):
             stacked[index, 0, :image.shape[0], :image.shape[1]] = image
             valid[index, :image.shape[0], :image.shape[1]] = True
-        batch = {"image0": stacked, "image1": input1.expand(count, 1, *input1.shape).contiguous(),
+        # image 1 repeated without copies: the models compute its backbone features once (models/inputs.repeated)
+        batch = {"image0": stacked, "image1": input1.expand(count, 1, *input1.shape),
                  "scale0": torch.tensor([scale for _, scale in inputs0], dtype=torch.float32, device=input1.device),
                  "scale1": torch.tensor([scale1] * count, dtype=torch.float32, device=input1.device)}
         if not bool(valid.all()):

@@ -1,4 +1,5 @@
-"""What every matcher returns (`Matches`), and the image every matcher takes (`check_grayscale`)."""
+"""What every matcher returns (`Matches`), the image every matcher takes (`check_grayscale`), and the error of an
+image too small for a matcher (`ImageTooSmallError`)."""
 
 from dataclasses import dataclass
 
@@ -33,3 +34,14 @@ def check_grayscale(image: np.ndarray, name: str) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 2 or image.dtype != np.uint8:
         shape, dtype = np.shape(image), getattr(image, "dtype", type(image).__name__)
         raise ValueError(f"{name} must be an (H, W) uint8 grayscale array, got shape {shape} and dtype {dtype}")
+
+
+class ImageTooSmallError(ValueError):
+    """An image smaller than a matcher can take: `name` ("image0", "image1"), its `shape` (H, W), the
+    `matcher` and the `minimum` side in pixels. Every matcher's too-small image is one (LoFTRMatcher's is the
+    subclass models.matcher.CoarseCellTooSmallError)."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], matcher: str, minimum: int):
+        self.minimum = minimum
+        super().__init__(f"{name}: {shape[1]}x{shape[0]} px is smaller than {matcher} takes ({minimum} px on each "
+                         f"side)")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 
@@ -79,11 +78,23 @@ def match_windows(fine0: torch.Tensor, fine1: torch.Tensor, batch_index: torch.T
                   index1: torch.Tensor, window: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The windows of M coarse matches (b, i, j) from full-resolution maps (B, C, H, W): image 0's W x W block
     of cell i (M, W*W, C) and image 1's (W+2) x (W+2) block around cell j, zero-padded at the border
-    (M, (W+2)^2, C); row-major pixels. Cells are W pixels apart (the coarse stride)."""
-    windows0 = rearrange(F.unfold(fine0, window, stride=window), "n (c p) l -> n l p c", p=window * window)
-    windows1 = rearrange(F.unfold(fine1, window + 2, padding=1, stride=window), "n (c p) l -> n l p c",
-                         p=(window + 2) ** 2)
-    return windows0[batch_index, index0], windows1[batch_index, index1]
+    (M, (W+2)^2, C); row-major pixels. Cells are W pixels apart (the coarse stride). Gathered by index, so the
+    cost follows the matches, not the map (upstream unfolds every cell's window, then picks)."""
+    windows0 = _gather_windows(fine0, batch_index, index0, window, 0)
+    windows1 = _gather_windows(F.pad(fine1, (1, 1, 1, 1)), batch_index, index1, window, 1)
+    return windows0, windows1
+
+
+def _gather_windows(fine: torch.Tensor, batch_index: torch.Tensor, index: torch.Tensor, window: int,
+                    margin: int) -> torch.Tensor:
+    """(M, (W+2m)^2, C): the (W+2m)-pixel blocks of `fine` (B, C, H+2m, W'+2m), a map padded by m = `margin`,
+    whose corners sit at the cells `index` (row-major over the unpadded map's cells, `window` pixels apart)."""
+    columns = (fine.shape[3] - 2 * margin) // window
+    side = torch.arange(window + 2 * margin, device=fine.device)
+    rows = (index // columns * window)[:, None, None] + side[None, :, None]
+    cols = (index % columns * window)[:, None, None] + side[None, None, :]
+    blocks = fine[batch_index[:, None, None], :, rows, cols]  # (M, side, side, C): the indexed dimensions first
+    return blocks.reshape(len(index), len(side) ** 2, fine.shape[1])
 
 
 class TwoStageFineMatching(nn.Module):

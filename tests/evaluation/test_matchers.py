@@ -14,7 +14,7 @@ from geometry.warp import apply_homography, warp_image
 from models.checkpoint import CheckpointError
 from models.family import WeightOptions, model_for_weights
 from models.loftr import LoFTRConfig
-from models.matcher import ImageTooSmallError, LoFTRMatcher
+from models.matcher import CoarseCellTooSmallError, LoFTRMatcher
 from models.matches import Matches
 
 HEIGHT, WIDTH = 240, 320
@@ -201,7 +201,7 @@ def test_random_weights_are_seeded():
 
 
 def test_too_small_image_names_its_index(random_model):
-    with pytest.raises(ImageTooSmallError) as info:
+    with pytest.raises(CoarseCellTooSmallError) as info:
         LoFTRMatcher(random_model).match(make_texture(64, 64), make_texture(5, 40))
     assert info.value.index == 1 and info.value.size == (40, 5) and "image1" in str(info.value)
 

@@ -22,7 +22,7 @@ from models.affine import (
 )
 from models.family import model_for_weights
 from models.matcher import LoFTRMatcher
-from models.matches import Matches
+from models.matches import ImageTooSmallError, Matches
 from tests.helpers import tiny_model_config
 
 
@@ -133,6 +133,54 @@ def test_sift_views_of_an_exact_tilt_4_pair_land_on_its_affine():
     assert (errors(plain) <= 3).sum() <= 5
 
 
+def test_screening_redoes_the_views_nearest_the_true_tilt_at_full_resolution():
+    """ASIFT's two-resolution scheme on the exact tilt-4 pair: every view matched at half scale, the 5 with the
+    most matches redone at full resolution. The kept views are the covering's nearest to the true tilt (the
+    nearest within the tolerance, all within twice it) and their matches still lie on the affine."""
+    image0 = make_texture(192, 192, seed=1)
+    image1, warp = tilt_view(image0, 4.0, 20.0)
+    calls = []
+
+    class Recording(SIFTMatcher):
+        def match(self, image0, image1):
+            calls.append(image0)
+            return super().match(image0, image1)
+
+    config = AffineSimulationConfig(filter="homography", screening_scale=0.5, views_kept=5)
+    simulation = AffineSimulation(Recording(), config)
+    result = simulation.match(image0, image1)
+    assert simulation.screens and simulation.views == 61 and simulation.full_resolution_views == 5
+    assert (simulation.last_stats.views, simulation.last_stats.screened) == (5, 61)
+    assert len(calls) == 61 + 5
+    kept = [view for view in views_of(config)  # the views redone, known by their pixels
+            if any(np.array_equal(tilt_view(image0, *view)[0], redone) for redone in calls[61:])]
+    assert len(kept) == 5
+    nearest = transition_tilts(*(np.array(values)[:, None] for values in zip(*kept)), 4.0, 20.0).ravel()
+    assert nearest.min() <= config.tolerance and nearest.max() <= 2 * config.tolerance
+    error = np.linalg.norm(result.keypoints0 @ warp[:2, :2].T + warp[:2, 2] - result.keypoints1, axis=1)
+    assert len(result) >= 50 and np.median(error) <= 0.5
+
+
+def test_a_view_too_small_for_the_inner_matcher_matches_nothing():
+    """Views tilted by 8 of a 60 px image are 7 px wide: the inner matcher refuses them (ImageTooSmallError),
+    the simulation goes on with the others instead of failing the pair."""
+    image0 = make_texture(60, 60, seed=0)
+    config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none")
+    views = views_of(config)
+
+    class Picky(ViewPoints):
+        def match(self, image0, image1):
+            if min(image0.shape) < 16:
+                raise ImageTooSmallError("image0", image0.shape, self.name, 16)
+            return super().match(image0, image1)
+
+    inner = Picky(image0, views)
+    result = AffineSimulation(inner, config).match(image0, image0)
+    small = sum(min(tilt_view(image0, *view)[0].shape) < 16 for view in views)
+    assert 0 < small < len(views) and inner.calls == len(views) - small
+    assert len(result) == 20 * inner.calls
+
+
 def greedy_reference(points: np.ndarray, confidence: np.ndarray, radius: float) -> list[int]:
     """The rule spelled out, O(N^2): the most confident first, each kept unless within radius of a kept one."""
     kept = []
@@ -213,7 +261,9 @@ def test_explicit_tilts_bypass_the_covering():
     (dict(filter="affine"), "filter"), (dict(filter=None), "filter"),
     (dict(filter_threshold=0), "filter_threshold"), (dict(batch_size=0), "batch_size"),
     (dict(batch_size=1.5), "batch_size"), (dict(both_images=1), "both_images"),
-    (dict(both_images="yes"), "both_images"),
+    (dict(both_images="yes"), "both_images"), (dict(screening_scale=0), "screening_scale"),
+    (dict(screening_scale=1.5), "screening_scale"), (dict(views_kept=0), "views_kept"),
+    (dict(views_kept=2.5), "views_kept"),
 ])
 def test_every_wrong_option_is_refused_naming_its_field(options, field):
     with pytest.raises(ValueError) as error:

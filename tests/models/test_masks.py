@@ -1,11 +1,13 @@
-"""Padding: a padded batch gives the matches of the unpadded images, and none in the padding."""
+"""Padding: a padded batch gives the matches of the unpadded images, and none in the padding. A repeated image
+(the affine simulation's image 1 against a batch of views): its features computed once, the same matches."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR
-from tests.helpers import image_pair, sharpen_, tiny_model_config
+from tests.helpers import image_pair, sharpen_, tiny_eloftr_config, tiny_model_config
 
 
 def pad_to(image: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,3 +81,29 @@ def test_mask_must_be_a_top_left_rectangle():
         assert "mask0" in str(error)
     else:
         raise AssertionError("a mask padding the top was accepted")
+
+
+@pytest.mark.parametrize("family", ["loftr", "eloftr"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_repeated_image_is_computed_once_with_the_same_matches(family, padded):
+    """image 1 expanded along the batch (stride 0) against three different images 0 (padded to one size under
+    masks, or of one size): the backbone sees image 1 once, and the matches equal those of image 1 copied."""
+    torch.manual_seed(0)
+    model = (sharp_model() if family == "loftr" else sharpen_(EfficientLoFTR(tiny_eloftr_config()).eval()).double())
+    sizes = [(192, 256), (160, 224), (192, 224)] if padded else [(192, 256)] * 3
+    views = [image_pair(h, w, seed=seed, dtype=torch.float64)[0] for seed, (h, w) in enumerate(sizes)]
+    image1 = image_pair(192, 256, seed=0, dtype=torch.float64)[1]
+    batch = {"image0": torch.cat([pad_to(view, 192, 256)[0] for view in views])}
+    if padded:
+        batch["mask0"] = torch.cat([pad_to(view, 192, 256)[1] for view in views])
+    seen = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    with torch.inference_mode():
+        shared = model({**batch, "image1": image1.expand(3, 1, 192, 256)})
+        shared_calls, seen[:] = list(seen), []
+        copied = model({**batch, "image1": image1.repeat(3, 1, 1, 1)})
+    assert sum(shared_calls) == sum(seen) - 2  # image 1 passed through the backbone once, not three times
+    assert len(copied.keypoints0) >= 5
+    assert torch.equal(shared.batch_index, copied.batch_index)
+    assert torch.allclose(shared.keypoints0, copied.keypoints0, atol=1e-9)
+    assert torch.allclose(shared.keypoints1, copied.keypoints1, atol=1e-9)

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from models.matching.two_stage import FineFPN, TwoStageFineMatching, match_windows
 from tests.eloftr_helpers import randomize_norms_, upstream_eloftr
@@ -38,6 +40,25 @@ def test_windows_are_the_cells_blocks_and_their_padded_surroundings():
     assert torch.equal(windows0[0, :, 0].reshape(8, 8), fine[0, 0, 8:16, 8:16])  # cell 4 = (x 1, y 1)
     padded = torch.nn.functional.pad(fine, (1, 1, 1, 1))
     assert torch.equal(windows1[0, :, 0].reshape(10, 10), padded[0, 0, 0:10, 0:10])  # cell 0, zero border
+
+
+def test_gathered_windows_equal_every_window_unfolded_then_picked():
+    """The windows are gathered by index; upstream unfolds every cell's window and picks (the reference here):
+    the same values and the same gradients, at borders and corners too."""
+    torch.manual_seed(0)
+    fine0, fine1 = (torch.randn(3, 5, 24, 40, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    cells = 3 * 5
+    b, i, j = torch.randint(0, 3, (50,)), torch.randint(0, cells, (50,)), torch.randint(0, cells, (50,))
+    i[:3], j[:3] = torch.tensor([0, 4, cells - 1]), torch.tensor([cells - 1, 10, 0])
+    ours = match_windows(fine0, fine1, b, i, j)
+    unfolded0 = rearrange(F.unfold(fine0, 8, stride=8), "n (c p) l -> n l p c", p=64)[b, i]
+    unfolded1 = rearrange(F.unfold(fine1, 10, padding=1, stride=8), "n (c p) l -> n l p c", p=100)[b, j]
+    assert torch.equal(ours[0], unfolded0) and torch.equal(ours[1], unfolded1)
+    weights = [torch.randn_like(window) for window in ours]
+    grads = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, ours)), (fine0, fine1))
+    expected = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, (unfolded0, unfolded1))),
+                                   (fine0, fine1))
+    assert all(torch.allclose(g, e, atol=1e-12) for g, e in zip(grads, expected))
 
 
 def test_parity_with_upstream_on_the_same_inputs():
