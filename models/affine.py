@@ -307,11 +307,15 @@ class AffineSimulation:
 
     def _chosen(self, image: np.ndarray, other: np.ndarray) -> list[tuple[float, float]]:
         """The views of `image` to match at full resolution: all of them, or when it `screens`, the `views_kept`
-        with the most matches once both images are scaled by `screening_scale` (ties: the lower tilt)."""
+        whose matches, once both images are scaled by `screening_scale`, hold the most inliers of the filter
+        (its threshold scaled alike; ties: the lower tilt). A matcher finds matches in every view, right or
+        not: only those one geometric model explains tell the views near the true tilt."""
         if not self.screens:
             return self.tilts
-        small, small_other = (_scaled(picture, self.config.screening_scale) for picture in (image, other))
-        counts = [len(matches) for matches in self._matched_views(small, small_other, self.tilts)]
+        scale = self.config.screening_scale
+        small, small_other = (_scaled(picture, scale) for picture in (image, other))
+        counts = [len(geometric_filter(matches, self.config.filter, self.config.filter_threshold * scale))
+                  for matches in self._matched_views(small, small_other, self.tilts)]
         best = sorted(range(len(counts)), key=lambda view: -counts[view])[:self.config.views_kept]
         return [self.tilts[view] for view in sorted(best)]
 

@@ -83,9 +83,9 @@ class EfficientLoFTR(nn.Module):
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, flat0, flat1, ground_truth)
 
         channels = coarse0.shape[1]  # upstream scales the maps before the fine level (against fp16 overflow)
-        fine0 = self._fine_map(coarse0 / channels**0.5, *maps0[1:], size0, image0)
-        fine1 = self._fine_map(coarse1 / channels**0.5, *maps1[1:], size1, image1)
         b, i, j = coarse.batch_index, coarse.index0, coarse.index1
+        fine0 = self._fine_map(coarse0 / channels**0.5, *maps0[1:], size0, image0, b, i)
+        fine1 = self._fine_map(coarse1 / channels**0.5, *maps1[1:], size1, image1, b, j)
         windows0, windows1 = match_windows(fine0, fine1, b, i, j, self.config.fine.window)
         fine = self.fine_matching(windows0, windows1)
 
@@ -108,7 +108,7 @@ class EfficientLoFTR(nn.Module):
         if repeated(image, size):
             return [m.expand(image.shape[0], *m.shape[1:]) for m in self._backbone_maps(image[:1], size[:1])]
         maps = None
-        for same, (height, width) in _regions(size):
+        for same, (_, height, _, width), _ in _regions(size):
             features = self.backbone(image[same, :, :height, :width])
             parts = (features.coarse, features.quarter, features.half)
             if maps is None:
@@ -119,15 +119,24 @@ class EfficientLoFTR(nn.Module):
         return maps
 
     def _fine_map(self, coarse: torch.Tensor, quarter: torch.Tensor, half: torch.Tensor, size: torch.Tensor,
-                  image: torch.Tensor) -> torch.Tensor:
-        """The full-resolution fine map, each sample's from its valid region alone (as `_backbone_maps`)."""
+                  image: torch.Tensor, batch_index: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """The full-resolution fine map, each sample's from its valid region alone (as `_backbone_maps`). In
+        inference, only where the windows of the matched `cells` (M,) of samples `batch_index` (M,) lie: the
+        tiles of FINE_TILE_CELLS cells that hold them, each computed with FINE_MARGIN_CELLS of context (beyond
+        the FPN's reach, so the same values), zero elsewhere; a sample whose tiles would cost more than its
+        whole region gets the whole region. Training computes every pixel, samples of one size in one pass
+        (the batch norms' statistics, as upstream)."""
+        regions = _regions(size) if self.training else _fine_crops(size, coarse.shape[3], batch_index, cells)
         fine = None
-        for same, (height, width) in _regions(size):
-            crops = [m[same, :, :-(-height // s), :-(-width // s)] for m, s in ((coarse, 8), (quarter, 4), (half, 2))]
-            part = self.fine_preprocess(*crops)
+        for samples, (top, bottom, left, right), (write_top, write_bottom, write_left, write_right) in regions:
+            part = self.fine_preprocess(*(m[samples, :, top // s:-(-bottom // s), left // s:-(-right // s)]
+                                          for m, s in ((coarse, 8), (quarter, 4), (half, 2))))
             if fine is None:
                 fine = part.new_zeros(image.shape[0], part.shape[1], *image.shape[2:])
-            fine[same, :, :height, :width] = part[:, :, :height, :width]
+            fine[samples, :, write_top:write_bottom, write_left:write_right] = part[
+                :, :, write_top - top:write_bottom - top, write_left - left:write_right - left]
+        if fine is None:  # no match anywhere: nothing is read
+            fine = half.new_zeros(image.shape[0], self.fine_preprocess.layer1_outconv.in_channels, *image.shape[2:])
         return fine
 
     def reparameterize(self) -> "EfficientLoFTR":
@@ -136,10 +145,41 @@ class EfficientLoFTR(nn.Module):
         return self
 
 
+# The lazy fine map's tiles (in coarse cells), and the context computed around each. The FPN's reach past a pixel
+# is 22.5 px: each 2x bilinear upsampling reaches 3/4 of a source pixel (at 1/2, 1/4, 1/8 scale: 1.5 + 3 + 6 px)
+# and the two 3x3 convolutions at 1/2 and 1/4 scale 2 source pixels (4 + 8 px); an image-1 window reaches 1 px
+# past its cell: 3 cells (24 px) hold both (tests/models/test_eloftr.py fails at 2)
+FINE_TILE_CELLS, FINE_MARGIN_CELLS = 8, 3
+
+
+def _fine_crops(size: torch.Tensor, columns: int, batch_index: torch.Tensor, cells: torch.Tensor):
+    """(samples, crop, write) for the lazy fine map (`EfficientLoFTR._fine_map`): one sample of the batch (a
+    slice), the region of its maps to compute and the region of the full-resolution map to keep from it, each
+    (top, bottom, left, right) in pixels; `cells` are row-major over a coarse grid `columns` wide."""
+    stride = EfficientLoFTR.coarse_stride
+    tile, margin = FINE_TILE_CELLS * stride, FINE_MARGIN_CELLS * stride
+    for sample in torch.unique(batch_index).tolist():
+        height, width = size[sample].tolist()
+        whole = (0, height, 0, width)
+        chosen = cells[batch_index == sample]
+        corners = torch.stack([chosen // columns * stride // tile, chosen % columns * stride // tile], 1)
+        crops = [((max(r * tile - margin, 0), min((r + 1) * tile + margin, height),
+                   max(c * tile - margin, 0), min((c + 1) * tile + margin, width)),
+                  (max(r * tile - 1, 0), min((r + 1) * tile + 1, height),
+                   max(c * tile - 1, 0), min((c + 1) * tile + 1, width)))
+                 for r, c in torch.unique(corners, dim=0).tolist()]
+        if sum((bottom - top) * (right - left) for (top, bottom, left, right), _ in crops) >= height * width:
+            crops = [(whole, whole)]
+        for crop, write in crops:
+            yield slice(sample, sample + 1), crop, write
+
+
 def _regions(size: torch.Tensor):
-    """(indices of the samples, (height, width)) for each distinct valid size (B, 2) of a batch."""
+    """(indices of the samples, region, region) for each distinct valid size (B, 2) of a batch, the region
+    (0, height, 0, width) in pixels (twice: the fine map's crops in training, in `_fine_crops`' form)."""
     for height, width in sorted({tuple(s.tolist()) for s in size}):
-        yield (size == size.new_tensor([height, width])).all(1).nonzero().flatten(), (height, width)
+        samples = (size == size.new_tensor([height, width])).all(1).nonzero().flatten()
+        yield samples, (0, height, 0, width), (0, height, 0, width)
 
 
 def _coarse_mask(size: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:

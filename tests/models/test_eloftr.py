@@ -10,7 +10,8 @@ import torch
 
 from models.checkpoint import convert_state_dict
 from models.eloftr import EfficientLoFTR
-from tests.eloftr_helpers import upstream_eloftr
+from models.matching.two_stage import match_windows
+from tests.eloftr_helpers import randomize_norms_, upstream_eloftr
 from tests.helpers import calibrate_norms_, shifted_pair, tiny_eloftr_config
 
 
@@ -167,3 +168,42 @@ def test_fine_tuning_starts_from_an_official_checkpoint(models, tmp_path):
     loaded = module.model.state_dict()
     assert set(loaded) == set(expected)
     assert all(torch.equal(loaded[key], expected[key].float()) for key in expected)
+
+
+@pytest.mark.parametrize("cells, share", [
+    ([0, 39, 1240, 1279], 0.5),  # the corners
+    ([295, 296, 335, 336], 0.85),  # rows 7-8, columns 15-16: on the edges of four tiles
+    ([130, 131, 170], 0.3),  # three neighbours inside one tile
+    (list(range(0, 1280, 3)), 1.0),  # everywhere: the whole map
+])
+def test_the_lazy_fine_map_equals_the_whole_map_wherever_a_window_reads(cells, share):
+    """In inference the fine map is computed only on the tiles around the matched cells, with context beyond
+    the FPN's reach: every window of those cells (image 0's, and image 1's reaching one pixel past its cell,
+    into the neighbouring tiles) equals the whole map's to float64 rounding, in a full sample and in a padded
+    one up to its edge. A few cells cost a `share` of the map's pixels; many fall back to the whole map."""
+    torch.manual_seed(0)
+    model = randomize_norms_(EfficientLoFTR(tiny_eloftr_config())).eval().double()
+    rows, cols = 32, 40  # the coarse grid of a 256 x 320 canvas
+    size = torch.tensor([[256, 320], [192, 256]])  # sample 1 padded: 24 x 32 cells of its own
+    maps = [torch.randn(2, channels, 8 * rows // stride, 8 * cols // stride, dtype=torch.float64)
+            for channels, stride in zip(model.config.backbone.block_dims[::-1], (8, 4, 2))]
+    for m, stride in zip(maps, (8, 4, 2)):  # zero beyond the padded sample's region, as _backbone_maps gives
+        m[1, :, 192 // stride:] = 0
+        m[1, :, :, 256 // stride:] = 0
+    image = torch.zeros(2, 1, 8 * rows, 8 * cols, dtype=torch.float64)
+    index = torch.tensor(cells).repeat(2)
+    batch_index = torch.arange(2).repeat_interleave(len(cells))
+    inside = (batch_index == 0) | ((index // cols < 24) & (index % cols < 32))
+    batch_index, index = batch_index[inside], index[inside]
+    computed = []
+    model.fine_preprocess.register_forward_hook(lambda m, inputs, out: computed.append(out.shape[2] * out.shape[3]))
+    with torch.no_grad():
+        lazy = model._fine_map(*maps, size, image, batch_index, index)
+        lazy_pixels, computed[:] = sum(computed), []
+        whole = model._fine_map(*maps, size, image, torch.arange(2).repeat_interleave(rows * cols),
+                                torch.arange(rows * cols).repeat(2))
+    got = match_windows(lazy, lazy, batch_index, index, index)
+    expected = match_windows(whole, whole, batch_index, index, index)
+    assert all((a - b).abs().max() <= 1e-12 for a, b in zip(got, expected))
+    assert sum(computed) == 256 * 320 + 192 * 256  # every cell: each sample whole
+    assert lazy_pixels <= share * sum(computed)
