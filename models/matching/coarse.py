@@ -79,15 +79,25 @@ def mutual_nearest_matches(
     return b, i, best_j[b, i], row_max[b, i]
 
 
-def dual_softmax(similarity: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """softmax over rows times softmax over columns of (B, L, S) logits; padded pairs get 0.
+def mask_pairs(matrix: torch.Tensor, padded: tuple[torch.Tensor | None, torch.Tensor | None], value: float
+               ) -> torch.Tensor:
+    """`matrix` (B, L, S) with `value` at every pair of a padded cell: `padded` = (B, L, 1) and (B, 1, S) bool,
+    True on padding, or None. Broadcast, never a (B, L, S) mask; in place in inference (no gradient)."""
+    for mask in padded:
+        if mask is not None:
+            matrix = matrix.masked_fill(mask, value) if matrix.requires_grad else matrix.masked_fill_(mask, value)
+    return matrix
+
+
+def dual_softmax(similarity: torch.Tensor, padded: tuple[torch.Tensor | None, torch.Tensor | None]) -> torch.Tensor:
+    """softmax over rows times softmax over columns of (B, L, S) logits; pairs of a padded cell (`mask_pairs`)
+    get 0.
 
     Computed in float32 at least: under fp16/bf16 autocast the logits arrive in half precision, and the
     confidences feed the threshold and the focal loss, where bf16's 3 significant digits are too few.
     """
-    similarity = similarity.to(torch.promote_types(similarity.dtype, torch.float32))
-    if valid is not None:
-        similarity = similarity.masked_fill(~valid, _MASKED_LOGIT)
+    similarity = mask_pairs(similarity.to(torch.promote_types(similarity.dtype, torch.float32)), padded,
+                            _MASKED_LOGIT)
     if similarity.requires_grad:
         confidence = F.softmax(similarity, 1) * F.softmax(similarity, 2)
     else:
@@ -97,9 +107,7 @@ def dual_softmax(similarity: torch.Tensor, valid: torch.Tensor | None) -> torch.
         confidence = F.softmax(similarity, 2)
         column = similarity.sub_(similarity.amax(dim=1, keepdim=True)).exp_()
         confidence.mul_(column.div_(column.sum(dim=1, keepdim=True)))
-    if valid is not None:
-        confidence = confidence.masked_fill(~valid, 0.0)
-    return confidence
+    return mask_pairs(confidence, padded, 0.0)
 
 
 class CoarseMatching(nn.Module):
@@ -137,11 +145,7 @@ class CoarseMatching(nn.Module):
             dtype = torch.promote_types(feat0.dtype, torch.float32)
             with torch.autocast(feat0.device.type, enabled=False):
                 similarity = torch.einsum("blc,bsc->bls", feat0.to(dtype), feat1.to(dtype)) / channels
-        valid = None
-        if mask0 is not None or mask1 is not None:
-            valid0 = mask0 if mask0 is not None else feat0.new_ones(feat0.shape[:2], dtype=torch.bool)
-            valid1 = mask1 if mask1 is not None else feat1.new_ones(feat1.shape[:2], dtype=torch.bool)
-            valid = valid0[:, :, None] & valid1[:, None, :]
+        padded = (None if mask0 is None else ~mask0[:, :, None], None if mask1 is None else ~mask1[:, None, :])
 
         log_assignment = logits = None
         if cfg.match_type == "dual_softmax":
@@ -150,9 +154,9 @@ class CoarseMatching(nn.Module):
             # start of training), its log-confidence from the logits cannot
             logits = similarity if similarity.requires_grad else None
             if cfg.skip_softmax and not self.training:  # the logits are the confidence
-                confidence = similarity if valid is None else similarity.masked_fill(~valid, float("-inf"))
+                confidence = mask_pairs(similarity, padded, float("-inf"))
             else:
-                confidence = dual_softmax(similarity, valid)
+                confidence = dual_softmax(similarity, padded)
         else:
             log_assignment = log_optimal_transport(
                 similarity, self.bin_score, cfg.sinkhorn_iterations, mask0, mask1

@@ -81,20 +81,23 @@ def match_windows(fine0: torch.Tensor, fine1: torch.Tensor, batch_index: torch.T
     (M, (W+2)^2, C); row-major pixels. Cells are W pixels apart (the coarse stride). Gathered by index, so the
     cost follows the matches, not the map (upstream unfolds every cell's window, then picks)."""
     windows0 = _gather_windows(fine0, batch_index, index0, window, 0)
-    windows1 = _gather_windows(F.pad(fine1, (1, 1, 1, 1)), batch_index, index1, window, 1)
+    windows1 = _gather_windows(fine1, batch_index, index1, window, 1)
     return windows0, windows1
 
 
 def _gather_windows(fine: torch.Tensor, batch_index: torch.Tensor, index: torch.Tensor, window: int,
                     margin: int) -> torch.Tensor:
-    """(M, (W+2m)^2, C): the (W+2m)-pixel blocks of `fine` (B, C, H+2m, W'+2m), a map padded by m = `margin`,
-    whose corners sit at the cells `index` (row-major over the unpadded map's cells, `window` pixels apart)."""
-    columns = (fine.shape[3] - 2 * margin) // window
-    side = torch.arange(window + 2 * margin, device=fine.device)
-    rows = (index // columns * window)[:, None, None] + side[None, :, None]
-    cols = (index % columns * window)[:, None, None] + side[None, None, :]
-    blocks = fine[batch_index[:, None, None], :, rows, cols]  # (M, side, side, C): the indexed dimensions first
-    return blocks.reshape(len(index), len(side) ** 2, fine.shape[1])
+    """(M, (W+2m)^2, C): the blocks of `fine` (B, C, H, W') from `margin` m pixels before the cells `index`
+    (row-major, `window` pixels apart) to m pixels past them, zero outside the map (no padded copy of it)."""
+    columns = fine.shape[3] // window
+    offsets = torch.arange(-margin, window + margin, device=fine.device)
+    rows = (index // columns * window)[:, None, None] + offsets[None, :, None]
+    cols = (index % columns * window)[:, None, None] + offsets[None, None, :]
+    inside = (rows >= 0) & (rows < fine.shape[2]) & (cols >= 0) & (cols < fine.shape[3])  # (M, side, side)
+    blocks = fine[batch_index[:, None, None], :, rows.clamp(0, fine.shape[2] - 1), cols.clamp(0, fine.shape[3] - 1)]
+    if margin:  # (M, side, side, C): the indexed dimensions first
+        blocks = torch.where(inside[..., None], blocks, blocks.new_zeros(()))
+    return blocks.reshape(len(index), len(offsets) ** 2, fine.shape[1])
 
 
 class TwoStageFineMatching(nn.Module):
