@@ -74,7 +74,7 @@ class Batched(ViewPoints):
 @pytest.mark.parametrize("inner_type", [ViewPoints, Batched])
 def test_view_keypoints_go_back_to_image0_through_the_exact_inverse(inner_type):
     image0 = make_texture(60, 90, seed=0)
-    config = AffineSimulationConfig(tolerance=2.0, merge_radius=1e-3, filter="none", batch_size=4)
+    config = AffineSimulationConfig(tolerance=2.0, merge_radius=1e-3, filter="none", batch_size=4, screening_scale=1)
     views = views_of(config)
     inner = inner_type(image0, views)
     result = AffineSimulation(inner, config).match(image0, image0)
@@ -93,7 +93,8 @@ def test_view_keypoints_go_back_to_image0_through_the_exact_inverse(inner_type):
 
 def test_views_of_image1_come_back_to_image1_with_both_images():
     image0 = make_texture(60, 90, seed=0)
-    config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none", both_images=True)
+    config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none", both_images=True,
+                                    screening_scale=1)
     views = views_of(config)
     inner = ViewPoints(image0, views)
     result = AffineSimulation(inner, config).match(image0, image0)
@@ -121,7 +122,7 @@ def test_sift_views_of_an_exact_tilt_4_pair_land_on_its_affine():
 
     sift = SIFTMatcher()
     plain = sift.match(image0, image1)
-    simulation = AffineSimulation(sift, AffineSimulationConfig(filter="homography"))
+    simulation = AffineSimulation(sift, AffineSimulationConfig(filter="homography", screening_scale=1))
     result = simulation.match(image0, image1)
     error = errors(result)
     assert simulation.views == 61 and simulation.last_stats.views == 61
@@ -165,7 +166,7 @@ def test_a_view_too_small_for_the_inner_matcher_matches_nothing():
     """Views tilted by 8 of a 60 px image are 7 px wide: the inner matcher refuses them (ImageTooSmallError),
     the simulation goes on with the others instead of failing the pair."""
     image0 = make_texture(60, 60, seed=0)
-    config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none")
+    config = AffineSimulationConfig(tolerance=2.5, merge_radius=1e-3, filter="none", screening_scale=1)
     views = views_of(config)
 
     class Picky(ViewPoints):
