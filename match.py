@@ -92,7 +92,8 @@ DEFAULT_COARSE_THRESHOLD = 0.2  # LoFTR's official value
 # the options only LoFTR takes: refused with another --matcher (--device: the other matchers pick their own)
 LOFTR_FLAGS = ("checkpoint", "random_weights", "trust_checkpoint", "pos_encoding", "quadtree_topks",
                "coarse_threshold", "device")
-AFFINE_FLAGS = ("affine_max_tilt", "affine_tolerance")  # the simulation's options: with --affine-simulation
+# the simulation's options: with --affine-simulation
+AFFINE_FLAGS = ("affine_max_tilt", "affine_tolerance", "affine_screening_scale", "affine_views_kept")
 SINGLE_PAIR_FLAGS = ("demo", "plot", "ground_truth", "overlay", "panorama")
 MATCHES_FILE_SUFFIXES = (".h5", ".hdf5")
 MATCHES_FILE_FORMAT = "match.py pairs"  # the root attribute `format` of the HDF5 files match.py writes
@@ -167,6 +168,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--affine-tolerance", type=float, metavar="T",
                         help=f"with --affine-simulation: the transition tilt the matcher handles itself (default: "
                              f"{AffineSimulationConfig.tolerance:g}); larger: fewer views")
+    parser.add_argument("--affine-screening-scale", type=float, metavar="S",
+                        help=f"with --affine-simulation: match every view at this scale first, then only the "
+                             f"--affine-views-kept best at full resolution (default: "
+                             f"{AffineSimulationConfig.screening_scale:g}; 1: every view at full resolution)")
+    parser.add_argument("--affine-views-kept", type=int, metavar="N",
+                        help=f"with --affine-simulation: the views redone at full resolution after screening "
+                             f"(default: {AffineSimulationConfig.views_kept})")
     parser.add_argument("--out", type=Path, required=True,
                         help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,); "
                              "with --pairs or --images an .h5 file that gets one group a pair (added to if it exists)")

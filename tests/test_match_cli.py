@@ -644,6 +644,8 @@ def test_the_affine_simulation_in_a_many_pairs_file_is_one_of_its_settings(tmp_p
     (["--affine-simulation", "--affine-tolerance", "1"], ["--affine-tolerance", "tolerance=1"]),
     (["--affine-simulation", "--affine-max-tilt", "64", "--affine-tolerance", "1.01"], ["--affine-simulation",
                                                                                          "max_views=64"]),
+    (["--affine-simulation", "--affine-screening-scale", "0"], ["--affine-screening-scale", "screening_scale=0"]),
+    (["--affine-views-kept", "4"], ["--affine-views-kept goes with --affine-simulation"]),
 ])
 def test_a_bad_affine_option_is_one_line_naming_the_flag(tmp_path, pair, flags, named):
     run = run_here([MATCH, "a.png", "b.png", *SIFT, *flags, "--out", "m.npz"], tmp_path)
