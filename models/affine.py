@@ -410,18 +410,22 @@ def merge(matches: Matches, radius: float) -> Matches:
 def geometric_filter(matches: Matches, model: str, threshold: float) -> Matches:
     """The inliers of one model fitted over `matches` by OpenCV's MAGSAC++ (USAC, seeded by OpenCV itself, so
     the same matches give the same inliers): "fundamental" (epipolar distance, at least 8 matches),
-    "homography" (reprojection error, at least 4); "none", too few matches or no model found: all of them.
+    "homography" (reprojection error, at least 4); "none", too few matches or no model found (a degenerate
+    set included): all of them.
     threshold: pixels."""
     if model == "none" or len(matches) < FILTER_MIN_MATCHES[model]:
         return matches
     points0, points1 = (np.ascontiguousarray(points, np.float64) for points in (matches.keypoints0,
                                                                               matches.keypoints1))
-    if model == "fundamental":
-        found, inliers = cv2.findFundamentalMat(points0, points1, cv2.USAC_MAGSAC, threshold, FILTER_CONFIDENCE,
-                                                FILTER_MAX_ITERATIONS)
-    else:
-        found, inliers = cv2.findHomography(points0, points1, cv2.USAC_MAGSAC, threshold,
-                                            maxIters=FILTER_MAX_ITERATIONS, confidence=FILTER_CONFIDENCE)
+    try:
+        if model == "fundamental":
+            found, inliers = cv2.findFundamentalMat(points0, points1, cv2.USAC_MAGSAC, threshold, FILTER_CONFIDENCE,
+                                                    FILTER_MAX_ITERATIONS)
+        else:
+            found, inliers = cv2.findHomography(points0, points1, cv2.USAC_MAGSAC, threshold,
+                                                maxIters=FILTER_MAX_ITERATIONS, confidence=FILTER_CONFIDENCE)
+    except cv2.error:  # MAGSAC++ asserts on some degenerate sets (points on a line, repeated): no model
+        return matches
     if found is None or inliers is None:
         return matches
     keep = inliers.ravel() > 0
