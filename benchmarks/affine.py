@@ -22,6 +22,9 @@ import sys
 from itertools import islice
 from pathlib import Path
 
+import cv2
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.rotation import AUC_KEYS, parse_named_checkpoint, parse_option
@@ -105,6 +108,9 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=1, metavar="N", help="only every N-th pair of the world's")
     parser.add_argument("--trusted", action="store_true", help="checkpoints may hold pickled objects")
     parser.add_argument("--plot", type=Path, help="AUC against tilt; BENCHMARK is added to the file's name")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for PyTorch and OpenCV alike (default: each library's own), so that "
+                             "ASIFT (OpenCV) and the learned matchers (PyTorch) are timed on the same cores")
     args = parser.parse_args()
 
     try:  # bad input: one line naming it, exit code 2
@@ -118,6 +124,11 @@ def main() -> int:
             benchmark.check()
         if args.every < 1:
             raise ValueError(f"--every {args.every}: must be a whole number >= 1")
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads {args.threads}: must be a whole number >= 1")
+            torch.set_num_threads(args.threads)
+            cv2.setNumThreads(args.threads)
         if args.world is not None and args.every > 1:
             benchmarks[0] = EveryNth(benchmarks[0], args.every)
         matchers: dict[str, Matcher] = {

@@ -129,7 +129,7 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
     plot = tmp_path / "curves.png"
     out = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--pairs-per-photo", "2",
                     "--matcher", "sift", "--simulate", "sift=2.5", "--affine", "max_tilt=4",
-                    "--tilts", "1", "4",
+                    "--tilts", "1", "4", "--threads", "1",
                     "--plot", str(plot)], ROOT)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -150,6 +150,9 @@ def test_affine_benchmark_prints_an_auc_row_per_tilt_and_the_simulation_recovers
     low = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--simulate", "sift",
                     "--affine", "max_views=0"], ROOT)
     assert low.returncode == 2 and "max_views" in low.stderr and "Traceback" not in low.stderr
+    threads = run_here(["benchmarks/affine.py", "--photos", str(tmp_path), "--matcher", "sift", "--threads", "0"],
+                       ROOT)
+    assert threads.returncode == 2 and "--threads 0" in threads.stderr
 
 
 def test_affine_benchmark_samples_every_nth_pair_of_the_world(world):
