@@ -10,7 +10,9 @@ image 0 through each view's exact inverse, merged and filtered by one geometric 
         `views` is the number of views it matches a pair with, `last_stats` what the last pair took.
 
 Views are ASIFT's (geometry/affine.py, `tilt_view`): compressions along a direction, no in-plane rotation, so
-an upright matcher sees upright images. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher)
+an upright matcher sees upright images. By default they are screened first, after ASIFT's two-resolution
+scheme: all matched at half scale, the few whose matches one geometric model explains best again at full
+resolution. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher)
 gets the views of one shape in batches of `batch_size` (a batch is padded to its largest view); any other gets
 them one by one.
 """
@@ -288,11 +290,11 @@ class AffineSimulation:
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         """Matches of two (H, W) uint8 images: every view of image 0 against image 1 (and every view of image 1
-        against image 0 with `both_images`; when it `screens`, only the views with the most matches at the
-        screening scale), keypoints taken back through each view's exact inverse warp and kept inside the
-        images, then `merge`d (one match per `merge_radius` of image 0, the most confident) and
-        `geometric_filter`ed. keypoints0, keypoints1 (N, 2) float64 pixels; confidence (N,). A view too small
-        for the inner matcher (its ImageTooSmallError) matches nothing."""
+        against image 0 with `both_images`; when it `screens`, only the `_chosen` views at full resolution),
+        keypoints taken back through each view's exact inverse warp and kept inside the images, then `merge`d
+        (one match per `merge_radius` of image 0, the most confident) and `geometric_filter`ed. keypoints0,
+        keypoints1 (N, 2) float64 pixels; confidence (N,). A view too small for the inner matcher (its
+        ImageTooSmallError) matches nothing."""
         check_grayscale(image0, "image0")
         check_grayscale(image1, "image1")
         start = time.perf_counter()
