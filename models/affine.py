@@ -12,9 +12,8 @@ image 0 through each view's exact inverse, merged and filtered by one geometric 
 Views are ASIFT's (geometry/affine.py, `tilt_view`): compressions along a direction, no in-plane rotation, so
 an upright matcher sees upright images. By default they are screened first, after ASIFT's two-resolution
 scheme: all matched at half scale, the few whose matches one geometric model explains best again at full
-resolution. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher)
-gets the views of one shape in batches of `batch_size` (a batch is padded to its largest view); any other gets
-them one by one.
+resolution. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher) gets the views of one shape in
+batches of `batch_size`; any other gets them one by one.
 """
 
 import math
@@ -29,6 +28,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from geometry.affine import MAX_TILT, tilt_view
+from utils.resize import resized
 from utils.values import check_number
 
 from .matches import ImageTooSmallError, Matches, check_grayscale
@@ -318,7 +318,7 @@ class AffineSimulation:
         if not self.screens:
             return self.tilts
         scale = self.config.screening_scale
-        small, small_other = (_scaled(picture, scale) for picture in (image, other))
+        small, small_other = (resized(picture, (scale, scale))[0] for picture in (image, other))
         counts = [len(geometric_filter(matches, self.config.filter, self.config.filter_threshold * scale))
                   for matches in self._matched_views(small, small_other, self.tilts)]
         best = sorted(range(len(counts)), key=lambda view: -counts[view])[:self.config.views_kept]
@@ -352,13 +352,6 @@ class AffineSimulation:
 
 
 _NO_MATCHES = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
-
-
-def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
-    """`image` (H, W) uint8 resized by `scale` (< 1) with area averaging, each side at least 1 pixel."""
-    height, width = image.shape
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _back_to_image(matches: Matches, warp: np.ndarray, shape: tuple[int, int]) -> Matches:

@@ -93,9 +93,10 @@ def _gather_windows(fine: torch.Tensor, batch_index: torch.Tensor, index: torch.
     offsets = torch.arange(-margin, window + margin, device=fine.device)
     rows = (index // columns * window)[:, None, None] + offsets[None, :, None]
     cols = (index % columns * window)[:, None, None] + offsets[None, None, :]
-    inside = (rows >= 0) & (rows < fine.shape[2]) & (cols >= 0) & (cols < fine.shape[3])  # (M, side, side)
+    # (M, side, side, C): the indexed dimensions first
     blocks = fine[batch_index[:, None, None], :, rows.clamp(0, fine.shape[2] - 1), cols.clamp(0, fine.shape[3] - 1)]
-    if margin:  # (M, side, side, C): the indexed dimensions first
+    if margin:  # the pixels past the map's border read as zero
+        inside = (rows >= 0) & (rows < fine.shape[2]) & (cols >= 0) & (cols < fine.shape[3])  # (M, side, side)
         blocks = torch.where(inside[..., None], blocks, blocks.new_zeros(()))
     return blocks.reshape(len(index), len(offsets) ** 2, fine.shape[1])
 
