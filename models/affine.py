@@ -11,8 +11,8 @@ image 0 through each view's exact inverse, merged and filtered by one geometric 
 
 Views are ASIFT's (geometry/affine.py, `tilt_view`): compressions along a direction, no in-plane rotation, so
 an upright matcher sees upright images. By default they are screened first, after ASIFT's two-resolution
-scheme: all matched at half scale, the few whose matches one geometric model explains best again at full
-resolution. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher) gets the views of one shape in
+scheme: all matched at half scale (a ManyMatcher's coarse matches alone, the fine stage skipped), the few whose
+matches one geometric model explains best again at full resolution. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher) gets the views of one shape in
 batches of `batch_size`; any other gets them one by one.
 """
 
@@ -63,12 +63,12 @@ class AffineSimulationConfig:
     batch_size: Any = 8  # views per forward where the inner matcher matches batches
     # ASIFT's two-resolution scheme (Morel & Yu 2009; Yu & Morel, IPOL 2011: images subsampled by K = 3, the
     # M = 5 views with the most matches redone): every view first matched with both images scaled by
-    # `screening_scale`, then the `views_kept` views with the most filter inliers at full resolution. 1: every
-    # view at full resolution. Ours, measured on photos at a tilt of 4 (benchmarks/RESULTS.md): a learned matcher
-    # at 1/3 scale ranks the views worse, and 5 views keep too few matches; half scale and 8 views cost a third
-    # of the full simulation (about ASIFT's time) for the same AUC
+    # `screening_scale` (a ManyMatcher's coarse matches alone), then the `views_kept` views with the most filter
+    # inliers at full resolution. 1: every view at full resolution. Measured on photos (benchmarks/RESULTS.md):
+    # a learned matcher at 1/3 scale ranks the views worse; at half scale, 5 views as ASIFT's M match as well
+    # as 8 or all 61, at a quarter of the full simulation's time
     screening_scale: Any = 0.5
-    views_kept: Any = 8
+    views_kept: Any = 5
 
     def __post_init__(self):
         check_number("max_tilt", self.max_tilt, 1, MAX_TILT)
@@ -232,9 +232,13 @@ def _checked_covering(views: list[tuple[float, float]], max_tilt: float, toleran
 @runtime_checkable
 class ManyMatcher(Protocol):
     """A matcher that also matches several image-0 views against one image 1 in one call (LoFTRMatcher: one
-    forward). `match_many(images0, image1)[k]` is `match(images0[k], image1)`."""
+    forward). `match_many(images0, image1)[k]` is `match(images0[k], image1)`; with `refine=False` its coarse
+    matches alone, each keypoint up to `coarse_stride` pixels off: enough to screen views, at a fraction of
+    the cost."""
 
-    def match_many(self, images0: list[np.ndarray], image1: np.ndarray) -> list[Matches]: ...
+    coarse_stride: int
+
+    def match_many(self, images0: list[np.ndarray], image1: np.ndarray, refine: bool = True) -> list[Matches]: ...
 
 
 @dataclass
@@ -319,20 +323,25 @@ class AffineSimulation:
             return self.tilts
         scale = self.config.screening_scale
         small, small_other = (resized(picture, (scale, scale))[0] for picture in (image, other))
-        counts = [len(geometric_filter(matches, self.config.filter, self.config.filter_threshold * scale))
-                  for matches in self._matched_views(small, small_other, self.tilts)]
+        threshold = self.config.filter_threshold * scale
+        if isinstance(self.inner, ManyMatcher):  # coarse matches: a cell off at most, which the threshold allows
+            threshold = max(threshold, float(self.inner.coarse_stride))
+        counts = [len(geometric_filter(matches, self.config.filter, threshold))
+                  for matches in self._matched_views(small, small_other, self.tilts, refine=False)]
         best = sorted(range(len(counts)), key=lambda view: -counts[view])[:self.config.views_kept]
         return [self.tilts[view] for view in sorted(best)]
 
-    def _matched_views(self, image: np.ndarray, other: np.ndarray, tilts: list[tuple[float, float]]
-                       ) -> list[Matches]:
+    def _matched_views(self, image: np.ndarray, other: np.ndarray, tilts: list[tuple[float, float]],
+                       refine: bool = True) -> list[Matches]:
         """The matches of the views `tilts` of `image` against `other`, keypoints0 back in `image`'s pixels and
-        inside it (a view's black border matches nothing of the image)."""
+        inside it (a view's black border matches nothing of the image); `refine` False: a ManyMatcher's coarse
+        matches alone (any other matcher's are refined anyway)."""
         views, warps = zip(*(tilt_view(image, tilt, direction) for tilt, direction in tilts))
         matched: list[Matches] = [_NO_MATCHES] * len(views)
         # batches of views of one shape where the inner matcher takes them: a batch is padded to its largest view,
         # which would cost as much; a view too small for the matcher matches nothing
-        batch = self.config.batch_size if isinstance(self.inner, ManyMatcher) else 1
+        many = isinstance(self.inner, ManyMatcher)
+        batch = self.config.batch_size if many else 1
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, view in enumerate(views):
             by_shape.setdefault(view.shape, []).append(index)
@@ -340,10 +349,10 @@ class AffineSimulation:
             for start in range(0, len(indices), batch):
                 chunk = indices[start:start + batch]
                 try:
-                    if batch == 1:
-                        results = [self.inner.match(views[chunk[0]], other)]
+                    if many:
+                        results = self.inner.match_many([views[index] for index in chunk], other, refine=refine)
                     else:
-                        results = self.inner.match_many([views[index] for index in chunk], other)
+                        results = [self.inner.match(views[chunk[0]], other)]
                 except ImageTooSmallError:
                     continue
                 for index, matches in zip(chunk, results):

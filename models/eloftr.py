@@ -47,13 +47,15 @@ class EfficientLoFTR(nn.Module):
         self.fine_preprocess = FineFPN(config.backbone.block_dims)
         self.fine_matching = TwoStageFineMatching(config.fine)
 
-    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None) -> MatchResult:
+    def forward(self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None, refine: bool = True
+                ) -> MatchResult:
         """Match `batch["image0"]` with `batch["image1"]`, (B, 1, H, W) grayscale in [0, 1], sides multiples of
         32 (the coarse stride times the attention's pooling). Optional `mask0`/`mask1` (B, H, W) bool, True on
         the image and False on bottom/right padding: each image's features are then computed on its own valid
         region, the attention and the coarse matcher skip padded cells, and (for valid sides that are multiples
         of 32 too) padding changes nothing. `ground_truth` = (b, i, j) coarse matches pads the fine-level
-        samples in training, as LoFTR's; the keypoints are the model's own matches only."""
+        samples in training, as LoFTR's; the keypoints are the model's own matches only. `refine` False: the
+        coarse matches alone, keypoints on their cells' pixels and `fine` None (no fine map is computed)."""
         image0, image1 = batch["image0"], batch["image1"]
         check_images(image0, image1, self.coarse_stride)
         for name, image in (("image0", image0), ("image1", image1)):
@@ -82,17 +84,19 @@ class EfficientLoFTR(nn.Module):
         flat0, flat1 = (None if m is None else m.flatten(1) for m in (mask0, mask1))
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, flat0, flat1, ground_truth)
 
-        channels = coarse0.shape[1]  # upstream scales the maps before the fine level (against fp16 overflow)
         b, i, j = coarse.batch_index, coarse.index0, coarse.index1
-        fine0 = self._fine_map(coarse0 / channels**0.5, *maps0[1:], size0, image0, b, i)
-        fine1 = self._fine_map(coarse1 / channels**0.5, *maps1[1:], size1, image1, b, j)
-        windows0, windows1 = match_windows(fine0, fine1, b, i, j, self.config.fine.window)
-        fine = self.fine_matching(windows0, windows1)
-
-        dtype = fine.offset0.dtype
-        # the fine map is at full resolution: its pixels are the input's
-        kpts0 = cell_pixels(i, grid0, self.coarse_stride, dtype) + fine.offset0
-        kpts1 = cell_pixels(j, grid1, self.coarse_stride, dtype) + fine.offset1
+        dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
+        kpts0 = cell_pixels(i, grid0, self.coarse_stride, dtype)
+        kpts1 = cell_pixels(j, grid1, self.coarse_stride, dtype)
+        fine = None
+        if refine:
+            channels = coarse0.shape[1]  # upstream scales the maps before the fine level (against fp16 overflow)
+            fine0 = self._fine_map(coarse0 / channels**0.5, *maps0[1:], size0, image0, b, i)
+            fine1 = self._fine_map(coarse1 / channels**0.5, *maps1[1:], size1, image1, b, j)
+            windows0, windows1 = match_windows(fine0, fine1, b, i, j, self.config.fine.window)
+            fine = self.fine_matching(windows0, windows1)
+            # the fine map is at full resolution: its offsets are the input's pixels
+            kpts0, kpts1 = kpts0 + fine.offset0.to(dtype), kpts1 + fine.offset1.to(dtype)
         own = ~coarse.is_ground_truth_pad
         kpts0, kpts1, b = kpts0[own], kpts1[own], b[own]
         if "scale0" in batch:

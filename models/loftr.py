@@ -66,7 +66,8 @@ class LoFTR(nn.Module):
         return self.backbone.coarse_stride
 
     def forward(
-        self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None, window_heatmaps: bool = False
+        self, batch: dict, ground_truth: tuple[torch.Tensor, ...] | None = None, window_heatmaps: bool = False,
+        refine: bool = True,
     ) -> MatchResult:
         """Match `batch["image0"]` (B, 1, H0, W0) with `batch["image1"]` (B, 1, H1, W1), grayscale in [0, 1].
 
@@ -75,7 +76,8 @@ class LoFTR(nn.Module):
         (x, y) from network-input pixels to original pixels. `ground_truth` = (b, i, j) coarse matches pads the
         fine-level samples in training. `window_heatmaps`: also the fine heatmap of every image-0 window position
         (`FineMatches.window_log_heatmaps`, for the window cross-entropy). Padding never changes the result: each
-        image's features are computed on its own valid region, and no match falls in padding.
+        image's features are computed on its own valid region, and no match falls in padding. `refine` False:
+        the coarse matches alone, keypoints on their cells' pixels and `fine` None.
         """
         image0, image1 = batch["image0"], batch["image1"]
         check_images(image0, image1, self.coarse_stride)
@@ -92,6 +94,11 @@ class LoFTR(nn.Module):
 
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, mask0, mask1, ground_truth)
 
+        if not refine:
+            dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
+            kpts0, kpts1 = (cell_pixels(cells, grid, self.coarse_stride, dtype)
+                            for cells, grid in ((coarse.index0, grid0), (coarse.index1, grid1)))
+            return self._keypoints(coarse, None, None, kpts0, kpts1, grid0, grid1, size0, size1, batch)
         fine = self._refine(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1, window_heatmaps)
         kpts0, kpts1 = self._fine_points(coarse, fine, grid0, grid1)
         subpixel = None

@@ -154,6 +154,11 @@ class LoFTRMatcher:
     def name(self) -> str:
         return self.family.name
 
+    @property
+    def coarse_stride(self) -> int:
+        """Network pixels per coarse cell: how far an unrefined keypoint (`match_many(refine=False)`) may be off."""
+        return self.model.coarse_stride
+
     @classmethod
     def from_checkpoint(
         cls,
@@ -227,13 +232,15 @@ class LoFTRMatcher:
         input that is no image."""
         return self.match_many([image0], image1, ["image0"])[0]
 
-    def match_many(self, images0: list, image1, names: list[str] | None = None) -> list[Matches]:
+    def match_many(self, images0: list, image1, names: list[str] | None = None, refine: bool = True
+                   ) -> list[Matches]:
         """`[match(image0, image1) for image0 in images0]` in one forward per rotation: the images 0 (any sizes;
         what `match` takes) resized as `match` resizes them, padded with black to the bottom and right to one
         size, with the masks that keep the model off the padding (each image's features are computed on its own
         region, no match falls in the padding), against image 1 repeated. The affine simulation's batches of
         views (models/affine.py). The same matches as `match` up to float rounding of the batched forward.
-        names: of the images 0 in errors (default images0[k])."""
+        names: of the images 0 in errors (default images0[k]). refine False: the coarse matches alone, each
+        keypoint a coarse cell's pixel (up to `coarse_stride` pixels off), the fine stage skipped."""
         names = names or [f"images0[{index}]" for index in range(len(images0))]
         grays0 = [as_grayscale(image, name) for image, name in zip(images0, names)]
         gray1 = as_grayscale(image1, "image1")
@@ -243,7 +250,7 @@ class LoFTRMatcher:
         for degrees in self.rotations:
             turns = degrees // 90 % 4
             turned = np.ascontiguousarray(np.rot90(gray1, turns)) if turns else gray1
-            for index, matches in enumerate(self._match_many(grays0, turned, names)):
+            for index, matches in enumerate(self._match_many(grays0, turned, names, refine)):
                 score = float(matches.confidence.sum())
                 if score > best_scores[index]:
                     matches.keypoints1 = unturn(matches.keypoints1, turns, gray1.shape)
@@ -275,7 +282,8 @@ class LoFTRMatcher:
         device = next(self.model.parameters()).device
         return torch.from_numpy(resized).to(device, torch.float32) / 255, scale
 
-    def _match_many(self, images0: list[np.ndarray], image1: np.ndarray, names: list[str]) -> list[Matches]:
+    def _match_many(self, images0: list[np.ndarray], image1: np.ndarray, names: list[str], refine: bool = True
+                    ) -> list[Matches]:
         """(H, W) uint8 images 0, each against image 1, in one forward (see `match_many`); keypoints scaled back
         to the given pixels."""
         model = self.model
@@ -297,7 +305,7 @@ class LoFTRMatcher:
         dtype = PRECISIONS[self.precision]
         autocast = nullcontext() if dtype is None else torch.autocast(input1.device.type, dtype=dtype)
         with _eval_mode(model), torch.inference_mode(), autocast:
-            result = model(batch)
+            result = model(batch, refine=refine)
         keypoints0, keypoints1, confidence, index = (value.float().cpu().numpy() if value.is_floating_point()
                                                      else value.cpu().numpy() for value in
                                                      (result.keypoints0, result.keypoints1, result.confidence,

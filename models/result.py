@@ -18,14 +18,15 @@ class MatchResult:
     sits on pixel (8c, 8r), LoFTR's convention; the grids are `geometry.grid.grid_size` (ceil(side / 8)).
 
     `fine` is the family member's own fine stage, aligned with `coarse`: LoFTR's window expectation
-    (`FineMatches`) or Efficient LoFTR's two stages (`TwoStageMatches`); each model's loss reads its own."""
+    (`FineMatches`) or Efficient LoFTR's two stages (`TwoStageMatches`); each model's loss reads its own. None
+    when the forward was asked for coarse matches only (`refine=False`)."""
 
     keypoints0: torch.Tensor  # (N, 2) float
     keypoints1: torch.Tensor  # (N, 2) float
     confidence: torch.Tensor  # (N,) coarse confidence of each match
     batch_index: torch.Tensor  # (N,) long
     coarse: CoarseMatches  # everything the coarse loss needs, ground-truth pads included in training
-    fine: FineMatches | TwoStageMatches  # (M,) entries aligned with `coarse`
+    fine: FineMatches | TwoStageMatches | None  # (M,) entries aligned with `coarse`
     coarse_grid0: tuple[int, int]  # (rows, columns) of image 0's coarse grid
     coarse_grid1: tuple[int, int]
     subpixel: SubpixelMatches | None = None  # LoFTR's stride-1 stage, when the model has one

@@ -12,6 +12,7 @@ import torch
 from data.synthetic.texture import make_texture
 from evaluation.baselines import SIFTMatcher
 from geometry.affine import MAX_TILT, centred_map, tilt_linear, tilt_view, transition_tilt
+from models import affine
 from models.affine import (
     AffineSimulation,
     AffineSimulationConfig,
@@ -67,7 +68,9 @@ class Batched(ViewPoints):
         super().__init__(*args)
         self.batches = []
 
-    def match_many(self, images0, image1):
+    coarse_stride = 1  # its matches are exact either way
+
+    def match_many(self, images0, image1, refine=True):
         self.batches.append([image.shape for image in images0])
         return [self.match(image, image1) for image in images0]
 
@@ -158,6 +161,51 @@ def test_screening_redoes_the_views_nearest_the_true_tilt_at_full_resolution():
             if any(np.array_equal(tilt_view(image0, *view)[0], redone) for redone in calls[61:])]
     assert len(kept) == 5
     nearest = transition_tilts(*(np.array(values)[:, None] for values in zip(*kept)), 4.0, 20.0).ravel()
+    assert nearest.min() <= config.tolerance and nearest.max() <= 2 * config.tolerance
+    error = np.linalg.norm(result.keypoints0 @ warp[:2, :2].T + warp[:2, 2] - result.keypoints1, axis=1)
+    assert len(result) >= 50 and np.median(error) <= 0.5
+
+
+class CoarseScreened(SIFTMatcher):
+    """SIFT as a ManyMatcher whose unrefined matches are coarse: each keypoint moved to the corner of its
+    8-pixel cell, as a LoFTR-family model's coarse matches are (up to a cell off). Records each view's refine."""
+
+    coarse_stride = 8
+
+    def __init__(self):
+        super().__init__()
+        self.refines = []
+
+    def match_many(self, images0, image1, refine=True):
+        self.refines += [refine] * len(images0)
+        found = [self.match(image0, image1) for image0 in images0]
+        if refine:
+            return found
+        return [Matches(*(np.floor(points / self.coarse_stride) * self.coarse_stride
+                          for points in (matches.keypoints0, matches.keypoints1)), matches.confidence)
+                for matches in found]
+
+
+def test_a_batch_matcher_screens_with_its_coarse_matches(monkeypatch):
+    """With a ManyMatcher the screening asks for coarse matches alone (refine=False), a cell off at most, and
+    the filter allows a cell: the views chosen are still the covering's nearest to the true tilt of the exact
+    tilt-4 pair, then matched refined, and the result lies on the affine."""
+    image0 = make_texture(192, 192, seed=1)
+    image1, warp = tilt_view(image0, 4.0, 20.0)
+    inner = CoarseScreened()
+    thresholds = []
+
+    def recording(matches, model, threshold):
+        thresholds.append(threshold)
+        return geometric_filter(matches, model, threshold)
+
+    monkeypatch.setattr(affine, "geometric_filter", recording)
+    config = AffineSimulationConfig(filter="homography", screening_scale=0.5, views_kept=5)
+    result = AffineSimulation(inner, config).match(image0, image1)
+    assert inner.refines == [False] * 61 + [True] * 5
+    assert thresholds == [8.0] * 61 + [3.0]  # a cell while screening, then the configured pixels
+    chosen = AffineSimulation(inner, config)._chosen(image0, image1)
+    nearest = transition_tilts(*(np.array(values)[:, None] for values in zip(*chosen)), 4.0, 20.0).ravel()
     assert nearest.min() <= config.tolerance and nearest.max() <= 2 * config.tolerance
     error = np.linalg.norm(result.keypoints0 @ warp[:2, :2].T + warp[:2, 2] - result.keypoints1, axis=1)
     assert len(result) >= 50 and np.median(error) <= 0.5

@@ -4,9 +4,11 @@ naming, and nothing outside models/ decides by a model's class."""
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from data.synthetic.texture import make_texture
 from losses.eloftr_loss import EfficientLoFTRLoss
 from losses.for_model import loss_for
 from losses.loftr_loss import LoFTRLoss, LossConfig
@@ -76,3 +78,28 @@ def test_the_unbuilt_fit_check_is_silent(config, recwarn):
 
     check_fits_unbuilt(build_model(config).state_dict(), config, WeightOptions())
     assert not [str(warning.message) for warning in recwarn if "meta parameter" in str(warning.message)]
+
+
+@pytest.mark.parametrize("config", [tiny_model_config(), tiny_eloftr_config()], ids=["loftr", "eloftr"])
+def test_coarse_matches_alone_are_the_refined_ones_before_the_fine_stage(config):
+    """refine=False (the affine simulation's screening): the same coarse matches as a full forward, each keypoint
+    its cell's pixel, which the fine stage then moves by less than a cell; no fine stage output."""
+    torch.manual_seed(0)
+    config.match_coarse.threshold = 0.0  # random weights: low confidences
+    model = build_model(config).eval()
+    image0 = make_texture(96, 128, seed=3)
+    batch = {"image0": torch.from_numpy(image0)[None, None].float() / 255,
+             "image1": torch.from_numpy(np.ascontiguousarray(image0[4:, 8:]))[None, None].float() / 255}
+    batch["image1"] = torch.nn.functional.pad(batch["image1"], (0, 8, 0, 4))
+    with torch.no_grad():
+        refined, coarse = model(batch), model(batch, refine=False)
+    assert coarse.fine is None and len(coarse.keypoints0) > 0
+    assert torch.equal(coarse.batch_index, refined.batch_index)
+    assert torch.equal(coarse.confidence, refined.confidence)
+    for points, cells, grid in ((coarse.keypoints0, refined.coarse.index0, refined.coarse_grid0),
+                                (coarse.keypoints1, refined.coarse.index1, refined.coarse_grid1)):
+        expected = torch.stack([cells % grid[1], cells // grid[1]], 1).float() * model.coarse_stride
+        assert torch.equal(points, expected)
+    stride = model.coarse_stride
+    assert (refined.keypoints0 - coarse.keypoints0).abs().max() < stride
+    assert (refined.keypoints1 - coarse.keypoints1).abs().max() < stride
