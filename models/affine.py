@@ -12,8 +12,9 @@ image 0 through each view's exact inverse, merged and filtered by one geometric 
 Views are ASIFT's (geometry/affine.py, `tilt_view`): compressions along a direction, no in-plane rotation, so
 an upright matcher sees upright images. By default they are screened first, after ASIFT's two-resolution
 scheme: all matched at half scale (a ManyMatcher's coarse matches alone, the fine stage skipped), the few whose
-matches one geometric model explains best again at full resolution. An inner matcher with `match_many(images0, image1)` (LoFTRMatcher) gets the views of one shape in
-batches of `batch_size`; any other gets them one by one.
+matches one geometric model explains best again at full resolution. An inner matcher with
+`match_many(images0, image1)` (LoFTRMatcher) gets the views of one shape in batches of `batch_size`; any other
+gets them one by one.
 """
 
 import math
