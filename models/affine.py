@@ -26,9 +26,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from geometry.affine import MAX_TILT, tilt_view
+from geometry.points import suppress
 from utils.resize import resized
 from utils.values import check_number
 
@@ -381,34 +381,11 @@ def back_to_image(points: np.ndarray, warp: np.ndarray) -> np.ndarray:
 
 
 def merge(matches: Matches, radius: float) -> Matches:
-    """Greedy non-maximum suppression on image 0: the most confident match is kept, every match whose image-0
-    keypoint lies within `radius` pixels of a kept one (distance <= radius) is dropped, then the next most
-    confident remaining one, and so on. Exact greedy result in vectorised rounds over the close pairs (a k-d
-    tree finds them): each round keeps the matches that no more confident undecided or kept match is close to,
-    and drops those close to a kept one. Kept matches in order of decreasing confidence (ties: pooled order)."""
-    count = len(matches)
-    if count == 0:
-        return matches
-    order = np.argsort(-np.asarray(matches.confidence, np.float64), kind="stable")
-    rank = np.empty(count, np.int64)
-    rank[order] = np.arange(count)
-    pairs = cKDTree(np.asarray(matches.keypoints0, np.float64)).query_pairs(radius, output_type="ndarray")
-    if len(pairs):
-        first, second = pairs[:, 0], pairs[:, 1]
-        swap = rank[first] > rank[second]
-        stronger, weaker = np.where(swap, second, first), np.where(swap, first, second)  # by confidence rank
-    else:
-        stronger = weaker = np.zeros(0, np.int64)
-    undecided, kept = np.ones(count, bool), np.zeros(count, bool)
-    while undecided.any():
-        blocked = np.zeros(count, bool)
-        blocked[weaker[undecided[stronger] | kept[stronger]]] = True
-        kept |= undecided & ~blocked
-        undecided &= ~kept
-        suppressed = np.zeros(count, bool)
-        suppressed[weaker[kept[stronger]]] = True
-        undecided &= ~suppressed
-    chosen = order[kept[order]]
+    """Greedy non-maximum suppression on image 0 (geometry.points.suppress): the most confident match is kept,
+    every match whose image-0 keypoint lies within `radius` pixels of a kept one (distance <= radius) is dropped,
+    then the next most confident remaining one, and so on. Kept matches in order of decreasing confidence (ties:
+    pooled order)."""
+    chosen = suppress(matches.keypoints0, matches.confidence, radius)
     return Matches(matches.keypoints0[chosen], matches.keypoints1[chosen], matches.confidence[chosen])
 
 

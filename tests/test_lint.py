@@ -8,11 +8,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # ruff and lint-imports are installed beside this interpreter
-PACKAGES = ("geometry", "utils", "data", "models", "losses", "evaluation", "lightning_modules", "benchmarks")
+PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
