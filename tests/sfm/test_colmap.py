@@ -1,0 +1,100 @@
+"""The COLMAP database export (sfm/colmap.py): exact projections of a known scene, merged into one keypoint set
+per image, written and mapped by pycolmap, give back the cameras' relative poses."""
+
+import numpy as np
+import pytest
+
+from models.matches import Matches
+from sfm.colmap import CameraPrior, write_database
+from sfm.keypoints import QuantizationConfig, sfm_features
+
+pycolmap = pytest.importorskip("pycolmap")
+
+WIDTH, HEIGHT, FOCAL = 640, 480, 500.0
+K = np.array([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1]])
+
+
+def scene(views: int = 5, points: int = 500, seed: int = 0):
+    """Random points in front of `views` cameras on an arc looking at them: (names, world-to-camera (R, t) per
+    view, the pairwise matches of the exact projections, each point seen by every camera, pixel (c, r) at
+    (c, r))."""
+    rng = np.random.default_rng(seed)
+    world = rng.uniform([-2, -1.5, 5], [2, 1.5, 9], (points, 3))
+    poses = []
+    for k in range(views):
+        angle = np.radians(6.0 * (k - views // 2))
+        rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+        poses.append((rotation, np.array([0.5 * (k - views // 2), 0.05 * k, 0.0])))
+
+    def projected(k):
+        rotation, translation = poses[k]
+        pixels = (world @ rotation.T + translation) @ K.T
+        return pixels[:, :2] / pixels[:, 2:] - 0.5  # COLMAP's corner-at-0 pinhole, in our pixel convention
+
+    names = [f"view{k}.png" for k in range(views)]
+    pairs = {(names[a], names[b]): Matches(projected(a), projected(b), np.ones(points))
+             for a in range(views) for b in range(a + 1, views)}
+    return names, poses, pairs
+
+
+def rotation_error_degrees(estimated: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(estimated @ truth.T) - 1) / 2, -1, 1))))
+
+
+def mapped(tmp_path, features, cameras):
+    """`features` written to a database and mapped by pycolmap's incremental mapper (one thread, seeded):
+    (the image ids, the models)."""
+    ids = write_database(tmp_path / "scene.db", features, cameras)
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads, options.random_seed = 1, 0
+    (tmp_path / "sparse").mkdir()
+    return ids, pycolmap.incremental_mapping(str(tmp_path / "scene.db"), str(tmp_path), str(tmp_path / "sparse"),
+                                             options)
+
+
+def test_a_written_database_maps_back_to_the_true_relative_poses(tmp_path):
+    """Known focal lengths (as from EXIF) and exact keypoints (no snapping, exact duplicates merged: each scene
+    point one keypoint per image): every image registered, every scene point triangulated, relative rotations
+    and translation directions within 0.05 degree of the truth."""
+    names, poses, pairs = scene()
+    features = sfm_features(pairs, QuantizationConfig(cell_size=0, max_error=0))
+    assert all(len(points) == 500 for points in features.keypoints.values())
+    ids, models = mapped(tmp_path, features, {name: CameraPrior(WIDTH, HEIGHT, FOCAL) for name in names})
+    database = pycolmap.Database.open(str(tmp_path / "scene.db"))
+    assert database.num_images() == 5 and database.num_verified_image_pairs() == 10
+    assert np.allclose(database.read_keypoints(ids[names[0]])[:, :2], features.keypoints[names[0]] + 0.5)
+    database.close()
+    assert len(models) == 1
+    model = models[0]
+    assert model.num_reg_images() == 5 and model.num_points3D() == 500
+    images = {image.name: image for image in model.images.values()}
+    for a, b in ((0, 1), (0, 4), (2, 3)):
+        estimated = images[names[b]].cam_from_world() * images[names[a]].cam_from_world().inverse()
+        truth_rotation = poses[b][0] @ poses[a][0].T
+        truth_translation = poses[b][1] - truth_rotation @ poses[a][1]
+        assert rotation_error_degrees(estimated.rotation.matrix(), truth_rotation) < 0.05
+        direction = estimated.translation / np.linalg.norm(estimated.translation)
+        truth_direction = truth_translation / np.linalg.norm(truth_translation)
+        assert np.degrees(np.arccos(np.clip(direction @ truth_direction, -1, 1))) < 0.05
+
+
+def test_without_focal_lengths_colmaps_prior_still_registers_every_image(tmp_path):
+    names, _, pairs = scene()
+    _, models = mapped(tmp_path, sfm_features(pairs), {name: CameraPrior(WIDTH, HEIGHT) for name in names})
+    database = pycolmap.Database.open(str(tmp_path / "scene.db"))
+    camera = database.read_all_cameras()[0]
+    database.close()
+    assert camera.focal_length == 1.2 * WIDTH and not camera.has_prior_focal_length
+    assert len(models) == 1 and models[0].num_reg_images() == 5 and models[0].num_points3D() > 0
+
+
+def test_an_existing_database_is_never_replaced(tmp_path):
+    names, _, pairs = scene(views=2, points=50)
+    path = tmp_path / "scene.db"
+    path.write_bytes(b"a user's database")
+    with pytest.raises(FileExistsError, match="scene.db"):
+        write_database(path, sfm_features(pairs), {name: CameraPrior(WIDTH, HEIGHT) for name in names})
+    assert path.read_bytes() == b"a user's database"
+    with pytest.raises(KeyError, match="view1.png"):
+        write_database(tmp_path / "other.db", sfm_features(pairs), {names[0]: CameraPrior(WIDTH, HEIGHT)})
+    assert not (tmp_path / "other.db").exists()
