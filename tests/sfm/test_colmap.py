@@ -1,12 +1,15 @@
-"""The COLMAP database export (sfm/colmap.py): exact projections of a known scene, merged into one keypoint set
-per image, written and mapped by pycolmap, give back the cameras' relative poses."""
+"""The exports for structure from motion (sfm/colmap.py, sfm/hloc.py): exact projections of a known scene, merged
+into one keypoint set per image, written as a COLMAP database and mapped by pycolmap, give back the cameras'
+relative poses; hloc's files read back as hloc reads them map the same."""
 
+import h5py
 import numpy as np
 import pytest
 
 from models.matches import Matches
 from sfm.colmap import CameraPrior, write_database
-from sfm.keypoints import QuantizationConfig, sfm_features
+from sfm.hloc import pair_key, write_hloc
+from sfm.keypoints import QuantizationConfig, SfMFeatures, sfm_features
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -98,3 +101,41 @@ def test_an_existing_database_is_never_replaced(tmp_path):
     with pytest.raises(KeyError, match="view1.png"):
         write_database(tmp_path / "other.db", sfm_features(pairs), {names[0]: CameraPrior(WIDTH, HEIGHT)})
     assert not (tmp_path / "other.db").exists()
+
+
+def read_hloc(folder, pairs) -> SfMFeatures:
+    """hloc's files read as hloc's `get_keypoints` and `get_matches` read them: keypoints by image name, a pair's
+    matches from `matches0` (-1: unmatched) under the key `name0-with-dashes/name1-with-dashes`."""
+    features = SfMFeatures()
+    with h5py.File(folder / "features.h5", "r") as file:
+        for name in {name for pair in pairs for name in pair}:
+            features.keypoints[name] = file[name]["keypoints"][()].astype(np.float64)
+    with h5py.File(folder / "matches.h5", "r") as file:
+        for name0, name1 in pairs:
+            group = file[name0.replace("/", "-")][name1.replace("/", "-")]
+            matches0 = group["matches0"][()]
+            valid = np.flatnonzero(matches0 > -1)
+            features.matches[(name0, name1)] = np.stack([valid, matches0[valid]], 1)
+            features.scores[(name0, name1)] = group["matching_scores0"][()][valid].astype(np.float64)
+    return features
+
+
+def test_hlocs_files_read_back_as_hloc_reads_them_map_to_the_scene(tmp_path):
+    """Images in a sub-folder (hloc's names keep the "/"; pair keys make it "-"): the files read back the
+    features written, and a database made from what was read maps every image and point."""
+    names, _, pairs = scene()
+    pairs = {(f"site/{a}", f"site/{b}"): matches for (a, b), matches in pairs.items()}
+    features = sfm_features(pairs, QuantizationConfig(cell_size=0, max_error=0))
+    sizes = dict.fromkeys(features.keypoints, (WIDTH, HEIGHT))
+    write_hloc(tmp_path / "hloc", features, sizes)
+    with h5py.File(tmp_path / "hloc" / "matches.h5", "r") as file:
+        assert pair_key("site/view0.png", "site/view1.png") == "site-view0.png/site-view1.png" in file
+    again = read_hloc(tmp_path / "hloc", list(pairs))
+    for name, points in features.keypoints.items():
+        assert np.allclose(again.keypoints[name], points, atol=1e-4)  # float32
+    for pair, found in features.matches.items():
+        assert np.array_equal(again.matches[pair], found[np.argsort(found[:, 0])])
+    _, models = mapped(tmp_path, again, {name: CameraPrior(WIDTH, HEIGHT, FOCAL) for name in again.keypoints})
+    assert len(models) == 1 and models[0].num_reg_images() == 5 and models[0].num_points3D() == 500
+    with pytest.raises(FileExistsError, match="features.h5"):
+        write_hloc(tmp_path / "hloc", features, sizes)
