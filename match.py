@@ -74,7 +74,10 @@ from geometry.warp import apply_homography, warp_image
 from models.affine import AffineSimulationConfig
 from models.checkpoint import POS_ENCODINGS, CheckpointError
 from models.matcher import CoarseCellTooSmallError, ImageTooLargeError, LoFTRMatcher, ResizedMatcher, checked_device
-from models.matches import ImageTooSmallError, Matches
+from models.matches import KEYS, ImageTooSmallError, Matches
+from sfm.colmap import camera_of_photo, write_database
+from sfm.hloc import FEATURES_FILE, MATCHES_FILE, write_hloc
+from sfm.keypoints import PRESETS, QuantizationConfig, sfm_features
 from utils.files import (
     NotARegularFileError,
     check_no_output_on_input,
@@ -95,6 +98,9 @@ LOFTR_FLAGS = ("checkpoint", "random_weights", "trust_checkpoint", "pos_encoding
 # the simulation's options: with --affine-simulation
 AFFINE_FLAGS = ("affine_max_tilt", "affine_tolerance", "affine_screening_scale", "affine_views_kept")
 SINGLE_PAIR_FLAGS = ("demo", "plot", "ground_truth", "overlay", "panorama")
+SFM_FLAGS = ("colmap", "hloc", "quantization")  # exports of many pairs' matches: with --pairs or --images
+# matchers whose keypoints a detector places, the same in every pair of an image: kept as they are for SfM
+DETECTOR_MATCHERS = ("sift", "xfeat", "xfeat_lighterglue", "aliked_lightglue", "disk_lightglue")
 MATCHES_FILE_SUFFIXES = (".h5", ".hdf5")
 MATCHES_FILE_FORMAT = "match.py pairs"  # the root attribute `format` of the HDF5 files match.py writes
 # the group a pair is written into before it is moved to its name: no URL-quoted name holds a space
@@ -175,6 +181,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--affine-views-kept", type=int, metavar="N",
                         help=f"with --affine-simulation: the views redone at full resolution after screening "
                              f"(default: {AffineSimulationConfig.views_kept})")
+    parser.add_argument("--colmap", type=Path, metavar="DB",
+                        help="with --pairs or --images: also write the matches as a new COLMAP database (one "
+                             "keypoint set per image, cameras from EXIF focal lengths or COLMAP's prior, verified "
+                             "two-view geometries) for COLMAP's mapper and GUI, GLOMAP or pycolmap.incremental_mapping")
+    parser.add_argument("--hloc", type=Path, metavar="DIR",
+                        help="with --pairs or --images: also write hloc's features.h5 and matches.h5 to DIR")
+    parser.add_argument("--quantization", choices=[*PRESETS, "none"],
+                        help="with --colmap or --hloc: how each image's keypoints of all its pairs become one set, "
+                             "hloc's presets (loftr: 1 px cells, merged within 1 px; loftr_aachen: 8 and 2; "
+                             "loftr_superpoint: 4 and 4) or none (exact duplicates only); default: loftr, or none "
+                             "for a detector's keypoints (sift, xfeat, xfeat_lighterglue, aliked_lightglue, "
+                             "disk_lightglue)")
     parser.add_argument("--out", type=Path, required=True,
                         help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,); "
                              "with --pairs or --images an .h5 file that gets one group a pair (added to if it exists)")
@@ -199,6 +217,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         for flag, value in (("--image-root", args.image_root), ("--pairing", args.pairing)):
             if value is not None:
                 parser.error(f"{flag} goes with {'--pairs' if flag == '--image-root' else '--images'}")
+        for name in SFM_FLAGS:
+            if getattr(args, name) is not None:
+                parser.error(f"--{name} goes with --pairs or --images (one keypoint set per image of many pairs)")
         check_single_pair_args(parser, args)
     check_matcher_args(parser, args)
     args.affine = affine_config(parser, args)
@@ -258,6 +279,11 @@ def check_batch_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--images needs --pairing exhaustive (every pair) or sequential:N (each image with the next N)")
     if args.out.suffix.lower() not in MATCHES_FILE_SUFFIXES:
         parser.error(f"--out {args.out}: {mode} writes an HDF5 file; name it .h5 or .hdf5")
+    if args.quantization is not None and args.colmap is None and args.hloc is None:
+        parser.error("--quantization goes with --colmap or --hloc")
+    if args.quantization is None:
+        detector = args.matcher in DETECTOR_MATCHERS and not args.affine_simulation
+        args.quantization = "none" if detector else "loftr"
 
 
 def check_matcher_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -494,6 +520,7 @@ def match_into_file(args: argparse.Namespace) -> int:
     try:
         root, pairs = pairs_to_match(args)
         check_batch_paths(args)
+        check_sfm_outputs(args)
         settings = file_settings(args)
         done = stored_pairs(args.out, settings) if args.out.exists() else set()
         pairs = list(dict.fromkeys(pairs))  # a pair listed twice is matched once
@@ -521,6 +548,7 @@ def match_into_file(args: argparse.Namespace) -> int:
                     except OSError as error:
                         raise InputError(f"cannot write to --out {args.out}: {write_failure(error)}") from None
                     matched += 1
+        exported = export_for_sfm(args, root, list(dict.fromkeys(pairs))) if args.colmap or args.hloc else None
     except InputError as error:
         kept = f"; the {matched} pairs matched before it are kept in {args.out}: run again to go on" if matched else ""
         print(f"match.py: error: {error}{kept}", file=sys.stderr)
@@ -533,7 +561,56 @@ def match_into_file(args: argparse.Namespace) -> int:
         print("warning: --random-weights: the model is untrained, its matches are meaningless "
               "(use this to check the pipeline only)", file=sys.stderr)
     print(f"matched {matched} pairs, {stored} already in {args.out}")
+    if exported is not None:
+        print(exported)
     return 0
+
+
+def check_sfm_outputs(args: argparse.Namespace) -> None:
+    """InputError, before anything is matched, when --colmap's database or --hloc's files exist (they are
+    written new, never added to) or would land on --out or an input."""
+    outputs = []
+    if args.colmap is not None:
+        outputs.append(("--colmap", args.colmap))
+    if args.hloc is not None:
+        outputs += [("--hloc", args.hloc / FEATURES_FILE), ("--hloc", args.hloc / MATCHES_FILE)]
+    for flag, path in outputs:
+        if path.exists():
+            raise InputError(f"{flag} {path} exists: it is written new, never added to; give another path "
+                             f"(nothing was matched or written)")
+    try:
+        check_no_output_on_input({"--out": args.out, "--pairs": args.pairs, "--checkpoint": args.checkpoint}, outputs)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def export_for_sfm(args: argparse.Namespace, root: Path, pairs: list[tuple[str, str]]) -> str:
+    """--colmap / --hloc: the matches of `pairs` in --out as one keypoint set per image (--quantization) written
+    as a COLMAP database and/or hloc's files; the line that says what was written."""
+    with h5py.File(args.out, "r") as file:
+        found = {}
+        for pair in pairs:
+            group = file["/".join(pair_key(*pair))]
+            found[pair] = Matches(*(group[key][()].astype(np.float64) for key in KEYS))
+    features = sfm_features(found, PRESETS.get(args.quantization, QuantizationConfig(0, 0)))
+    try:
+        cameras = {name: camera_of_photo(root / name) for name in features.keypoints}
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    keypoints = sum(len(points) for points in features.keypoints.values())
+    written = []
+    try:
+        if args.hloc is not None:
+            sizes = {name: (camera.width, camera.height) for name, camera in cameras.items()}
+            written += map(str, write_hloc(args.hloc, features, sizes))
+        if args.colmap is not None:
+            write_database(args.colmap, features, cameras)
+            written.append(str(args.colmap))
+    except OSError as error:
+        done = f" ({' and '.join(written)} written)" if written else ""
+        raise InputError(f"cannot write the exports{done}: {write_failure(error)}") from None
+    return (f"{keypoints} keypoints in {len(features.keypoints)} images ({args.quantization} quantization), "
+            f"{sum(map(len, features.matches.values()))} matches -> {' and '.join(written)}")
 
 
 def pairs_to_match(args: argparse.Namespace) -> tuple[Path, list[tuple[str, str]]]:

@@ -2,6 +2,7 @@
 `pycolmap.incremental_mapping` read as they are.
 
     CameraPrior(width, height, focal=None): one image's camera; no focal: COLMAP's own prior.
+    camera_of_photo(path): a photo's upright size and its EXIF focal length, as COLMAP reads them.
     write_database(path, features, cameras, verify=True): cameras, one-camera rigs and frames, images,
         keypoints and raw matches; with `verify`, two-view geometries by COLMAP's geometric verification.
 
@@ -21,6 +22,10 @@ from .keypoints import SfMFeatures
 
 # COLMAP's ImageReaderOptions.default_focal_length_factor: without EXIF, focal = 1.2 x the image's larger side
 PRIOR_FOCAL_FACTOR = 1.2
+# COLMAP's Bitmap::ExifFocalLength: focal = FocalLengthIn35mmFilm / 35 x the larger side, in pixels
+FILM_35MM = 35.0
+EXIF_IFD, FOCAL_35MM_TAG, ORIENTATION_TAG = 0x8769, 0xA405, 0x0112
+TURNED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that show the stored image a quarter turn round
 CAMERA_MODEL = "SIMPLE_RADIAL"  # COLMAP's feature extractor's default: f, cx, cy, k
 PIXEL_CENTRE = 0.5  # COLMAP's pixel (c, r) centre minus ours
 
@@ -47,6 +52,29 @@ class CameraPrior:
         """SIMPLE_RADIAL's f, cx, cy, k: the principal point at the image's centre, no distortion."""
         focal = self.focal if self.focal is not None else PRIOR_FOCAL_FACTOR * max(self.width, self.height)
         return [float(focal), self.width / 2, self.height / 2, 0.0]
+
+
+def camera_of_photo(path: str | Path) -> CameraPrior:
+    """The camera of the photo at `path` as the matchers see it: its size once turned upright by its EXIF
+    orientation (utils.images reads photos so), and the focal length its EXIF 35 mm equivalent gives (COLMAP's
+    rule), None without one. Reads the header only. ValueError naming the file when it is no image PIL reads."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            exif = image.getexif()
+            turned = exif.get(ORIENTATION_TAG, 1) in TURNED_ORIENTATIONS
+            focal_35mm = exif.get_ifd(EXIF_IFD).get(FOCAL_35MM_TAG)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:  # PIL's errors for bad files
+        raise ValueError(f"cannot read the size of image {path}: {error}") from None
+    if turned:
+        width, height = height, width
+    try:
+        focal = float(focal_35mm) / FILM_35MM * max(width, height) if focal_35mm else None
+    except (TypeError, ValueError):  # a malformed tag: COLMAP's prior instead
+        focal = None
+    return CameraPrior(width, height, focal if focal and focal > 0 and np.isfinite(focal) else None)
 
 
 def write_database(path: str | Path, features: SfMFeatures, cameras: dict[str, CameraPrior],

@@ -669,3 +669,15 @@ def test_loftr_in_the_affine_simulation_gives_the_python_apis_matches(capfd, pai
     np.testing.assert_allclose(matches["keypoints0"], expected.keypoints0, atol=1e-3)
     np.testing.assert_allclose(matches["keypoints1"], expected.keypoints1, atol=1e-3)
     assert (matches["keypoints0"][:, 0] > 128).any()  # beyond the resized width of the 160x120 image
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["a.png", "b.png", "--colmap", "scene.db", "--out", "m.npz"], ["--colmap goes with --pairs or --images"]),
+    (["a.png", "b.png", "--hloc", "hloc", "--out", "m.npz"], ["--hloc goes with --pairs or --images"]),
+    (["--images", ".", "--pairing", "exhaustive", "--quantization", "loftr", "--out", "m.h5"],
+     ["--quantization goes with --colmap or --hloc"]),
+    (["--images", ".", "--pairing", "exhaustive", "--colmap", "m.h5", "--out", "m.h5"], ["--colmap", "--out"]),
+])
+def test_a_bad_sfm_export_option_is_one_line_naming_the_flag(tmp_path, pair, flags, named):
+    refusal(run_here([MATCH, *flags, *SIFT], tmp_path), *named)
+    assert not any((tmp_path / name).exists() for name in ("m.npz", "m.h5", "scene.db", "hloc"))

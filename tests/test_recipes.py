@@ -110,7 +110,8 @@ MATCH_RUNS = {
     "another matcher": lambda w: "--matcher" in w and not many_pairs(w) and "--affine-simulation" not in w,
     "affine simulation": lambda w: "--affine-simulation" in w,
     "a pairs file": lambda w: "--pairs" in w,
-    "a folder of images": lambda w: "--images" in w,
+    "a folder of images": lambda w: "--images" in w and "--colmap" not in w,
+    "reconstruction exports": lambda w: "--colmap" in w,
 }
 NOT_RUN_HERE = {  # README commands that need what this machine lacks, and the test that runs their substance
     "hydra/launcher=submitit_slurm": "a SLURM cluster; tests/test_launcher.py runs a sweep through submitit_local",
@@ -419,8 +420,9 @@ def test_readmes_python_example_runs_verbatim_after_the_main_job(home, main_job)
     path as they are from the root."""
     examples = python_examples()
     assert [name for name, _ in examples].count("README.md") == 1 and "load_matcher" in examples[0][1]
+    assert all(MAPPING in code or "load_matcher" in code for _, code in examples)  # each run here or below
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for name, code in examples:
+    for name, code in (example for example in examples if MAPPING not in example[1]):
         result = subprocess.run([sys.executable, "-c", code], cwd=home, capture_output=True, text=True, timeout=300,
                                 env=environment)
         assert result.returncode == 0, f"{name}:\n{code}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
@@ -466,6 +468,57 @@ def test_match_py_other_matchers_a_pairs_file_and_a_folder(home, main_job):
         pairing = words[words.index("--pairing") + 1]
         following = n - 1 if pairing == "exhaustive" else int(pairing.split(":")[1])
         assert h5_pairs(home / words[words.index("--out") + 1]) == sum(min(following, n - 1 - i) for i in range(n))
+
+
+MAPPING = "pycolmap.incremental_mapping"  # docs/matching.md's Python block that maps match.py's database
+
+
+def test_match_py_exports_a_colmap_database_and_hlocs_files_that_reconstruct(home, main_job):
+    """docs/matching.md's --colmap/--hloc command with the main job's model on the world's scene0003 (playing
+    scene0005): the database holds every image, keypoints and verified pairs, hloc's files every image and
+    pair; run again, the existing exports are refused (exit 2) before anything is matched, and left as they were.
+    The main job's model is trained for seconds on 160 px images here, too little to map from: the same command
+    with SIFT on the site's ten 320x240 photos (playing scene0005's images), then the docs' pycolmap block as
+    written (its paths those photos' and outputs), registers images and triangulates points."""
+    import h5py
+    import pycolmap
+
+    def on_this_world(text: str) -> str:
+        return text.replace("scene0005", "scene0003")
+
+    [documented] = [words for words in readme_commands("match.py") if MATCH_RUNS["reconstruction exports"](words)]
+    words = [on_this_world(word) for word in documented]
+    result = run(home, "match.py", *words)
+    database_path, hloc = (home / words[words.index(flag) + 1] for flag in ("--colmap", "--hloc"))
+    images = sorted((home / words[words.index("--images") + 1]).glob("*.jpg"))
+    assert re.search(rf"keypoints in {len(images)} images \(loftr quantization\)", result.stdout), result.stdout
+    database = pycolmap.Database.open(str(database_path))
+    assert database.num_images() == len(images) and database.num_keypoints() > 0
+    assert database.num_verified_image_pairs() > 0
+    database.close()
+    with h5py.File(hloc / "features.h5", "r") as features, h5py.File(hloc / "matches.h5", "r") as matches:
+        assert sorted(features) == sorted(image.name for image in images)
+        assert sum(len(group) for group in matches.values()) == len(images) * (len(images) - 1) // 2
+    before = database_path.read_bytes()
+    again = subprocess.run([sys.executable, str(ROOT / "match.py"), *words], cwd=home, capture_output=True, text=True)
+    assert again.returncode == 2 and "--colmap" in again.stderr and "exists" in again.stderr
+    assert database_path.read_bytes() == before
+
+    def on_the_photos(text: str) -> str:
+        return text.replace("data/world/scene0005/images", "photos/site").replace("scene0005", "site")
+
+    checkpoint = documented.index("--checkpoint")
+    sift = [on_the_photos(word) for word in documented[:checkpoint] + ["--matcher", "sift"]
+            + documented[checkpoint + 2:]]
+    result = run(home, "match.py", *sift)
+    assert re.search(r"keypoints in 10 images \(none quantization\)", result.stdout), result.stdout
+    [code] = [on_the_photos(code) for _, code in python_examples() if MAPPING in code]
+    mapped = subprocess.run([sys.executable, "-c", code], cwd=home, capture_output=True, text=True, timeout=300)
+    assert mapped.returncode == 0, mapped.stderr[-3000:]
+    # the summaries printed: a model with images registered and points triangulated
+    registered = [int(count) for count in re.findall(r"num_reg_frames = (\d+)", mapped.stdout)]
+    points = [int(count) for count in re.findall(r"num_points3D = (\d+)", mapped.stdout)]
+    assert registered and max(registered) >= 5 and max(points) > 100, mapped.stdout[-2000:]
 
 
 def test_the_affine_simulation_commands(home, main_job, tmp_path):
