@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.matches import Matches
-from sfm.colmap import CameraPrior, write_database
+from sfm.colmap import CameraPrior, camera_of_photo, write_database
 from sfm.hloc import pair_key, write_hloc
 from sfm.keypoints import QuantizationConfig, SfMFeatures, sfm_features
 
@@ -139,3 +139,23 @@ def test_hlocs_files_read_back_as_hloc_reads_them_map_to_the_scene(tmp_path):
     assert len(models) == 1 and models[0].num_reg_images() == 5 and models[0].num_points3D() == 500
     with pytest.raises(FileExistsError, match="features.h5"):
         write_hloc(tmp_path / "hloc", features, sizes)
+
+
+def test_a_photos_camera_is_its_upright_size_and_its_exif_focal_length(tmp_path):
+    """A 400x300 JPEG stored turned (EXIF orientation 6) with a 28 mm 35-mm-equivalent focal length: 300x400 as
+    the matchers read it, focal 28 / 35 x 400 px (COLMAP's rule); without EXIF, COLMAP's prior."""
+    from PIL import Image
+
+    stored = Image.fromarray(np.zeros((300, 400), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = 28
+    stored.save(tmp_path / "turned.jpg", exif=exif)
+    stored.save(tmp_path / "plain.jpg")
+    turned, plain = camera_of_photo(tmp_path / "turned.jpg"), camera_of_photo(tmp_path / "plain.jpg")
+    assert (turned.width, turned.height) == (300, 400) and turned.focal == pytest.approx(28 / 35 * 400)
+    assert (plain.width, plain.height, plain.focal) == (400, 300, None)
+    assert plain.params()[0] == pytest.approx(1.2 * 400)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        camera_of_photo(tmp_path / "broken.jpg")
