@@ -77,7 +77,7 @@ from models.matcher import CoarseCellTooSmallError, ImageTooLargeError, LoFTRMat
 from models.matches import KEYS, ImageTooSmallError, Matches
 from sfm.colmap import camera_of_photo, write_database
 from sfm.hloc import FEATURES_FILE, MATCHES_FILE, write_hloc
-from sfm.keypoints import PRESETS, QuantizationConfig, sfm_features
+from sfm.keypoints import PRESETS, sfm_features
 from utils.files import (
     NotARegularFileError,
     check_no_output_on_input,
@@ -187,7 +187,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "two-view geometries) for COLMAP's mapper and GUI, GLOMAP or pycolmap.incremental_mapping")
     parser.add_argument("--hloc", type=Path, metavar="DIR",
                         help="with --pairs or --images: also write hloc's features.h5 and matches.h5 to DIR")
-    parser.add_argument("--quantization", choices=[*PRESETS, "none"],
+    parser.add_argument("--quantization", choices=list(PRESETS),
                         help="with --colmap or --hloc: how each image's keypoints of all its pairs become one set, "
                              "hloc's presets (loftr: 1 px cells, merged within 1 px; loftr_aachen: 8 and 2; "
                              "loftr_superpoint: 4 and 4) or none (exact duplicates only); default: loftr, or none "
@@ -592,7 +592,7 @@ def export_for_sfm(args: argparse.Namespace, root: Path, pairs: list[tuple[str, 
         for pair in pairs:
             group = file["/".join(pair_key(*pair))]
             found[pair] = Matches(*(group[key][()].astype(np.float64) for key in KEYS))
-    features = sfm_features(found, PRESETS.get(args.quantization, QuantizationConfig(0, 0)))
+    features = sfm_features(found, PRESETS[args.quantization])
     try:
         cameras = {name: camera_of_photo(root / name) for name in features.keypoints}
     except ValueError as error:

@@ -9,7 +9,7 @@ it); a match is then a pair of merged keypoints, and a keypoint matched twice in
 confident match only (both ways). A sparse matcher's keypoints repeat exactly from pair to pair: `cell_size` 0
 and `max_error` 0 keep them as they are, exact duplicates merged.
 
-    QuantizationConfig(cell_size, max_error): hloc's `loftr` preset by default; PRESETS holds its three.
+    QuantizationConfig(cell_size, max_error): hloc's `loftr` preset by default; PRESETS holds its three and none.
     sfm_features(pair_matches, config) -> SfMFeatures: keypoints per image, index matches and scores per pair.
 """
 
@@ -39,9 +39,9 @@ class QuantizationConfig:
 
 
 # hloc's match_dense.py presets (cell_size, max_error): every keypoint kept to the pixel for small scenes; fewer
-# keypoints for large ones (Aachen); SuperPoint-like density
+# keypoints for large ones (Aachen); SuperPoint-like density. And "none": a detector's keypoints as they are
 PRESETS = {"loftr": QuantizationConfig(1, 1), "loftr_aachen": QuantizationConfig(8, 2),
-           "loftr_superpoint": QuantizationConfig(4, 4)}
+           "loftr_superpoint": QuantizationConfig(4, 4), "none": QuantizationConfig(0, 0)}
 
 
 @dataclass
