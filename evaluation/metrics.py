@@ -29,6 +29,9 @@ from geometry.estimation import (
 POSE_AUC_THRESHOLDS_DEG = (5.0, 10.0, 20.0)
 # LoFTR sec. 4.1 (HPatches): AUC of the mean corner error at 3, 5 and 10 pixels; glue-factory's tables add 1 px.
 HOMOGRAPHY_AUC_THRESHOLDS_PX = (1.0, 3.0, 5.0, 10.0)
+# The Image Matching Benchmark (Jin et al., IJCV 2021; the IMC challenges): mean average accuracy of the pose error
+# (the larger of the rotation and translation angular errors) at thresholds of 1 to 10 degrees.
+MAA_THRESHOLDS_DEG = tuple(float(degrees) for degrees in range(1, 11))
 # Squared symmetric epipolar distance (normalized coordinates) below which a match counts as correct: LoFTR's
 # TRAINER.EPI_ERR_THR, "5e-4 for ScanNet, 1e-4 for MegaDepth (from SuperGlue)".
 EPIPOLAR_THRESHOLD_SCANNET = 5e-4
@@ -57,6 +60,35 @@ def error_auc(errors: Iterable[float], thresholds: Sequence[float]) -> dict[floa
         y = np.concatenate([recall[:last], [recall[last - 1]]])
         aucs[threshold] = float(100 * np.trapezoid(y, x) / threshold)
     return aucs
+
+
+def mean_average_accuracy(errors: Iterable[float], thresholds: Sequence[float] = MAA_THRESHOLDS_DEG) -> float:
+    """IMC's mAA in percent: the share of `errors` (one per pair; inf or NaN a failure) below each threshold,
+    averaged over the thresholds."""
+    errors = np.nan_to_num(np.asarray(list(errors), np.float64), nan=np.inf)
+    if errors.size == 0:
+        raise ValueError("mean_average_accuracy needs at least one error")
+    return float(100 * np.mean([np.mean(errors < threshold) for threshold in thresholds]))
+
+
+def multiview_pose_errors(estimated: dict[str, np.ndarray | None], truth: dict[str, np.ndarray]
+                          ) -> dict[tuple[str, str], "PoseError"]:
+    """The relative pose error of every pair of a bag's images (`truth`'s names, in order) from a
+    reconstruction: `estimated[name]` its world-to-camera (4, 4) (any similarity frame: relative rotations and
+    translation directions do not see it), None or absent when the image was not registered, which fails all
+    its pairs (IMC's rule); `truth[name]` the true world-to-camera (4, 4)."""
+    names = list(truth)
+    errors = {}
+    for index, name0 in enumerate(names):
+        for name1 in names[index + 1:]:
+            pose0, pose1 = estimated.get(name0), estimated.get(name1)
+            if pose0 is None or pose1 is None:
+                errors[(name0, name1)] = PoseError.failure()
+                continue
+            relative = np.asarray(pose1, np.float64) @ np.linalg.inv(np.asarray(pose0, np.float64))
+            true_relative = np.asarray(truth[name1], np.float64) @ np.linalg.inv(np.asarray(truth[name0], np.float64))
+            errors[(name0, name1)] = score_pose(true_relative, relative[:3, :3], relative[:3, 3])
+    return errors
 
 
 @dataclass(frozen=True)

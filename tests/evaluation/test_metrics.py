@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from evaluation.metrics import (
     EPIPOLAR_THRESHOLD_MEGADEPTH,
@@ -15,6 +16,8 @@ from evaluation.metrics import (
     error_auc,
     homography_error,
     match_precision,
+    mean_average_accuracy,
+    multiview_pose_errors,
     pose_error,
     score_pose,
     summarize,
@@ -169,3 +172,56 @@ def test_summarize_homography():
                                      "runtime_ms": 30.0, "pairs": 2.0})
     with pytest.raises(ValueError):
         summarize(results, "depth")
+
+
+def _cameras_on_a_line(count: int = 5) -> dict[str, np.ndarray]:
+    """World-to-camera poses (4, 4) of `count` cameras of one orientation on the world x axis, looking along z."""
+    rotation = Rotation.from_euler("xyz", [0.1, -0.2, 0.05]).as_matrix()
+    poses = {}
+    for k in range(count):
+        pose = np.eye(4)
+        pose[:3, :3] = rotation
+        pose[:3, 3] = -rotation @ np.array([0.7 * k, 0.0, 0.0])  # centre (0.7 k, 0, 0)
+        poses[f"image{k}"] = pose
+    return poses
+
+
+def test_a_reconstruction_equal_to_the_truth_up_to_a_similarity_has_maa_100():
+    truth = _cameras_on_a_line()
+    for k, pose in enumerate(truth.values()):  # each camera turned its own way: relative rotations differ
+        centre = -pose[:3, :3].T @ pose[:3, 3]
+        pose[:3, :3] = Rotation.from_euler("xyz", [0.1 * k, -0.05 * k, 0.2]).as_matrix()
+        pose[:3, 3] = -pose[:3, :3] @ centre
+    similarity = np.eye(4)  # world' = 2.5 R X + t
+    similarity[:3, :3] = 2.5 * Rotation.from_euler("zyx", [40, -15, 70], degrees=True).as_matrix()
+    similarity[:3, 3] = [3.0, -1.0, 7.0]
+    estimated = {}
+    for name, pose in truth.items():
+        moved = pose @ np.linalg.inv(similarity)  # camera from world', scaled by 1 / 2.5
+        moved[:3, :] *= 2.5  # rigid again in the scaled world: translations scale, as a reconstruction's do
+        moved[3] = [0, 0, 0, 1]
+        estimated[name] = moved
+    errors = multiview_pose_errors(estimated, truth)
+    assert len(errors) == 10 and max(error.max_deg for error in errors.values()) < 1e-5
+    assert mean_average_accuracy(error.max_deg for error in errors.values()) == 100.0
+
+
+def test_one_camera_turned_by_5_5_degrees_gives_the_analytic_maa():
+    """Camera 2 turned by 5.5 degrees about the line of the cameras (its centre kept): its 4 pairs of 10 have a
+    rotation error of 5.5 degrees and no translation error, so they fail thresholds 1 to 5 and pass 6 to 10:
+    mAA = (5 x 6/10 + 5 x 10/10) / 10 = 80%. Camera 2 unregistered instead: its pairs fail every threshold, 60%."""
+    truth = _cameras_on_a_line()
+    estimated = {name: pose.copy() for name, pose in truth.items()}
+    axis = truth["image2"][:3, :3] @ np.array([1.0, 0.0, 0.0])  # the cameras' line, in camera 2's frame
+    turn = Rotation.from_rotvec(np.radians(5.5) * axis).as_matrix()
+    estimated["image2"][:3, :] = turn @ estimated["image2"][:3, :]
+    errors = multiview_pose_errors(estimated, truth)
+    turned = [pair for pair in errors if "image2" in pair]
+    assert len(turned) == 4
+    for pair, error in errors.items():
+        assert error.rotation_deg == pytest.approx(5.5 if pair in turned else 0.0, abs=1e-6)
+        assert error.translation_deg == pytest.approx(0.0, abs=1e-5)
+    assert mean_average_accuracy(error.max_deg for error in errors.values()) == pytest.approx(80.0)
+    del estimated["image2"]
+    errors = multiview_pose_errors(estimated, truth)
+    assert mean_average_accuracy(error.max_deg for error in errors.values()) == pytest.approx(60.0)
