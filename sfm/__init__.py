@@ -1,1 +1,2 @@
-"""Structure from motion from the matches: one keypoint set per image (keypoints.py)."""
+"""Structure from motion from the matches: one keypoint set per image (keypoints), its exports to COLMAP
+(colmap) and hloc (hloc), and the mapping of a database (reconstruct)."""
