@@ -10,7 +10,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from geometry.grid import cell_pixels, cells_on_image, grid_size
+from geometry.grid import cells_on_image, grid_size
 
 from .backbone.repvgg import RepVGG, RepVGGConfig
 from .inputs import check_images, repeated, valid_sizes
@@ -85,9 +85,7 @@ class EfficientLoFTR(nn.Module):
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, flat0, flat1, ground_truth)
 
         b, i, j = coarse.batch_index, coarse.index0, coarse.index1
-        dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
-        kpts0 = cell_pixels(i, grid0, self.coarse_stride, dtype)
-        kpts1 = cell_pixels(j, grid1, self.coarse_stride, dtype)
+        kpts0, kpts1 = coarse.pixels(grid0, grid1, self.coarse_stride)
         fine = None
         if refine:
             channels = coarse0.shape[1]  # upstream scales the maps before the fine level (against fp16 overflow)
@@ -96,13 +94,13 @@ class EfficientLoFTR(nn.Module):
             windows0, windows1 = match_windows(fine0, fine1, b, i, j, self.config.fine.window)
             fine = self.fine_matching(windows0, windows1)
             # the fine map is at full resolution: its offsets are the input's pixels
-            kpts0, kpts1 = kpts0 + fine.offset0.to(dtype), kpts1 + fine.offset1.to(dtype)
+            kpts0, kpts1 = kpts0 + fine.offset0.to(kpts0.dtype), kpts1 + fine.offset1.to(kpts1.dtype)
         own = ~coarse.is_ground_truth_pad
         kpts0, kpts1, b = kpts0[own], kpts1[own], b[own]
         if "scale0" in batch:
-            kpts0 = kpts0 * batch["scale0"][b].to(dtype)
+            kpts0 = kpts0 * batch["scale0"][b].to(kpts0.dtype)
         if "scale1" in batch:
-            kpts1 = kpts1 * batch["scale1"][b].to(dtype)
+            kpts1 = kpts1 * batch["scale1"][b].to(kpts1.dtype)
         return MatchResult(kpts0, kpts1, coarse.confidence[own], b, coarse, fine, grid0, grid1)
 
     def _backbone_maps(self, image: torch.Tensor, size: torch.Tensor) -> list[torch.Tensor]:

@@ -7,7 +7,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from geometry.grid import cell_pixels, cells_on_image, grid_size
+from geometry.grid import cells_on_image, grid_size
 
 from .backbone import build_backbone
 from .backbone.resnet_fpn import ResNetFPNConfig
@@ -95,9 +95,7 @@ class LoFTR(nn.Module):
         coarse = self.coarse_matching(tokens0, tokens1, grid0, grid1, mask0, mask1, ground_truth)
 
         if not refine:
-            dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
-            kpts0, kpts1 = (cell_pixels(cells, grid, self.coarse_stride, dtype)
-                            for cells, grid in ((coarse.index0, grid0), (coarse.index1, grid1)))
+            kpts0, kpts1 = coarse.pixels(grid0, grid1, self.coarse_stride)
             return self._keypoints(coarse, None, None, kpts0, kpts1, grid0, grid1, size0, size1, batch)
         fine = self._refine(fine0, fine1, tokens0, tokens1, coarse, grid0, grid1, window_heatmaps)
         kpts0, kpts1 = self._fine_points(coarse, fine, grid0, grid1)
@@ -199,10 +197,9 @@ class LoFTR(nn.Module):
     def _fine_points(self, coarse: CoarseMatches, fine: FineMatches, grid0, grid1) -> tuple[torch.Tensor, torch.Tensor]:
         """(M, 2) network-input pixels of every coarse match after the fine stage: image 0's query (the cell
         centre, or the position FineConfig.query_radius chose) and image 1's expectation."""
-        i, j = coarse.index0, coarse.index1
-        stride, fine_stride = self.coarse_stride, self.backbone.fine_stride
-        dtype = torch.promote_types(coarse.confidence.dtype, torch.float32)
-        kpts0, kpts1 = cell_pixels(i, grid0, stride, dtype), cell_pixels(j, grid1, stride, dtype)
+        fine_stride = self.backbone.fine_stride
+        kpts0, kpts1 = coarse.pixels(grid0, grid1, self.coarse_stride)
+        dtype = kpts0.dtype
         window = self.fine_preprocess.window
         grid = window_grid(window, kpts0.device, dtype) * (window // 2 * fine_stride)  # pixels from the centre
         return kpts0 + grid[fine.query], kpts1 + fine.expectation.to(dtype) * (window // 2 * fine_stride)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geometry.grid import valid_extent
+from geometry.grid import cell_pixels, valid_extent
 
 from .optimal_transport import log_optimal_transport
 
@@ -47,6 +47,14 @@ class CoarseMatches:
     index1: torch.Tensor  # (M,) cell of image 1
     confidence: torch.Tensor  # (M,) coarse confidence; 0 for ground-truth pads
     is_ground_truth_pad: torch.Tensor  # (M,) bool
+
+    def pixels(self, grid0: tuple[int, int], grid1: tuple[int, int], stride: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, 2) network-input pixels of the matched cells of each image (`geometry.grid.cell_pixels` on the
+        grids (rows, columns)), in the confidence's float type, at least float32: where the fine stage starts,
+        and the keypoints of coarse matches alone."""
+        dtype = torch.promote_types(self.confidence.dtype, torch.float32)
+        return cell_pixels(self.index0, grid0, stride, dtype), cell_pixels(self.index1, grid1, stride, dtype)
 
 
 def off_border(extent: torch.Tensor, height: int, width: int, border: int) -> torch.Tensor:
