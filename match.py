@@ -548,7 +548,7 @@ def match_into_file(args: argparse.Namespace) -> int:
                     except OSError as error:
                         raise InputError(f"cannot write to --out {args.out}: {write_failure(error)}") from None
                     matched += 1
-        exported = export_for_sfm(args, root, list(dict.fromkeys(pairs))) if args.colmap or args.hloc else None
+        exported = export_for_sfm(args, root, pairs) if args.colmap or args.hloc else None
     except InputError as error:
         kept = f"; the {matched} pairs matched before it are kept in {args.out}: run again to go on" if matched else ""
         print(f"match.py: error: {error}{kept}", file=sys.stderr)

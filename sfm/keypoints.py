@@ -70,25 +70,25 @@ def sfm_features(pair_matches: Mapping[Pair, Matches], config: QuantizationConfi
     position."""
     config = config or QuantizationConfig()
     observed: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # name -> [(snapped (N, 2), confidence (N,))]
+    slots = []  # per pair: per side, (image name, where in observed[name] its observations are)
     for (name0, name1), matches in pair_matches.items():
         confidence = np.asarray(matches.confidence, np.float64).reshape(-1)
+        sides = []
         for name, points in ((name0, matches.keypoints0), (name1, matches.keypoints1)):
-            observed.setdefault(name, []).append((snapped(points, config.cell_size), confidence))
+            sides.append((name, len(observed.setdefault(name, []))))
+            observed[name].append((snapped(points, config.cell_size), confidence))
+        slots.append(sides)
     features, ids = SfMFeatures(), {}
-    for name, parts in observed.items():
-        points = np.concatenate([points for points, _ in parts])
-        confidence = np.concatenate([confidence for _, confidence in parts])
+    for name, seen in observed.items():
+        points = np.concatenate([points for points, _ in seen])
+        confidence = np.concatenate([confidence for _, confidence in seen])
         unique, inverse = np.unique(points, axis=0, return_inverse=True)
         support = np.bincount(inverse.reshape(-1), weights=confidence, minlength=len(unique))
         kept, assignment = assign_to_kept(unique, support, config.max_error)
         features.keypoints[name] = unique[kept]
-        ids[name] = np.split(assignment[inverse.reshape(-1)], np.cumsum([len(p) for p, _ in parts])[:-1])
-    seen = dict.fromkeys(observed, 0)  # which part of an image's observations the next pair is
-    for pair, matches in pair_matches.items():
-        pair_ids = []
-        for name in pair:
-            pair_ids.append(ids[name][seen[name]])
-            seen[name] += 1
+        ids[name] = np.split(assignment[inverse.reshape(-1)], np.cumsum([len(p) for p, _ in seen])[:-1])
+    for (pair, matches), sides in zip(pair_matches.items(), slots):
+        pair_ids = [ids[name][slot] for name, slot in sides]
         features.matches[pair], features.scores[pair] = one_to_one(*pair_ids, np.asarray(matches.confidence))
     return features
 
