@@ -66,7 +66,7 @@ from data.io import IMAGE_SUFFIXES
 from data.pair_list import folder_images, paired_names, read_name_pairs
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
-from evaluation.matchers import MATCHERS, simulated
+from evaluation.matchers import MATCHERS, default_quantization, simulated
 from evaluation.matchers import build_matcher as build_named_matcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
@@ -99,8 +99,6 @@ LOFTR_FLAGS = ("checkpoint", "random_weights", "trust_checkpoint", "pos_encoding
 AFFINE_FLAGS = ("affine_max_tilt", "affine_tolerance", "affine_screening_scale", "affine_views_kept")
 SINGLE_PAIR_FLAGS = ("demo", "plot", "ground_truth", "overlay", "panorama")
 SFM_FLAGS = ("colmap", "hloc", "quantization")  # exports of many pairs' matches: with --pairs or --images
-# matchers whose keypoints a detector places, the same in every pair of an image: kept as they are for SfM
-DETECTOR_MATCHERS = ("sift", "xfeat", "xfeat_lighterglue", "aliked_lightglue", "disk_lightglue")
 MATCHES_FILE_SUFFIXES = (".h5", ".hdf5")
 MATCHES_FILE_FORMAT = "match.py pairs"  # the root attribute `format` of the HDF5 files match.py writes
 # the group a pair is written into before it is moved to its name: no URL-quoted name holds a space
@@ -282,8 +280,7 @@ def check_batch_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.quantization is not None and args.colmap is None and args.hloc is None:
         parser.error("--quantization goes with --colmap or --hloc")
     if args.quantization is None:
-        detector = args.matcher in DETECTOR_MATCHERS and not args.affine_simulation
-        args.quantization = "none" if detector else "loftr"
+        args.quantization = default_quantization(args.matcher, bool(args.affine_simulation))
 
 
 def check_matcher_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

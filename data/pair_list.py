@@ -209,6 +209,39 @@ def scene_info_records(path: str | Path, min_overlap: float = 0.0, max_overlap: 
     return records
 
 
+@dataclass(frozen=True)
+class ViewRecord:
+    """One image of a scene and its ground truth: `name` relative to the image root, K (3, 3) of the stored image,
+    `pose` (4, 4) world-to-camera."""
+
+    name: str
+    K: np.ndarray
+    pose: np.ndarray
+
+
+def scene_info_views(path: str | Path, trusted: bool = False) -> list[ViewRecord]:
+    """Every image that the pairs of a MegaDepth scene-info file use (the ones whose ground truth the file
+    vouches for), once each, in order of first use. Errors name the file and the image. trusted: unpickle any
+    object (files you trust)."""
+    info = load_scene_info(path, trusted)
+    views: dict[int, ViewRecord] = {}
+    for (i0, i1), *_ in info["pair_infos"]:
+        for index in (i0, i1):
+            if index in views:
+                continue
+            try:
+                name = info["image_paths"][index]
+                if name is None:
+                    raise ValueError("no image path")
+                K = np.asarray(info["intrinsics"][index], np.float64).reshape(3, 3)
+                pose = np.asarray(info["poses"][index], np.float64).reshape(4, 4)
+                check_record(PairRecord(str(name), str(name), K, K, pose))  # K's and a rigid pose's checks
+            except (IndexError, TypeError, ValueError) as error:
+                raise ValueError(f"{path}: image {index}: {error}") from None
+            views[index] = ViewRecord(str(name), K, pose)
+    return list(views.values())
+
+
 def quarter_turn_pixels(rot: int, width: int, height: int) -> np.ndarray:
     """(3, 3) map from pixels (x, y, 1) of a (height, width) image to pixels of `np.rot90(image, rot)`."""
     step = np.eye(3)

@@ -48,6 +48,17 @@ MATCHERS = {"sift": SIFTMatcher, "asift": ASIFTMatcher, "loftr": loftr_matcher,
             "disk_lightglue": partial(LightGlueMatcher, "disk")}
 
 
+# matchers whose keypoints are a detector's, the same in every pair an image is in: SfM takes them as they are
+DETECTOR_MATCHERS = ("sift", "xfeat", "xfeat_lighterglue", "aliked_lightglue", "disk_lightglue")
+
+
+def default_quantization(name: str, affine: bool) -> str:
+    """The sfm/keypoints.py preset that makes one keypoint set per image of matcher `name`'s matches: "none" for
+    a detector's keypoints, hloc's "loftr" for semi-dense matchers and any matcher in the affine simulation
+    (whose keypoints come back from a different view in every pair)."""
+    return "none" if name in DETECTOR_MATCHERS and not affine else "loftr"
+
+
 def build_matcher(name: str, **options) -> Matcher:
     """The matcher registered as `name` in MATCHERS, built with `options` (its constructor's arguments; for
     "loftr" those of LoFTRMatcher.from_checkpoint). ValueError listing the names for an unknown one."""

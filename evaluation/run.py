@@ -4,7 +4,8 @@ matchers in one run: evaluation/several.py."""
 
 import json
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -18,11 +19,12 @@ from models.matcher import ImageTooLargeError
 from models.matches import ImageTooSmallError
 from utils.files import check_no_output_on_input, write_failure, written_atomically
 
-from .benchmarks import Benchmark, build_benchmark
+from .benchmarks import Benchmark, Multiview, build_benchmark
 from .config import EvaluateConfig
 from .harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
-from .matchers import Matcher, build_matcher, simulated
+from .matchers import Matcher, build_matcher, default_quantization, simulated
 from .metrics import summarize
+from .multiview import NoBagsError, run_multiview, write_multiview_report
 from .plots import save_figure, scored_matches_figure
 from .predictions import Prediction, PredictionsError, PredictionStore, RunHeader, match_bound
 from .report import report_paths, write_report
@@ -172,28 +174,12 @@ def affine_summary(settings: EvaluateConfig, views: int | None) -> dict | None:
     return None if affine is None else {**asdict(affine), "views_per_pair": views}
 
 
-def evaluate(settings: EvaluateConfig) -> dict:
-    """Run the configured evaluation; returns the summary (see evaluation/report.py)."""
-    check_out_dir(settings)  # the cheap checks first: nothing is read before they pass
-    out_dir = Path(settings.out_dir)
+@contextmanager
+def reported(out_dir: Path) -> Iterator[None]:
+    """The run's errors as EvaluationErrors saying what to change: an input that cannot be read, a resize rule
+    the matcher cannot take, outputs that cannot be written."""
     try:
-        with ExitStack() as outputs:  # predictions.h5 and the report replace earlier files together
-            prepare = predicting if settings.predictions is None else reading
-            benchmark, matcher_name, predict, views = prepare(settings, outputs)
-            draw = picture_writer(out_dir, settings.plot_pairs, benchmark.epipolar_threshold)
-            if settings.ransac_sweep and benchmark.kind != "pose":
-                raise EvaluationError(f"ransac_sweep=true sweeps the pose estimator's threshold; benchmark "
-                                      f"{benchmark.name} scores homographies (3 px)")
-            scored = score_thresholds(benchmark, predict, matcher_name, settings, on_pair=draw)
-            if not next(iter(scored.values())):
-                raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
-            threshold, sweep = best_threshold(scored, benchmark.kind)
-            title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else []),
-                                *affine_title(settings, views),
-                                protocol(settings, benchmark.kind, threshold if sweep else None)])
-            extra = {**({"sweep": sweep} if sweep else {}), "affine": affine_summary(settings, views)}
-            table, summary = write_report(out_dir, scored[threshold], benchmark.kind, title, stress=settings.stress,
-                                          extra=extra)
+        yield
     except (BadPairError, FileNotFoundError, PredictionsError) as error:  # inputs that cannot be read
         raise EvaluationError(str(error)) from None
     except ImageTooLargeError as error:
@@ -203,6 +189,61 @@ def evaluate(settings: EvaluateConfig) -> dict:
         raise EvaluationError(f"{error}: raise benchmark.resize (benchmark.resize.longer_side=...)") from None
     except OSError as error:  # the outputs: a full disk, a folder that cannot be made
         raise cannot_write(out_dir, error) from None
+
+
+def evaluate(settings: EvaluateConfig) -> dict:
+    """Run the configured evaluation; returns the summary (see evaluation/report.py, and evaluation/multiview.py
+    for benchmark=multiview)."""
+    if settings.benchmark.get("name") == Multiview.name:
+        return evaluate_multiview(settings)
+    check_out_dir(settings)  # the cheap checks first: nothing is read before they pass
+    out_dir = Path(settings.out_dir)
+    with reported(out_dir), ExitStack() as outputs:  # predictions.h5 and the report replace earlier files together
+        prepare = predicting if settings.predictions is None else reading
+        benchmark, matcher_name, predict, views = prepare(settings, outputs)
+        draw = picture_writer(out_dir, settings.plot_pairs, benchmark.epipolar_threshold)
+        if settings.ransac_sweep and benchmark.kind != "pose":
+            raise EvaluationError(f"ransac_sweep=true sweeps the pose estimator's threshold; benchmark "
+                                  f"{benchmark.name} scores homographies (3 px)")
+        scored = score_thresholds(benchmark, predict, matcher_name, settings, on_pair=draw)
+        if not next(iter(scored.values())):
+            raise EvaluationError(f"benchmark {benchmark.name} has no pairs to evaluate")
+        threshold, sweep = best_threshold(scored, benchmark.kind)
+        title = " / ".join([benchmark.name, matcher_name, *([settings.stress] if settings.stress else []),
+                            *affine_title(settings, views),
+                            protocol(settings, benchmark.kind, threshold if sweep else None)])
+        extra = {**({"sweep": sweep} if sweep else {}), "affine": affine_summary(settings, views)}
+        table, summary = write_report(out_dir, scored[threshold], benchmark.kind, title, stress=settings.stress,
+                                      extra=extra)
+    print(table)
+    print(f"results -> {out_dir}")
+    return summary
+
+
+def evaluate_multiview(settings: EvaluateConfig) -> dict:
+    """benchmark=multiview: IMC's multiview and stereo tasks (evaluation/multiview.py); returns the summary."""
+    for given, why in ((settings.predictions is not None, "predictions=FILE (the bags are matched and mapped in "
+                                                          "one run)"),
+                       (settings.stress is not None, f"stress={settings.stress}"),
+                       (settings.ransac_sweep, "ransac_sweep=true")):
+        if given:
+            raise EvaluationError(f"benchmark=multiview does not take {why}")
+    out_dir = Path(settings.out_dir)
+    matcher = make_matcher(settings)
+    benchmark = make_benchmark(settings)
+    simulation = settings.affine_simulation is not None
+    quantization = benchmark.quantization or default_quantization(settings.matcher["name"], simulation)
+    with reported(out_dir):
+        try:
+            result = run_multiview(benchmark, matcher, settings, quantization, out_dir)
+        except NoBagsError as error:
+            raise EvaluationError(str(error)) from None
+        views = matcher.views if simulation else None
+        title = " / ".join([benchmark.name, matcher.name, *affine_title(settings, views), protocol(settings),
+                            f"{quantization} quantization"])
+        table, summary = write_multiview_report(out_dir, result, title, {
+            "quantization": quantization, "bag_sizes": list(benchmark.bag_sizes), "bags_per_size": benchmark.bags,
+            "affine": affine_summary(settings, views)})
     print(table)
     print(f"results -> {out_dir}")
     return summary

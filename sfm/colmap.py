@@ -19,6 +19,7 @@ from utils.files import written_atomically
 from utils.values import check_number
 
 from .keypoints import SfMFeatures
+from .reconstruct import verify_geometry
 
 # COLMAP's ImageReaderOptions.default_focal_length_factor: without EXIF, focal = 1.2 x the image's larger side
 PRIOR_FOCAL_FACTOR = 1.2
@@ -103,9 +104,7 @@ def write_database(path: str | Path, features: SfMFeatures, cameras: dict[str, C
         finally:
             database.close()
         if verify:
-            options = pycolmap.GeometricVerifierOptions()
-            options.num_threads = 1
-            pycolmap.geometric_verification(str(partial), options)
+            verify_geometry(partial)
     return ids
 
 
