@@ -9,8 +9,9 @@ the IMC 2020-2024 challenges), for `benchmark=multiview` (evaluation/benchmarks.
     3. Stereo: each matched pair's relative pose from the estimator, its error the larger of the rotation and
        translation angles; mAA over 1..10 degrees.
     4. Multiview: per bag, one keypoint set per image (sfm/keypoints.py, `quantization`), a COLMAP database with
-       each image's true focal length as its prior, geometric verification and incremental mapping (seeded, one
-       thread, in a child process: sfm/reconstruct.py), then every pair of the bag scored from the largest
+       each image's true intrinsics, kept fixed (the numbers then measure the matches, not how well five photos
+       calibrate their own cameras), geometric verification and incremental mapping (seeded, one thread, in a
+       child process: sfm/reconstruct.py), then every pair of the bag scored from the largest
        model's cameras (an unregistered image fails all its pairs, IMC's rule): mAA of the larger angle, and of
        rotation and translation alone, and the share of the bag's images registered.
 
@@ -183,8 +184,8 @@ def map_bag(bag: Bag, matched: dict[Pair, MatchedPair], views: dict[str, ViewRec
             sizes: dict[str, tuple[int, int]], benchmark: Multiview, quantization: str, folder: Path) -> BagResult:
     """`bag` reconstructed from its pairs' matches in `folder` (database.db, sparse/, mapping.log) and scored."""
     features = sfm_features({pair: matched[pair].matches for pair in bag.pairs()}, PRESETS[quantization])
-    cameras = {name: CameraPrior(*sizes[name], focal=float(np.mean(np.diag(views[name].K)[:2])))
-               for name in bag.names}
+    cameras = {name: CameraPrior(*sizes[name], focal=float(np.mean(np.diag(views[name].K)[:2])),
+                                 principal_point=(views[name].K[0, 2], views[name].K[1, 2])) for name in bag.names}
     truth = {name: views[name].pose for name in bag.names}
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "database.db"
@@ -192,7 +193,7 @@ def map_bag(bag: Bag, matched: dict[Pair, MatchedPair], views: dict[str, ViewRec
     write_database(database, features, cameras, verify=False)  # verified in the child, with the mapping
     try:
         poses = reconstruct_in_child(database, benchmark.root, folder / "sparse", folder / "mapping.log",
-                                     seed=benchmark.seed)
+                                     seed=benchmark.seed, known_intrinsics=True)
     except MappingFailedError as error:
         return BagResult(bag, multiview_pose_errors({}, truth), 0, str(error))
     failure = None if poses else "no model: too few verified matches to start one"

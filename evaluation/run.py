@@ -225,6 +225,8 @@ def evaluate_multiview(settings: EvaluateConfig) -> dict:
     for given, why in ((settings.predictions is not None, "predictions=FILE (the bags are matched and mapped in "
                                                           "one run)"),
                        (settings.stress is not None, f"stress={settings.stress}"),
+                       (settings.max_pairs is not None, "max_pairs (fewer bags: benchmark.bags, "
+                                                        "benchmark.bag_sizes)"),
                        (settings.ransac_sweep, "ransac_sweep=true")):
         if given:
             raise EvaluationError(f"benchmark=multiview does not take {why}")

@@ -33,26 +33,33 @@ PIXEL_CENTRE = 0.5  # COLMAP's pixel (c, r) centre minus ours
 
 @dataclass(frozen=True)
 class CameraPrior:
-    """One image's camera for the mapper to start from: its size in pixels and the focal length in pixels (None:
-    COLMAP's prior, PRIOR_FOCAL_FACTOR x the larger side, which bundle adjustment then refines)."""
+    """One image's camera for the mapper to start from: its size in pixels, the focal length in pixels (None:
+    COLMAP's prior, PRIOR_FOCAL_FACTOR x the larger side, which bundle adjustment then refines) and the
+    principal point (x, y) in this project's pixels (None: the image's centre)."""
 
     width: int
     height: int
     focal: float | None = None
+    principal_point: tuple[float, float] | None = None
 
     def __post_init__(self):
         check_number("width", self.width, 1, integer=True)
         check_number("height", self.height, 1, integer=True)
         check_number("focal", self.focal, 0, above=True, optional=True)
+        if self.principal_point is not None and not np.isfinite(self.principal_point).all():
+            raise ValueError(f"principal_point={self.principal_point!r}: must be finite")
 
     @property
     def has_prior_focal(self) -> bool:
         return self.focal is not None
 
     def params(self) -> list[float]:
-        """SIMPLE_RADIAL's f, cx, cy, k: the principal point at the image's centre, no distortion."""
+        """SIMPLE_RADIAL's f, cx, cy, k in COLMAP's pixels, no distortion."""
         focal = self.focal if self.focal is not None else PRIOR_FOCAL_FACTOR * max(self.width, self.height)
-        return [float(focal), self.width / 2, self.height / 2, 0.0]
+        if self.principal_point is None:
+            return [float(focal), self.width / 2, self.height / 2, 0.0]
+        x, y = self.principal_point
+        return [float(focal), float(x) + PIXEL_CENTRE, float(y) + PIXEL_CENTRE, 0.0]
 
 
 def camera_of_photo(path: str | Path) -> CameraPrior:

@@ -6,7 +6,8 @@ threads so that one database maps the same way every time, and the cameras of th
     registered_poses(model) -> {image name: world-to-camera (4, 4)}
     reconstruct_in_child(database, images, out, log, ...) -> registered_poses of the largest model ({}: none)
 
-    echo '{"database": ..., "images": ..., "out": ..., "seed": 0, "threads": 1, "verify": true}' \\
+    echo '{"database": ..., "images": ..., "out": ..., "seed": 0, "threads": 1, "verify": true,
+           "known_intrinsics": false}' \\
         | python -m sfm.reconstruct        # the child: writes OUT/poses.json
 
 Why a process of its own (as data/inhouse/sfm.py): COLMAP ends the whole process when it fails in a worker
@@ -39,17 +40,21 @@ def verify_geometry(database: str | Path, threads: int = 1) -> None:
     pycolmap.geometric_verification(str(database), options)
 
 
-def reconstruct(database: str | Path, images: str | Path, out: str | Path, seed: int = 0, threads: int = 1):
+def reconstruct(database: str | Path, images: str | Path, out: str | Path, seed: int = 0, threads: int = 1,
+                known_intrinsics: bool = False):
     """pycolmap's incremental mapper on `database` (its images' names relative to the folder `images`, which
     the mapper only records), the models written to `out`/0, 1, ... (created; COLMAP's numbering). Returns the
     model with the most registered images (a pycolmap.Reconstruction), or None when the mapper built none
-    (too few verified matches to start)."""
+    (too few verified matches to start). `known_intrinsics`: the database's cameras are exact, bundle
+    adjustment keeps them (else it refines focal lengths and distortion, COLMAP's default)."""
     import pycolmap
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads, options.random_seed = threads, seed
+    if known_intrinsics:
+        options.ba_refine_focal_length = options.ba_refine_extra_params = False
     models = pycolmap.incremental_mapping(str(database), str(images), str(out), options)
     if not models:
         return None
@@ -69,13 +74,14 @@ def registered_poses(model) -> dict[str, np.ndarray]:
 
 
 def reconstruct_in_child(database: str | Path, images: str | Path, out: str | Path, log: str | Path,
-                         seed: int = 0, threads: int = 1, verify: bool = True) -> dict[str, np.ndarray]:
+                         seed: int = 0, threads: int = 1, verify: bool = True, known_intrinsics: bool = False
+                         ) -> dict[str, np.ndarray]:
     """`verify_geometry` (with `verify`) and `reconstruct` in a child process, COLMAP's log to the file `log`:
     the registered poses of the largest model, {} when the mapper built none. MappingFailedError naming the log
     when the child dies (COLMAP aborted) or hands back nothing."""
-    out = Path(out)
-    job = {"database": str(database), "images": str(images), "out": str(out), "seed": seed, "threads": threads,
-           "verify": verify}
+    out = Path(out).resolve()  # the child runs in the checkout's folder, not this process's
+    job = {"database": str(Path(database).resolve()), "images": str(Path(images).resolve()), "out": str(out),
+           "seed": seed, "threads": threads, "verify": verify, "known_intrinsics": known_intrinsics}
     root = Path(__file__).resolve().parents[1]  # the child imports sfm from the checkout this one runs
     with open(log, "w") as log_file:
         child = subprocess.run([sys.executable, "-m", "sfm.reconstruct"], input=json.dumps(job), text=True,
@@ -90,7 +96,8 @@ def run_job(job: dict) -> None:
     """The child's work: verify, map, write OUT/poses.json (an empty dict when no model was built)."""
     if job["verify"]:
         verify_geometry(job["database"], job["threads"])
-    model = reconstruct(job["database"], job["images"], job["out"], job["seed"], job["threads"])
+    model = reconstruct(job["database"], job["images"], job["out"], job["seed"], job["threads"],
+                        job["known_intrinsics"])
     poses = {} if model is None else registered_poses(model)
     path = Path(job["out"]) / POSES_FILE
     partial = path.with_name(f".{path.name}.partial")

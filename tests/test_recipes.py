@@ -7,12 +7,14 @@ datasets' real layouts (`python -m data.synthetic --layout megadepth|scannet`: L
 data/scannet trees), and a few overrides make it seconds long (a tiny model, the CPU, two steps, 160 px).
 Every experiment of configs/experiment/ must have its run here. The worlds are made once for the module."""
 
+import csv
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+from itertools import combinations
 from pathlib import Path
 
 import cv2
@@ -24,12 +26,15 @@ from data.megadepth import load_scene_info
 from data.synthetic.__main__ import main as generate_world
 from data.synthetic.texture import make_texture
 from data.synthetic.world import WorldConfig, render_scene
+from evaluation.benchmarks import build_benchmark
+from evaluation.metrics import mean_average_accuracy, multiview_pose_errors
 from geometry.affine import tilt_view
 from geometry.warp import warp_image
 from lightning_modules.config import TrainingConfig
 from lightning_modules.loftr_module import LoFTRModule
 from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR
+from sfm.reconstruct import registered_poses
 from tests.helpers import WARP, run_here, tiny_model_config
 from tests.hpatches_helpers import SEQUENCES, write_sequence
 from tests.match_helpers import share_on_the_warp, write_image
@@ -103,6 +108,7 @@ EVALUATION_RUNS = {
     "in-house": lambda w: "benchmark.root=data/site_test" in w,
     "hpatches": lambda w: "benchmark=hpatches" in w,
     "affine simulation": lambda w: "affine=simulated" in w,
+    "multiview": lambda w: "benchmark=multiview" in w and "benchmark.root=data/site_test" not in w,
 }
 MATCH_RUNS = {
     "main job's demo": lambda w: "outputs/train/synthetic/latest/checkpoints/last.ckpt" in w and not many_pairs(w),
@@ -346,6 +352,19 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
     run(home, "evaluate.py", *several, "benchmark.resize.longer_side=160", *EVALUATE_OVERRIDES, f"out_dir={out}")
     names = [word for word in several if word.startswith("matcher=")][0][len("matcher=["):-1].split(",")
     assert all((out / name / "summary.json").is_file() for name in names) and (out / "matches" / "001.png").is_file()
+    multiview = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["multiview"](w)]
+    assert len(multiview) == 3  # SIFT and the main job's model on the world, a checkpoint on MegaDepth's layout
+    for index, words in enumerate(multiview):
+        # the worlds' test scenes have 6 cameras of 160x120: bags of 3, one a scene
+        words = [w for w in substituted(words, places) if not w.startswith("benchmark.bag_sizes=")]
+        small = [] if any(w.startswith("benchmark.resize") for w in words) else ["benchmark.resize.longer_side=160"]
+        out = tmp_path / f"multiview{index}"
+        run(home, "evaluate.py", *words, *small, "benchmark.bag_sizes=[3]", "benchmark.bags=1", f"out_dir={out}")
+        summary = json.loads((out / "summary.json").read_text())
+        bags = csv_rows(out / "bags.csv")
+        assert len(bags) == summary["overall"]["bags"] >= 1 and list(summary["groups"]) == ["3 images"]
+        assert summary["overall"]["stereo_pairs"] == len({pair for bag in bags for pair in combinations(
+            bag["images"].split(), 2)})
 
 
 def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):
@@ -370,23 +389,69 @@ def test_inhouse_photos_to_a_fine_tuned_model(home, colmap_scene):
     for name in ("site", "site_test", "site_sparse", "site_dense"):
         assert (home / "data" / name / "scene_info" / "inhouse.npz").is_file(), name
     evaluations, trainings = readme_commands("evaluate.py", section), readme_commands("train.py", section)
-    assert len(evaluations) == 2 and len(trainings) == 2
+    assert len(evaluations) == 4 and len(trainings) == 2
     assert all(EVALUATION_RUNS["in-house"](words) for words in evaluations)
-    run(home, "evaluate.py", *evaluations[0], *EVALUATE_OVERRIDES, "out_dir=outputs/before")
+    pairs_before, bags_before, pairs_after, bags_after = evaluations
+    one_bag = ["benchmark.bags=1"]  # and bags of 5 photos only: bag_sizes=[5,10] as written, [5] here
+    run(home, "evaluate.py", *pairs_before, *EVALUATE_OVERRIDES, "out_dir=outputs/before")
+    run(home, "evaluate.py", *fewer_bags(bags_before), *one_bag, "out_dir=outputs/bags_before")
     tiny = [*TRAIN_OVERRIDES, *RECIPES["finetune_inhouse"]]
     run(home, "train.py", *trainings[0], *tiny, "data.train.inhouse.longer_side=320",
         "data.val.inhouse.longer_side=320")
     [finetuned] = list((home / "outputs" / "train" / "finetune_inhouse").glob("20*"))
     assert (finetuned / "checkpoints" / "best.ckpt").is_file()
-    after = [w.replace("finetune_inhouse/TIME", f"finetune_inhouse/{finetuned.name}") for w in evaluations[1]]
-    run(home, "evaluate.py", *after, *EVALUATE_OVERRIDES, "out_dir=outputs/after")
+    for words, out in ((pairs_after, ["out_dir=outputs/after", *EVALUATE_OVERRIDES]),
+                       (fewer_bags(bags_after), ["out_dir=outputs/bags_after", *one_bag])):
+        run(home, "evaluate.py", *[w.replace("finetune_inhouse/TIME", f"finetune_inhouse/{finetuned.name}")
+                                   for w in words], *out)
     for name in ("before", "after"):
         assert json.loads((home / "outputs" / name / "summary.json").read_text())["overall"]["pairs"] == 2
+        bags = json.loads((home / "outputs" / f"bags_{name}" / "summary.json").read_text())
+        assert bags["overall"]["bags"] == 1 and bags["overall"]["stereo_pairs"] == 10
+        assert {"maa", "maa_stereo", "registered"} <= set(bags["overall"]) and list(bags["groups"]) == ["5 images"]
+    # SIFT, whose matches made the held-out photos' ground truth, reconstructs the same bags from its own
+    sift = [w.replace("matcher=loftr", "matcher=sift") for w in fewer_bags(bags_before) if "checkpoint=" not in w]
+    run(home, "evaluate.py", *sift, "benchmark.bags=2", "out_dir=outputs/bags_sift")
+    check_multiview_run(home / "outputs" / "bags_sift", home / "data" / "site_test", min_registered=80, min_maa=50)
     run(home, "train.py", *trainings[1], *tiny, "data.train.inhouse_colmap.longer_side=160",
         "hydra.run.dir=outputs/dense")
     assert last_checkpoint(home / "outputs" / "dense")["global_step"] == 2
     tracks = load_scene_info(home / "data" / "site_sparse" / "scene_info" / "inhouse.npz")["correspondences"]
     assert len(tracks) > 0 and all(len(pair) > 0 for pair in tracks)  # the imported model's tracks label pairs
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def fewer_bags(words: list[str]) -> list[str]:
+    """A documented multiview command with bags of 5 images only."""
+    return [word.replace("benchmark.bag_sizes=[5,10]", "benchmark.bag_sizes=[5]") for word in words]
+
+
+def check_multiview_run(out: Path, root: Path, min_registered: float, min_maa: float) -> None:
+    """A benchmark=multiview run folder: summary.json's numbers are its bags', each bag's mAA is what its own
+    largest COLMAP model's cameras give against the ground truth (recomputed here from sparse/), and the
+    reconstructions register at least `min_registered` percent of the images with an mAA of `min_maa` or
+    more."""
+    import pycolmap
+
+    summary = json.loads((out / "summary.json").read_text())
+    bags = csv_rows(out / "bags.csv")
+    assert len(bags) == summary["overall"]["bags"] and summary["overall"]["failed"] == 0, summary["failed_bags"]
+    truth = {view.name: view.pose for scene in build_benchmark("multiview", root=str(root), split_file="scenes.txt")
+             .scenes().values() for view in scene}
+    for bag in bags:
+        names = bag["images"].split()
+        sparse = out / "bags" / bag["scene"].replace("/", "_") / f"{bag['size']}-{bag['bag']}" / "sparse"
+        models = [pycolmap.Reconstruction(str(folder)) for folder in sparse.iterdir() if folder.is_dir()]
+        largest = max(models, key=lambda model: model.num_reg_images())
+        errors = multiview_pose_errors(registered_poses(largest), {name: truth[name] for name in names})
+        assert float(bag["maa"]) == pytest.approx(mean_average_accuracy([e.max_deg for e in errors.values()]), abs=0.01)
+        assert int(bag["registered"]) == largest.num_reg_images()
+    assert summary["overall"]["maa"] == pytest.approx(np.mean([float(bag["maa"]) for bag in bags]), abs=0.01)
+    assert summary["overall"]["registered"] >= min_registered and summary["overall"]["maa"] >= min_maa, summary
 
 
 def test_hpatches_and_an_official_checkpoint(tmp_path, official_checkpoint):

@@ -19,7 +19,7 @@ WIDTH, HEIGHT, FOCAL = 640, 480, 500.0
 K = np.array([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1]])
 
 
-def scene(views: int = 5, points: int = 500, seed: int = 0):
+def scene(views: int = 5, points: int = 500, seed: int = 0, K: np.ndarray = K):
     """Random points in front of `views` cameras on an arc looking at them: (names, world-to-camera (R, t) per
     view, the pairwise matches of the exact projections, each point seen by every camera, pixel (c, r) at
     (c, r))."""
@@ -70,6 +70,32 @@ def test_a_written_database_maps_back_to_the_true_relative_poses(tmp_path):
     errors = multiview_pose_errors(estimated, truth)
     assert len(errors) == 10 and max(error.max_deg for error in errors.values()) < 0.05
     assert mean_average_accuracy(error.max_deg for error in errors.values()) == 100.0
+
+
+def test_known_intrinsics_off_centre_stay_as_given_and_map_exactly(tmp_path):
+    """Cameras with a principal point off the centre, written as known and kept by the mapper (the multiview
+    benchmark's cameras): COLMAP's parameters are the given ones, the principal point half a pixel on (COLMAP's
+    pixel centres), and the poses come back exactly. Written at the centre instead, the same keypoints map to
+    poses off by degrees."""
+    off_centre = np.array([[FOCAL, 0, 300.0], [0, FOCAL, 260.0], [0, 0, 1]])
+    names, poses, pairs = scene(K=off_centre)
+    features = sfm_features(pairs, QuantizationConfig(cell_size=0, max_error=0))
+    truth = {}
+    for name, (rotation, translation) in zip(names, poses):
+        truth[name] = np.eye(4)
+        truth[name][:3, :3], truth[name][:3, 3] = rotation, translation
+    worst = {}
+    for label, point in (("given", (300.0 - 0.5, 260.0 - 0.5)), ("centre", None)):
+        folder = tmp_path / label
+        folder.mkdir()
+        write_database(folder / "scene.db", features, {name: CameraPrior(WIDTH, HEIGHT, FOCAL, point)
+                                                        for name in names})
+        model = reconstruct(folder / "scene.db", folder, folder / "sparse", known_intrinsics=True)
+        assert all(camera.params.tolist() == CameraPrior(WIDTH, HEIGHT, FOCAL, point).params()
+                   for camera in model.cameras.values())
+        worst[label] = max(e.max_deg for e in multiview_pose_errors(registered_poses(model), truth).values())
+    assert CameraPrior(WIDTH, HEIGHT, FOCAL, (299.5, 259.5)).params()[1:3] == [300.0, 260.0]
+    assert worst["given"] < 0.05 and worst["centre"] > 1.0, worst
 
 
 def test_without_focal_lengths_colmaps_prior_still_registers_every_image(tmp_path):

@@ -1,0 +1,86 @@
+"""IMC's multiview task (evaluation/multiview.py): bags grown through the scenes' pairs, and a run whose bags
+cannot be mapped, counted and named rather than raised. The whole command on a world and on an in-house site:
+tests/test_recipes.py."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data.pair_list import ViewRecord
+from evaluation.benchmarks import build_benchmark
+from evaluation.harness import HarnessConfig
+from evaluation.multiview import Bag, draw_bags, run_multiview, write_multiview_report
+from models.matches import Matches
+from sfm.reconstruct import MappingFailedError, reconstruct_in_child
+
+
+def chain_scene(count: int) -> tuple[dict[str, list[ViewRecord]], set[frozenset[str]]]:
+    """A scene of `count` images in which image k shares a view with k + 1 only."""
+    names = [f"s/{k}.jpg" for k in range(count)]
+    views = [ViewRecord(name, np.eye(3), np.eye(4)) for name in names]
+    return {"s": views}, {frozenset(pair) for pair in zip(names, names[1:])}
+
+
+def test_bags_are_connected_distinct_seeded_and_skip_sizes_the_scene_cannot_hold():
+    scenes, covisible = chain_scene(12)
+    bags, skipped = draw_bags(scenes, covisible, (3, 5, 13), count=4, seed=0)
+    assert skipped == {"s": [13]}
+    for size in (3, 5):
+        drawn = [bag for bag in bags if bag.size == size]
+        assert len(drawn) == 4 and len({bag.names for bag in drawn}) == 4
+        for bag in drawn:  # on a chain, a connected bag is a run of consecutive images
+            numbers = sorted(int(name[2:-4]) for name in bag.names)
+            assert numbers == list(range(numbers[0], numbers[0] + size)), bag.names
+    assert draw_bags(scenes, covisible, (3, 5, 13), count=4, seed=0)[0] == bags
+    assert draw_bags(scenes, covisible, (3, 5, 13), count=4, seed=1)[0] != bags
+    # adding a size leaves the other sizes' bags as they were
+    assert draw_bags(scenes, covisible, (3,), 4, 0)[0] == [bag for bag in bags if bag.size == 3]
+
+
+def test_a_scene_with_few_distinct_bags_gives_each_once():
+    scenes, covisible = chain_scene(4)
+    bags, _ = draw_bags(scenes, covisible, (4, 3), count=5, seed=0)
+    assert sorted(bag.names for bag in bags) == [("s/0.jpg", "s/1.jpg", "s/2.jpg"),
+                                               ("s/0.jpg", "s/1.jpg", "s/2.jpg", "s/3.jpg"),
+                                               ("s/1.jpg", "s/2.jpg", "s/3.jpg")]
+
+
+class NoMatches:
+    name = "nothing"
+
+    def match(self, image0, image1) -> Matches:
+        return Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
+
+
+def test_bags_that_cannot_be_mapped_are_counted_and_named(world, tmp_path):
+    """A matcher that finds nothing: every bag is reconstructed from no matches, fails and is named in
+    summary.json and bags.csv; every pair scores as failed (mAA 0, nothing registered), and nothing raises."""
+    benchmark = build_benchmark("multiview", root=str(world), bag_sizes=(2, 3), bags=3)
+    result = run_multiview(benchmark, NoMatches(), HarnessConfig(), "none", tmp_path, progress=False)
+    table, summary = write_multiview_report(tmp_path, result, "title", {})
+    bags = len(result.bags)
+    assert bags >= 3 and all(bag.failure and bag.registered == 0 for bag in result.bags)
+    assert summary["overall"]["maa"] == 0 and summary["overall"]["registered"] == 0
+    assert summary["overall"]["failed"] == bags and len(summary["failed_bags"]) == bags
+    assert summary == json.loads((tmp_path / "summary.json").read_text())
+    assert all("no model" in why for why in summary["failed_bags"].values())
+    assert "failed" in table and len((tmp_path / "bags.csv").read_text().splitlines()) == 1 + bags
+    # each pair matched once, however many bags hold it, and scored for the stereo task (as failed)
+    pairs = {pair for bag in result.bags for pair in bag.bag.pairs()}
+    assert len(pairs) < sum(len(bag.bag.pairs()) for bag in result.bags)
+    assert len(result.stereo) == len(pairs) and summary["overall"]["maa_stereo"] == 0
+
+
+def test_a_mapping_that_dies_is_a_failure_naming_its_log(tmp_path):
+    """COLMAP ends the child process on a database it cannot read: MappingFailedError naming the log."""
+    database = tmp_path / "database.db"
+    database.write_bytes(b"not a database")
+    with pytest.raises(MappingFailedError, match="mapping.log"):
+        reconstruct_in_child(database, tmp_path, tmp_path / "sparse", tmp_path / "mapping.log")
+    assert (tmp_path / "mapping.log").is_file()
+
+
+def test_bag_labels_and_pairs():
+    bag = Bag("scene0005/images", 3, 1, ("a", "b", "c"))
+    assert bag.label == "scene0005/images 3-1" and bag.pairs() == [("a", "b"), ("a", "c"), ("b", "c")]
