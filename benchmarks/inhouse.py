@@ -1,5 +1,5 @@
 """In-house fine-tuning end to end on rendered photos: structure from motion -> sparse SfM-track labels ->
-fine-tuning -> held-out pose AUC, against the starting checkpoint.
+fine-tuning -> held-out pose AUC and held-out reconstructions, against the starting checkpoint.
 
     python benchmarks/inhouse.py --checkpoint outputs/train/synthetic/RUN/checkpoints/last.ckpt [--steps 400]
 
@@ -8,8 +8,11 @@ Renders a new synthetic world (`--seed`, rooms the checkpoint never saw): `--cam
 used), the tiny model fine-tunes on their sparse labels (256x192 windows at 640 px, as the synthetic recipe),
 and both the starting and the fine-tuned model are scored on held-out pairs with exact poses (640 px, the
 `synthetic` benchmark's protocol): other views of the same rooms (`--holdout views`, your site) or new rooms
-(`--holdout scenes`). Prints the SfM accuracy against the true poses and one table. `--labels depth` is the
-control: the same photos fine-tune with the renderer's exact depth and poses (dense ground truth) instead.
+(`--holdout scenes`); and both reconstruct bags of the held-out views (`benchmark=multiview`'s protocol,
+evaluation/multiview.py: `--bags` bags of each of `--bag-sizes` photos a scene, IMC's multiview mAA and the
+photos registered, and the stereo task's mAA). Prints the SfM accuracy against the true poses and the tables.
+`--labels depth` is the control: the same photos fine-tune with the renderer's exact depth and poses (dense
+ground truth) instead.
 `--exposure 0.35 --noise 4` makes the site unlike the checkpoint's training images (a dim site, sensor noise),
 the case fine-tuning is for; the default site looks like the training world.
 """
@@ -35,8 +38,9 @@ from data.datamodule import DataConfig, PairDataModule
 from data.inhouse.prepare import PrepareConfig, prepare
 from data.synthetic.world import RenderedScene, WorldConfig, render_scene, write_megadepth
 from evaluation.benchmarks import build_benchmark
-from evaluation.harness import run
+from evaluation.harness import HarnessConfig, run
 from evaluation.metrics import summarize
+from evaluation.multiview import multiview_table, run_multiview, summarize_multiview
 from evaluation.report import format_table
 from geometry.estimation import angle_between, pose_errors
 from geometry.ground_truth import supervision_for
@@ -76,6 +80,15 @@ def evaluate(model, root: Path) -> dict:
     return summarize(run(benchmark, LoFTRMatcher(model)), benchmark.kind)  # eval mode inside, then back
 
 
+def reconstruct(model, root: Path, out: Path, bag_sizes: list[int], bags: int) -> str:
+    """The held-out views' bags reconstructed from `model`'s matches (benchmark=multiview on `root`, the
+    bags' COLMAP files under `out`): the table's lines without its title."""
+    benchmark = build_benchmark("multiview", root=str(root), split_file="test.txt", bag_sizes=tuple(bag_sizes),
+                                bags=bags)
+    result = run_multiview(benchmark, LoFTRMatcher(model), HarnessConfig(), "loftr", out, progress=False)
+    return multiview_table("", *summarize_multiview(result)).strip("\n")
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,6 +120,10 @@ def main() -> int:
     parser.add_argument("--labels", choices=("sfm", "depth"), default="sfm",
                         help="sfm: the SfM tracks (the in-house case); depth: a control, the same photos with the "
                              "renderer's exact depth and poses and the dense ground truth")
+    parser.add_argument("--bag-sizes", type=int, nargs="+", default=[5, 10],
+                        help="held-out reconstructions: bags of these many photos")
+    parser.add_argument("--bags", type=int, default=3, help="held-out reconstructions: bags of each size a scene")
+    parser.add_argument("--size", default="640x480", help="the photos' WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, default=21, help="the world's seed (the default world's is 0)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
@@ -117,7 +134,8 @@ def main() -> int:
     new_scenes = args.holdout == "scenes"
     world = WorldConfig(num_scenes=args.train_scenes + (args.test_scenes if new_scenes else 0),
                         cameras_per_scene=args.cameras + (0 if new_scenes else args.test_cameras),
-                        focal_range=(1.0, 1.0), max_roll_deg=args.max_roll, seed=args.seed)
+                        focal_range=(1.0, 1.0), max_roll_deg=args.max_roll, seed=args.seed,
+                        image_size=tuple(int(side) for side in args.size.split("x")))
     entries, registered, rotation, direction = {}, [], [], []  # entries: {scene name: data entry}
     test_infos = []
     for index in tqdm(range(world.num_scenes), desc="scenes: render, SfM", unit="scene"):  # on stderr
@@ -173,6 +191,9 @@ def main() -> int:
                                                                       negative_columns1=None)
     rows = {"starting checkpoint": evaluate(module.model, work / "test")}
     print(format_table(rows, "before fine-tuning"), flush=True)
+    bags = {"starting checkpoint": reconstruct(module.model, work / "test", work / "multiview" / "before",
+                                               args.bag_sizes, args.bags)}
+    print(f"held-out bags reconstructed, before fine-tuning:\n{bags['starting checkpoint']}", flush=True)
     pl.seed_everything(0, workers=True)
     data = PairDataModule(DataConfig(train=entries, batch_size=2, num_workers=0, samples_per_scene=100,
                                      random_swap=True))
@@ -185,10 +206,15 @@ def main() -> int:
             "all-negatives": "every unlabelled entry negative"}[args.loss]
     if args.labels == "depth":
         loss = "exact depth, dense ground truth"
-    rows[f"fine-tuned ({args.steps} steps, {loss})"] = evaluate(module.model, work / "test")
+    tuned_label = f"fine-tuned ({args.steps} steps, {loss})"
+    rows[tuned_label] = evaluate(module.model, work / "test")
+    bags[tuned_label] = reconstruct(module.model, work / "test", work / "multiview" / "after", args.bag_sizes,
+                                    args.bags)
     held_out = f"{args.test_scenes} new scenes" if new_scenes else f"{args.test_cameras} other views of each scene"
     print(format_table(rows, f"held-out rendered pairs ({held_out}, 640 px); fine-tuning "
                              f"{tuned / 60:.1f} min on the CPU, total {(time.perf_counter() - start) / 60:.1f} min"))
+    for label, table in bags.items():
+        print(f"held-out bags reconstructed (IMC multiview, mAA and registered in %), {label}:\n{table}")
     return 0
 
 

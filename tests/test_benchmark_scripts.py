@@ -1,5 +1,6 @@
 """The benchmark scripts still run against the current configs and model (their figures are not tested)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,16 @@ def test_affine_benchmark_samples_every_nth_pair_of_the_world(world):
                     "--tilts", "1"], ROOT)
     assert out.returncode == 0, out.stderr
     assert f"({(total + 1) // 2} pairs a tilt)" in out.stdout
+
+
+def test_inhouse_benchmark_reports_pairs_and_reconstructions_before_and_after(trained, tmp_path):
+    """benchmarks/inhouse.py end to end at its smallest: SfM on one room's photos, one fine-tuning step, and both
+    models scored on the held-out views' pairs and on bags of them reconstructed by COLMAP."""
+    out = run_here(["benchmarks/inhouse.py", "--checkpoint", str(trained), "--train-scenes", "1", "--cameras", "12",
+                    "--test-cameras", "8", "--steps", "1", "--bag-sizes", "3", "--bags", "1", "--size", "320x240", "--seed", "3",
+                    "--out", str(tmp_path)], ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for label in ("starting checkpoint", "fine-tuned (1 steps"):
+        assert re.search(rf"held-out bags reconstructed \(IMC multiview.*\), {re.escape(label)}", out.stdout)
+    assert out.stdout.count("stereo: mAA") == 3  # before (printed twice: as soon as known, and at the end), after
+    assert len(list((tmp_path / "multiview" / "after" / "bags").rglob("database.db"))) >= 1
