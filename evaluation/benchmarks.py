@@ -44,6 +44,7 @@ from data.pairs import EvalPair
 from data.scannet import ScanNetConfig, ScanNetPairs, read_pose
 from geometry.affine import MAX_TILT
 from geometry.poses import pose_from_rows, relative_pose_of_camera_to_world
+from sfm.colmap import camera_of_photo
 from sfm.keypoints import PRESETS
 from utils.images import read_grayscale
 from utils.resize import resized_size, scaled_side
@@ -277,7 +278,7 @@ class ScanNet1500(Benchmark):
         else:  # a training-style index: relative pose from the camera-to-world poses
             pose0, pose1 = (read_pose(folder / "pose" / f"{frame}.txt") for frame in (frame0, frame1))
             T_0to1 = relative_pose_of_camera_to_world(pose0, pose1)
-        return EvalPair(name=f"{scene}/color/{frame0}.jpg {scene}/color/{frame1}.jpg", image0=images[0],
+        return EvalPair(name=f"{scannet_frame(scene, frame0)} {scannet_frame(scene, frame1)}", image0=images[0],
                         image1=images[1], K0=K0, K1=K1, T_0to1=T_0to1, group=scene)
 
     def _intrinsics_of(self, K: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -455,14 +456,18 @@ class Multiview(Benchmark):
     scene per image folder; a bag holds images linked by those pairs (evaluation/multiview.py's draw_bags).
     The files: those `split_file` lists under root (the generated world's test.txt, an in-house prepared
     site's scenes.txt), or every .npz of `scene_info_dir` (MegaDepth's, e.g. the MegaDepth-1500 files) when it
-    is set. A scene whose linked images are fewer than a bag size gives no bag of that size."""
+    is set. With `index_dir`, ScanNet's layout instead: the frames of each scene that the index's pairs use,
+    their poses from the scene's pose/FRAME.txt. A scene whose linked images are fewer than a bag size gives no
+    bag of that size."""
 
     name: ClassVar[str] = "multiview"
     kind: ClassVar[str] = "multiview"
-    root: str | None = None  # the scene-info image paths are relative to it
+    root: str | None = None  # the scene-info image paths are relative to it (ScanNet: the sceneXXXX_YY folders)
     split_file: str | None = "test.txt"  # relative to root: the scene-info files, one a line
     scene_info_dir: str | None = None  # instead of split_file: every .npz file in it
-    trust_index: bool = False  # unpickle any object in the scene-info files (only files you trust)
+    index_dir: str | None = None  # instead: ScanNet's layout, as scannet1500's (test.npz, intrinsics.npz)
+    intrinsics_size: tuple[int, int] = (640, 480)  # ScanNet: the frames its intrinsics describe, as scannet1500's
+    trust_index: bool = False  # unpickle any object in the scene-info or index files (only files you trust)
     bag_sizes: tuple[int, ...] = (5, 10, 25)  # IMC's
     bags: int = 3  # bags of each size drawn from each scene (IMC draws more, from scenes of 100 images)
     seed: int = 0  # the bags' draw; the mapper's seed too
@@ -472,6 +477,7 @@ class Multiview(Benchmark):
     epipolar_threshold: float = 1e-4  # as MegaDepth: the stereo pairs' precision
 
     def check_options(self) -> None:
+        self.intrinsics_size = _image_size("intrinsics_size", self.intrinsics_size)
         if isinstance(self.bag_sizes, int) or not self.bag_sizes:
             raise ValueError(f"bag_sizes={self.bag_sizes!r}: give a list of bag sizes, e.g. [5,10,25]")
         for size in self.bag_sizes:
@@ -487,34 +493,67 @@ class Multiview(Benchmark):
             return sorted(Path(self.scene_info_dir).glob("*.npz"))
         return [Path(path) for path in listed_files(Path(self.root) / self.split_file, self.root)]
 
+    def _scannet(self) -> ScanNet1500:
+        return ScanNet1500(root=self.root, index_dir=self.index_dir, intrinsics_size=self.intrinsics_size,
+                           trust_index=self.trust_index)
+
     def check(self) -> None:
+        if self.index_dir is not None:
+            self._scannet().check()
+        else:
+            self._check_scene_infos()
+        if not self.scenes():
+            raise ValueError(f"{self.name} benchmark: the scene-info files (or the index) hold no pairs")
+
+    def _check_scene_infos(self) -> None:
         self._need("root", "the folder the scene-info image paths are relative to")
         if self.scene_info_dir is not None:
             folder = self._need("scene_info_dir", "a folder of MegaDepth scene-info .npz files")
             if not self._scene_infos():
                 raise FileNotFoundError(f"{self.name} benchmark: no .npz file in {folder}: set `scene_info_dir`")
-        else:
-            split = Path(self.root) / self.split_file
-            if not split.is_file():
-                raise FileNotFoundError(f"{self.name} benchmark: {split} not found: set `split_file` (relative to "
-                                        f"root) or `scene_info_dir`")
-            missing = [str(path) for path in self._scene_infos() if not path.is_file()]
-            if missing:
-                raise FileNotFoundError(f"{self.name} benchmark: {split} lists scene-info files that do not exist "
-                                        f"({', '.join(missing)}): set `split_file`")
-        if not self.scenes():
-            raise ValueError(f"{self.name} benchmark: the scene-info files hold no pairs")
+            return
+        split = Path(self.root) / self.split_file
+        if not split.is_file():
+            raise FileNotFoundError(f"{self.name} benchmark: {split} not found: set `split_file` (relative to "
+                                    f"root) or `scene_info_dir`")
+        missing = [str(path) for path in self._scene_infos() if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.name} benchmark: {split} lists scene-info files that do not exist "
+                                    f"({', '.join(missing)}): set `split_file`")
 
     def scenes(self) -> dict[str, list[ViewRecord]]:
-        """{scene (the images' folder): its images with their ground truth}, each image once, in file order."""
+        """{scene (the images' folder): its images with their ground truth}, each image once, in file order.
+        FileNotFoundError naming a ScanNet frame or pose file that is missing."""
+        if self.index_dir is not None:
+            return self._scannet_scenes()
         scenes: dict[str, dict[str, ViewRecord]] = {}
         for path in self._scene_infos():
             for view in scene_info_views(path, trusted=self.trust_index):
                 scenes.setdefault(str(Path(view.name).parent), {}).setdefault(view.name, view)
         return {scene: list(views.values()) for scene, views in scenes.items()}
 
+    def _scannet_scenes(self) -> dict[str, list[ViewRecord]]:
+        benchmark = self._scannet()
+        dataset = benchmark._dataset()
+        scenes: dict[str, dict[str, ViewRecord]] = {}
+        for scene, *frames, _ in dataset.pairs:
+            for frame in frames:
+                name = scannet_frame(scene, frame)
+                if name in scenes.setdefault(scene, {}):
+                    continue
+                camera = camera_of_photo(Path(self.root) / name)  # its size, from the header
+                K = np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3)
+                K = np.diag([camera.width / self.intrinsics_size[0], camera.height / self.intrinsics_size[1], 1]) @ K
+                pose = np.linalg.inv(read_pose(Path(self.root) / scene / "pose" / f"{frame}.txt"))  # camera-to-world
+                scenes[scene][name] = ViewRecord(name, K, pose)
+        return {scene: list(views.values()) for scene, views in scenes.items()}
+
     def covisible(self) -> set[frozenset[str]]:
-        """The image pairs that the scene-info files list (pairs that see a common part of the scene)."""
+        """The image pairs that the scene-info files (or ScanNet's index) list: pairs that see a common part of
+        the scene."""
+        if self.index_dir is not None:
+            return {frozenset((scannet_frame(scene, frame0), scannet_frame(scene, frame1)))
+                    for scene, frame0, frame1, _ in self._scannet()._dataset().pairs}
         return {frozenset((record.name0, record.name1)) for path in self._scene_infos()
                 for record in scene_info_records(path, trusted=self.trust_index)}
 
@@ -523,6 +562,11 @@ class Multiview(Benchmark):
 
     def _pairs(self) -> Iterator[EvalPair]:
         raise NotImplementedError
+
+
+def scannet_frame(scene: str, frame: int) -> str:
+    """A ScanNet colour frame's path relative to the test root."""
+    return f"{scene}/color/{frame}.jpg"
 
 
 BENCHMARKS: dict[str, type[Benchmark]] = {

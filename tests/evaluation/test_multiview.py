@@ -3,6 +3,7 @@ cannot be mapped, counted and named rather than raised. The whole command on a w
 tests/test_recipes.py."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +85,32 @@ def test_a_mapping_that_dies_is_a_failure_naming_its_log(tmp_path):
 def test_bag_labels_and_pairs():
     bag = Bag("scene0005/images", 3, 1, ("a", "b", "c"))
     assert bag.label == "scene0005/images 3-1" and bag.pairs() == [("a", "b"), ("a", "c"), ("b", "c")]
+
+
+@pytest.mark.parametrize("layout", ["megadepth", "scannet"])
+def test_the_scenes_images_carry_the_pair_benchmarks_ground_truth(worlds, layout):
+    """Each image's K and world-to-camera pose, as the multiview benchmark reads them (MegaDepth's scene-info
+    files; ScanNet's index and the scenes' pose files), give every pair of the layout's pair benchmark exactly
+    its K0, K1 and T_0to1 (scannet1500's from the index's rel_pose): one ground truth for both tasks."""
+    root = worlds[layout]
+    if layout == "megadepth":
+        options = dict(root=str(root / "test"), scene_info_dir=str(root / "index" / "megadepth_test_1500_scene_info"))
+        pairs = build_benchmark("megadepth1500", **options)
+    else:
+        options = dict(root=str(root / "test"), index_dir=str(root / "index" / "scannet_test_1500"),
+                       intrinsics_size=(160, 120))
+        pairs = build_benchmark("scannet1500", **options)
+    benchmark = build_benchmark("multiview", **options)
+    views = {view.name: view for scene in benchmark.scenes().values() for view in scene}
+    covisible = benchmark.covisible()
+    checked = 0
+    for pair in pairs.pairs():
+        name0, name1 = pair.name.split()
+        assert frozenset((name0, name1)) in covisible
+        view0, view1 = views[name0], views[name1]
+        assert np.allclose(view0.K, pair.K0) and np.allclose(view1.K, pair.K1)
+        assert np.allclose(view1.pose @ np.linalg.inv(view0.pose), pair.T_0to1, atol=1e-5)
+        checked += 1
+    assert checked == pairs.num_pairs() > 0
+    assert all(Path(view.name).is_relative_to(scene) for scene, members in benchmark.scenes().items()
+               for view in members)  # a scene is one folder of images
