@@ -171,8 +171,8 @@ def test_inhouse_benchmark_reports_pairs_and_reconstructions_before_and_after(tr
     """benchmarks/inhouse.py end to end at its smallest: SfM on one room's photos, one fine-tuning step, and both
     models scored on the held-out views' pairs and on bags of them reconstructed by COLMAP."""
     out = run_here(["benchmarks/inhouse.py", "--checkpoint", str(trained), "--train-scenes", "1", "--cameras", "12",
-                    "--test-cameras", "8", "--steps", "1", "--bag-sizes", "3", "--bags", "1", "--size", "320x240", "--seed", "3",
-                    "--out", str(tmp_path)], ROOT)
+                    "--test-cameras", "8", "--steps", "1", "--bag-sizes", "3", "--bags", "1", "--size", "320x240",
+                    "--seed", "3", "--out", str(tmp_path)], ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     for label in ("starting checkpoint", "fine-tuned (1 steps"):
         assert re.search(rf"held-out bags reconstructed \(IMC multiview.*\), {re.escape(label)}", out.stdout)
