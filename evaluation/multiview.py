@@ -255,6 +255,19 @@ def multiview_table(title: str, overall: dict, groups: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def multiview_comparison(title: str, summaries: dict[str, dict]) -> str:
+    """One row a run ({label: its summary.json}): its overall numbers, as `multiview_table`'s `all` row, and the
+    stereo task's mAA."""
+    columns = [*TABLE_COLUMNS, ("maa_stereo", "mAA stereo")]
+    width = max(len(label) for label in [*summaries, ""]) + 2
+    lines = [title, "".ljust(width) + "".join(header.rjust(11) for _, header in columns)]
+    for label, summary in summaries.items():
+        row = summary["overall"]
+        cells = [f"{row[key]:.0f}" if key in ("bags", "failed") else f"{row[key]:.1f}" for key, _ in columns]
+        lines.append(label.ljust(width) + "".join(cell.rjust(11) for cell in cells))
+    return "\n".join(lines)
+
+
 def write_bags_csv(path: Path, bags: list[BagResult]) -> None:
     """One row a bag: scene, size, index, registered, the three mAAs, failure and the images."""
     with open(path, "w", newline="") as file:

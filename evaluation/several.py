@@ -15,9 +15,11 @@ from models.affine import AFFINE_SUFFIX
 from utils.cli import one_line
 from utils.run_folder import RunFolderError, check_run_folder, claim
 
+from .benchmarks import Multiview
 from .compare import compare_runs, stack_pictures
 from .config import EvaluateConfig, evaluate_config
 from .harness import protocol
+from .multiview import multiview_comparison
 from .run import EvaluationError, cannot_write, check_out_dir, evaluate, make_benchmark
 
 
@@ -71,6 +73,12 @@ def evaluate_several(names: list[str], overrides: list[str], settings: EvaluateC
     folders = [base / name for name in names]
     simulation = settings.affine_simulation is not None  # the same for every matcher: one command line
     labels = [f"{name}{AFFINE_SUFFIX}" if simulation else name for name in names]
+    if kind == Multiview.kind:  # reconstructions: one row a matcher (no pair errors to plot or pictures)
+        table = multiview_comparison(f"{len(names)} matchers, multiview ({protocol(settings)})",
+                                     dict(zip(labels, summaries.values())))
+        print(table)
+        print(f"results -> {base}")
+        return summaries
     try:
         table = compare_runs(folders, labels=labels, plot=base / "cumulative_errors.png",
                              title=f"{len(names)} matchers ({protocol(settings, kind)}"

@@ -3,6 +3,7 @@ cannot be mapped, counted and named rather than raised. The whole command on a w
 tests/test_recipes.py."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ from evaluation.harness import HarnessConfig
 from evaluation.multiview import Bag, draw_bags, run_multiview, write_multiview_report
 from models.matches import Matches
 from sfm.reconstruct import MappingFailedError, reconstruct_in_child
+from tests.helpers import run_here
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def chain_scene(count: int) -> tuple[dict[str, list[ViewRecord]], set[frozenset[str]]]:
@@ -114,3 +118,26 @@ def test_the_scenes_images_carry_the_pair_benchmarks_ground_truth(worlds, layout
     assert checked == pairs.num_pairs() > 0
     assert all(Path(view.name).is_relative_to(scene) for scene, members in benchmark.scenes().items()
                for view in members)  # a scene is one folder of images
+
+
+def test_several_matchers_one_table_and_what_multiview_refuses(worlds, tmp_path):
+    """evaluate.py benchmark=multiview 'matcher=[sift,xfeat]' on ScanNet's layout: each matcher's run in its folder,
+    one table with a row each; the options that do not apply to bags are refused in one line, exit 2, before
+    anything is matched."""
+    root = worlds["scannet"]
+    data = ["benchmark=multiview", f"benchmark.root={root / 'test'}",
+            f"benchmark.index_dir={root / 'index' / 'scannet_test_1500'}", "benchmark.intrinsics_size=[160,120]",
+            "benchmark.bag_sizes=[2]", "benchmark.bags=1", "benchmark.resize.longer_side=160"]
+    out = tmp_path / "both"
+    result = run_here(["evaluate.py", *data, "matcher=[sift,xfeat]", f"out_dir={out}"], ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("2 matchers, multiview")[1]
+    assert re.search(r"\nsift +\d", table) and re.search(r"\nxfeat +\d", table) and "mAA stereo" in table
+    for name in ("sift", "xfeat"):
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["kind"] == "multiview" and summary["overall"]["bags"] >= 1
+    for refused, said in (("stress=rotation", "stress=rotation"), ("max_pairs=2", "max_pairs"),
+                          (f"predictions={tmp_path / 'p.h5'}", "predictions=FILE")):
+        result = run_here(["evaluate.py", *data, "matcher=sift", refused, f"out_dir={tmp_path / 'refused'}"], ROOT)
+        assert result.returncode == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "refused" / "summary.json").exists()
