@@ -8,6 +8,7 @@ homography AUC@1/3/5/10), matches and runtime per pair, optionally under rotatio
     python evaluate.py benchmark=synthetic matcher=loftr checkpoint=last.ckpt stress=tilt affine=simulated
     python evaluate.py benchmark=synthetic predictions=outputs/evaluate/RUN/predictions.h5 ransac_threshold=1.0
     python evaluate.py benchmark=synthetic matcher=[sift,xfeat,loftr] checkpoint=last.ckpt
+    python evaluate.py benchmark=multiview matcher=loftr checkpoint=last.ckpt 'benchmark.bag_sizes=[5,10]'
 
 Several matchers (`matcher=[a,b,...]`) run one after the other in one process, each into its own folder under
 the run folder (`out_dir/NAME/`, checkpoint= going to loftr only), then one table, cumulative_errors.png with a
@@ -17,8 +18,9 @@ Predicts, then scores: every scored pair's matches go to predictions.h5 in the r
 table is computed from them; `predictions=FILE` scores an earlier run's again (another RANSAC threshold or
 seed) without building the matcher. Prints the table and writes results.csv (per pair), summary.json,
 cumulative_errors.png (and auc_by_rotation.png or auc_by_tilt.png) and match pictures of the first pairs to
-the run folder. `affine=simulated` runs the matcher inside the affine simulation (models/affine.py: views of
-image 0 at the tilts that cover the range, merged and filtered). Choices and options: configs/evaluate.yaml
+the run folder. benchmark=multiview reconstructs bags of each scene's images with COLMAP instead and scores
+IMC's multiview and stereo tasks (evaluation/multiview.py). `affine=simulated` runs the matcher inside the
+affine simulation (models/affine.py: views of image 0 at the tilts that cover the range, merged and filtered). Choices and options: configs/evaluate.yaml
 (schema: evaluation/config.py), configs/benchmark/, configs/matcher/, configs/affine/. The run:
 evaluation/run.py; several matchers: evaluation/several.py.
 """
