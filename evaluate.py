@@ -20,9 +20,9 @@ seed) without building the matcher. Prints the table and writes results.csv (per
 cumulative_errors.png (and auc_by_rotation.png or auc_by_tilt.png) and match pictures of the first pairs to
 the run folder. benchmark=multiview reconstructs bags of each scene's images with COLMAP instead and scores
 IMC's multiview and stereo tasks (evaluation/multiview.py). `affine=simulated` runs the matcher inside the
-affine simulation (models/affine.py: views of image 0 at the tilts that cover the range, merged and filtered). Choices and options: configs/evaluate.yaml
-(schema: evaluation/config.py), configs/benchmark/, configs/matcher/, configs/affine/. The run:
-evaluation/run.py; several matchers: evaluation/several.py.
+affine simulation (models/affine.py: views of image 0 at the tilts that cover the range, merged and filtered).
+Choices and options: configs/evaluate.yaml (schema: evaluation/config.py), configs/benchmark/, configs/matcher/,
+configs/affine/. The run: evaluation/run.py; several matchers: evaluation/several.py.
 """
 
 import sys
