@@ -353,11 +353,13 @@ def test_evaluation_commands_score_the_real_layouts(home, places, main_job, tmp_
     names = [word for word in several if word.startswith("matcher=")][0][len("matcher=["):-1].split(",")
     assert all((out / name / "summary.json").is_file() for name in names) and (out / "matches" / "001.png").is_file()
     multiview = [w for w in readme_commands("evaluate.py") if EVALUATION_RUNS["multiview"](w)]
-    assert len(multiview) == 3  # SIFT and the main job's model on the world, a checkpoint on MegaDepth's layout
+    assert len(multiview) == 4  # SIFT and the main job's model on the world, checkpoints on the two LoFTR layouts
     for index, words in enumerate(multiview):
-        # the worlds' test scenes have 6 cameras of 160x120: bags of 3, one a scene
+        # the worlds' test scenes have 6 or 8 cameras of 160x120: bags of 3, one a scene
         words = [w for w in substituted(words, places) if not w.startswith("benchmark.bag_sizes=")]
         small = [] if any(w.startswith("benchmark.resize") for w in words) else ["benchmark.resize.longer_side=160"]
+        if any(w.startswith("benchmark.index_dir=") for w in words):  # the world's K describes its 160x120 frames
+            small.append("benchmark.intrinsics_size=[160,120]")
         out = tmp_path / f"multiview{index}"
         run(home, "evaluate.py", *words, *small, "benchmark.bag_sizes=[3]", "benchmark.bags=1", f"out_dir={out}")
         summary = json.loads((out / "summary.json").read_text())
