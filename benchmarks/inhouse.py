@@ -51,6 +51,7 @@ from lightning_modules.loftr_module import LoFTRModule
 from lightning_modules.schedule import OptimizerConfig
 from losses.loftr_loss import LossConfig
 from models.matcher import LoFTRMatcher
+from sfm.keypoints import PRESETS
 
 
 def relative_pose_errors(info: dict, truth_poses: list[np.ndarray], ids: list[int]) -> tuple[list, list]:
@@ -80,12 +81,12 @@ def evaluate(model, root: Path) -> dict:
     return summarize(run(benchmark, LoFTRMatcher(model)), benchmark.kind)  # eval mode inside, then back
 
 
-def reconstruct(model, root: Path, out: Path, bag_sizes: list[int], bags: int) -> str:
+def reconstruct(model, root: Path, out: Path, bag_sizes: list[int], bags: int, quantization: str) -> str:
     """The held-out views' bags reconstructed from `model`'s matches (benchmark=multiview on `root`, the
     bags' COLMAP files under `out`): the table's lines without its title."""
     benchmark = build_benchmark("multiview", root=str(root), split_file="test.txt", bag_sizes=tuple(bag_sizes),
                                 bags=bags)
-    result = run_multiview(benchmark, LoFTRMatcher(model), HarnessConfig(), "loftr", out, progress=False)
+    result = run_multiview(benchmark, LoFTRMatcher(model), HarnessConfig(), quantization, out, progress=False)
     return multiview_table("", *summarize_multiview(result)).strip("\n")
 
 
@@ -123,6 +124,8 @@ def main() -> int:
     parser.add_argument("--bag-sizes", type=int, nargs="+", default=[5, 10],
                         help="held-out reconstructions: bags of these many photos")
     parser.add_argument("--bags", type=int, default=3, help="held-out reconstructions: bags of each size a scene")
+    parser.add_argument("--quantization", choices=list(PRESETS), default="loftr",
+                        help="held-out reconstructions: the keypoints' snapping and merging (sfm/keypoints.py)")
     parser.add_argument("--size", default="640x480", help="the photos' WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, default=21, help="the world's seed (the default world's is 0)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
@@ -192,7 +195,7 @@ def main() -> int:
     rows = {"starting checkpoint": evaluate(module.model, work / "test")}
     print(format_table(rows, "before fine-tuning"), flush=True)
     bags = {"starting checkpoint": reconstruct(module.model, work / "test", work / "multiview" / "before",
-                                               args.bag_sizes, args.bags)}
+                                               args.bag_sizes, args.bags, args.quantization)}
     print(f"held-out bags reconstructed, before fine-tuning:\n{bags['starting checkpoint']}", flush=True)
     pl.seed_everything(0, workers=True)
     data = PairDataModule(DataConfig(train=entries, batch_size=2, num_workers=0, samples_per_scene=100,
@@ -209,7 +212,7 @@ def main() -> int:
     tuned_label = f"fine-tuned ({args.steps} steps, {loss})"
     rows[tuned_label] = evaluate(module.model, work / "test")
     bags[tuned_label] = reconstruct(module.model, work / "test", work / "multiview" / "after", args.bag_sizes,
-                                    args.bags)
+                                    args.bags, args.quantization)
     held_out = f"{args.test_scenes} new scenes" if new_scenes else f"{args.test_cameras} other views of each scene"
     print(format_table(rows, f"held-out rendered pairs ({held_out}, 640 px); fine-tuning "
                              f"{tuned / 60:.1f} min on the CPU, total {(time.perf_counter() - start) / 60:.1f} min"))
