@@ -11,9 +11,9 @@ the IMC 2020-2024 challenges), for `benchmark=multiview` (evaluation/benchmarks.
     4. Multiview: per bag, one keypoint set per image (sfm/keypoints.py, `quantization`), a COLMAP database with
        each image's true intrinsics, kept fixed (the numbers then measure the matches, not how well five photos
        calibrate their own cameras), geometric verification and incremental mapping (seeded, one thread, in a
-       child process: sfm/reconstruct.py), then every pair of the bag scored from the largest
-       model's cameras (an unregistered image fails all its pairs, IMC's rule): mAA of the larger angle, and of
-       rotation and translation alone, and the share of the bag's images registered.
+       child process: sfm/reconstruct.py), then every pair of the bag scored from the largest model's cameras
+       (an unregistered image fails all its pairs, IMC's rule): mAA of the larger angle, and of rotation and
+       translation alone, and the share of the bag's images registered.
 
 Aggregated as IMC does: averaged over a size's bags, then over the sizes. A bag whose mapping dies (COLMAP
 aborted) or builds no model counts as failed (every pair at an infinite error) and is named.
@@ -25,6 +25,7 @@ GUI.
 """
 
 import csv
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -40,6 +41,7 @@ from models.matches import Matches
 from sfm.colmap import CameraPrior, write_database
 from sfm.keypoints import PRESETS, sfm_features
 from sfm.reconstruct import MappingFailedError, reconstruct_in_child
+from utils.files import written_atomically
 from utils.images import read_grayscale
 
 from .benchmarks import Multiview
@@ -52,7 +54,7 @@ Pair = tuple[str, str]
 
 
 class NoBagsError(ValueError):
-    """Every scene is smaller than every bag size: nothing to reconstruct."""
+    """No scene has a bag of any of the sizes: nothing to reconstruct."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,9 @@ def draw_bags(scenes: dict[str, list[ViewRecord]], covisible: set[frozenset[str]
     A bag grows from a random image by random images `covisible` with one already in it, so that every image
     of a bag shares a view with another and the bag is one connected part of the scene. IMC's scenes are
     photos of one landmark, most of which see one another; a scene whose images mostly do not (the generated
-    world: a pair in six shares a view) would otherwise give bags of unrelated images that no matcher can
-    reconstruct. Fewer bags where the scene has fewer distinct ones; drawn from a generator seeded by (seed,
-    scene number, size), so that adding a size or a scene leaves the other bags as they were."""
+    world: about one pair in five shares a view) would otherwise give bags of unrelated images that no matcher
+    can reconstruct. Fewer bags where the scene has fewer distinct ones; drawn from a generator seeded by (seed,
+    scene number, size), so that adding a bag size leaves the other sizes' bags as they were."""
     bags, skipped = [], {}
     for number, (scene, views) in enumerate(scenes.items()):
         names = [view.name for view in views]
@@ -132,7 +134,7 @@ def draw_bags(scenes: dict[str, list[ViewRecord]], covisible: set[frozenset[str]
                     drawn.append(bag)
             if not drawn:
                 skipped.setdefault(scene, []).append(size)
-            bags += [Bag(scene, size, index, names) for index, names in enumerate(drawn)]
+            bags += [Bag(scene, size, index, members) for index, members in enumerate(drawn)]
     return bags, skipped
 
 
@@ -243,29 +245,28 @@ TABLE_COLUMNS = (("bags", "bags"), ("registered", "registered"), ("maa", "mAA"),
                  ("maa_translation", "mAA trans"), ("failed", "failed"))
 
 
+def format_rows(title: str, rows: dict[str, dict], columns) -> str:
+    """A plain-text table: a row per entry of `rows` (label -> numbers), the `columns` (key, header)."""
+    width = max(len(label) for label in [*rows, "all"]) + 2
+    lines = [title, "".ljust(width) + "".join(header.rjust(11) for _, header in columns)]
+    for label, row in rows.items():
+        cells = [f"{row[key]:.0f}" if key in ("bags", "failed") else f"{row[key]:.1f}" for key, _ in columns]
+        lines.append(label.ljust(width) + "".join(cell.rjust(11) for cell in cells))
+    return "\n".join(lines)
+
+
 def multiview_table(title: str, overall: dict, groups: dict[str, dict]) -> str:
     """The terminal table: a row per bag size and `all`, then the stereo task's line."""
-    width = max(len(label) for label in [*groups, "all"]) + 2
-    lines = [title, "".ljust(width) + "".join(header.rjust(11) for _, header in TABLE_COLUMNS)]
-    for label, row in {**groups, "all": overall}.items():
-        cells = [f"{row[key]:.0f}" if key in ("bags", "failed") else f"{row[key]:.1f}" for key, _ in TABLE_COLUMNS]
-        lines.append(label.ljust(width) + "".join(cell.rjust(11) for cell in cells))
-    lines.append(f"stereo: mAA {overall['maa_stereo']:.1f} over {overall['stereo_pairs']} pairs, "
-                 f"{overall['matches']:.0f} matches and {overall['runtime_ms']:.0f} ms a pair")
-    return "\n".join(lines)
+    return (f"{format_rows(title, {**groups, 'all': overall}, TABLE_COLUMNS)}\n"
+            f"stereo: mAA {overall['maa_stereo']:.1f} over {overall['stereo_pairs']} pairs, "
+            f"{overall['matches']:.0f} matches and {overall['runtime_ms']:.0f} ms a pair")
 
 
 def multiview_comparison(title: str, summaries: dict[str, dict]) -> str:
     """One row a run ({label: its summary.json}): its overall numbers, as `multiview_table`'s `all` row, and the
     stereo task's mAA."""
-    columns = [*TABLE_COLUMNS, ("maa_stereo", "mAA stereo")]
-    width = max(len(label) for label in [*summaries, ""]) + 2
-    lines = [title, "".ljust(width) + "".join(header.rjust(11) for _, header in columns)]
-    for label, summary in summaries.items():
-        row = summary["overall"]
-        cells = [f"{row[key]:.0f}" if key in ("bags", "failed") else f"{row[key]:.1f}" for key, _ in columns]
-        lines.append(label.ljust(width) + "".join(cell.rjust(11) for cell in cells))
-    return "\n".join(lines)
+    rows = {label: summary["overall"] for label, summary in summaries.items()}
+    return format_rows(title, rows, [*TABLE_COLUMNS, ("maa_stereo", "mAA stereo")])
 
 
 def write_bags_csv(path: Path, bags: list[BagResult]) -> None:
@@ -287,7 +288,10 @@ def write_multiview_report(out_dir: Path, result: MultiviewResult, title: str, e
     summary = {"title": title, "kind": "multiview", "overall": overall, "groups": groups,
                "failed_bags": {bag.bag.label: bag.failure for bag in result.bags if bag.failure is not None},
                "skipped_sizes": result.skipped, **extra}
-    write_bags_csv(out_dir / "bags.csv", result.bags)
-    write_csv(out_dir / "stereo.csv", result.stereo)
-    write_json(out_dir / "summary.json", summary)
+    with ExitStack() as outputs:  # each file replaces an earlier one only once all three are written
+        paths = {name: outputs.enter_context(written_atomically(out_dir / name))
+                 for name in ("bags.csv", "stereo.csv", "summary.json")}
+        write_bags_csv(paths["bags.csv"], result.bags)
+        write_csv(paths["stereo.csv"], result.stereo)
+        write_json(paths["summary.json"], summary)
     return multiview_table(title, overall, groups), summary
