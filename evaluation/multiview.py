@@ -51,6 +51,7 @@ from .metrics import PairResult, PoseError, mean_average_accuracy, multiview_pos
 from .report import write_csv, write_json
 
 Pair = tuple[str, str]
+MULTIVIEW_OUTPUTS = ("summary.json", "bags.csv", "stereo.csv", "bags")  # in the run folder
 
 
 class NoBagsError(ValueError):
@@ -215,7 +216,7 @@ def run_multiview(benchmark: Multiview, matcher: Matcher, config: HarnessConfig,
     results = []
     for bag in tqdm(bags, desc=f"multiview / {matcher.name}: mapping", unit="bag", dynamic_ncols=True,
                     **({} if progress else {"disable": True})):
-        folder = out_dir / "bags" / bag.scene.replace("/", "_") / f"{bag.size}-{bag.index}"
+        folder = out_dir / MULTIVIEW_OUTPUTS[-1] / bag.scene.replace("/", "_") / f"{bag.size}-{bag.index}"
         results.append(map_bag(bag, matched, views, sizes, benchmark, quantization, folder))
     return MultiviewResult(results, [pair.stereo for pair in matched.values()], skipped)
 
@@ -290,7 +291,7 @@ def write_multiview_report(out_dir: Path, result: MultiviewResult, title: str, e
                "skipped_sizes": result.skipped, **extra}
     with ExitStack() as outputs:  # each file replaces an earlier one only once all three are written
         paths = {name: outputs.enter_context(written_atomically(out_dir / name))
-                 for name in ("bags.csv", "stereo.csv", "summary.json")}
+                 for name in MULTIVIEW_OUTPUTS if name != "bags"}
         write_bags_csv(paths["bags.csv"], result.bags)
         write_csv(paths["stereo.csv"], result.stereo)
         write_json(paths["summary.json"], summary)

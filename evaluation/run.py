@@ -24,7 +24,7 @@ from .config import EvaluateConfig
 from .harness import Predictor, ScoredPair, Variant, match_variant, protocol, score_thresholds
 from .matchers import Matcher, build_matcher, default_quantization, simulated
 from .metrics import summarize
-from .multiview import NoBagsError, run_multiview, write_multiview_report
+from .multiview import MULTIVIEW_OUTPUTS, NoBagsError, run_multiview, write_multiview_report
 from .plots import save_figure, scored_matches_figure
 from .predictions import Prediction, PredictionsError, PredictionStore, RunHeader, match_bound
 from .report import report_paths, write_report
@@ -54,9 +54,12 @@ def check_out_dir(settings: EvaluateConfig) -> None:
     inputs = {f"benchmark.{key}": settings.benchmark.get(key) for key in BENCHMARK_PATHS}
     inputs.update(checkpoint=settings.checkpoint, predictions=settings.predictions)
     out_dir = Path(settings.out_dir)
-    written = [*report_paths(out_dir, settings.stress).values(), out_dir / "matches"]
-    if settings.predictions is None:
-        written.append(out_dir / PREDICTIONS)
+    if settings.benchmark.get("name") == Multiview.name:
+        written = [out_dir / name for name in MULTIVIEW_OUTPUTS]
+    else:
+        written = [*report_paths(out_dir, settings.stress).values(), out_dir / "matches"]
+        if settings.predictions is None:
+            written.append(out_dir / PREDICTIONS)
     try:
         check_no_output_on_input(inputs, [("out_dir", path) for path in written])
     except ValueError as error:
@@ -230,6 +233,7 @@ def evaluate_multiview(settings: EvaluateConfig) -> dict:
                        (settings.ransac_sweep, "ransac_sweep=true")):
         if given:
             raise EvaluationError(f"benchmark=multiview does not take {why}")
+    check_out_dir(settings)
     out_dir = Path(settings.out_dir)
     matcher = make_matcher(settings)
     benchmark = make_benchmark(settings)

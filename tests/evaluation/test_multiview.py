@@ -11,8 +11,10 @@ import pytest
 
 from data.pair_list import ViewRecord
 from evaluation.benchmarks import build_benchmark
+from evaluation.config import EvaluateConfig
 from evaluation.harness import HarnessConfig
 from evaluation.multiview import Bag, draw_bags, run_multiview, write_multiview_report
+from evaluation.run import EvaluationError, evaluate
 from models.matches import Matches
 from sfm.reconstruct import MappingFailedError, reconstruct_in_child
 from tests.helpers import run_here
@@ -141,3 +143,13 @@ def test_several_matchers_one_table_and_what_multiview_refuses(worlds, tmp_path)
         result = run_here(["evaluate.py", *data, "matcher=sift", refused, f"out_dir={tmp_path / 'refused'}"], ROOT)
         assert result.returncode == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "refused" / "summary.json").exists()
+
+
+def test_a_run_folder_inside_the_scenes_is_refused(world):
+    """evaluate() itself (not only the command line's run-folder check) refuses to write bags into the data,
+    before matching."""
+    settings = EvaluateConfig(benchmark={"name": "multiview", "root": str(world)}, matcher={"name": "sift"},
+                              out_dir=str(world / "runs"))
+    with pytest.raises(EvaluationError, match="would write into benchmark.root"):
+        evaluate(settings)
+    assert not (world / "runs").exists()
