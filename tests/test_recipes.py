@@ -34,11 +34,13 @@ from lightning_modules.config import TrainingConfig
 from lightning_modules.loftr_module import LoFTRModule
 from models.eloftr import EfficientLoFTR
 from models.loftr import LoFTR
-from sfm.reconstruct import registered_poses
+from sfm.colmap import camera_of_photo, write_database
+from sfm.reconstruct import reconstruct, registered_poses
 from tests.helpers import WARP, run_here, tiny_model_config
 from tests.hpatches_helpers import SEQUENCES, write_sequence
 from tests.match_helpers import share_on_the_warp, write_image
 from tests.recipe_helpers import RECIPES, TRAIN_OVERRIDES
+from tests.sfm_helpers import read_hloc
 
 pytestmark = pytest.mark.recipe
 ROOT = Path(__file__).resolve().parents[1]
@@ -540,7 +542,7 @@ def test_match_py_other_matchers_a_pairs_file_and_a_folder(home, main_job):
 MAPPING = "pycolmap.incremental_mapping"  # docs/matching.md's Python block that maps match.py's database
 
 
-def test_match_py_exports_a_colmap_database_and_hlocs_files_that_reconstruct(home, main_job):
+def test_match_py_exports_a_colmap_database_and_hlocs_files_that_reconstruct(home, main_job, tmp_path):
     """docs/matching.md's --colmap/--hloc command with the main job's model on the world's scene0003 (playing
     scene0005): the database holds every image, keypoints and verified pairs, hloc's files every image and
     pair; run again, the existing exports are refused (exit 2) before anything is matched, and left as they were.
@@ -586,6 +588,16 @@ def test_match_py_exports_a_colmap_database_and_hlocs_files_that_reconstruct(hom
     registered = [int(count) for count in re.findall(r"num_reg_frames = (\d+)", mapped.stdout)]
     points = [int(count) for count in re.findall(r"num_points3D = (\d+)", mapped.stdout)]
     assert registered and max(registered) >= 5 and max(points) > 100, mapped.stdout[-2000:]
+    # hloc's files of the same run, read as hloc reads them and mapped as its reconstruction.main does
+    hloc = home / sift[sift.index("--hloc") + 1]
+    with h5py.File(hloc / "matches.h5", "r") as file:
+        pairs = [(name0, name1) for name0 in file for name1 in file[name0]]  # the photos' names hold no "/"
+    features = read_hloc(hloc, pairs)
+    photos = home / sift[sift.index("--images") + 1]
+    write_database(tmp_path / "from_hloc.db", features,
+                   {name: camera_of_photo(photos / name) for name in features.keypoints})
+    model = reconstruct(tmp_path / "from_hloc.db", photos, tmp_path / "from_hloc")
+    assert model is not None and model.num_reg_images() >= 5 and model.num_points3D() > 100
 
 
 def test_the_affine_simulation_commands(home, main_job, tmp_path):

@@ -10,8 +10,9 @@ from evaluation.metrics import mean_average_accuracy, multiview_pose_errors
 from models.matches import Matches
 from sfm.colmap import CameraPrior, camera_of_photo, write_database
 from sfm.hloc import pair_key, write_hloc
-from sfm.keypoints import QuantizationConfig, SfMFeatures, sfm_features
+from sfm.keypoints import QuantizationConfig, sfm_features
 from sfm.reconstruct import reconstruct, registered_poses
+from tests.sfm_helpers import read_hloc
 
 pycolmap = pytest.importorskip("pycolmap")
 
@@ -118,23 +119,6 @@ def test_an_existing_database_is_never_replaced(tmp_path):
     with pytest.raises(KeyError, match="view1.png"):
         write_database(tmp_path / "other.db", sfm_features(pairs), {names[0]: CameraPrior(WIDTH, HEIGHT)})
     assert not (tmp_path / "other.db").exists()
-
-
-def read_hloc(folder, pairs) -> SfMFeatures:
-    """hloc's files read as hloc's `get_keypoints` and `get_matches` read them: keypoints by image name, a pair's
-    matches from `matches0` (-1: unmatched) under the key `name0-with-dashes/name1-with-dashes`."""
-    features = SfMFeatures()
-    with h5py.File(folder / "features.h5", "r") as file:
-        for name in {name for pair in pairs for name in pair}:
-            features.keypoints[name] = file[name]["keypoints"][()].astype(np.float64)
-    with h5py.File(folder / "matches.h5", "r") as file:
-        for name0, name1 in pairs:
-            group = file[name0.replace("/", "-")][name1.replace("/", "-")]
-            matches0 = group["matches0"][()]
-            valid = np.flatnonzero(matches0 > -1)
-            features.matches[(name0, name1)] = np.stack([valid, matches0[valid]], 1)
-            features.scores[(name0, name1)] = group["matching_scores0"][()][valid].astype(np.float64)
-    return features
 
 
 def test_hlocs_files_read_back_as_hloc_reads_them_map_to_the_scene(tmp_path):
