@@ -232,7 +232,7 @@ class ScanNet1500(Benchmark):
             if not (folder / getattr(self, option)).is_file():
                 raise FileNotFoundError(f"{self.name} benchmark: {folder / getattr(self, option)} not found: set "
                                         f"`index_dir` (or `{option}`)")
-        dataset = self._dataset()  # an index that cannot be read, or holds pickled code, is named now
+        dataset = self.dataset()  # an index that cannot be read, or holds pickled code, is named now
         for scene in sorted({scene for scene, *_ in dataset.pairs}):
             self._check_frame(scene, np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3))
 
@@ -251,17 +251,17 @@ class ScanNet1500(Benchmark):
                              f"{list(self.intrinsics_size)}: set intrinsics_size to the size of the frames K describes"
                              f" (here likely intrinsics_size=[{implied[0]},{implied[1]}])")
 
-    def _dataset(self) -> ScanNetPairs:
+    def dataset(self) -> ScanNetPairs:
         folder = Path(self.index_dir)
         return ScanNetPairs(ScanNetConfig(root=self.root, index=(str(folder / self.index),),
                                           intrinsics=str(folder / self.intrinsics), trust_index=self.trust_index))
 
     def num_pairs(self) -> int:
         self.check()
-        return len(self._dataset())
+        return len(self.dataset())
 
     def _pairs(self) -> Iterator[EvalPair]:
-        dataset = self._dataset()
+        dataset = self.dataset()
         for scene, frame0, frame1, rel_pose in dataset.pairs:
             with loading_pair(f"{self.name}: {scene} frames {frame0}, {frame1}"):
                 pair = self._load(dataset, scene, frame0, frame1, rel_pose)
@@ -272,7 +272,7 @@ class ScanNet1500(Benchmark):
         folder = Path(self.root) / scene
         images = [read_grayscale(folder / "color" / f"{frame}.jpg") for frame in (frame0, frame1)]
         K = np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3)
-        K0, K1 = (self._intrinsics_of(K, image) for image in images)
+        K0, K1 = (self.intrinsics_of(K, image.shape[1], image.shape[0]) for image in images)
         if rel_pose is not None:
             T_0to1 = pose_from_rows(rel_pose)
         else:  # a training-style index: relative pose from the camera-to-world poses
@@ -281,11 +281,11 @@ class ScanNet1500(Benchmark):
         return EvalPair(name=f"{scannet_frame(scene, frame0)} {scannet_frame(scene, frame1)}", image0=images[0],
                         image1=images[1], K0=K0, K1=K1, T_0to1=T_0to1, group=scene)
 
-    def _intrinsics_of(self, K: np.ndarray, image: np.ndarray) -> np.ndarray:
-        """K (3, 3) of `intrinsics_size` frames scaled to the image's own size (identity for LoFTR's 640x480
+    def intrinsics_of(self, K: np.ndarray, width: int, height: int) -> np.ndarray:
+        """K (3, 3) of `intrinsics_size` frames scaled to a frame of (width, height) (identity for LoFTR's 640x480
         export; a full-resolution 1296x968 export gets K scaled to it, so the ground truth stays exact)."""
-        width, height = self.intrinsics_size
-        return np.diag([image.shape[1] / width, image.shape[0] / height, 1.0]) @ K
+        frame_width, frame_height = self.intrinsics_size
+        return np.diag([width / frame_width, height / frame_height, 1.0]) @ K
 
 
 @dataclass
@@ -534,7 +534,7 @@ class Multiview(Benchmark):
 
     def _scannet_scenes(self) -> dict[str, list[ViewRecord]]:
         benchmark = self._scannet()
-        dataset = benchmark._dataset()
+        dataset = benchmark.dataset()
         scenes: dict[str, dict[str, ViewRecord]] = {}
         for scene, *frames, _ in dataset.pairs:
             for frame in frames:
@@ -542,8 +542,8 @@ class Multiview(Benchmark):
                 if name in scenes.setdefault(scene, {}):
                     continue
                 camera = camera_of_photo(Path(self.root) / name)  # its size, from the header
-                K = np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3)
-                K = np.diag([camera.width / self.intrinsics_size[0], camera.height / self.intrinsics_size[1], 1]) @ K
+                K = benchmark.intrinsics_of(np.asarray(dataset.intrinsics[scene], np.float64).reshape(3, 3),
+                                            camera.width, camera.height)
                 pose = np.linalg.inv(read_pose(Path(self.root) / scene / "pose" / f"{frame}.txt"))  # camera-to-world
                 scenes[scene][name] = ViewRecord(name, K, pose)
         return {scene: list(views.values()) for scene, views in scenes.items()}
@@ -553,7 +553,7 @@ class Multiview(Benchmark):
         the scene."""
         if self.index_dir is not None:
             return {frozenset((scannet_frame(scene, frame0), scannet_frame(scene, frame1)))
-                    for scene, frame0, frame1, _ in self._scannet()._dataset().pairs}
+                    for scene, frame0, frame1, _ in self._scannet().dataset().pairs}
         return {frozenset((record.name0, record.name1)) for path in self._scene_infos()
                 for record in scene_info_records(path, trusted=self.trust_index)}
 

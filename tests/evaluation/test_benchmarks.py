@@ -29,7 +29,8 @@ def needs(path: Path):
 
 
 def test_registry_and_defaults():
-    assert set(BENCHMARKS) == {"megadepth1500", "scannet1500", "hpatches", "synthetic", "pairs", "homographies"}
+    assert set(BENCHMARKS) == {"megadepth1500", "scannet1500", "hpatches", "synthetic", "pairs", "homographies",
+                               "multiview"}
     expected = {  # name: (kind, epipolar threshold, resize) from LoFTR
         "megadepth1500": ("pose", 1e-4, Resize(longer_side=840)),
         "scannet1500": ("pose", 5e-4, Resize(size=(640, 480))),
