@@ -73,7 +73,14 @@ from geometry.estimation import estimate_homography
 from geometry.warp import apply_homography, warp_image
 from models.affine import AffineSimulationConfig
 from models.checkpoint import POS_ENCODINGS, CheckpointError
-from models.matcher import CoarseCellTooSmallError, ImageTooLargeError, LoFTRMatcher, ResizedMatcher, checked_device
+from models.matcher import (
+    PRECISIONS,
+    CoarseCellTooSmallError,
+    ImageTooLargeError,
+    LoFTRMatcher,
+    ResizedMatcher,
+    checked_device,
+)
 from models.matches import KEYS, ImageTooSmallError, Matches
 from sfm.colmap import camera_of_photo, write_database
 from sfm.hloc import FEATURES_FILE, MATCHES_FILE, write_hloc
@@ -94,7 +101,7 @@ HOMOGRAPHY_THRESHOLD_PX = 3.0  # RANSAC inlier threshold of --overlay / --panora
 DEFAULT_COARSE_THRESHOLD = 0.2  # LoFTR's official value
 # the options only LoFTR takes: refused with another --matcher (--device: the other matchers pick their own)
 LOFTR_FLAGS = ("checkpoint", "random_weights", "trust_checkpoint", "pos_encoding", "quadtree_topks",
-               "coarse_threshold", "device")
+               "coarse_threshold", "device", "precision")
 # the simulation's options: with --affine-simulation
 AFFINE_FLAGS = ("affine_max_tilt", "affine_tolerance", "affine_screening_scale", "affine_views_kept")
 SINGLE_PAIR_FLAGS = ("demo", "plot", "ground_truth", "overlay", "panorama")
@@ -162,6 +169,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "indoor weights want 32 16 16)")
     parser.add_argument("--device", type=_device,
                         help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--precision", choices=list(PRECISIONS),
+                        help="the forward in float32 (default), or under autocast in bf16 (CPUs with bfloat16 "
+                             "instructions, GPUs) or fp16 (GPUs); the similarity, softmaxes and fine expectation "
+                             "stay in float32")
     parser.add_argument("--affine-simulation", action="store_true",
                         help="match tilted views of image 0 (made after --resize) against image 1 and merge their "
                              "matches, for strongly tilted views (models/affine.py; any --matcher; slower: one "
@@ -402,10 +413,12 @@ def base_matcher(args: argparse.Namespace):
         return LoFTRMatcher.from_checkpoint(
             args.checkpoint, trusted=args.trust_checkpoint, pos_encoding=args.pos_encoding,
             coarse_threshold=args.coarse_threshold, resize=args.resize if args.affine is None else 0,
-            device=args.device, quadtree_topks=args.quadtree_topks,
+            device=args.device, quadtree_topks=args.quadtree_topks, precision=args.precision or "fp32",
         )
     except (FileNotFoundError, CheckpointError) as error:
         raise InputError(str(error)) from None
+    except ValueError as error:  # precision bf16 on a CPU without bfloat16 instructions
+        raise InputError(f"--{error}") from None
 
 
 def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, names: tuple[str, str]) -> Matches:
@@ -650,7 +663,8 @@ def file_settings(args: argparse.Namespace) -> dict[str, str | int | float]:
     if args.matcher == "loftr":
         settings.update(checkpoint="random weights" if args.random_weights else str(args.checkpoint.resolve()),
                         coarse_threshold=args.coarse_threshold, pos_encoding=args.pos_encoding,
-                        quadtree_topks=" ".join(map(str, args.quadtree_topks or ())))
+                        quadtree_topks=" ".join(map(str, args.quadtree_topks or ())),
+                        precision=args.precision or "fp32")
     if args.affine is not None:  # every option, defaults too: a run with other defaults makes other matches
         settings["affine_simulation"] = " ".join(f"{key}={value}" for key, value in asdict(args.affine).items())
     return settings

@@ -34,6 +34,7 @@ class EvaluateConfig(HarnessConfig):
     # {name: none} or {name: simulated, options}: configs/affine/NAME.yaml, AffineSimulationConfig's fields
     affine: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
     checkpoint: str | None = None  # matcher=loftr: ours, kornia's or the official LoFTR files; None: random weights
+    precision: str = "fp32"  # matcher=loftr: fp32, or the forward under autocast in bf16 (CPUs with it, GPUs) or fp16
     # Any: HarnessConfig checks them and says what it wants ("a whole number >= 1", "give ransac_sweep=true"),
     # which OmegaConf's own check of a number would not ("could not be converted to Integer")
     max_pairs: Any = None

@@ -77,11 +77,14 @@ def make_matcher(settings: EvaluateConfig) -> Matcher:
         device = options.pop("device", "auto")
         options["device"] = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         options["checkpoint"] = settings.checkpoint
+        options["precision"] = settings.precision
         if settings.checkpoint is None:
             print("warning: matcher=loftr without checkpoint=FILE: random weights, meaningless matches",
                   file=sys.stderr)
     elif settings.checkpoint is not None:
         raise EvaluationError(f"checkpoint={settings.checkpoint} is for matcher=loftr, not matcher={name}")
+    elif settings.precision != "fp32":
+        raise EvaluationError(f"precision={settings.precision} is for matcher=loftr, not matcher={name}")
     try:
         matcher = build_matcher(name, **options)
     except (TypeError, ValueError) as error:  # an option the constructor does not take, or a value out of range

@@ -78,6 +78,36 @@ def device_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+# /proc/cpuinfo's flags of the bfloat16 instructions CPU autocast needs to be faster than float32: x86's AVX-512
+# BF16 and AMX-BF16, ARM's BF16 (in aarch64's "Features")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether the CPU has bfloat16 instructions, by the flags of `cpuinfo` (default: /proc/cpuinfo's text);
+    None where that cannot be read (not Linux): unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = {flag for line in cpuinfo.splitlines() if line.split(":")[0].strip() in ("flags", "Features")
+             for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def checked_precision(precision: str, device: str | torch.device) -> str:
+    """`precision` ("fp32", "bf16" or "fp16"); ValueError for another, and for bf16 on a CPU known to lack
+    bfloat16 instructions, where autocast emulates them and runs slower than float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and torch.device(device).type == "cpu" and cpu_has_bf16() is False:
+        raise ValueError("precision bf16: this CPU has no bfloat16 instructions (none of "
+                         f"{', '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo), so bfloat16 would run slower than "
+                         "float32: use fp32 here, or a GPU")
+    return precision
+
+
 def checked_device(name: str | torch.device) -> torch.device:
     """The torch device `name` says ("cpu", "cuda", "cuda:1", "mps"); ValueError unless it is one that images
     can be matched on and this machine has (meta, a missing GPU: a traceback in the first forward)."""
@@ -181,8 +211,10 @@ class LoFTRMatcher:
         are `WeightOptions`' and the class's.
 
         trusted: allow pickled objects besides tensors (only for files you trust). FileNotFoundError or
-        CheckpointError naming the file when it cannot be read or does not fit the model.
+        CheckpointError naming the file when it cannot be read or does not fit the model; ValueError for
+        precision bf16 on a CPU without bfloat16 instructions (`checked_precision`).
         """
+        checked_precision(precision, device)  # before the file is read
         contents = None if checkpoint is None else read_checkpoint(checkpoint, trusted=trusted)
         state_dict = None if contents is None else state_dict_of(contents)
         stored = None
