@@ -22,7 +22,9 @@ def grid_size(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
 
 def cell_pixels(index: torch.Tensor, grid: tuple[int, int], stride: int, dtype: torch.dtype) -> torch.Tensor:
     """(..., 2) pixels (x, y) of the cells `index` (...) long, row-major on `grid` = (rows, columns)."""
-    return torch.stack([index % grid[1], index // grid[1]], -1).to(dtype) * stride
+    row = index // grid[1]
+    # index - row * columns, not index % columns: the ONNX exporter cannot take % by a size known only at run time
+    return torch.stack([index - row * grid[1], row], -1).to(dtype) * stride
 
 
 def cell_centres(grid: tuple[int, int], stride: int, batch: int, device, dtype) -> torch.Tensor:

@@ -128,6 +128,8 @@ class EfficientLoFTR(nn.Module):
         the FPN's reach, so the same values), zero elsewhere; a sample whose tiles would cost more than its
         whole region gets the whole region. Training computes every pixel, samples of one size in one pass
         (the batch norms' statistics, as upstream)."""
+        if torch.compiler.is_exporting():  # a graph for ONNX: the whole map, no tiles chosen by the data
+            return self.fine_preprocess(coarse, quarter, half)
         regions = _regions(size) if self.training else _fine_crops(size, coarse.shape[3], batch_index, cells)
         fine = None
         for samples, (top, bottom, left, right), (write_top, write_bottom, write_left, write_right) in regions:

@@ -91,8 +91,10 @@ def _gather_windows(fine: torch.Tensor, batch_index: torch.Tensor, index: torch.
     (row-major, `window` pixels apart) to m pixels past them, zero outside the map (no padded copy of it)."""
     columns = fine.shape[3] // window
     offsets = torch.arange(-margin, window + margin, device=fine.device)
-    rows = (index // columns * window)[:, None, None] + offsets[None, :, None]
-    cols = (index % columns * window)[:, None, None] + offsets[None, None, :]
+    row = index // columns
+    rows = (row * window)[:, None, None] + offsets[None, :, None]
+    # index - row * columns, not index % columns: the ONNX exporter cannot take % by a size known only at run time
+    cols = ((index - row * columns) * window)[:, None, None] + offsets[None, None, :]
     # (M, side, side, C): the indexed dimensions first
     blocks = fine[batch_index[:, None, None], :, rows.clamp(0, fine.shape[2] - 1), cols.clamp(0, fine.shape[3] - 1)]
     if margin:  # the pixels past the map's border read as zero
@@ -112,9 +114,10 @@ class TwoStageFineMatching(nn.Module):
         count, pixels, channels = windows0.shape
         side = int(round(pixels**0.5))
         sliced = cfg.regress_channels
-        scores = torch.einsum("mlc,mrc->mlr", windows0[..., :-sliced] / channels**0.5,
-                              windows1[..., :-sliced] / channels**0.5)
-        regress_logits = torch.einsum("mlc,mrc->mlr", windows0[..., -sliced:], windows1[..., -sliced:] / sliced**0.5)
+        # batched matmuls, not einsum: ONNX Runtime's Einsum dies (SIGFPE) on M = 0 windows, an exported pair
+        # with no match
+        scores = (windows0[..., :-sliced] / channels**0.5) @ (windows1[..., :-sliced] / channels**0.5).transpose(1, 2)
+        regress_logits = windows0[..., -sliced:] @ (windows1[..., -sliced:] / sliced**0.5).transpose(1, 2)
         heatmap = F.softmax(scores, 1) * F.softmax(scores, 2)
         heatmap = heatmap.reshape(count, pixels, side + 2, side + 2)[..., 1:-1, 1:-1].reshape(count, pixels, pixels)
 
