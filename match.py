@@ -417,8 +417,9 @@ def base_matcher(args: argparse.Namespace):
         )
     except (FileNotFoundError, CheckpointError) as error:
         raise InputError(str(error)) from None
-    except ValueError as error:  # precision bf16 on a CPU without bfloat16 instructions
-        raise InputError(f"--{error}") from None
+    except ValueError as error:  # e.g. precision bf16 on a CPU without bfloat16 instructions: as the flag
+        message = str(error)
+        raise InputError(f"--{message}" if message.startswith("precision") else message) from None
 
 
 def match_images(matcher: LoFTRMatcher, image0: np.ndarray, image1: np.ndarray, names: tuple[str, str]) -> Matches:
