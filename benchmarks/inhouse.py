@@ -87,7 +87,7 @@ def reconstruct(model, root: Path, out: Path, bag_sizes: list[int], bags: int, q
     benchmark = build_benchmark("multiview", root=str(root), split_file="test.txt", bag_sizes=tuple(bag_sizes),
                                 bags=bags)
     result = run_multiview(benchmark, LoFTRMatcher(model), HarnessConfig(), quantization, out, progress=False)
-    return multiview_table("", *summarize_multiview(result)).strip("\n")
+    return multiview_table("", *summarize_multiview(result))
 
 
 def main() -> int:

@@ -48,7 +48,7 @@ from .benchmarks import Multiview
 from .harness import HarnessConfig, Variant, match_variant, resize_factors, score_variant
 from .matchers import Matcher
 from .metrics import PairResult, PoseError, mean_average_accuracy, multiview_pose_errors
-from .report import write_csv, write_json
+from .report import format_table, write_csv, write_json
 
 Pair = tuple[str, str]
 MULTIVIEW_OUTPUTS = ("summary.json", "bags.csv", "stereo.csv", "bags")  # in the run folder
@@ -246,19 +246,9 @@ TABLE_COLUMNS = (("bags", "bags"), ("registered", "registered"), ("maa", "mAA"),
                  ("maa_translation", "mAA trans"), ("failed", "failed"))
 
 
-def format_rows(title: str, rows: dict[str, dict], columns) -> str:
-    """A plain-text table: a row per entry of `rows` (label -> numbers), the `columns` (key, header)."""
-    width = max(len(label) for label in [*rows, "all"]) + 2
-    lines = [title, "".ljust(width) + "".join(header.rjust(11) for _, header in columns)]
-    for label, row in rows.items():
-        cells = [f"{row[key]:.0f}" if key in ("bags", "failed") else f"{row[key]:.1f}" for key, _ in columns]
-        lines.append(label.ljust(width) + "".join(cell.rjust(11) for cell in cells))
-    return "\n".join(lines)
-
-
 def multiview_table(title: str, overall: dict, groups: dict[str, dict]) -> str:
     """The terminal table: a row per bag size and `all`, then the stereo task's line."""
-    return (f"{format_rows(title, {**groups, 'all': overall}, TABLE_COLUMNS)}\n"
+    return (f"{format_table({**groups, 'all': overall}, title, TABLE_COLUMNS)}\n"
             f"stereo: mAA {overall['maa_stereo']:.1f} over {overall['stereo_pairs']} pairs, "
             f"{overall['matches']:.0f} matches and {overall['runtime_ms']:.0f} ms a pair")
 
@@ -267,7 +257,7 @@ def multiview_comparison(title: str, summaries: dict[str, dict]) -> str:
     """One row a run ({label: its summary.json}): its overall numbers, as `multiview_table`'s `all` row, and the
     stereo task's mAA."""
     rows = {label: summary["overall"] for label, summary in summaries.items()}
-    return format_rows(title, rows, [*TABLE_COLUMNS, ("maa_stereo", "mAA stereo")])
+    return format_table(rows, title, [*TABLE_COLUMNS, ("maa_stereo", "mAA stereo")])
 
 
 def write_bags_csv(path: Path, bags: list[BagResult]) -> None:

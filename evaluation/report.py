@@ -15,17 +15,22 @@ from utils.files import written_atomically
 from .metrics import HOMOGRAPHY_AUC_THRESHOLDS_PX, POSE_AUC_THRESHOLDS_DEG, PairResult, summarize, summarize_groups
 
 COLUMNS = ("mAA", "pairs", "precision", "matches", "runtime_ms")  # after the AUC columns
+COUNTS = ("pairs", "bags", "failed")  # columns of whole numbers
 
 
-def format_table(rows: dict[str, dict[str, float]], title: str = "") -> str:
-    """A plain-text table, one row per entry of `rows` (label -> summary); AUCs and precision in percent."""
-    keys = [key for key in next(iter(rows.values())) if key.startswith("auc@")]
-    keys += [key for key in COLUMNS if any(key in row for row in rows.values())]
+def format_table(rows: dict[str, dict[str, float]], title: str = "",
+                 columns: Sequence[tuple[str, str]] | None = None) -> str:
+    """A plain-text table, one row per entry of `rows` (label -> summary); AUCs and precision in percent.
+    columns: (key, header) pairs; default: the first row's AUC keys, then those of COLUMNS any row has."""
+    if columns is None:
+        keys = [key for key in next(iter(rows.values())) if key.startswith("auc@")]
+        keys += [key for key in COLUMNS if any(key in row for row in rows.values())]
+        columns = [(key, key) for key in keys]
     label_width = max(len(label) for label in [*rows, ""]) + 2
     lines = [title] if title else []
-    lines.append("".rjust(label_width) + "".join(key.rjust(12) for key in keys))
+    lines.append("".rjust(label_width) + "".join(header.rjust(12) for _, header in columns))
     for label, row in rows.items():
-        cells = [_cell(row.get(key), key) for key in keys]
+        cells = [_cell(row.get(key), key) for key, _ in columns]
         lines.append(label.ljust(label_width) + "".join(cell.rjust(12) for cell in cells))
     return "\n".join(lines)
 
@@ -33,7 +38,7 @@ def format_table(rows: dict[str, dict[str, float]], title: str = "") -> str:
 def _cell(value: float | None, key: str) -> str:
     if value is None:
         return "-"
-    if key == "pairs":
+    if key in COUNTS:
         return f"{int(value)}"
     return f"{value:.1f}" if key != "runtime_ms" else f"{value:.0f}"
 
