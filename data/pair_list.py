@@ -219,10 +219,10 @@ class ViewRecord:
     pose: np.ndarray
 
 
-def scene_info_views(path: str | Path, trusted: bool = False) -> list[ViewRecord]:
+def scene_info_views(path: str | Path, trusted: bool = False) -> tuple[list[ViewRecord], list[tuple[str, str]]]:
     """Every image that the pairs of a MegaDepth scene-info file use (the ones whose ground truth the file
-    vouches for), once each, in order of first use. Errors name the file and the image. trusted: unpickle any
-    object (files you trust)."""
+    vouches for), once each, in order of first use, and the pairs as (name0, name1): one read of the file. Errors
+    name the file and the image. trusted: unpickle any object (files you trust)."""
     info = load_scene_info(path, trusted)
     views: dict[int, ViewRecord] = {}
     for (i0, i1), *_ in info["pair_infos"]:
@@ -239,7 +239,8 @@ def scene_info_views(path: str | Path, trusted: bool = False) -> list[ViewRecord
             except (IndexError, TypeError, ValueError) as error:
                 raise ValueError(f"{path}: image {index}: {error}") from None
             views[index] = ViewRecord(str(name), K, pose)
-    return list(views.values())
+    pairs = [(views[i0].name, views[i1].name) for (i0, i1), *_ in info["pair_infos"]]
+    return list(views.values()), pairs
 
 
 def quarter_turn_pixels(rot: int, width: int, height: int) -> np.ndarray:

@@ -20,6 +20,7 @@ index file is missing, before any pair is loaded.
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
@@ -524,20 +525,35 @@ class Multiview(Benchmark):
     def scenes(self) -> dict[str, list[ViewRecord]]:
         """{scene (the images' folder): its images with their ground truth}, each image once, in file order.
         FileNotFoundError naming a ScanNet frame or pose file that is missing."""
-        if self.index_dir is not None:
-            return self._scannet_scenes()
-        scenes: dict[str, dict[str, ViewRecord]] = {}
-        for path in self._scene_infos():
-            for view in scene_info_views(path, trusted=self.trust_index):
-                scenes.setdefault(str(Path(view.name).parent), {}).setdefault(view.name, view)
-        return {scene: list(views.values()) for scene, views in scenes.items()}
+        return self._ground_truth[0]
 
-    def _scannet_scenes(self) -> dict[str, list[ViewRecord]]:
+    def covisible(self) -> set[frozenset[str]]:
+        """The image pairs that the scene-info files (or ScanNet's index) list: pairs that see a common part of
+        the scene."""
+        return self._ground_truth[1]
+
+    @cached_property
+    def _ground_truth(self) -> tuple[dict[str, list[ViewRecord]], set[frozenset[str]]]:
+        """(scenes, covisible pairs), from one read of the files: `check` reads them, the run uses them."""
+        if self.index_dir is not None:
+            return self._scannet_ground_truth()
+        scenes: dict[str, dict[str, ViewRecord]] = {}
+        covisible = set()
+        for path in self._scene_infos():
+            views, pairs = scene_info_views(path, trusted=self.trust_index)
+            for view in views:
+                scenes.setdefault(str(Path(view.name).parent), {}).setdefault(view.name, view)
+            covisible.update(frozenset(pair) for pair in pairs)
+        return {scene: list(views.values()) for scene, views in scenes.items()}, covisible
+
+    def _scannet_ground_truth(self) -> tuple[dict[str, list[ViewRecord]], set[frozenset[str]]]:
         benchmark = self._scannet()
         dataset = benchmark.dataset()
         scenes: dict[str, dict[str, ViewRecord]] = {}
-        for scene, *frames, _ in dataset.pairs:
-            for frame in frames:
+        covisible = set()
+        for scene, frame0, frame1, _ in dataset.pairs:
+            covisible.add(frozenset((scannet_frame(scene, frame0), scannet_frame(scene, frame1))))
+            for frame in (frame0, frame1):
                 name = scannet_frame(scene, frame)
                 if name in scenes.setdefault(scene, {}):
                     continue
@@ -546,16 +562,7 @@ class Multiview(Benchmark):
                                             camera.width, camera.height)
                 pose = np.linalg.inv(read_pose(Path(self.root) / scene / "pose" / f"{frame}.txt"))  # camera-to-world
                 scenes[scene][name] = ViewRecord(name, K, pose)
-        return {scene: list(views.values()) for scene, views in scenes.items()}
-
-    def covisible(self) -> set[frozenset[str]]:
-        """The image pairs that the scene-info files (or ScanNet's index) list: pairs that see a common part of
-        the scene."""
-        if self.index_dir is not None:
-            return {frozenset((scannet_frame(scene, frame0), scannet_frame(scene, frame1)))
-                    for scene, frame0, frame1, _ in self._scannet().dataset().pairs}
-        return {frozenset((record.name0, record.name1)) for path in self._scene_infos()
-                for record in scene_info_records(path, trusted=self.trust_index)}
+        return {scene: list(views.values()) for scene, views in scenes.items()}, covisible
 
     def num_pairs(self) -> int:
         raise NotImplementedError  # bags of images, not pairs: evaluation/multiview.py
