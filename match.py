@@ -66,7 +66,7 @@ from data.io import IMAGE_SUFFIXES
 from data.pair_list import folder_images, paired_names, read_name_pairs
 from data.synthetic.texture import make_texture
 from data.untrusted import read_small_numbers
-from evaluation.matchers import MATCHERS, default_quantization, simulated
+from evaluation.matchers import DETECTOR_MATCHERS, MATCHERS, default_quantization, simulated
 from evaluation.matchers import build_matcher as build_named_matcher
 from evaluation.plots import epipolar_matches_figure, panorama, plot_matches, save_figure, warp_overlay, write_rgb
 from geometry.estimation import estimate_homography
@@ -200,8 +200,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --colmap or --hloc: how each image's keypoints of all its pairs become one set, "
                              "hloc's presets (loftr: 1 px cells, merged within 1 px; loftr_aachen: 8 and 2; "
                              "loftr_superpoint: 4 and 4) or none (exact duplicates only); default: loftr, or none "
-                             "for a detector's keypoints (sift, xfeat, xfeat_lighterglue, aliked_lightglue, "
-                             "disk_lightglue)")
+                             f"for a detector's keypoints ({', '.join(DETECTOR_MATCHERS)})")
     parser.add_argument("--out", type=Path, required=True,
                         help=".npz written with keypoints0, keypoints1 (N, 2) (x, y) pixels and confidence (N,); "
                              "with --pairs or --images an .h5 file that gets one group a pair (added to if it exists)")
